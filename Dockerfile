@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+# Two images from one build:
+#   docker build --target runtime   -t caxton/runtime:latest .
+#   docker build --target benchmark -t caxton/benchmark:latest .
+# k8s/ runs them: caxton-runtime.yaml (runtime), benchmark-cronjob.yaml and
+# distributed/ (benchmark, whose /benchmark is caxton-bench as the seed calls it).
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# target/ is a cache mount, so the binaries are copied out of it within the same RUN.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p caxton-runtime --bin caxton -p caxton-loadgen --bin caxton-bench \
+ && mkdir -p /out \
+ && cp target/release/caxton target/release/caxton-bench /out/
+
+FROM debian:bookworm-slim AS base
+# ca-certificates: caxton-bench may push to an https Prometheus; OTLP may be TLS.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/caxton --create-home caxton
+USER 10001
+
+FROM base AS runtime
+COPY --from=build /out/caxton /usr/local/bin/caxton
+EXPOSE 8080 9090
+ENTRYPOINT ["/usr/local/bin/caxton"]
+CMD ["serve"]
+
+FROM base AS benchmark
+COPY --from=build /out/caxton-bench /usr/local/bin/caxton-bench
+# The seed's CronJob runs /benchmark through /bin/sh -c.
+COPY --from=build /out/caxton-bench /benchmark
+# The embedded-runtime mode (no --target) needs no second binary: caxton-bench links the runtime.
+ENTRYPOINT ["/usr/local/bin/caxton-bench"]

@@ -1,0 +1,335 @@
+//! The `caxton-bench` command line (clap derive) and its resolution into [`RunOptions`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use caxton_reports::model::LoadModel;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use thiserror::Error;
+
+use crate::plan::{self, K6_THINK_TIME, K6_THRESHOLDS, Plan, PlanError};
+use crate::progress::ProgressMode;
+use crate::run::RunOptions;
+use crate::scenario::{self, ScenarioError};
+use crate::thresholds::{self, Threshold, ThresholdError};
+
+/// Staged load generator for the Caxton runtime (goose inside, HDR latency, k6-style
+/// thresholds). Exit status: 0 all thresholds pass, 99 a threshold was breached, 1 setup
+/// or runtime error.
+#[derive(Debug, Parser)]
+#[command(name = "caxton-bench", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Push a finished run's results (report.json) to Prometheus or a Pushgateway.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The report.json of the run.
+    pub report: PathBuf,
+    /// Prometheus base URL (remote write goes to URL/api/v1/write).
+    #[arg(long, value_name = "URL")]
+    pub report_to_prometheus: Option<String>,
+    /// Pushgateway base URL.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NamedPlan {
+    /// The seed's k6 plan: 2m→100, 5m@100, 2m→200, 5m@200, 2m→0 users.
+    K6,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Base URL of the runtime, e.g. http://caxton-service:8080. Without it, the run
+    /// starts an embedded runtime on a free loopback port and stops it at the end. Any
+    /// host is accepted (the nightly CronJob targets an in-cluster service): point it only
+    /// at systems you own.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+
+    /// A named plan. The default when no other load shape is given.
+    #[arg(long, value_enum, conflicts_with_all = ["stages", "arrival_rate", "duration"])]
+    pub plan: Option<NamedPlan>,
+
+    /// Closed-model stages DURATION:USERS, e.g. "30s:20,1m:20,30s:0" (k6 ramping-vus).
+    #[arg(long, value_name = "STAGES", conflicts_with_all = ["arrival_rate", "duration"])]
+    pub stages: Option<String>,
+
+    /// Open-model stages DURATION:RATE in iterations/s, e.g. "30s:200,1m:200"
+    /// (k6 ramping-arrival-rate, starting from 0/s).
+    #[arg(long, value_name = "STAGES", conflicts_with = "duration")]
+    pub arrival_rate: Option<String>,
+
+    /// Constant load for this long (k6 constant-vus), with --concurrent-users.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// Users: with --duration the constant number of users [default: 10]; with
+    /// --arrival-rate the pool serving arrivals [default: peak rate, at least 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub concurrent_users: Option<u64>,
+
+    /// Multiply every stage duration by F (CI runs the k6 plan at 0.0625).
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub time_scale: f64,
+
+    /// Closed model: pause after each iteration (the seed script's sleep(1)). Not scaled
+    /// by --time-scale.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub think_time: Option<Duration>,
+
+    /// Scenarios with optional weights: "create-agent", "messaging",
+    /// "create-agent:3,messaging:1".
+    #[arg(long, default_value = "create-agent", value_name = "SCENARIOS")]
+    pub scenario: String,
+
+    /// A k6-style threshold, repeatable: 'http_req_duration: p(95)<2000',
+    /// 'http_req_duration{stage:hold-200}: p(99)<1500', 'http_req_failed: rate<0.1'.
+    #[arg(long = "threshold", value_name = "THRESHOLD")]
+    pub thresholds: Vec<String>,
+
+    /// A TOML file of thresholds: [thresholds] http_req_duration = ["p(95)<2000"].
+    #[arg(long = "thresholds", value_name = "FILE")]
+    pub thresholds_file: Option<PathBuf>,
+
+    /// Drop the seed's thresholds (p(95)<2000, failure rate < 10 %), which otherwise
+    /// apply to every run in addition to those given.
+    #[arg(long)]
+    pub no_default_thresholds: bool,
+
+    /// Reports go to DIR/<run-id>/report.json.
+    #[arg(long, default_value = "reports/out", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Run id [default: UTC start time and a random suffix, e.g. 20260101T020000Z-1a2b3c].
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+
+    /// Prometheus base URL to remote-write caxton_bench_* series to every 10 s and at
+    /// the end.
+    #[arg(long, value_name = "URL")]
+    pub report_to_prometheus: Option<String>,
+
+    /// Pushgateway base URL, an alternative sink for the same series.
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
+
+    /// Embedded runtime: its caxton.toml (listen addresses are replaced by free loopback
+    /// ports).
+    #[arg(long, value_name = "FILE")]
+    pub runtime_config: Option<PathBuf>,
+
+    /// Per-request timeout; a request that takes longer fails as `timeout`.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+
+    /// Live progress on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Threshold(#[from] ThresholdError),
+    #[error("--concurrent-users needs --duration (constant users) or --arrival-rate (user pool)")]
+    UsersWithoutDuration,
+    #[error("--run-id `{0}`: use letters, digits, `-`, `_` and `.` only")]
+    RunId(String),
+}
+
+const DEFAULT_CONSTANT_USERS: u64 = 10;
+
+impl RunArgs {
+    /// Resolves the flags into a run; `argv` is recorded in the report.
+    pub fn resolve(&self, argv: Vec<String>) -> Result<RunOptions, CliError> {
+        let scale = self.time_scale;
+        let plan = if let Some(stages) = &self.stages {
+            Plan::from_stages(
+                "stages",
+                LoadModel::Closed,
+                0.0,
+                plan::parse_stages(stages)?,
+                scale,
+            )?
+        } else if let Some(rates) = &self.arrival_rate {
+            Plan::from_stages(
+                "arrival-rate",
+                LoadModel::Open,
+                0.0,
+                plan::parse_stages(rates)?,
+                scale,
+            )?
+        } else if let Some(duration) = self.duration {
+            let users = self.concurrent_users.unwrap_or(DEFAULT_CONSTANT_USERS);
+            Plan::constant(users, duration, scale)?
+        } else {
+            if self.concurrent_users.is_some() {
+                return Err(CliError::UsersWithoutDuration);
+            }
+            Plan::k6(scale)?
+        };
+        let mut thresholds = Vec::new();
+        if !self.no_default_thresholds {
+            for t in K6_THRESHOLDS {
+                thresholds.push(Threshold::parse(t)?);
+            }
+        }
+        if let Some(file) = &self.thresholds_file {
+            thresholds.extend(thresholds::load_file(file)?);
+        }
+        for t in &self.thresholds {
+            thresholds.push(Threshold::parse(t)?);
+        }
+        let run_id = match &self.run_id {
+            Some(id) => {
+                let ok = !id.is_empty()
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    && id != "."
+                    && id != "..";
+                if !ok {
+                    return Err(CliError::RunId(id.clone()));
+                }
+                id.clone()
+            }
+            None => new_run_id(),
+        };
+        Ok(RunOptions {
+            target: self.target.clone(),
+            pool_users: match plan.model {
+                LoadModel::Open => self.concurrent_users,
+                LoadModel::Closed => None,
+            },
+            plan,
+            scenarios: scenario::parse_scenarios(&self.scenario)?,
+            think_time: self.think_time.unwrap_or(K6_THINK_TIME),
+            thresholds,
+            out_dir: self.out.clone(),
+            run_id,
+            command_line: argv,
+            runtime_config: self.runtime_config.clone(),
+            request_timeout: self.request_timeout,
+            progress: self.progress,
+            prometheus: self.report_to_prometheus.clone(),
+            pushgateway: self.pushgateway.clone(),
+        })
+    }
+}
+
+/// `20260101T020000Z-1a2b3c`: sortable by start time, unique across parallel runs.
+pub fn new_run_id() -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let suffix = (u64::from(nanos) ^ (u64::from(std::process::id()) << 20)) & 0xff_ffff;
+    format!("{compact}-{suffix:06x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut argv = vec!["caxton-bench"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn the_seed_cronjob_line_works_as_written() {
+        let cli = parse(&[
+            "--target",
+            "http://caxton-service:8080",
+            "--duration",
+            "300s",
+            "--concurrent-users",
+            "100",
+            "--report-to-prometheus",
+            "http://prometheus:9090",
+        ]);
+        let opts = cli.run.resolve(vec![]).unwrap();
+        assert_eq!(opts.plan.name, "constant");
+        assert_eq!(opts.plan.start_target, 100.0);
+        assert_eq!(opts.plan.total_duration(), Duration::from_secs(300));
+        assert_eq!(opts.target.as_deref(), Some("http://caxton-service:8080"));
+        assert_eq!(
+            cli.run.report_to_prometheus.as_deref(),
+            Some("http://prometheus:9090")
+        );
+        assert_eq!(opts.thresholds.len(), 2);
+    }
+
+    #[test]
+    fn default_is_the_k6_plan_with_its_thresholds() {
+        let opts = parse(&["--time-scale", "0.0625"])
+            .run
+            .resolve(vec![])
+            .unwrap();
+        assert_eq!(opts.plan.name, "k6");
+        assert_eq!(opts.plan.total_duration(), Duration::from_secs(60));
+        assert_eq!(opts.think_time, Duration::from_secs(1));
+        let texts: Vec<_> = opts.thresholds.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, K6_THRESHOLDS);
+    }
+
+    #[test]
+    fn thresholds_accumulate_and_shapes_conflict() {
+        let opts = parse(&[
+            "--plan",
+            "k6",
+            "--threshold",
+            "http_req_duration{stage:hold-200}: p(99)<1500",
+            "--threshold",
+            "checks: rate>0.99",
+            "--no-default-thresholds",
+        ])
+        .run
+        .resolve(vec![])
+        .unwrap();
+        assert_eq!(opts.thresholds.len(), 2);
+        assert!(Cli::try_parse_from(["caxton-bench", "--plan", "k6", "--stages", "1s:1"]).is_err());
+        assert!(matches!(
+            parse(&["--concurrent-users", "5"]).run.resolve(vec![]),
+            Err(CliError::UsersWithoutDuration)
+        ));
+        assert!(parse(&["--run-id", "../x"]).run.resolve(vec![]).is_err());
+    }
+
+    #[test]
+    fn push_is_a_subcommand() {
+        let cli = parse(&[
+            "push",
+            "r.json",
+            "--report-to-prometheus",
+            "http://127.0.0.1:9",
+        ]);
+        assert!(matches!(cli.command, Some(Command::Push(_))));
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let id = new_run_id();
+        assert_eq!(id.len(), "20260101T020000Z-1a2b3c".len(), "{id}");
+        assert!(id.as_bytes()[8] == b'T');
+    }
+}

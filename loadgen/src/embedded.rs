@@ -1,0 +1,78 @@
+//! The runtime a run starts for itself when no `--target` is given: the real
+//! `caxton_runtime::server`, on free loopback ports, stopped when the run ends.
+
+use std::path::Path;
+
+#[cfg(feature = "embedded")]
+use caxton_runtime::config::Config;
+#[cfg(feature = "embedded")]
+use caxton_runtime::server::{self, RunningServer};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EmbeddedError {
+    #[error("embedded runtime configuration: {0}")]
+    Config(String),
+    #[error("cannot start the embedded runtime: {0}")]
+    Start(String),
+    #[error("no --target given and this caxton-bench was built without the `embedded` feature")]
+    NotBuiltIn,
+}
+
+#[cfg(feature = "embedded")]
+pub struct Embedded {
+    server: RunningServer,
+}
+
+#[cfg(not(feature = "embedded"))]
+pub struct Embedded;
+
+#[cfg(not(feature = "embedded"))]
+impl Embedded {
+    pub async fn start(_config_path: Option<&Path>) -> Result<Embedded, EmbeddedError> {
+        Err(EmbeddedError::NotBuiltIn)
+    }
+    pub fn base_url(&self) -> String {
+        String::new()
+    }
+    pub fn metrics_url(&self) -> String {
+        String::new()
+    }
+    pub async fn stop(self) {}
+}
+
+#[cfg(feature = "embedded")]
+impl Embedded {
+    /// Starts the runtime with `config_path` (or the defaults), its API and metrics
+    /// listeners moved to free loopback ports whatever the file says: a bench run must not
+    /// collide with a runtime already serving on 8080/9090.
+    pub async fn start(config_path: Option<&Path>) -> Result<Embedded, EmbeddedError> {
+        let mut config = match config_path {
+            Some(path) => Config::load(path).map_err(|e| EmbeddedError::Config(e.to_string()))?,
+            None => {
+                let mut c = Config::default();
+                c.server.data_dir = std::env::temp_dir();
+                c
+            }
+        };
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.server.api_address = loopback;
+        config.server.metrics_address = loopback;
+        let server = server::start(config)
+            .await
+            .map_err(|e| EmbeddedError::Start(e.to_string()))?;
+        Ok(Embedded { server })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.server.api_addr())
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.server.metrics_addr())
+    }
+
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+    }
+}

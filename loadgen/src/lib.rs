@@ -1,0 +1,34 @@
+//! `caxton-bench`: the staged load generator of the Caxton runtime, built on goose.
+//!
+//! Goose runs the virtual users and their stages; every transaction measures its own
+//! requests (to the end of the body) into per-thread HdrHistograms ([`recorder`]), merged
+//! each second ([`collector`]) into the versioned report of `caxton-reports` ([`report`]),
+//! judged by k6-style thresholds ([`thresholds`]). Goose's own metrics are turned off:
+//! they drop the ramp, stop at the first byte and round to milliseconds.
+//!
+//! Module map: [`cli`] flags → [`plan`] stages (the seed's k6 plan lives there) →
+//! [`run`] (target, goose attack, ticker) with [`scenario`] (what users do),
+//! [`arrival`] (open model), [`embedded`] (runtime without `--target`), [`progress`],
+//! [`summary`].
+
+pub mod arrival;
+pub mod cli;
+pub mod collector;
+pub mod embedded;
+pub mod plan;
+pub mod progress;
+pub mod push;
+pub mod recorder;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod series;
+pub mod summary;
+pub mod thresholds;
+
+/// Exit status when every threshold passed.
+pub const EXIT_PASSED: u8 = 0;
+/// Exit status when a threshold was breached (k6's).
+pub const EXIT_BREACHED: u8 = 99;
+/// Exit status for a setup or runtime error.
+pub const EXIT_ERROR: u8 = 1;

@@ -1,0 +1,144 @@
+//! Delivery of the `caxton_bench_*` series: remote write to Prometheus and/or a
+//! Pushgateway (the sinks of `caxton-reports`), every 10 s during a run and once at the end.
+//!
+//! A push that fails (after the sinks' own retries) never fails the run: the samples are
+//! appended to `unsent-samples.jsonl` beside the report and `caxton-bench push REPORT.json`
+//! sends them later.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use caxton_reports::model::RunReport;
+use caxton_reports::pushgateway::{Pushgateway, PushgatewayOptions};
+use caxton_reports::remote_write::{
+    RemoteWriteOptions, RemoteWriter, Sample, SinkError, load_spool, now_ms, spool,
+};
+use thiserror::Error;
+
+use crate::series;
+
+/// Interval of the live pushes.
+pub const PUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Samples that could not be delivered, beside the report.
+pub const SPOOL_FILE: &str = "unsent-samples.jsonl";
+
+#[derive(Debug, Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Report(#[from] caxton_reports::model::ReportError),
+    #[error("nothing to push to: give --report-to-prometheus URL and/or --pushgateway URL")]
+    NoSink,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The configured sinks.
+#[derive(Debug, Clone)]
+pub struct Sinks {
+    remote: Option<RemoteWriter>,
+    pushgateway: Option<Pushgateway>,
+}
+
+impl Sinks {
+    /// `None` when no sink is configured.
+    pub fn new(
+        prometheus: Option<&str>,
+        pushgateway: Option<&str>,
+    ) -> Result<Option<Sinks>, SinkError> {
+        if prometheus.is_none() && pushgateway.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Sinks {
+            remote: prometheus
+                .map(|u| RemoteWriter::new(u, RemoteWriteOptions::default()))
+                .transpose()?,
+            pushgateway: pushgateway
+                .map(|u| Pushgateway::new(u, PushgatewayOptions::default()))
+                .transpose()?,
+        }))
+    }
+
+    /// Sends to every sink; the error lists each sink that failed.
+    pub async fn send(&self, samples: &[Sample]) -> Result<(), String> {
+        let mut failures = Vec::new();
+        if let Some(w) = &self.remote
+            && let Err(e) = w.write(samples).await
+        {
+            failures.push(e.to_string());
+        }
+        if let Some(p) = &self.pushgateway
+            && let Err(e) = p.push(samples).await
+        {
+            failures.push(e.to_string());
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+
+    /// Sends, or keeps the samples in `spool_path` and says so on stderr.
+    pub async fn send_or_spool(&self, samples: &[Sample], spool_path: &Path) -> bool {
+        match self.send(samples).await {
+            Ok(()) => true,
+            Err(e) => {
+                let kept = match spool_path.parent().map(std::fs::create_dir_all) {
+                    Some(Err(err)) => Err(SinkError::SpoolIo {
+                        path: spool_path.to_path_buf(),
+                        source: err,
+                    }),
+                    _ => spool(samples, spool_path),
+                };
+                match kept {
+                    Ok(()) => eprintln!(
+                        "caxton-bench: push failed: {e}\ncaxton-bench: {} samples kept in {}; send them later with `caxton-bench push REPORT.json`",
+                        samples.len(),
+                        spool_path.display()
+                    ),
+                    Err(s) => eprintln!(
+                        "caxton-bench: push failed: {e}; and the samples could not be kept: {s}"
+                    ),
+                }
+                false
+            }
+        }
+    }
+}
+
+pub fn spool_path(report_path: &Path) -> PathBuf {
+    report_path.with_file_name(SPOOL_FILE)
+}
+
+/// The final push of a finished run.
+pub async fn push_final(sinks: &Sinks, report: &RunReport, report_path: &Path) -> bool {
+    let samples = series::final_samples(report, now_ms());
+    sinks
+        .send_or_spool(&samples, &spool_path(report_path))
+        .await
+}
+
+/// `caxton-bench push REPORT.json`: sends what a run could not deliver (its spool), or the
+/// report's final figures when nothing is pending. Returns the number of samples sent.
+pub async fn push_later(report_path: &Path, sinks: Option<Sinks>) -> Result<usize, PushError> {
+    let sinks = sinks.ok_or(PushError::NoSink)?;
+    let report = RunReport::read(report_path)?;
+    let spool = spool_path(report_path);
+    let samples = if spool.exists() {
+        load_spool(&spool)?
+    } else {
+        series::final_samples(&report, now_ms())
+    };
+    sinks.send(&samples).await.map_err(PushError::Failed)?;
+    if spool.exists() {
+        let sent = spool.with_extension("jsonl.sent");
+        std::fs::rename(&spool, &sent).map_err(|source| SinkError::SpoolIo {
+            path: spool.clone(),
+            source,
+        })?;
+    }
+    Ok(samples.len())
+}

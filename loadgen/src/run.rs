@@ -1,0 +1,444 @@
+//! One run, start to finish: target (embedded or given), goose attack, once-a-second
+//! merge and progress, report, thresholds.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use caxton_reports::model::{LoadModel, ReportError, RunReport};
+use goose::config::GooseConfiguration;
+use goose::prelude::*;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::arrival::{self, Arrivals};
+use crate::collector::{Collector, Tick};
+use crate::embedded::{Embedded, EmbeddedError};
+use crate::plan::Plan;
+use crate::progress::{Progress, ProgressMode};
+use crate::push::{self, PUSH_INTERVAL, Sinks};
+use crate::recorder::CHECKS;
+use crate::report::{self, RunMeta};
+use crate::scenario::{self, RunContext, WeightedScenario};
+use crate::series::{self, CommonLabels, LiveFigures};
+use crate::thresholds::{Threshold, ThresholdError};
+use caxton_reports::model::Percentiles;
+use caxton_reports::remote_write::{SinkError, now_ms};
+
+/// Everything a run needs, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Base URL; `None` starts an embedded runtime.
+    pub target: Option<String>,
+    pub plan: Plan,
+    pub scenarios: Vec<WeightedScenario>,
+    /// Closed model: pause after each iteration.
+    pub think_time: Duration,
+    /// Open model: the user pool serving arrivals.
+    pub pool_users: Option<u64>,
+    pub thresholds: Vec<Threshold>,
+    /// The report goes to `<out_dir>/<run_id>/report.json`.
+    pub out_dir: PathBuf,
+    pub run_id: String,
+    pub command_line: Vec<String>,
+    pub runtime_config: Option<PathBuf>,
+    pub request_timeout: Duration,
+    pub progress: ProgressMode,
+    /// Remote-write base URL (`--report-to-prometheus`).
+    pub prometheus: Option<String>,
+    pub pushgateway: Option<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Threshold(#[from] ThresholdError),
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+    #[error("target {url} is unreachable: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("target `{0}` is not an http:// or https:// URL")]
+    BadTarget(String),
+    #[error("load generator (goose) failed: {0}")]
+    Goose(String),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("the run's collector task failed: {0}")]
+    Collector(String),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// What a finished run produced.
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub report_path: PathBuf,
+}
+
+impl RunOutcome {
+    pub fn passed(&self) -> bool {
+        self.report.thresholds.iter().all(|t| t.ok)
+    }
+}
+
+/// The user pool of an open-model run when `--concurrent-users` is not given: enough for
+/// the peak rate at 1 s per iteration, at least 10.
+pub fn default_pool(plan: &Plan) -> u64 {
+    (plan.peak().ceil() as u64).clamp(10, 10_000)
+}
+
+pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
+    let stage_names: Vec<String> = opts.plan.stages.iter().map(|s| s.name.clone()).collect();
+    for t in &opts.thresholds {
+        t.check_stage(&stage_names)?;
+    }
+    let embedded = match &opts.target {
+        Some(_) => None,
+        None => Some(Embedded::start(opts.runtime_config.as_deref()).await?),
+    };
+    let target = match (&opts.target, &embedded) {
+        (Some(t), _) => t.trim_end_matches('/').to_string(),
+        (None, Some(e)) => e.base_url(),
+        (None, None) => unreachable!("an embedded runtime was started above"),
+    };
+    let result = attack(&opts, &target, embedded.is_some()).await;
+    if let Some(e) = embedded {
+        e.stop().await;
+    }
+    result
+}
+
+/// Refuses a target that cannot be connected to before any load is sent, naming it.
+pub async fn preflight(target: &str) -> Result<(), RunError> {
+    if !(target.starts_with("http://") || target.starts_with("https://")) {
+        return Err(RunError::BadTarget(target.to_string()));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| RunError::Goose(e.to_string()))?;
+    let url = format!("{target}/health");
+    match client.get(&url).send().await {
+        // Any HTTP answer means the target serves; only transport failures stop the run.
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let mut detail = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                detail = format!("{detail}: {s}");
+                source = s.source();
+            }
+            Err(RunError::Unreachable {
+                url: target.to_string(),
+                detail: format!("GET {url} failed: {detail}"),
+            })
+        }
+    }
+}
+
+fn goose_error(e: impl std::fmt::Debug) -> RunError {
+    RunError::Goose(format!("{e:?}"))
+}
+
+/// The goose test plan of a run: (users, milliseconds to reach them) steps.
+pub fn goose_steps(plan: &Plan, pool_users: Option<u64>) -> Vec<(usize, usize)> {
+    let ms = |d: Duration| usize::try_from(d.as_millis()).unwrap_or(usize::MAX);
+    let mut steps = Vec::new();
+    match plan.model {
+        LoadModel::Closed => {
+            if plan.start_target > 0.0 {
+                steps.push((plan.start_target.round() as usize, 0));
+            }
+            for s in &plan.stages {
+                steps.push((s.target.round() as usize, ms(s.duration)));
+            }
+        }
+        LoadModel::Open => {
+            // The pool starts at once and holds well past the schedule: the scheduler
+            // ends the run when its last arrival is due.
+            let pool = pool_users.unwrap_or_else(|| default_pool(plan)) as usize;
+            steps.push((pool, 0));
+            steps.push((pool, ms(plan.total_duration() + Duration::from_secs(3600))));
+        }
+    }
+    if steps.last().is_some_and(|(users, _)| *users > 0) {
+        steps.push((0, 0));
+    }
+    steps
+}
+
+/// A goose configuration owned by our CLI: no goose flags are read, its controllers,
+/// metrics and console report are off (we measure ourselves).
+fn goose_config(
+    target: &str,
+    steps: &[(usize, usize)],
+    timeout: Duration,
+) -> Result<GooseConfiguration, RunError> {
+    // Goose only takes millisecond plan steps through its serde form (its string form
+    // rounds to whole seconds, too coarse for a time-scaled plan).
+    let mut value = serde_json::to_value(GooseConfiguration::default()).map_err(goose_error)?;
+    value["test_plan"] = serde_json::json!({ "steps": steps, "current": 0 });
+    let mut config: GooseConfiguration = serde_json::from_value(value).map_err(goose_error)?;
+    config.host = Some(target.to_string());
+    config.no_metrics = true;
+    config.no_print_metrics = true;
+    config.no_telnet = true;
+    config.quiet = 1;
+    config.timeout = Some(format!("{}", timeout.as_secs_f64()));
+    Ok(config)
+}
+
+async fn attack(opts: &RunOptions, target: &str, embedded: bool) -> Result<RunOutcome, RunError> {
+    preflight(target).await?;
+    let sinks = Sinks::new(opts.prometheus.as_deref(), opts.pushgateway.as_deref())?;
+    let report_path = report_path(&opts.out_dir, &opts.run_id);
+    let live = sinks.clone().map(|sinks| LivePush {
+        sinks,
+        labels: CommonLabels {
+            run_id: opts.run_id.clone(),
+            plan: opts.plan.name.clone(),
+            scenario: opts
+                .scenarios
+                .iter()
+                .map(|s| s.kind.name())
+                .collect::<Vec<_>>()
+                .join("+"),
+            target: target.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            worker: "0".into(),
+        },
+        spool: push::spool_path(&report_path),
+    });
+    let open = opts.plan.model == LoadModel::Open;
+    let pool = open.then(|| opts.pool_users.unwrap_or_else(|| default_pool(&opts.plan)));
+    let arrivals = open.then(|| Arc::new(Arrivals::new()));
+    let ctx = Arc::new(RunContext::new(
+        target,
+        opts.plan.clone(),
+        opts.think_time,
+        arrivals.clone(),
+    ));
+    let steps = goose_steps(&opts.plan, pool);
+    let mut goose =
+        GooseAttack::initialize_with_config(goose_config(target, &steps, opts.request_timeout)?)
+            .map_err(goose_error)?;
+    for s in scenario::goose_scenarios(&ctx, &opts.scenarios).map_err(goose_error)? {
+        goose = goose.register_scenario(s);
+    }
+
+    let wall_start = SystemTime::now();
+    if !open {
+        let _ = ctx.started.set(Instant::now());
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ticker = tokio::spawn(ticker(ctx.clone(), opts.progress, stop_rx, live));
+    let scheduler = match (&arrivals, pool) {
+        (Some(arrivals), Some(pool)) => Some(tokio::spawn(open_schedule(
+            ctx.clone(),
+            arrivals.clone(),
+            pool,
+        ))),
+        _ => None,
+    };
+    let goose_result = goose.execute().await;
+    if let Some(s) = scheduler {
+        s.abort();
+    }
+    let ended = Instant::now();
+    let wall_end = SystemTime::now();
+    let _ = stop_tx.send(true);
+    let collector = ticker
+        .await
+        .map_err(|e| RunError::Collector(e.to_string()))?;
+    goose_result.map_err(goose_error)?;
+
+    let started = ctx.started.get().copied().unwrap_or(ended);
+    let meta = RunMeta {
+        run_id: &opts.run_id,
+        command_line: &opts.command_line,
+        target,
+        embedded_target: embedded,
+        started: wall_start,
+        ended: wall_end,
+        elapsed: ended.saturating_duration_since(started),
+        plan: &opts.plan,
+        think_time: opts.think_time,
+        pool_users: pool,
+        scenarios: &opts.scenarios,
+    };
+    let mut report = report::build(&meta, &collector)?;
+    report.thresholds = opts
+        .thresholds
+        .iter()
+        .map(|t| t.evaluate(&report))
+        .collect();
+    report.write(&report_path)?;
+    if let Some(sinks) = &sinks {
+        push::push_final(sinks, &report, &report_path).await;
+    }
+    Ok(RunOutcome {
+        report,
+        report_path,
+    })
+}
+
+pub fn report_path(out_dir: &Path, run_id: &str) -> PathBuf {
+    out_dir.join(run_id).join("report.json")
+}
+
+/// Open model: start the schedule once the user pool is up (at most 5 s of waiting), so
+/// the first arrivals are not dropped for users still starting; then end the run.
+async fn open_schedule(ctx: Arc<RunContext>, arrivals: Arc<Arrivals>, pool: u64) {
+    let wait_from = Instant::now();
+    while ctx.counters.users() < pool && wait_from.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let epoch = Instant::now();
+    let _ = ctx.started.set(epoch);
+    arrival::run_schedule(ctx.plan.clone(), arrivals, ctx.counters.clone(), epoch).await;
+    goose::trigger_killswitch("arrival-rate schedule complete");
+}
+
+/// Where the live pushes go.
+struct LivePush {
+    sinks: Sinks,
+    labels: CommonLabels,
+    spool: PathBuf,
+}
+
+impl LivePush {
+    fn spawn(&self, collector: &Collector, tick: &Tick, rps: f64) -> tokio::task::JoinHandle<()> {
+        let corrected = Percentiles::from_histogram(&collector.overall.corrected);
+        let uncorrected = Percentiles::from_histogram(&collector.overall.uncorrected);
+        let figures = LiveFigures {
+            requests: tick.requests,
+            failures: tick.failures,
+            rps,
+            corrected: &corrected,
+            uncorrected: &uncorrected,
+            checks: CHECKS
+                .iter()
+                .zip(collector.checks)
+                .map(|(name, (p, f))| (*name, p, f))
+                .collect(),
+            users: tick.users,
+            dropped: tick.dropped,
+        };
+        let samples = series::live_samples(&self.labels, &figures, now_ms());
+        let sinks = self.sinks.clone();
+        let spool = self.spool.clone();
+        tokio::spawn(async move {
+            sinks.send_or_spool(&samples, &spool).await;
+        })
+    }
+}
+
+/// Merges the shards every second of the run (aligned to its start), shows progress and
+/// pushes live figures every [`PUSH_INTERVAL`].
+async fn ticker(
+    ctx: Arc<RunContext>,
+    mode: ProgressMode,
+    mut stop: watch::Receiver<bool>,
+    live: Option<LivePush>,
+) -> Collector {
+    let mut pushes = Vec::new();
+    let mut pushed_requests = 0;
+    let push_every = PUSH_INTERVAL.as_secs();
+    let mut collector = Collector::new(ctx.hub.clone(), ctx.plan.clone(), ctx.counters.clone());
+    let mut progress = Progress::new(mode, ctx.plan.total_duration());
+    // The open model starts its clock once its users are up.
+    let started = loop {
+        if let Some(s) = ctx.started.get() {
+            break *s;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+            _ = stop.changed() => break Instant::now(),
+        }
+    };
+    let mut t: u64 = 0;
+    loop {
+        let due = started + Duration::from_secs(t + 1);
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep_until(due.into()) => false,
+            _ = stop.changed() => true,
+        };
+        let elapsed = if stopping {
+            started.elapsed()
+        } else {
+            Duration::from_secs(t + 1)
+        };
+        let tick: Tick = collector.tick(t, elapsed);
+        progress.show(&tick);
+        t += 1;
+        if let Some(live) = &live
+            && t.is_multiple_of(push_every)
+            && !stopping
+        {
+            let rps = (tick.requests - pushed_requests) as f64 / push_every as f64;
+            pushed_requests = tick.requests;
+            pushes.push(live.spawn(&collector, &tick, rps));
+        }
+        if stopping || *stop.borrow() {
+            break;
+        }
+    }
+    progress.finish();
+    // Live pushes land before the final one.
+    for p in pushes {
+        let _ = p.await;
+    }
+    collector
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::parse_stages;
+
+    #[test]
+    fn k6_plan_becomes_goose_steps_in_milliseconds() {
+        let plan = Plan::k6(0.01).unwrap();
+        assert_eq!(
+            goose_steps(&plan, None),
+            vec![
+                (100, 1200),
+                (100, 3000),
+                (200, 1200),
+                (200, 3000),
+                (0, 1200)
+            ]
+        );
+        let constant = Plan::constant(100, Duration::from_secs(300), 1.0).unwrap();
+        assert_eq!(
+            goose_steps(&constant, None),
+            vec![(100, 0), (100, 300_000), (0, 0)]
+        );
+    }
+
+    #[test]
+    fn open_plan_starts_its_pool_at_once() {
+        let plan = Plan::from_stages(
+            "arrival-rate",
+            LoadModel::Open,
+            0.0,
+            parse_stages("1s:50").unwrap(),
+            1.0,
+        )
+        .unwrap();
+        assert_eq!(default_pool(&plan), 50);
+        assert_eq!(goose_steps(&plan, Some(7))[0], (7, 0));
+    }
+
+    #[test]
+    fn goose_takes_our_configuration() {
+        let config = goose_config(
+            "http://127.0.0.1:1",
+            &[(2, 1500), (0, 0)],
+            Duration::from_secs(3),
+        )
+        .unwrap();
+        assert_eq!(config.host.as_deref(), Some("http://127.0.0.1:1"));
+        assert!(config.no_telnet && config.no_metrics);
+    }
+}

@@ -1,0 +1,243 @@
+//! The end-of-run summary, laid out like k6's: thresholds with value and verdict first,
+//! then the metrics, then one line per stage.
+
+use std::fmt::Write as _;
+
+use caxton_reports::model::{Percentiles, RunReport, ThresholdResult};
+
+fn dotted(label: &str, width: usize) -> String {
+    let mut s = label.to_string();
+    if s.len() < width {
+        s.push(' ');
+        while s.len() < width {
+            s.push('.');
+        }
+    }
+    s.push(':');
+    s
+}
+
+fn ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2}s", v / 1000.0)
+    } else {
+        format!("{v:.2}ms")
+    }
+}
+
+fn trend(p: &Percentiles) -> String {
+    format!(
+        "avg={} min={} med={} max={} p(90)={} p(95)={} p(99)={} p(99.9)={}",
+        ms(p.mean),
+        ms(p.min),
+        ms(p.p50),
+        ms(p.max),
+        ms(p.p90),
+        ms(p.p95),
+        ms(p.p99),
+        ms(p.p99_9)
+    )
+}
+
+/// `p(95)=12.30ms`, `rate=0.00%`, `count=12`: a threshold's value as k6 prints it.
+pub fn threshold_value(t: &ThresholdResult) -> String {
+    match t.value {
+        None => format!("{}=n/a (no data)", t.aggregation),
+        Some(v) if t.metric.starts_with("http_req_duration") => {
+            format!("{}={}", t.aggregation, ms(v))
+        }
+        Some(v)
+            if t.aggregation == "rate"
+                && t.metric != "http_reqs"
+                && t.metric != "dropped_iterations" =>
+        {
+            format!("rate={:.2}%", v * 100.0)
+        }
+        Some(v) => format!("{}={}", t.aggregation, trim(v)),
+    }
+}
+
+fn trim(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+pub fn render(report: &RunReport, report_path: &str) -> String {
+    let mut out = String::new();
+    let o = &report.overall;
+    let _ = writeln!(
+        out,
+        "\n  caxton-bench {}  run {}\n  plan {} ({:?} model, time scale {})  target {}{}\n",
+        report.tool.version,
+        report.run_id,
+        report.plan.name,
+        report.plan.model,
+        report.plan.time_scale,
+        report.target,
+        if report.embedded_target {
+            " (embedded runtime)"
+        } else {
+            ""
+        }
+    );
+    if !report.thresholds.is_empty() {
+        let _ = writeln!(out, "  THRESHOLDS");
+        for t in &report.thresholds {
+            let _ = writeln!(
+                out,
+                "    {} {} {}",
+                if t.ok { "✓" } else { "✗" },
+                dotted(&t.expression, 48),
+                threshold_value(t)
+            );
+        }
+        out.push('\n');
+    }
+    let (passes, fails) = report
+        .checks
+        .iter()
+        .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails));
+    let w = 32;
+    let pct = |p: u64, n: u64| {
+        if n == 0 {
+            0.0
+        } else {
+            p as f64 * 100.0 / n as f64
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  {} {:.2}% ✓ {} ✗ {}",
+        dotted("checks", w),
+        pct(passes, passes + fails),
+        passes,
+        fails
+    );
+    for c in &report.checks {
+        let _ = writeln!(
+            out,
+            "    {} {} {:.2}% ✓ {} ✗ {}",
+            if c.fails == 0 { "✓" } else { "✗" },
+            dotted(&c.name, w - 4),
+            c.pass_rate * 100.0,
+            c.passes,
+            c.fails
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  {} {}",
+        dotted("http_req_duration", w),
+        trend(&o.latency_ms.corrected)
+    );
+    let _ = writeln!(
+        out,
+        "  {} {}",
+        dotted("http_req_duration_uncorrected", w),
+        trend(&o.latency_ms.uncorrected)
+    );
+    let _ = writeln!(
+        out,
+        "  {} {:.2}% ✓ {} ✗ {}",
+        dotted("http_req_failed", w),
+        o.error_rate * 100.0,
+        o.failures,
+        o.requests - o.failures
+    );
+    let _ = writeln!(
+        out,
+        "  {} {} {:.1}/s",
+        dotted("http_reqs", w),
+        o.requests,
+        o.throughput_rps
+    );
+    if !o.status_codes.is_empty() || !o.errors.is_empty() {
+        let codes: Vec<_> = o
+            .status_codes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let errors: Vec<_> = o.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            out,
+            "  {} status {}  errors {}",
+            dotted("responses", w),
+            if codes.is_empty() {
+                "-".into()
+            } else {
+                codes.join(" ")
+            },
+            if errors.is_empty() {
+                "-".into()
+            } else {
+                errors.join(" ")
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  {} {}",
+        dotted("dropped_iterations", w),
+        report.dropped_iterations
+    );
+    let _ = writeln!(out, "  {} {}", dotted("vus_max", w), report.max_users);
+    let _ = writeln!(
+        out,
+        "\n  {:<14} {:>8} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7}",
+        "stage", "seconds", "requests", "rps", "p95", "p99", "p99 uncor", "err%"
+    );
+    for s in &report.stages {
+        let st = &s.stats;
+        let _ = writeln!(
+            out,
+            "  {:<14} {:>8.1} {:>9} {:>9.1} {:>10} {:>10} {:>10} {:>6.2}%",
+            s.name,
+            s.ended_at_seconds - s.started_at_seconds,
+            st.requests,
+            st.throughput_rps,
+            ms(st.latency_ms.corrected.p95),
+            ms(st.latency_ms.corrected.p99),
+            ms(st.latency_ms.uncorrected.p99),
+            st.error_rate * 100.0
+        );
+    }
+    let _ = writeln!(out, "\n  report: {report_path}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_values_read_like_k6() {
+        let t = |metric: &str, agg: &str, value| ThresholdResult {
+            expression: String::new(),
+            metric: metric.into(),
+            stage: None,
+            aggregation: agg.into(),
+            value,
+            ok: true,
+        };
+        assert_eq!(
+            threshold_value(&t("http_req_duration", "p(95)", Some(12.3))),
+            "p(95)=12.30ms"
+        );
+        assert_eq!(
+            threshold_value(&t("http_req_failed", "rate", Some(0.05))),
+            "rate=5.00%"
+        );
+        assert_eq!(
+            threshold_value(&t("http_reqs", "count", Some(12.0))),
+            "count=12"
+        );
+        assert_eq!(
+            threshold_value(&t("http_req_duration", "p(95)", None)),
+            "p(95)=n/a (no data)"
+        );
+        assert_eq!(dotted("checks", 10), "checks ...:");
+    }
+}

@@ -1,0 +1,440 @@
+//! k6-style thresholds: `METRIC[{stage:NAME}]: AGGREGATION OP VALUE`, evaluated on the
+//! finished report.
+//!
+//! Metrics (k6 names, k6 units):
+//! - `http_req_duration` (ms, coordinated-omission corrected): `p(N)`, `avg`, `med`,
+//!   `min`, `max`
+//! - `http_req_duration_uncorrected` (ms, as measured): same aggregations
+//! - `http_req_failed`: `rate` (status >= 400 or transport error)
+//! - `http_reqs`: `count`, `rate` (per second)
+//! - `checks`: `rate` (passes over all checks)
+//! - `dropped_iterations`: `count`, `rate` (per second)
+//!
+//! Only `stage` is a known tag; `checks` and `dropped_iterations` take no tag.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use caxton_reports::model::{Percentiles, RunReport, Stats, ThresholdResult, ratio};
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ThresholdError {
+    #[error("threshold `{text}`: {detail}")]
+    Syntax { text: String, detail: String },
+    #[error("threshold `{text}`: unknown stage `{stage}` (stages of this plan: {known})")]
+    UnknownStage {
+        text: String,
+        stage: String,
+        known: String,
+    },
+    #[error("cannot read thresholds file {path}: {detail}")]
+    File { path: String, detail: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Duration,
+    DurationUncorrected,
+    Failed,
+    Reqs,
+    Checks,
+    Dropped,
+}
+
+impl Metric {
+    const ALL: [(&'static str, Metric); 6] = [
+        ("http_req_duration", Metric::Duration),
+        ("http_req_duration_uncorrected", Metric::DurationUncorrected),
+        ("http_req_failed", Metric::Failed),
+        ("http_reqs", Metric::Reqs),
+        ("checks", Metric::Checks),
+        ("dropped_iterations", Metric::Dropped),
+    ];
+
+    fn parse(name: &str) -> Option<Metric> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+    }
+
+    fn allows(self, agg: &Aggregation) -> bool {
+        match self {
+            Metric::Duration | Metric::DurationUncorrected => matches!(
+                agg,
+                Aggregation::Percentile(_)
+                    | Aggregation::Avg
+                    | Aggregation::Med
+                    | Aggregation::Min
+                    | Aggregation::Max
+            ),
+            Metric::Failed | Metric::Checks => matches!(agg, Aggregation::Rate),
+            Metric::Reqs | Metric::Dropped => {
+                matches!(agg, Aggregation::Count | Aggregation::Rate)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Aggregation {
+    /// Percentile in (0, 100].
+    Percentile(f64),
+    Avg,
+    Med,
+    Min,
+    Max,
+    Rate,
+    Count,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Op {
+    fn holds(self, value: f64, limit: f64) -> bool {
+        match self {
+            Op::Lt => value < limit,
+            Op::Le => value <= limit,
+            Op::Gt => value > limit,
+            Op::Ge => value >= limit,
+            Op::Eq => value == limit,
+            Op::Ne => value != limit,
+        }
+    }
+}
+
+/// A parsed threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// As written (normalized to `metric{tags}: expression`).
+    pub text: String,
+    pub metric_name: String,
+    pub metric: Metric,
+    pub stage: Option<String>,
+    pub aggregation_text: String,
+    pub aggregation: Aggregation,
+    pub op: Op,
+    pub limit: f64,
+}
+
+impl Threshold {
+    /// Parses `http_req_duration{stage:hold-200}: p(99)<1500`.
+    pub fn parse(text: &str) -> Result<Threshold, ThresholdError> {
+        // A tag value may itself contain `:` (`{stage:hold-200}`), so a tagged metric ends
+        // at its closing brace.
+        let split = match text.find("}:") {
+            Some(i) => Some((&text[..=i], &text[i + 2..])),
+            None => text.split_once(':'),
+        };
+        let (metric_part, expr) = split.ok_or_else(|| {
+            syntax(
+                text,
+                "expected `METRIC: EXPRESSION`, e.g. `http_req_duration: p(95)<2000`",
+            )
+        })?;
+        Self::from_parts(metric_part.trim(), expr.trim(), text)
+    }
+
+    /// Builds a threshold from a metric key (`http_req_duration{stage:x}`) and one of its
+    /// expressions (`p(95)<2000`), as k6's `options.thresholds` and the TOML file write them.
+    pub fn from_parts(
+        metric_part: &str,
+        expr: &str,
+        text: &str,
+    ) -> Result<Threshold, ThresholdError> {
+        let (metric_name, stage) = match metric_part.split_once('{') {
+            Some((name, tags)) => {
+                let tags = tags
+                    .strip_suffix('}')
+                    .ok_or_else(|| syntax(text, "tag list must end with `}`"))?;
+                let (key, value) = tags
+                    .split_once(':')
+                    .ok_or_else(|| syntax(text, "a tag is `{stage:NAME}`"))?;
+                if key.trim() != "stage" {
+                    return Err(syntax(
+                        text,
+                        &format!("unknown tag `{}`; the known tag is `stage`", key.trim()),
+                    ));
+                }
+                (name.trim(), Some(value.trim().to_string()))
+            }
+            None => (metric_part, None),
+        };
+        let metric = Metric::parse(metric_name).ok_or_else(|| {
+            let known: Vec<_> = Metric::ALL.iter().map(|(n, _)| *n).collect();
+            syntax(
+                text,
+                &format!(
+                    "unknown metric `{metric_name}` (known: {})",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        if stage.is_some() && matches!(metric, Metric::Checks | Metric::Dropped) {
+            return Err(syntax(text, &format!("`{metric_name}` takes no stage tag")));
+        }
+        let op_at = expr
+            .find(['<', '>', '=', '!'])
+            .ok_or_else(|| syntax(text, "expected an operator: < <= > >= == !="))?;
+        let (agg_text, rest) = expr.split_at(op_at);
+        let (op, limit_text) = [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ]
+        .iter()
+        .find_map(|(s, op)| rest.strip_prefix(s).map(|r| (*op, r)))
+        .ok_or_else(|| syntax(text, "expected an operator: < <= > >= == !="))?;
+        let limit = limit_text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|l| l.is_finite())
+            .ok_or_else(|| syntax(text, &format!("`{}` is not a number", limit_text.trim())))?;
+        let agg_text = agg_text.trim();
+        let aggregation = parse_aggregation(agg_text).ok_or_else(|| {
+            syntax(
+                text,
+                &format!(
+                    "unknown aggregation `{agg_text}` (p(N), avg, med, min, max, rate, count)"
+                ),
+            )
+        })?;
+        if !metric.allows(&aggregation) {
+            return Err(syntax(
+                text,
+                &format!("`{agg_text}` does not apply to `{metric_name}`"),
+            ));
+        }
+        let tag = stage
+            .as_ref()
+            .map(|s| format!("{{stage:{s}}}"))
+            .unwrap_or_default();
+        Ok(Threshold {
+            text: format!("{metric_name}{tag}: {}", expr.trim()),
+            metric_name: metric_name.to_string(),
+            metric,
+            stage,
+            aggregation_text: agg_text.to_string(),
+            aggregation,
+            op,
+            limit,
+        })
+    }
+
+    /// Refuses a stage the plan does not have, before any load is sent.
+    pub fn check_stage(&self, stages: &[String]) -> Result<(), ThresholdError> {
+        match &self.stage {
+            Some(stage) if !stages.contains(stage) => Err(ThresholdError::UnknownStage {
+                text: self.text.clone(),
+                stage: stage.clone(),
+                known: stages.join(", "),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The measured value, `None` when there is nothing to measure.
+    pub fn value(&self, report: &RunReport) -> Option<f64> {
+        let (stats, seconds) = match &self.stage {
+            Some(name) => {
+                let stage = report.stages.iter().find(|s| &s.name == name)?;
+                (
+                    &stage.stats,
+                    stage.ended_at_seconds - stage.started_at_seconds,
+                )
+            }
+            None => (&report.overall, report.duration_seconds),
+        };
+        let per_second = |n: u64| (seconds > 0.0).then(|| n as f64 / seconds);
+        match self.metric {
+            Metric::Duration => duration(stats, &self.aggregation, true),
+            Metric::DurationUncorrected => duration(stats, &self.aggregation, false),
+            Metric::Failed => (stats.requests > 0).then(|| ratio(stats.failures, stats.requests)),
+            Metric::Reqs => match self.aggregation {
+                Aggregation::Count => Some(stats.requests as f64),
+                _ => per_second(stats.requests),
+            },
+            Metric::Checks => {
+                let passes: u64 = report.checks.iter().map(|c| c.passes).sum();
+                let fails: u64 = report.checks.iter().map(|c| c.fails).sum();
+                (passes + fails > 0).then(|| ratio(passes, passes + fails))
+            }
+            Metric::Dropped => match self.aggregation {
+                Aggregation::Count => Some(report.dropped_iterations as f64),
+                _ => per_second(report.dropped_iterations),
+            },
+        }
+    }
+
+    pub fn evaluate(&self, report: &RunReport) -> ThresholdResult {
+        let value = self.value(report);
+        ThresholdResult {
+            expression: self.text.clone(),
+            metric: self.metric_name.clone(),
+            stage: self.stage.clone(),
+            aggregation: self.aggregation_text.clone(),
+            value,
+            ok: value.is_some_and(|v| self.op.holds(v, self.limit)),
+        }
+    }
+}
+
+fn duration(stats: &Stats, agg: &Aggregation, corrected: bool) -> Option<f64> {
+    if stats.requests == 0 {
+        return None;
+    }
+    let p: &Percentiles = if corrected {
+        &stats.latency_ms.corrected
+    } else {
+        &stats.latency_ms.uncorrected
+    };
+    match agg {
+        Aggregation::Avg => Some(p.mean),
+        Aggregation::Med => Some(p.p50),
+        Aggregation::Min => Some(p.min),
+        Aggregation::Max => Some(p.max),
+        Aggregation::Percentile(n) => p.at(n / 100.0).or_else(|| {
+            // A percentile the report does not list: ask the histogram.
+            let h = if corrected {
+                stats.histograms.decode_corrected()
+            } else {
+                stats.histograms.decode_uncorrected()
+            };
+            h.ok()
+                .map(|h| h.value_at_quantile(n / 100.0) as f64 / 1000.0)
+        }),
+        Aggregation::Rate | Aggregation::Count => None,
+    }
+}
+
+fn parse_aggregation(text: &str) -> Option<Aggregation> {
+    Some(match text {
+        "avg" => Aggregation::Avg,
+        "med" => Aggregation::Med,
+        "min" => Aggregation::Min,
+        "max" => Aggregation::Max,
+        "rate" => Aggregation::Rate,
+        "count" => Aggregation::Count,
+        _ => {
+            let n = text
+                .strip_prefix("p(")?
+                .strip_suffix(')')?
+                .trim()
+                .parse::<f64>()
+                .ok()?;
+            if !(n > 0.0 && n <= 100.0) {
+                return None;
+            }
+            Aggregation::Percentile(n)
+        }
+    })
+}
+
+fn syntax(text: &str, detail: &str) -> ThresholdError {
+    ThresholdError::Syntax {
+        text: text.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+/// A thresholds file: k6's `options.thresholds` in TOML.
+///
+/// ```toml
+/// [thresholds]
+/// http_req_duration = ["p(95)<2000"]
+/// "http_req_duration{stage:hold-200}" = ["p(99)<1500"]
+/// http_req_failed = ["rate<0.1"]
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThresholdsFile {
+    thresholds: BTreeMap<String, Vec<String>>,
+}
+
+pub fn load_file(path: &Path) -> Result<Vec<Threshold>, ThresholdError> {
+    let file_err = |detail: String| ThresholdError::File {
+        path: path.display().to_string(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let file: ThresholdsFile = toml::from_str(&text).map_err(|e| file_err(e.to_string()))?;
+    let mut out = Vec::new();
+    for (metric, exprs) in &file.thresholds {
+        for expr in exprs {
+            let text = format!("{metric}: {expr}");
+            out.push(
+                Threshold::from_parts(metric.trim(), expr.trim(), &text)
+                    .map_err(|e| file_err(e.to_string()))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k6_syntax_parses() {
+        let t = Threshold::parse("http_req_duration: p(95)<2000").unwrap();
+        assert_eq!(t.metric, Metric::Duration);
+        assert_eq!(t.aggregation, Aggregation::Percentile(95.0));
+        assert_eq!((t.op, t.limit), (Op::Lt, 2000.0));
+        let t = Threshold::parse("http_req_duration{stage:hold-200}: p(99.9) <= 1500").unwrap();
+        assert_eq!(t.stage.as_deref(), Some("hold-200"));
+        assert_eq!(t.text, "http_req_duration{stage:hold-200}: p(99.9) <= 1500");
+        assert_eq!(t.op, Op::Le);
+        let t = Threshold::parse("http_req_failed:rate<0.1").unwrap();
+        assert_eq!(t.aggregation, Aggregation::Rate);
+        assert!(Threshold::parse("checks: rate>0.9").is_ok());
+        assert!(Threshold::parse("http_reqs{stage:ramp-100}: count>=10").is_ok());
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        let err = |t: &str| Threshold::parse(t).unwrap_err().to_string();
+        assert!(err("http_req_duraton: p(95)<1").contains("unknown metric `http_req_duraton`"));
+        assert!(err("http_req_duration: p95<1").contains("unknown aggregation `p95`"));
+        assert!(err("http_req_duration: p(95)<fast").contains("`fast` is not a number"));
+        assert!(err("http_req_failed: p(95)<1").contains("does not apply"));
+        assert!(err("http_req_duration{url:x}: p(95)<1").contains("unknown tag `url`"));
+        assert!(err("http_req_duration p(95)<1").contains("expected `METRIC: EXPRESSION`"));
+        let t = Threshold::parse("http_req_duration{stage:hold-300}: p(95)<1").unwrap();
+        let e = t
+            .check_stage(&["ramp-100".into(), "hold-100".into()])
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown stage `hold-300`"), "{e}");
+    }
+
+    #[test]
+    fn file_is_k6_options_in_toml() {
+        let dir = std::env::temp_dir().join(format!("caxton-thr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.toml");
+        std::fs::write(
+            &path,
+            "[thresholds]\nhttp_req_duration = [\"p(95)<2000\", \"p(99)<3000\"]\n\"http_req_duration{stage:hold-200}\" = [\"p(99)<1500\"]\n",
+        )
+        .unwrap();
+        let all = load_file(&path).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[1].text, "http_req_duration: p(99)<3000");
+        assert_eq!(all[2].stage.as_deref(), Some("hold-200"));
+        std::fs::write(&path, "[threshold]\n").unwrap();
+        let e = load_file(&path).unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("threshold"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

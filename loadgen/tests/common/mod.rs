@@ -1,0 +1,72 @@
+//! Shared by the integration tests: a tiny axum target and a bounded runner of the binary.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+
+pub const BENCH: &str = env!("CARGO_BIN_EXE_caxton-bench");
+
+/// Serves `/health` and `POST /api/agents`; request number `stall_at` (1-based) sleeps
+/// `stall` before answering.
+pub async fn test_server(stall_at: u64, stall: Duration) -> SocketAddr {
+    let count = Arc::new(AtomicU64::new(0));
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/api/agents",
+            post(move |State(count): State<Arc<AtomicU64>>| async move {
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == stall_at {
+                    tokio::time::sleep(stall).await;
+                }
+                r#"{"id":"a","agent_type":"test-agent","state":"Running"}"#
+            }),
+        )
+        .with_state(count);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+pub fn out_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("caxton-bench-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+pub async fn bench(args: &[&str], out: &Path) -> Output {
+    let run = tokio::process::Command::new(BENCH)
+        .args(args)
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--run-id",
+            "t",
+            "--progress",
+            "plain",
+        ])
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("caxton-bench did not stop by itself within 60 s")
+        .unwrap()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

@@ -1,0 +1,127 @@
+//! The compressed k6 plan against the real runtime, started embedded by `caxton-bench`
+//! itself on a free loopback port (no `--target`).
+#![cfg(feature = "embedded")]
+
+use std::time::Duration;
+
+use caxton_reports::model::RunReport;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds() {
+    let out = std::env::temp_dir().join(format!("caxton-bench-k6-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    // 1/100 of the seed's 16 minutes: 9.6 s, up to 200 users sleeping 1 s per iteration.
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
+        .args([
+            "--plan",
+            "k6",
+            "--time-scale",
+            "0.01",
+            "--run-id",
+            "k6",
+            "--progress",
+            "plain",
+        ])
+        .args([
+            "--threshold",
+            "http_req_duration{stage:hold-200}: p(99)<1500",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .kill_on_drop(true)
+        .output();
+    let o = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the compressed k6 plan did not finish within 90 s")
+        .unwrap();
+    let log = format!(
+        "{:?}\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{log}");
+    let report = RunReport::read(&out.join("k6").join("report.json")).unwrap();
+    assert!(report.embedded_target);
+    assert!(
+        report.target.starts_with("http://127.0.0.1:"),
+        "{}",
+        report.target
+    );
+    let names: Vec<_> = report.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ramp-100", "hold-100", "ramp-200", "hold-200", "ramp-0"]
+    );
+    let thresholds: Vec<_> = report
+        .thresholds
+        .iter()
+        .map(|t| t.expression.as_str())
+        .collect();
+    assert_eq!(
+        thresholds,
+        [
+            "http_req_duration: p(95)<2000",
+            "http_req_failed: rate<0.1",
+            "http_req_duration{stage:hold-200}: p(99)<1500"
+        ]
+    );
+    assert!(
+        report.thresholds.iter().all(|t| t.ok && t.value.is_some()),
+        "{:?}",
+        report.thresholds
+    );
+    // The runtime answered the seed's request: every status 200, checks pass.
+    assert_eq!(
+        report.overall.status_codes.get("200"),
+        Some(&report.overall.requests)
+    );
+    assert!(
+        report
+            .checks
+            .iter()
+            .all(|c| c.fails == 0 && c.passes == report.overall.requests)
+    );
+    assert_eq!(report.max_users, 200);
+    // hold-200 runs 200 users at ~1 iteration/s each for 3 s.
+    let hold = &report.stages[3].stats;
+    assert!(hold.throughput_rps > 100.0, "{hold:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messaging_scenario_sends_fipa_requests_and_waits_for_replies() {
+    let out = std::env::temp_dir().join(format!("caxton-bench-msg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
+        .args(["--stages", "1s:4,1s:4", "--think-time", "50ms"])
+        .args([
+            "--scenario",
+            "create-agent:1,messaging:1",
+            "--run-id",
+            "msg",
+        ])
+        .args(["--progress", "off", "--no-default-thresholds"])
+        .args(["--threshold", "http_req_failed: rate==0"])
+        .arg("--out")
+        .arg(&out)
+        .kill_on_drop(true)
+        .output();
+    let o = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the messaging run did not finish within 60 s")
+        .unwrap();
+    let log = format!(
+        "{:?}\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(0), "{log}");
+    let report = RunReport::read(&out.join("msg").join("report.json")).unwrap();
+    let sent = &report.requests["send-message"];
+    assert!(sent.requests > 0, "{log}");
+    assert_eq!(sent.status_codes.get("200"), Some(&sent.requests));
+    assert_eq!(report.plan.scenarios.len(), 2);
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -1,0 +1,186 @@
+//! Reading a pprof protobuf back: decoding (gzipped or not), folding its samples into stacks,
+//! and rendering them as a flamegraph with inferno (the renderer pprof-rs uses).
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use flate2::read::GzDecoder;
+use pprof::protos::{Message, Profile};
+
+/// Why a pprof file could not be read or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    /// The gzip stream is corrupt.
+    #[error("gunzip: {0}")]
+    Gzip(#[source] std::io::Error),
+    /// Not a `perftools.profiles.Profile` protobuf.
+    #[error("not a pprof protobuf: {0}")]
+    Protobuf(String),
+    /// A sample or location points at an id or string index that does not exist.
+    #[error("inconsistent pprof profile: {0}")]
+    Inconsistent(String),
+    /// inferno failed.
+    #[error("rendering the flamegraph: {0}")]
+    Render(String),
+}
+
+/// Decodes a pprof profile, gunzipping first when the bytes start with the gzip magic.
+pub fn decode_pprof(bytes: &[u8]) -> Result<Profile, FoldError> {
+    let raw;
+    let body = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(FoldError::Gzip)?;
+        raw = out;
+        &raw[..]
+    } else {
+        bytes
+    };
+    Profile::parse_from_bytes(body).map_err(|e| FoldError::Protobuf(e.to_string()))
+}
+
+/// One `root;caller;...;leaf count` line per distinct stack, weighted by the first sample value
+/// (the sample count in CPU profiles), rooted at the `thread` label when present.
+pub fn folded_stacks(profile: &Profile) -> Result<Vec<String>, FoldError> {
+    let string = |index: i64| -> Result<&str, FoldError> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| profile.string_table.get(i))
+            .map(String::as_str)
+            .ok_or_else(|| FoldError::Inconsistent(format!("string index {index} out of range")))
+    };
+    let functions: HashMap<u64, &str> = profile
+        .function
+        .iter()
+        .map(|f| Ok((f.id, string(f.name)?)))
+        .collect::<Result<_, FoldError>>()?;
+    let locations: HashMap<u64, _> = profile.location.iter().map(|l| (l.id, l)).collect();
+
+    let mut weights: HashMap<String, i64> = HashMap::new();
+    for sample in &profile.sample {
+        let weight = sample.value.first().copied().unwrap_or(0);
+        if weight <= 0 {
+            continue;
+        }
+        let mut frames: Vec<String> = Vec::new();
+        for label in &sample.label {
+            if string(label.key)? == "thread" && label.str != 0 {
+                frames.push(string(label.str)?.to_owned());
+            }
+        }
+        // location_id[0] is the leaf; within a location the last line is the caller that the
+        // earlier (inlined) lines were inlined into.
+        for id in sample.location_id.iter().rev() {
+            let location = locations.get(id).ok_or_else(|| {
+                FoldError::Inconsistent(format!("sample refers to location {id}"))
+            })?;
+            if location.line.is_empty() {
+                frames.push(format!("{:#x}", location.address));
+            }
+            for line in location.line.iter().rev() {
+                let name = functions.get(&line.function_id).ok_or_else(|| {
+                    FoldError::Inconsistent(format!("line refers to function {}", line.function_id))
+                })?;
+                frames.push(name.replace(';', ":"));
+            }
+        }
+        if frames.is_empty() {
+            continue;
+        }
+        *weights.entry(frames.join(";")).or_default() += weight;
+    }
+    let mut lines: Vec<String> = weights
+        .into_iter()
+        .map(|(stack, weight)| format!("{stack} {weight}"))
+        .collect();
+    lines.sort();
+    Ok(lines)
+}
+
+/// SVG flamegraph of `profile`; an explanatory empty image when it has no samples.
+pub fn flamegraph_svg(profile: &Profile) -> Result<Vec<u8>, FoldError> {
+    let lines = folded_stacks(profile)?;
+    if lines.is_empty() {
+        return Ok(crate::capture::empty_flamegraph());
+    }
+    let mut svg = Vec::new();
+    let mut options = inferno::flamegraph::Options::default();
+    inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut svg)
+        .map_err(|e| FoldError::Render(e.to_string()))?;
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pprof::protos::{Function, Label, Line, Location, Sample};
+
+    /// main -> work (with `helper` inlined into `work`), 3 samples on thread "w".
+    fn sample_profile() -> Profile {
+        let strings = ["", "main", "work", "helper", "thread", "w"];
+        let mut p = Profile::new();
+        p.string_table = strings.iter().map(|s| s.to_string()).collect();
+        for (id, name) in [(1, 1), (2, 2), (3, 3)] {
+            let mut f = Function::new();
+            f.id = id;
+            f.name = name;
+            p.function.push(f);
+        }
+        let line = |function_id| {
+            let mut l = Line::new();
+            l.function_id = function_id;
+            l
+        };
+        let mut leaf = Location::new();
+        leaf.id = 10;
+        leaf.line = vec![line(3), line(2)];
+        let mut root = Location::new();
+        root.id = 11;
+        root.line = vec![line(1)];
+        p.location = vec![leaf, root];
+        let mut s = Sample::new();
+        s.location_id = vec![10, 11];
+        s.value = vec![3, 30_000_000];
+        let mut thread = Label::new();
+        thread.key = 4;
+        thread.str = 5;
+        s.label = vec![thread];
+        p.sample.push(s);
+        p
+    }
+
+    #[test]
+    fn folds_root_first_with_inlined_frames_and_thread() {
+        assert_eq!(
+            folded_stacks(&sample_profile()).unwrap(),
+            ["w;main;work;helper 3"]
+        );
+    }
+
+    #[test]
+    fn round_trips_through_gzip_and_renders() {
+        let raw = sample_profile().write_to_bytes().unwrap();
+        let gz = crate::capture::gzip(&raw).unwrap();
+        let decoded = decode_pprof(&gz).unwrap();
+        assert_eq!(decode_pprof(&raw).unwrap(), decoded);
+        let svg = String::from_utf8(flamegraph_svg(&decoded).unwrap()).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("helper"), "{svg}");
+    }
+
+    #[test]
+    fn rejects_garbage_and_dangling_ids() {
+        assert!(matches!(
+            decode_pprof(&[0x1f, 0x8b, 0, 1]),
+            Err(FoldError::Gzip(_))
+        ));
+        assert!(matches!(
+            decode_pprof(b"\xff\xff\xff"),
+            Err(FoldError::Protobuf(_))
+        ));
+        let mut p = sample_profile();
+        p.sample[0].location_id.push(99);
+        let err = folded_stacks(&p).unwrap_err().to_string();
+        assert!(err.contains("location 99"), "{err}");
+    }
+}

@@ -1,0 +1,23 @@
+//! CPU profiles of the Caxton runtime: pprof-rs sampling, `/debug/pprof/*` HTTP endpoints,
+//! continuous push to Pyroscope, and the capture client the load generator uses.
+//!
+//! Runtime integration: build [`ProfilingSettings`] from `[profiling]`, create a [`Profiler`],
+//! serve [`Profiler::router`] on [`Profiler::bind`] (or merge it into another router), and call
+//! [`Profiler::start_continuous`] when an endpoint is configured.
+
+pub mod capture;
+pub mod collect;
+pub mod endpoints;
+pub mod folded;
+pub mod heap;
+pub mod profiler;
+pub mod pyroscope;
+pub mod settings;
+pub mod stats;
+
+pub use capture::{CaptureError, CpuProfile, SampleCount, capture_cpu, capture_in_progress};
+pub use collect::{CollectError, Collected, collect};
+pub use profiler::{ContinuousError, ContinuousProfiling, Profiler, warn_if_exposed};
+pub use pyroscope::{IngestTarget, PushError};
+pub use settings::{ProfileType, ProfilingSettings, SettingsError};
+pub use stats::ProfilerStats;

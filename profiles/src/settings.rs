@@ -1,0 +1,234 @@
+//! The profiler's configuration: the seed's `[profiling]` table, mirrored so this crate stays a
+//! leaf (the runtime maps its `ProfilingConfig` into [`ProfilingSettings`]).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Lowest and highest accepted CPU sampling frequency. pprof-rs arms `setitimer` with
+/// `1e6 / hz` microseconds, so above 1 kHz the signal handler's own cost dominates.
+pub const SAMPLE_RATE_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// Longest continuous-mode window: an on-demand capture may wait this long for the sampler.
+pub const MAX_PUSH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A kind of profile `[profiling] profile_types` may ask for (Pyroscope's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileType {
+    /// `"cpu"`: sampled on-CPU stacks (pprof-rs, SIGPROF).
+    Cpu,
+    /// `"alloc_objects"`
+    AllocObjects,
+    /// `"alloc_space"`
+    AllocSpace,
+    /// `"inuse_objects"`
+    InuseObjects,
+    /// `"inuse_space"`
+    InuseSpace,
+}
+
+impl ProfileType {
+    /// The name used in the seed's TOML and in Pyroscope.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileType::Cpu => "cpu",
+            ProfileType::AllocObjects => "alloc_objects",
+            ProfileType::AllocSpace => "alloc_space",
+            ProfileType::InuseObjects => "inuse_objects",
+            ProfileType::InuseSpace => "inuse_space",
+        }
+    }
+
+    /// Whether this type is served by `/debug/pprof/heap` (needs an instrumented allocator).
+    pub fn is_heap(self) -> bool {
+        !matches!(self, ProfileType::Cpu)
+    }
+}
+
+/// What the profiler needs from `[profiling]`, plus the two knobs the seed leaves implicit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfilingSettings {
+    /// `[profiling] enabled`. The library does not consult it: the runtime decides whether to
+    /// mount the router and start continuous mode. Default `false`.
+    pub enabled: bool,
+    /// Pyroscope base URL (`http(s)://host:port`); `None` disables continuous push. Default `None`.
+    pub endpoint: Option<String>,
+    /// Pyroscope application name; pushed as `<application_name>.cpu{labels}`.
+    /// Default `"caxton-runtime"`.
+    pub application_name: String,
+    /// Listen address of the pprof endpoints. Default `127.0.0.1:6060`.
+    pub server_address: SocketAddr,
+    /// CPU sampling frequency in Hz, 1 to 1000. Default `100`.
+    pub sample_rate: u32,
+    /// Enabled profile types. Default `[cpu]`.
+    pub profile_types: Vec<ProfileType>,
+    /// Pyroscope tags added to every pushed profile (e.g. `env`, `instance`). Default empty.
+    pub labels: BTreeMap<String, String>,
+    /// Continuous-mode window: one CPU profile is taken and pushed per interval. Default 10 s,
+    /// at most [`MAX_PUSH_INTERVAL`].
+    pub push_interval: Duration,
+}
+
+impl Default for ProfilingSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: None,
+            application_name: "caxton-runtime".to_owned(),
+            server_address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6060),
+            sample_rate: 100,
+            profile_types: vec![ProfileType::Cpu],
+            labels: BTreeMap::new(),
+            push_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A setting the profiler cannot work with; names the `[profiling]` key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `profiling.{key}`: {reason}")]
+pub struct SettingsError {
+    /// The `[profiling]` key at fault.
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+impl SettingsError {
+    fn new(key: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            key,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl ProfilingSettings {
+    /// Checks every value the profiler relies on.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if !SAMPLE_RATE_RANGE.contains(&self.sample_rate) {
+            return Err(SettingsError::new(
+                "sample_rate",
+                format!("{} Hz is outside 1..=1000", self.sample_rate),
+            ));
+        }
+        if self.application_name.is_empty()
+            || self
+                .application_name
+                .chars()
+                .any(|c| matches!(c, '{' | '}' | ',' | '=') || c.is_whitespace())
+        {
+            return Err(SettingsError::new(
+                "application_name",
+                format!(
+                    "{:?} must be non-empty without braces, commas, `=` or spaces (Pyroscope key syntax)",
+                    self.application_name
+                ),
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint {
+            let url = reqwest::Url::parse(endpoint).map_err(|e| {
+                SettingsError::new("endpoint", format!("{endpoint:?} is not a URL: {e}"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(SettingsError::new(
+                    "endpoint",
+                    format!("{endpoint:?} must be http:// or https://"),
+                ));
+            }
+        }
+        for (key, value) in &self.labels {
+            let valid_key = key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            if !valid_key || value.is_empty() || value.contains([',', '{', '}', '=']) {
+                return Err(SettingsError::new(
+                    "labels",
+                    format!("label {key:?}={value:?} is not a valid Pyroscope tag"),
+                ));
+            }
+        }
+        if self.push_interval < Duration::from_secs(1) || self.push_interval > MAX_PUSH_INTERVAL {
+            return Err(SettingsError::new(
+                "push_interval",
+                format!("{:?} is outside 1s..=60s", self.push_interval),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `profile_types` lists `ty`.
+    pub fn has(&self, ty: ProfileType) -> bool {
+        self.profile_types.contains(&ty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let s = ProfilingSettings::default();
+        s.validate().unwrap();
+        assert!(s.server_address.ip().is_loopback());
+        assert!(s.has(ProfileType::Cpu));
+    }
+
+    #[test]
+    fn seed_profile_type_names_round_trip() {
+        let names = r#"["cpu","alloc_objects","alloc_space","inuse_objects","inuse_space"]"#;
+        let types: Vec<ProfileType> = serde_json::from_str(names).unwrap();
+        let back: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+        assert_eq!(
+            back,
+            [
+                "cpu",
+                "alloc_objects",
+                "alloc_space",
+                "inuse_objects",
+                "inuse_space"
+            ]
+        );
+        assert_eq!(types.iter().filter(|t| t.is_heap()).count(), 4);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad_rate = ProfilingSettings {
+            sample_rate: 0,
+            ..Default::default()
+        };
+        let err = bad_rate.validate().unwrap_err().to_string();
+        assert!(err.contains("profiling.sample_rate"), "{err}");
+
+        let bad_endpoint = ProfilingSettings {
+            endpoint: Some("ftp://pyroscope:4040".into()),
+            ..Default::default()
+        };
+        let err = bad_endpoint.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("profiling.endpoint") && err.contains("ftp://"),
+            "{err}"
+        );
+
+        let bad_name = ProfilingSettings {
+            application_name: "app{x}".into(),
+            ..Default::default()
+        };
+        assert_eq!(bad_name.validate().unwrap_err().key, "application_name");
+
+        let bad_interval = ProfilingSettings {
+            push_interval: Duration::from_secs(600),
+            ..Default::default()
+        };
+        assert_eq!(bad_interval.validate().unwrap_err().key, "push_interval");
+    }
+}

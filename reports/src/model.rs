@@ -1,0 +1,652 @@
+//! The run report of `caxton-bench`: the one definition of what a load-test run produced.
+//!
+//! A report is JSON (`report.json`), versioned by [`SCHEMA_VERSION`]. Latency figures are in
+//! milliseconds (k6's unit for `http_req_duration`); the histograms they come from are kept
+//! in microseconds with 3 significant digits, serialized with HdrHistogram's V2 format and
+//! base64, so that runs (or the workers of one distributed run) can be merged later and any
+//! percentile recomputed exactly.
+//!
+//! Every latency figure exists twice: `corrected` (coordinated omission corrected from the
+//! intended schedule: what a user arriving on schedule would have seen) and `uncorrected`
+//! (what each request measured from its actual send to the end of its body).
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The schema this crate writes and reads. Bump it on any change that an older reader
+/// would misread; readers refuse other versions with [`ReportError::SchemaVersion`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Significant digits of every latency histogram (1 µs resolution up to ~1 ms, 0.1 %
+/// relative error above).
+pub const HISTOGRAM_SIGFIG: u8 = 3;
+
+/// Unit of the values recorded in every histogram of a report.
+pub const HISTOGRAM_UNIT: &str = "us";
+
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error("cannot read report {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write report {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("report {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot serialize report for {path}: {source}")]
+    Serialize {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "report {path} has schema_version {found:?}; this build reads schema_version {expected}"
+    )]
+    SchemaVersion {
+        path: PathBuf,
+        found: Option<u64>,
+        expected: u32,
+    },
+    #[error("histogram {what}: {detail}")]
+    Histogram { what: String, detail: String },
+}
+
+/// One run of `caxton-bench`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunReport {
+    /// Always [`SCHEMA_VERSION`] when written by this crate.
+    pub schema_version: u32,
+    pub run_id: String,
+    /// `caxton-bench` and its version.
+    pub tool: Tool,
+    /// The command line of the run, argv[0] included, as given.
+    pub command_line: Vec<String>,
+    /// Base URL the requests went to.
+    pub target: String,
+    /// True when the run started its own runtime (no `--target`).
+    pub embedded_target: bool,
+    /// Wall-clock start and end, RFC 3339 UTC, and as unix milliseconds.
+    pub started_at: String,
+    pub ended_at: String,
+    pub started_unix_ms: u64,
+    pub ended_unix_ms: u64,
+    /// Measured wall time of the load phase, seconds.
+    pub duration_seconds: f64,
+    pub plan: Plan,
+    /// One entry per planned stage, in order, with the figures of requests started in it.
+    pub stages: Vec<StageResult>,
+    /// Every request of the run, ramps included.
+    pub overall: Stats,
+    /// Per request name (e.g. `create-agent`, `send-message`).
+    pub requests: BTreeMap<String, Stats>,
+    pub checks: Vec<CheckResult>,
+    pub thresholds: Vec<ThresholdResult>,
+    /// Open model only: iterations the schedule called for that found no free user.
+    pub dropped_iterations: u64,
+    /// Highest number of concurrently running users.
+    pub max_users: u64,
+    /// One sample per second of the run.
+    pub timeline: Vec<SecondSample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+/// What the run was asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// `k6` (the seed's plan), `stages` (custom), `constant` (`--duration` and
+    /// `--concurrent-users`) or `arrival-rate`.
+    pub name: String,
+    pub model: LoadModel,
+    /// Factor applied to every stage duration (1 = as written).
+    pub time_scale: f64,
+    /// Pause after each iteration of a closed-model user (k6's `sleep(1)`), seconds.
+    pub think_time_seconds: f64,
+    /// Users (closed model) or iterations/s (open model) at the start of the first stage.
+    pub start_target: f64,
+    /// Open model: the user pool serving the arrivals.
+    pub max_users: Option<u64>,
+    pub stages: Vec<PlannedStage>,
+    pub scenarios: Vec<ScenarioWeight>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadModel {
+    /// A number of users looping over their scenario (k6 `ramping-vus`).
+    Closed,
+    /// Iterations started at a target rate whatever the latency (k6 `ramping-arrival-rate`).
+    Open,
+}
+
+/// A stage as planned (after `time_scale`): reach `target` linearly over `duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedStage {
+    /// Unique name used by stage thresholds, e.g. `ramp-100`, `hold-200`.
+    pub name: String,
+    pub duration_seconds: f64,
+    /// Users (closed model) or iterations per second (open model).
+    pub target: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioWeight {
+    pub name: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageResult {
+    pub name: String,
+    /// Seconds from the start of the run.
+    pub started_at_seconds: f64,
+    pub ended_at_seconds: f64,
+    pub stats: Stats,
+}
+
+/// Figures of a set of requests (a stage, a request name or the whole run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    pub requests: u64,
+    /// `http_req_failed` semantics: transport error or status >= 400.
+    pub failures: u64,
+    pub error_rate: f64,
+    /// Requests per second over the wall time the set covers.
+    pub throughput_rps: f64,
+    pub latency_ms: Latency,
+    /// Status code (as a string, JSON keys) -> count. Transport errors have no status.
+    pub status_codes: BTreeMap<String, u64>,
+    /// Error kind (`connect`, `timeout`, `status`, `body`, `request`) -> count.
+    pub errors: BTreeMap<String, u64>,
+    pub histograms: Histograms,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    pub corrected: Percentiles,
+    pub uncorrected: Percentiles,
+}
+
+/// Milliseconds. All zero when there were no requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    #[serde(rename = "p99.9")]
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+/// The quantiles every report carries, with their JSON names.
+pub const QUANTILES: [(&str, f64); 6] = [
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p95", 0.95),
+    ("p99", 0.99),
+    ("p99.9", 0.999),
+    ("max", 1.0),
+];
+
+impl Percentiles {
+    /// Figures of a microsecond histogram, in milliseconds.
+    pub fn from_histogram(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Percentiles {
+            count: h.len(),
+            min: ms(h.min()),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p99_9: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+
+    /// The figure for a quantile in [0,1], for thresholds written as `p(N)`; `None` when the
+    /// quantile is not one the report carries (use the histogram then).
+    pub fn at(&self, quantile: f64) -> Option<f64> {
+        let exact = |q: f64| (q - quantile).abs() < 1e-9;
+        if exact(0.5) {
+            Some(self.p50)
+        } else if exact(0.9) {
+            Some(self.p90)
+        } else if exact(0.95) {
+            Some(self.p95)
+        } else if exact(0.99) {
+            Some(self.p99)
+        } else if exact(0.999) {
+            Some(self.p99_9)
+        } else if exact(1.0) {
+            Some(self.max)
+        } else {
+            None
+        }
+    }
+}
+
+/// The serialized histograms behind [`Latency`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Histograms {
+    /// Always [`HISTOGRAM_UNIT`].
+    pub unit: String,
+    /// HdrHistogram V2 serialization, base64 (standard alphabet, padded).
+    pub corrected: String,
+    pub uncorrected: String,
+}
+
+impl Histograms {
+    pub fn encode(
+        corrected: &Histogram<u64>,
+        uncorrected: &Histogram<u64>,
+    ) -> Result<Histograms, ReportError> {
+        Ok(Histograms {
+            unit: HISTOGRAM_UNIT.to_string(),
+            corrected: encode_histogram(corrected, "corrected")?,
+            uncorrected: encode_histogram(uncorrected, "uncorrected")?,
+        })
+    }
+
+    pub fn decode_corrected(&self) -> Result<Histogram<u64>, ReportError> {
+        decode_histogram(&self.corrected, "corrected")
+    }
+
+    pub fn decode_uncorrected(&self) -> Result<Histogram<u64>, ReportError> {
+        decode_histogram(&self.uncorrected, "uncorrected")
+    }
+}
+
+/// A new empty latency histogram as every report uses: microseconds, 3 significant
+/// digits, growing as needed (so a small run holds a small histogram).
+pub fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 2 µs is the smallest range hdrhistogram accepts with auto-resize on.
+    match Histogram::new(HISTOGRAM_SIGFIG) {
+        Ok(h) => h,
+        // Only an invalid sigfig fails, and HISTOGRAM_SIGFIG is a valid constant.
+        Err(_) => unreachable!("3 significant digits is a valid histogram precision"),
+    }
+}
+
+pub fn encode_histogram(h: &Histogram<u64>, what: &str) -> Result<String, ReportError> {
+    let mut bytes = Vec::new();
+    V2Serializer::new()
+        .serialize(h, &mut bytes)
+        .map_err(|e| ReportError::Histogram {
+            what: what.to_string(),
+            detail: format!("serialization failed: {e:?}"),
+        })?;
+    Ok(BASE64.encode(bytes))
+}
+
+pub fn decode_histogram(text: &str, what: &str) -> Result<Histogram<u64>, ReportError> {
+    let bytes = BASE64
+        .decode(text.as_bytes())
+        .map_err(|e| ReportError::Histogram {
+            what: what.to_string(),
+            detail: format!("not base64: {e}"),
+        })?;
+    let mut h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut Cursor::new(bytes))
+        .map_err(|e| ReportError::Histogram {
+            what: what.to_string(),
+            detail: format!("not an HdrHistogram V2 serialization: {e:?}"),
+        })?;
+    h.auto(true);
+    Ok(h)
+}
+
+/// A k6 check: counted, never fatal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckResult {
+    /// As k6 names them: `status is 200`, `response time < 1000ms`.
+    pub name: String,
+    pub passes: u64,
+    pub fails: u64,
+    /// passes / (passes + fails); 0 when never evaluated.
+    pub pass_rate: f64,
+}
+
+/// A threshold and its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdResult {
+    /// As written, e.g. `http_req_duration{stage:hold-200}: p(99)<1500`.
+    pub expression: String,
+    pub metric: String,
+    /// The stage it is restricted to, if any.
+    pub stage: Option<String>,
+    /// The aggregation, e.g. `p(95)`, `rate`, `avg`.
+    pub aggregation: String,
+    /// Measured value in the metric's unit (ms for durations); `None` when there was
+    /// nothing to measure (no requests), which is a breach.
+    pub value: Option<f64>,
+    pub ok: bool,
+}
+
+/// One second of the run (second `t` covers [t, t+1) from the start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondSample {
+    pub t: u64,
+    /// Requests completed in this second (= requests/s).
+    pub requests: u64,
+    pub failures: u64,
+    /// Corrected and uncorrected p95 of the requests completed in this second, ms.
+    pub p95_ms: f64,
+    pub p95_uncorrected_ms: f64,
+    /// Users running at the end of the second.
+    pub users: u64,
+    pub dropped_iterations: u64,
+    /// Name of the stage the second ended in.
+    pub stage: String,
+}
+
+impl RunReport {
+    /// Writes the report as pretty JSON, creating parent directories. The file is written
+    /// to a temporary name and renamed, so a reader never sees half a report.
+    pub fn write(&self, path: &Path) -> Result<(), ReportError> {
+        let write_err = |source| ReportError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|source| ReportError::Serialize {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        std::fs::write(&tmp, text).map_err(write_err)?;
+        std::fs::rename(&tmp, path).map_err(write_err)
+    }
+
+    /// Reads a report, refusing other schema versions with a message naming the version.
+    pub fn read(path: &Path) -> Result<RunReport, ReportError> {
+        let text = std::fs::read(path).map_err(|source| ReportError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(&text, path)
+    }
+
+    /// Parses report JSON; `origin` names it in errors.
+    pub fn from_json(text: &[u8], origin: &Path) -> Result<RunReport, ReportError> {
+        let parse_err = |source| ReportError::Parse {
+            path: origin.to_path_buf(),
+            source,
+        };
+        // The version is checked before the shape, so a newer report says so instead of
+        // failing on a field this build does not know.
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: Option<serde_json::Value>,
+        }
+        let version: Version = serde_json::from_slice(text).map_err(parse_err)?;
+        let found = version.schema_version.as_ref().and_then(|v| v.as_u64());
+        if found != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(ReportError::SchemaVersion {
+                path: origin.to_path_buf(),
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        serde_json::from_slice(text).map_err(parse_err)
+    }
+}
+
+impl Stats {
+    /// Builds the figures of a set of requests from its histograms and counters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        corrected: &Histogram<u64>,
+        uncorrected: &Histogram<u64>,
+        requests: u64,
+        failures: u64,
+        wall_seconds: f64,
+        status_codes: BTreeMap<String, u64>,
+        errors: BTreeMap<String, u64>,
+    ) -> Result<Stats, ReportError> {
+        Ok(Stats {
+            requests,
+            failures,
+            error_rate: ratio(failures, requests),
+            throughput_rps: if wall_seconds > 0.0 {
+                requests as f64 / wall_seconds
+            } else {
+                0.0
+            },
+            latency_ms: Latency {
+                corrected: Percentiles::from_histogram(corrected),
+                uncorrected: Percentiles::from_histogram(uncorrected),
+            },
+            status_codes,
+            errors,
+            histograms: Histograms::encode(corrected, uncorrected)?,
+        })
+    }
+}
+
+/// `part / whole`, 0 for an empty whole.
+pub fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram(values: &[u64]) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for v in values {
+            h.record(*v).unwrap();
+        }
+        h
+    }
+
+    fn sample_report() -> RunReport {
+        let corrected = histogram(&[1_000, 2_000, 3_000, 900_000]);
+        let uncorrected = histogram(&[1_000, 2_000, 3_000]);
+        let stats = Stats::from_parts(
+            &corrected,
+            &uncorrected,
+            3,
+            1,
+            1.5,
+            BTreeMap::from([("200".to_string(), 2), ("500".to_string(), 1)]),
+            BTreeMap::from([("status".to_string(), 1)]),
+        )
+        .unwrap();
+        RunReport {
+            schema_version: SCHEMA_VERSION,
+            run_id: "r1".into(),
+            tool: Tool {
+                name: "caxton-bench".into(),
+                version: "0.0.0".into(),
+            },
+            command_line: vec!["caxton-bench".into(), "--plan".into(), "k6".into()],
+            target: "http://127.0.0.1:1".into(),
+            embedded_target: true,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            ended_at: "2026-01-01T00:00:01Z".into(),
+            started_unix_ms: 1,
+            ended_unix_ms: 2,
+            duration_seconds: 1.5,
+            plan: Plan {
+                name: "k6".into(),
+                model: LoadModel::Closed,
+                time_scale: 1.0,
+                think_time_seconds: 1.0,
+                start_target: 0.0,
+                max_users: None,
+                stages: vec![PlannedStage {
+                    name: "ramp-1".into(),
+                    duration_seconds: 1.5,
+                    target: 1.0,
+                }],
+                scenarios: vec![ScenarioWeight {
+                    name: "create-agent".into(),
+                    weight: 1,
+                }],
+            },
+            stages: vec![StageResult {
+                name: "ramp-1".into(),
+                started_at_seconds: 0.0,
+                ended_at_seconds: 1.5,
+                stats: stats.clone(),
+            }],
+            overall: stats.clone(),
+            requests: BTreeMap::from([("create-agent".to_string(), stats)]),
+            checks: vec![CheckResult {
+                name: "status is 200".into(),
+                passes: 2,
+                fails: 1,
+                pass_rate: 2.0 / 3.0,
+            }],
+            thresholds: vec![ThresholdResult {
+                expression: "http_req_duration: p(95)<2000".into(),
+                metric: "http_req_duration".into(),
+                stage: None,
+                aggregation: "p(95)".into(),
+                value: Some(900.0),
+                ok: true,
+            }],
+            dropped_iterations: 0,
+            max_users: 1,
+            timeline: vec![SecondSample {
+                t: 0,
+                requests: 3,
+                failures: 1,
+                p95_ms: 900.0,
+                p95_uncorrected_ms: 3.0,
+                users: 1,
+                dropped_iterations: 0,
+                stage: "ramp-1".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn report_round_trips_through_a_file() {
+        let dir = std::env::temp_dir().join(format!("caxton-model-{}", std::process::id()));
+        let path = dir.join("nested").join("report.json");
+        let report = sample_report();
+        report.write(&path).unwrap();
+        let back = RunReport::read(&path).unwrap();
+        assert_eq!(back, report);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"p99.9\""), "{text}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn histograms_survive_serialization_and_merge() {
+        let report = sample_report();
+        let mut merged = report.overall.histograms.decode_corrected().unwrap();
+        merged
+            .add(
+                report.stages[0]
+                    .stats
+                    .histograms
+                    .decode_corrected()
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(merged.len(), 8);
+        let p = Percentiles::from_histogram(&merged);
+        assert!((p.max - 900.0).abs() / 900.0 < 0.001, "{p:?}");
+        assert!((p.p50 - 2.0).abs() < 0.01, "{p:?}");
+    }
+
+    #[test]
+    fn percentiles_are_milliseconds() {
+        let p = Percentiles::from_histogram(&histogram(&[1_500; 100]));
+        assert_eq!(p.count, 100);
+        assert!((p.p95 - 1.5).abs() < 0.002, "{p:?}");
+        assert_eq!(p.at(0.95), Some(p.p95));
+        assert_eq!(p.at(0.42), None);
+        assert_eq!(Percentiles::from_histogram(&new_histogram()).max, 0.0);
+    }
+
+    #[test]
+    fn other_schema_versions_are_refused_by_name() {
+        let mut value = serde_json::to_value(sample_report()).unwrap();
+        value["schema_version"] = serde_json::json!(2);
+        let err =
+            RunReport::from_json(value.to_string().as_bytes(), Path::new("old.json")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("old.json") && text.contains("Some(2)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_json_name_the_file() {
+        let mut value = serde_json::to_value(sample_report()).unwrap();
+        value["surprise"] = serde_json::json!(1);
+        let err =
+            RunReport::from_json(value.to_string().as_bytes(), Path::new("x.json")).unwrap_err();
+        assert!(err.to_string().contains("surprise"), "{err}");
+        let err =
+            RunReport::from_json(b"{\"schema_version\":1,", Path::new("cut.json")).unwrap_err();
+        assert!(err.to_string().contains("cut.json"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_histogram_is_a_typed_error() {
+        let mut h = sample_report().overall.histograms;
+        h.corrected = "not base64!".into();
+        assert!(matches!(
+            h.decode_corrected(),
+            Err(ReportError::Histogram { .. })
+        ));
+        h.corrected = BASE64.encode(b"garbage");
+        assert!(h.decode_corrected().is_err());
+    }
+}

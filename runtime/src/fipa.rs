@@ -1,0 +1,266 @@
+//! FIPA-ACL messages: the only thing agents and clients exchange.
+//!
+//! The wire form is JSON. Performatives are upper-case (`ACCEPT_PROPOSAL`), as in the FIPA
+//! ACL specification's communicative-act library (SC00037J), which defines exactly 22 of them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The 22 communicative acts of FIPA SC00037J.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Performative {
+    AcceptProposal,
+    Agree,
+    Cancel,
+    /// Call for proposal; FIPA spells it `cfp`.
+    #[serde(rename = "CFP", alias = "CALL_FOR_PROPOSAL")]
+    Cfp,
+    Confirm,
+    Disconfirm,
+    Failure,
+    Inform,
+    InformIf,
+    InformRef,
+    NotUnderstood,
+    Propagate,
+    Propose,
+    Proxy,
+    QueryIf,
+    QueryRef,
+    Refuse,
+    RejectProposal,
+    Request,
+    RequestWhen,
+    RequestWhenever,
+    Subscribe,
+}
+
+impl Performative {
+    /// Every performative, in the specification's alphabetical order.
+    pub const ALL: [Performative; 22] = [
+        Self::AcceptProposal,
+        Self::Agree,
+        Self::Cancel,
+        Self::Cfp,
+        Self::Confirm,
+        Self::Disconfirm,
+        Self::Failure,
+        Self::Inform,
+        Self::InformIf,
+        Self::InformRef,
+        Self::NotUnderstood,
+        Self::Propagate,
+        Self::Propose,
+        Self::Proxy,
+        Self::QueryIf,
+        Self::QueryRef,
+        Self::Refuse,
+        Self::RejectProposal,
+        Self::Request,
+        Self::RequestWhen,
+        Self::RequestWhenever,
+        Self::Subscribe,
+    ];
+
+    /// The wire name, also used as the `message_type` metric label (no allocation).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AcceptProposal => "ACCEPT_PROPOSAL",
+            Self::Agree => "AGREE",
+            Self::Cancel => "CANCEL",
+            Self::Cfp => "CFP",
+            Self::Confirm => "CONFIRM",
+            Self::Disconfirm => "DISCONFIRM",
+            Self::Failure => "FAILURE",
+            Self::Inform => "INFORM",
+            Self::InformIf => "INFORM_IF",
+            Self::InformRef => "INFORM_REF",
+            Self::NotUnderstood => "NOT_UNDERSTOOD",
+            Self::Propagate => "PROPAGATE",
+            Self::Propose => "PROPOSE",
+            Self::Proxy => "PROXY",
+            Self::QueryIf => "QUERY_IF",
+            Self::QueryRef => "QUERY_REF",
+            Self::Refuse => "REFUSE",
+            Self::RejectProposal => "REJECT_PROPOSAL",
+            Self::Request => "REQUEST",
+            Self::RequestWhen => "REQUEST_WHEN",
+            Self::RequestWhenever => "REQUEST_WHENEVER",
+            Self::Subscribe => "SUBSCRIBE",
+        }
+    }
+}
+
+impl fmt::Display for Performative {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One FIPA-ACL message.
+///
+/// Field order matters: the runtime serializes `performative` first, so a WebAssembly agent
+/// can dispatch on a fixed prefix without a JSON parser (see `agents/builtin.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclMessage {
+    pub performative: Performative,
+    /// Agent id, or the name of an external client. The runtime overwrites it with the
+    /// agent's own id for messages an agent sends, so agents cannot spoof each other.
+    #[serde(default)]
+    pub sender: String,
+    /// One or more receivers; the wire accepts a string or an array (`receivers` too).
+    #[serde(
+        default,
+        alias = "receivers",
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub receiver: Vec<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub content: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ontology: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_with: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    /// Deadline for a reply, RFC 3339; carried, not enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_by: Option<String>,
+    /// Free-form string metadata; W3C trace context (`traceparent`, `tracestate`) rides here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl AclMessage {
+    /// A message with only a performative; the builder-style setters fill the rest.
+    pub fn new(performative: Performative) -> Self {
+        Self {
+            performative,
+            sender: String::new(),
+            receiver: Vec::new(),
+            content: serde_json::Value::Null,
+            language: None,
+            ontology: None,
+            protocol: None,
+            conversation_id: None,
+            reply_with: None,
+            in_reply_to: None,
+            reply_by: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// A reply to `self`: addressed to its sender, in its conversation, answering its
+    /// `reply_with`, carrying its metadata (and so its trace context).
+    pub fn reply(&self, performative: Performative, from: &str) -> AclMessage {
+        let mut reply = AclMessage::new(performative);
+        reply.sender = from.to_owned();
+        self.address_reply(&mut reply);
+        reply
+    }
+
+    /// Fills the addressing fields `reply` left empty from `self`, the message being answered.
+    /// Agents rely on this: `{"performative":"INFORM","content":..}` is a complete reply.
+    pub fn address_reply(&self, reply: &mut AclMessage) {
+        if reply.receiver.is_empty() {
+            reply.receiver = vec![self.sender.clone()];
+        }
+        if reply.conversation_id.is_none() {
+            reply.conversation_id = self.conversation_id.clone();
+        }
+        if reply.in_reply_to.is_none() {
+            reply.in_reply_to = self.reply_with.clone();
+        }
+        if reply.protocol.is_none() {
+            reply.protocol = self.protocol.clone();
+        }
+        for (k, v) in &self.metadata {
+            reply.metadata.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(de)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_22_performatives_round_trip_upper_case() {
+        for p in Performative::ALL {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.as_str()));
+            assert_eq!(serde_json::from_str::<Performative>(&json).unwrap(), p);
+            assert_eq!(p.as_str().to_uppercase(), p.as_str());
+        }
+        let distinct: std::collections::HashSet<_> =
+            Performative::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(distinct.len(), 22);
+        assert_eq!(
+            serde_json::from_str::<Performative>("\"CALL_FOR_PROPOSAL\"").unwrap(),
+            Performative::Cfp
+        );
+    }
+
+    #[test]
+    fn receiver_accepts_string_or_array_and_performative_serializes_first() {
+        let one: AclMessage =
+            serde_json::from_str(r#"{"performative":"REQUEST","receiver":"a","sender":"c"}"#)
+                .unwrap();
+        assert_eq!(one.receiver, vec!["a"]);
+        let many: AclMessage =
+            serde_json::from_str(r#"{"performative":"INFORM","receivers":["a","b"]}"#).unwrap();
+        assert_eq!(many.receiver, vec!["a", "b"]);
+        let wire = serde_json::to_string(&one).unwrap();
+        assert!(wire.starts_with(r#"{"performative":"REQUEST","#), "{wire}");
+    }
+
+    #[test]
+    fn unknown_fields_and_performatives_are_rejected() {
+        assert!(serde_json::from_str::<AclMessage>(r#"{"performative":"SHOUT"}"#).is_err());
+        let err = serde_json::from_str::<AclMessage>(r#"{"performative":"INFORM","x":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `x`"), "{err}");
+    }
+
+    #[test]
+    fn reply_addresses_the_sender_in_the_same_conversation() {
+        let mut req = AclMessage::new(Performative::Request);
+        req.sender = "client".into();
+        req.receiver = vec!["agent-1".into()];
+        req.conversation_id = Some("c1".into());
+        req.reply_with = Some("r1".into());
+        req.metadata
+            .insert("traceparent".into(), "00-abc-def-01".into());
+        let reply = req.reply(Performative::Inform, "agent-1");
+        assert_eq!(reply.receiver, vec!["client"]);
+        assert_eq!(reply.sender, "agent-1");
+        assert_eq!(reply.conversation_id.as_deref(), Some("c1"));
+        assert_eq!(reply.in_reply_to.as_deref(), Some("r1"));
+        assert_eq!(reply.metadata["traceparent"], "00-abc-def-01");
+    }
+}

@@ -1,0 +1,17 @@
+//! The Caxton runtime: WebAssembly agents that talk in FIPA-ACL messages behind an HTTP API,
+//! with Prometheus metrics. ARCHITECTURE.md at the repository root has the map.
+
+pub mod agent;
+pub mod api;
+pub mod builtin;
+pub mod config;
+pub mod events;
+pub mod fipa;
+pub mod http_metrics;
+pub mod logging;
+pub mod metrics;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod system;
+pub mod wasm;

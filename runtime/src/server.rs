@@ -1,0 +1,182 @@
+//! Starting and stopping a runtime: the API listener, the metrics listener, graceful
+//! shutdown. `caxton serve` and `caxton-bench` (embedded mode) both go through `start`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::http_metrics::CountingListener;
+use crate::metrics::{Metrics, MetricsError};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::system::SystemSampler;
+
+/// How long shutdown waits for open connections (WebSockets never end on their own).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("metrics set-up failed: {0}")]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("runtime set-up task failed: {0}")]
+    Setup(String),
+}
+
+/// A started runtime. Dropping it without `shutdown` leaves the listeners running until the
+/// tokio runtime ends.
+pub struct RunningServer {
+    api_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    runtime: Arc<Runtime>,
+    ready: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Stops taking connections, lets open requests finish (bounded), and returns.
+    pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+struct MetricsState {
+    metrics: Arc<Metrics>,
+    sampler: Mutex<SystemSampler>,
+}
+
+/// System metrics are read from /proc at scrape time, so they are never staler than the
+/// scrape and cost nothing between scrapes.
+async fn serve_metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
+    let sample = state
+        .sampler
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .sample();
+    match sample {
+        Ok(s) => state.metrics.set_system(&s),
+        Err(e) => tracing::warn!(error = %e, "system metrics unavailable"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode_text(),
+    )
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, what, source })
+}
+
+fn spawn_serving<L>(listener: L, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    tokio::spawn(async move {
+        let graceful = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
+            tracing::error!(error = %e, "server stopped with an error");
+        }
+    })
+}
+
+/// Builds the runtime (compiling the built-in agents) and starts both listeners. Returns
+/// once both are bound, so the addresses are ready for clients.
+pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    let metrics = Arc::new(Metrics::new(&config.observability.metrics)?);
+    let setup_cfg = config.clone();
+    let setup_metrics = metrics.clone();
+    let runtime = tokio::task::spawn_blocking(move || Runtime::new(&setup_cfg, setup_metrics))
+        .await
+        .map_err(|e| ServerError::Setup(e.to_string()))??;
+    let runtime = Arc::new(runtime);
+
+    let api_listener = bind(config.server.api_address, "api_address").await?;
+    let metrics_listener = bind(config.server.metrics_address, "metrics_address").await?;
+    let api_addr = local(&api_listener, config.server.api_address);
+    let metrics_addr = local(&metrics_listener, config.server.metrics_address);
+
+    let ready = Arc::new(AtomicBool::new(true));
+    let state = ApiState {
+        runtime: runtime.clone(),
+        reply_timeout: config.server.reply_timeout,
+        ready: ready.clone(),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let api_app = api::router(state, config.server.max_body_bytes);
+    let metrics_app = Router::new()
+        .route("/metrics", get(serve_metrics))
+        .with_state(Arc::new(MetricsState {
+            metrics: metrics.clone(),
+            sampler: Mutex::new(SystemSampler::new(config.server.data_dir.clone())),
+        }));
+    let tasks = vec![
+        spawn_serving(
+            CountingListener::new(api_listener, metrics.http_active_connections()),
+            api_app,
+            stop_rx.clone(),
+        ),
+        spawn_serving(metrics_listener, metrics_app, stop_rx),
+    ];
+    tracing::info!(%api_addr, %metrics_addr, "caxton runtime serving");
+    Ok(RunningServer {
+        api_addr,
+        metrics_addr,
+        runtime,
+        ready,
+        stop,
+        tasks,
+    })
+}
+
+fn local(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
+}

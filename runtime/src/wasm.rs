@@ -1,0 +1,492 @@
+//! The WebAssembly side of an agent: engine set-up, the host ABI, and one bounded execution.
+//!
+//! # Agent ABI
+//! A module is an agent when it
+//! - exports `memory` and an allocator `alloc(len: i32) -> i32` (returns a pointer to `len`
+//!   free bytes, 0 when out of memory),
+//! - exports `handle_message(ptr: i32, len: i32) -> i32`, called with one FIPA-ACL message as
+//!   UTF-8 JSON (performative first); 0 means handled, anything else is a failure,
+//! - may export `agent_init() -> i32`, called once when the agent is created (0 = ready),
+//! - imports only from module `caxton`:
+//!   `send_message(ptr, len) -> i32` (one JSON FIPA message; 0 ok, -1 invalid JSON,
+//!   -2 out of bounds, -3 outbox full), `current_timestamp() -> i64` (ms since the Unix
+//!   epoch) and `console_log(ptr, len)`.
+//!
+//! A sent message may leave `receiver`, `conversation_id` and `in_reply_to` out: they default
+//! to a reply to the message being handled, so `{"performative":"INFORM"}` is a valid reply.
+//!
+//! # Isolation
+//! Instances are ephemeral: each execution instantiates from a pre-linked `InstancePre` in the
+//! pooling allocator, so an idle agent holds no instance and no linear memory. Each execution
+//! has a fuel budget, an epoch deadline (wall-clock timeout) and a memory cap; running out of
+//! any of them fails that execution only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+use wasmtime::{
+    Caller, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap, ValType,
+};
+
+use crate::config::AgentsConfig;
+use crate::fipa::AclMessage;
+
+/// How often the epoch advances; the execution timeout is counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// An agent may send at most this many messages per execution (a loop of sends is a bug,
+/// and the outbox lives in host memory).
+const MAX_OUTBOX: usize = 1024;
+/// Longest `console_log` line kept; the rest is cut so an agent cannot flood the logs.
+const MAX_LOG_BYTES: usize = 4096;
+
+/// Why an execution failed; `kind()` is the metric label.
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error("fuel exhausted: the agent used more than its per-message budget")]
+    FuelExhausted,
+    #[error("execution timed out")]
+    Timeout,
+    #[error("memory limit exceeded: {0}")]
+    MemoryLimit(String),
+    #[error("trap: {0}")]
+    Trap(String),
+    #[error("agent does not follow the ABI: {0}")]
+    Abi(String),
+    #[error("handle_message returned status {0}")]
+    Status(i32),
+}
+
+impl ExecError {
+    /// Short label for metrics and FAILURE replies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::FuelExhausted => "fuel_exhausted",
+            Self::Timeout => "timeout",
+            Self::MemoryLimit(_) => "memory_limit",
+            Self::Trap(_) => "trap",
+            Self::Abi(_) => "abi",
+            Self::Status(_) => "status",
+        }
+    }
+
+    fn classify(err: wasmtime::Error) -> Self {
+        if let Some(trap) = err.downcast_ref::<Trap>() {
+            return match trap {
+                Trap::OutOfFuel => Self::FuelExhausted,
+                Trap::Interrupt => Self::Timeout,
+                other => Self::Trap(other.to_string()),
+            };
+        }
+        // StoreLimits with trap_on_grow_failure reports growth past the cap as a plain error.
+        let text = format!("{err:#}");
+        if text.contains("growing memory") || text.contains("memory growth") {
+            Self::MemoryLimit(text)
+        } else {
+            Self::Trap(text)
+        }
+    }
+}
+
+/// A module that cannot become an agent type.
+#[derive(Debug, Error)]
+pub enum ModuleError {
+    #[error("invalid WebAssembly module: {0}")]
+    Compile(String),
+    #[error("module does not follow the Caxton agent ABI: {0}")]
+    Abi(String),
+}
+
+/// Per-store host state.
+pub struct HostState {
+    limits: StoreLimits,
+    agent_id: Arc<str>,
+    outbox: Vec<AclMessage>,
+}
+
+/// A compiled, pre-linked agent type; cheap to instantiate many times.
+pub struct AgentType {
+    pub name: String,
+    pub builtin: bool,
+    pre: InstancePre<HostState>,
+    has_init: bool,
+}
+
+impl std::fmt::Debug for AgentType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentType")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// What one successful execution produced.
+#[derive(Debug)]
+pub struct Execution {
+    /// Messages the agent sent, sender already set to the agent; addressing defaults are
+    /// applied by the router, which knows the message being answered.
+    pub outgoing: Vec<AclMessage>,
+    /// Linear memory size at the end of the execution.
+    pub memory_bytes: u64,
+}
+
+/// Stops the epoch thread when the engine goes away.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The wasmtime engine with Caxton's limits and linker.
+pub struct WasmEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    fuel: u64,
+    deadline_ticks: u64,
+    memory_limit: usize,
+    _ticker: EpochTicker,
+}
+
+impl WasmEngine {
+    pub fn new(cfg: &AgentsConfig) -> Result<Self, ModuleError> {
+        let memory_limit = usize::try_from(cfg.memory_limit).unwrap_or(usize::MAX);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(cfg.max_instances)
+            .total_memories(cfg.max_instances)
+            .total_tables(cfg.max_instances)
+            .max_memory_size(memory_limit);
+        let mut wcfg = wasmtime::Config::new();
+        wcfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            // Reserve only what the cap allows: thousands of pool slots of the default 4 GiB
+            // reservation would exhaust the address space. Costs explicit bounds checks.
+            .memory_reservation(cfg.memory_limit.max(65536))
+            .memory_guard_size(65536)
+            .memory_reservation_for_growth(0);
+        let engine = Engine::new(&wcfg).map_err(|e| ModuleError::Compile(format!("{e:#}")))?;
+        let linker = host_linker(&engine).map_err(|e| ModuleError::Compile(format!("{e:#}")))?;
+        let ticks = cfg.execution_timeout.as_nanos() / EPOCH_TICK.as_nanos();
+        Ok(Self {
+            _ticker: spawn_epoch_ticker(&engine),
+            engine,
+            linker,
+            fuel: cfg.fuel_per_message,
+            deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
+            memory_limit,
+        })
+    }
+
+    /// Compiles and links `bytes` (binary wasm or WAT text) as agent type `name`, checking the
+    /// ABI so that a bad module is refused at registration, not at its first message.
+    pub fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        builtin: bool,
+    ) -> Result<AgentType, ModuleError> {
+        let module =
+            Module::new(&self.engine, bytes).map_err(|e| ModuleError::Compile(format!("{e:#}")))?;
+        check_abi(&module)?;
+        let has_init = module.get_export("agent_init").is_some();
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| ModuleError::Abi(format!("{e:#}")))?;
+        Ok(AgentType {
+            name: name.to_owned(),
+            builtin,
+            pre,
+            has_init,
+        })
+    }
+
+    fn store(&self, agent_id: &Arc<str>) -> Store<HostState> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.memory_limit)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                limits,
+                agent_id: agent_id.clone(),
+                outbox: Vec::new(),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        // Fuel is enabled in the engine config, so this cannot fail.
+        let _ = store.set_fuel(self.fuel);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store
+    }
+
+    /// Runs `agent_init` when the type has one: the Loaded -> Running transition.
+    pub fn init(&self, ty: &AgentType, agent_id: &Arc<str>) -> Result<(), ExecError> {
+        if !ty.has_init {
+            return Ok(());
+        }
+        let mut store = self.store(agent_id);
+        let instance = ty
+            .pre
+            .instantiate(&mut store)
+            .map_err(ExecError::classify)?;
+        let init = instance
+            .get_typed_func::<(), i32>(&mut store, "agent_init")
+            .map_err(|e| ExecError::Abi(format!("{e:#}")))?;
+        match init.call(&mut store, ()).map_err(ExecError::classify)? {
+            0 => Ok(()),
+            status => Err(ExecError::Status(status)),
+        }
+    }
+
+    /// Delivers one message (already serialized) to a fresh instance of `ty`.
+    pub fn execute(
+        &self,
+        ty: &AgentType,
+        agent_id: &Arc<str>,
+        message: &[u8],
+    ) -> Result<Execution, ExecError> {
+        let mut store = self.store(agent_id);
+        let instance = ty
+            .pre
+            .instantiate(&mut store)
+            .map_err(ExecError::classify)?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| ExecError::Abi("no exported memory".into()))?;
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "alloc")
+            .map_err(|e| ExecError::Abi(format!("{e:#}")))?;
+        let handle = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, "handle_message")
+            .map_err(|e| ExecError::Abi(format!("{e:#}")))?;
+        let len = i32::try_from(message.len())
+            .map_err(|_| ExecError::Abi("message larger than 2 GiB".into()))?;
+        let ptr = alloc.call(&mut store, len).map_err(ExecError::classify)?;
+        if ptr <= 0 {
+            return Err(ExecError::MemoryLimit(format!(
+                "alloc({len}) returned {ptr}: no room for the message"
+            )));
+        }
+        memory
+            .write(&mut store, ptr as usize, message)
+            .map_err(|e| ExecError::Abi(format!("alloc returned an out-of-bounds pointer: {e}")))?;
+        let status = handle
+            .call(&mut store, (ptr, len))
+            .map_err(ExecError::classify)?;
+        if status != 0 {
+            return Err(ExecError::Status(status));
+        }
+        let memory_bytes = memory.data_size(&store) as u64;
+        Ok(Execution {
+            outgoing: std::mem::take(&mut store.data_mut().outbox),
+            memory_bytes,
+        })
+    }
+}
+
+fn spawn_epoch_ticker(engine: &Engine) -> EpochTicker {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let weak = engine.weak();
+    // A plain thread: the deadline must advance even when every tokio worker is busy running
+    // a runaway agent.
+    let _ = std::thread::Builder::new()
+        .name("caxton-epoch".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        });
+    EpochTicker { stop }
+}
+
+fn check_abi(module: &Module) -> Result<(), ModuleError> {
+    let func = |name: &str, params: &[ValType], results: &[ValType]| -> Result<(), ModuleError> {
+        match module.get_export(name) {
+            Some(ExternType::Func(f)) => {
+                let ok = f.params().len() == params.len()
+                    && f.results().len() == results.len()
+                    && f.params().zip(params).all(|(a, b)| a.matches(b))
+                    && f.results().zip(results).all(|(a, b)| a.matches(b));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(ModuleError::Abi(format!(
+                        "export `{name}` has the wrong signature: {f}"
+                    )))
+                }
+            }
+            Some(_) => Err(ModuleError::Abi(format!(
+                "export `{name}` is not a function"
+            ))),
+            None => Err(ModuleError::Abi(format!("missing export `{name}`"))),
+        }
+    };
+    match module.get_export("memory") {
+        Some(ExternType::Memory(_)) => {}
+        _ => return Err(ModuleError::Abi("missing export `memory`".into())),
+    }
+    func("alloc", &[ValType::I32], &[ValType::I32])?;
+    func(
+        "handle_message",
+        &[ValType::I32, ValType::I32],
+        &[ValType::I32],
+    )?;
+    if module.get_export("agent_init").is_some() {
+        func("agent_init", &[], &[ValType::I32])?;
+    }
+    for import in module.imports() {
+        if import.module() != "caxton" {
+            return Err(ModuleError::Abi(format!(
+                "import `{}.{}`: agents may import only from module `caxton`",
+                import.module(),
+                import.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads `len` bytes at `ptr` of the caller's exported memory.
+fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+    let memory = caller.get_export("memory")?.into_memory()?;
+    let start = usize::try_from(ptr).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    memory.data(&*caller).get(start..end).map(<[u8]>::to_vec)
+}
+
+fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    linker.func_wrap(
+        "caxton",
+        "send_message",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> i32 {
+            let Some(bytes) = guest_bytes(&mut caller, ptr, len) else {
+                return -2;
+            };
+            let Ok(mut msg) = serde_json::from_slice::<AclMessage>(&bytes) else {
+                return -1;
+            };
+            let state = caller.data_mut();
+            if state.outbox.len() >= MAX_OUTBOX {
+                return -3;
+            }
+            msg.sender = state.agent_id.to_string();
+            state.outbox.push(msg);
+            0
+        },
+    )?;
+    linker.func_wrap("caxton", "current_timestamp", || -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    })?;
+    linker.func_wrap(
+        "caxton",
+        "console_log",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let len = len.clamp(0, MAX_LOG_BYTES as i32);
+            if let Some(bytes) = guest_bytes(&mut caller, ptr, len) {
+                let line = String::from_utf8_lossy(&bytes);
+                tracing::info!(agent_id = %caller.data().agent_id, "{line}");
+            }
+        },
+    )?;
+    Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builtin;
+    use crate::fipa::Performative;
+
+    fn engine() -> WasmEngine {
+        let cfg = AgentsConfig {
+            max_instances: 16,
+            ..AgentsConfig::default()
+        };
+        WasmEngine::new(&cfg).unwrap()
+    }
+
+    fn request() -> Vec<u8> {
+        let mut m = AclMessage::new(Performative::Request);
+        m.sender = "client".into();
+        m.content = serde_json::json!({"n": 1});
+        serde_json::to_vec(&m).unwrap()
+    }
+
+    #[test]
+    fn test_agent_answers_request_with_inform() {
+        let e = engine();
+        let ty = e
+            .compile("test-agent", builtin::TEST_AGENT.wat().as_bytes(), true)
+            .unwrap();
+        let id: Arc<str> = "a1".into();
+        let out = e.execute(&ty, &id, &request()).unwrap();
+        assert_eq!(out.outgoing.len(), 1);
+        assert_eq!(out.outgoing[0].performative, Performative::Inform);
+        assert_eq!(out.outgoing[0].sender, "a1");
+        assert!(out.memory_bytes >= 65536);
+    }
+
+    #[test]
+    fn runaway_agents_fail_their_execution_only() {
+        let e = engine();
+        let cases = [
+            ("loop", "(loop $l (br $l))", "fuel_exhausted"),
+            ("trap", "unreachable", "trap"),
+            (
+                "bomb",
+                "(loop $l (drop (memory.grow (i32.const 16))) (br $l))",
+                "memory_limit",
+            ),
+        ];
+        for (name, body, kind) in cases {
+            let wat = format!(
+                r#"(module (memory (export "memory") 1)
+                   (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+                   (func (export "handle_message") (param i32 i32) (result i32) {body} (i32.const 0)))"#
+            );
+            let ty = e.compile(name, wat.as_bytes(), false).unwrap();
+            let err = e.execute(&ty, &"x".into(), &request()).unwrap_err();
+            assert_eq!(err.kind(), kind, "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn modules_breaking_the_abi_are_refused_with_the_reason() {
+        let e = engine();
+        let err = e
+            .compile("m", br#"(module (memory (export "memory") 1))"#, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("missing export `alloc`"), "{err}");
+        let err = e
+            .compile(
+                "m",
+                br#"(module (import "env" "f" (func)) (memory (export "memory") 1)
+                    (func (export "alloc") (param i32) (result i32) (i32.const 0))
+                    (func (export "handle_message") (param i32 i32) (result i32) (i32.const 0)))"#,
+                false,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("env.f"), "{err}");
+        assert!(matches!(
+            e.compile("m", b"\0asm garbage", false),
+            Err(ModuleError::Compile(_))
+        ));
+    }
+}

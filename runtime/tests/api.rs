@@ -1,0 +1,420 @@
+//! The runtime's HTTP API over real loopback HTTP: what a client of `caxton serve` sees.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use caxton_runtime::config::Config;
+use caxton_runtime::metrics::ALL_METRIC_NAMES;
+use caxton_runtime::server::{self, RunningServer};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Harness {
+    server: RunningServer,
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Harness {
+    async fn start(edit: impl FnOnce(&mut Config)) -> Self {
+        let mut cfg = Config::for_tests();
+        let data = std::env::temp_dir().join(format!("caxton-api-test-{}", std::process::id()));
+        std::fs::create_dir_all(&data).unwrap();
+        cfg.server.data_dir = data;
+        edit(&mut cfg);
+        let server = server::start(cfg).await.expect("runtime starts");
+        let base = format!("http://{}", server.api_addr());
+        Self {
+            server,
+            http: reqwest::Client::new(),
+            base,
+        }
+    }
+
+    async fn create(&self, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/agents", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    async fn agent(&self, agent_type: &str) -> String {
+        let (status, body) = self.create(json!({"agent_type": agent_type})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn custom(&self, wat: &str) -> String {
+        let wasm = wat::parse_str(wat).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(wasm);
+        let (status, body) = self.create(json!({"wasm_module": b64})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn ask(&self, receiver: &str, performative: &str) -> (StatusCode, Value) {
+        let msg = json!({"performative": performative, "sender": "tester", "receiver": receiver,
+                         "content": {"q": 1}, "conversation_id": "conv-1"});
+        let r = self
+            .http
+            .post(format!("{}/api/messages?wait=true", self.base))
+            .json(&msg)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.server.metrics_addr());
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+fn misbehaving(body: &str) -> String {
+    format!(
+        r#"(module (memory (export "memory") 1)
+             (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+             (func (export "handle_message") (param i32 i32) (result i32) {body} (i32.const 0)))"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_are_created_listed_fetched_and_deleted() {
+    let h = Harness::start(|_| {}).await;
+    let (status, created) = h
+        .create(json!({"agent_type": "test-agent", "config": {"test": true}}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(created["agent_type"], "test-agent");
+    assert_eq!(created["state"], "Running");
+    assert_eq!(created["config"], json!({"test": true}));
+    let id = created["id"].as_str().unwrap();
+    let second = h.agent("echo").await;
+
+    let list: Value = h
+        .http
+        .get(format!("{}/api/v1/agents?limit=1", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 2);
+    assert_eq!(list["agents"].as_array().unwrap().len(), 1);
+    assert_eq!(list["agents"][0]["id"], id, "pages are in creation order");
+
+    let got = h
+        .http
+        .get(format!("{}/api/agents/{id}", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+
+    let del = h
+        .http
+        .delete(format!("{}/api/agents/{id}", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::OK);
+    assert_eq!(del.json::<Value>().await.unwrap()["state"], "Stopped");
+    let gone = h
+        .http
+        .get(format!("{}/api/agents/{id}", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let body: Value = gone.json().await.unwrap();
+    assert!(
+        body["error"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    let list: Value = h
+        .http
+        .get(format!("{}/api/agents", h.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["agents"][0]["id"], second);
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_to_test_agent_gets_an_inform_reply_in_the_same_conversation() {
+    let h = Harness::start(|_| {}).await;
+    let id = h.agent("test-agent").await;
+    let (status, reply) = h.ask(&id, "REQUEST").await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["performative"], "INFORM");
+    assert_eq!(reply["sender"], id.as_str());
+    assert_eq!(reply["receiver"], json!(["tester"]));
+    assert_eq!(reply["conversation_id"], "conv-1");
+    let (_, reply) = h.ask(&id, "QUERY_IF").await;
+    assert_eq!(reply["performative"], "NOT_UNDERSTOOD");
+
+    let echo = h.agent("echo").await;
+    let (status, reply) = h.ask(&echo, "PROPOSE").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        reply["content"]["performative"], "PROPOSE",
+        "echo returns the message: {reply}"
+    );
+    assert_eq!(reply["content"]["content"], json!({"q": 1}));
+
+    let heavy = h.agent("cpu-heavy").await;
+    let (_, reply) = h.ask(&heavy, "REQUEST").await;
+    assert_eq!(
+        reply["content"]["fnv1a"].as_str().unwrap().len(),
+        8,
+        "{reply}"
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_agents_are_contained_while_others_keep_answering() {
+    let h = Harness::start(|_| {}).await;
+    let good = h.agent("test-agent").await;
+    let cases = [
+        ("(loop $l (br $l))", "fuel_exhausted"),
+        (
+            "(loop $l (drop (memory.grow (i32.const 16))) (br $l))",
+            "memory_limit",
+        ),
+        ("unreachable", "trap"),
+    ];
+    for (body, kind) in cases {
+        let bad = h.custom(&misbehaving(body)).await;
+        let (status, reply) = h.ask(&bad, "REQUEST").await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["performative"], "FAILURE");
+        assert_eq!(reply["content"]["error"], kind, "{reply}");
+        let (status, reply) = h.ask(&good, "REQUEST").await;
+        assert_eq!(
+            (status, reply["performative"].as_str()),
+            (StatusCode::OK, Some("INFORM"))
+        );
+    }
+    let metrics = h.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("caxton_agent_executions_total{")
+                && l.contains("status=\"error\"")),
+        "{metrics}"
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_with_unbounded_fuel_is_stopped_by_the_execution_timeout() {
+    let h = Harness::start(|c| {
+        c.agents.fuel_per_message = u64::MAX;
+        c.agents.execution_timeout = Duration::from_millis(200);
+    })
+    .await;
+    let bad = h.custom(&misbehaving("(loop $l (br $l))")).await;
+    let (_, reply) = h.ask(&bad, "REQUEST").await;
+    assert_eq!(reply["content"]["error"], "timeout", "{reply}");
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mailbox_refuses_with_429_and_is_counted() {
+    let h = Harness::start(|c| c.agents.mailbox_capacity = 1).await;
+    let slow = h.agent("cpu-heavy").await;
+    // One message to five copies of the same receiver is queued in one synchronous step, so
+    // the single slot fills whatever the drain task does.
+    let msg = json!({"performative": "REQUEST", "receiver": [&slow, &slow, &slow, &slow, &slow]});
+    let r = h
+        .http
+        .post(format!("{}/api/messages", h.base))
+        .json(&msg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "mailbox full");
+    assert!(
+        body["detail"].as_str().unwrap().contains("already queued"),
+        "{body}"
+    );
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains("caxton_message_errors_total{kind=\"mailbox_full\"} 1"),
+        "{metrics}"
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_mistakes_are_json_4xx_never_5xx() {
+    let h = Harness::start(|c| c.server.max_body_bytes = 1024).await;
+    let post = |path: &str, body: String| {
+        h.http
+            .post(format!("{}{path}", h.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = post("/api/agents", "{\"agent_type\":\n \"test-agent\",,}".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("line 2 column"),
+        "{body}"
+    );
+
+    let r = post(
+        "/api/messages",
+        format!(
+            "{{\"performative\":\"INFORM\",\"content\":\"{}\"}}",
+            "x".repeat(4096)
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "body too large");
+
+    let (status, body) = h.create(json!({"agent_type": "no-such-type"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = h.create(json!({"wasm_module": "AGFzbQEAAAA="})).await; // empty module
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("memory"),
+        "{body}"
+    );
+    let (status, _) = h
+        .create(json!({"agent_type": "echo", "colour": "red"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let r = post(
+        "/api/messages",
+        json!({"performative": "SHOUT", "receiver": "x"}).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = post(
+        "/api/messages",
+        json!({"performative": "INFORM", "receiver": "nobody"}).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = h
+        .http
+        .get(format!("{}/no/such/route", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_all_seed_names_and_queried_labels_after_traffic() {
+    let h = Harness::start(|_| {}).await;
+    for path in ["/health", "/ready"] {
+        assert_eq!(
+            h.http
+                .get(format!("{}{path}", h.base))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let id = h.agent("test-agent").await;
+    h.ask(&id, "REQUEST").await;
+    let bad = h.custom(&misbehaving("unreachable")).await;
+    h.ask(&bad, "REQUEST").await;
+    h.http
+        .get(format!("{}/api/agents/{id}", h.base))
+        .send()
+        .await
+        .unwrap();
+    // Open a WebSocket so the connection gauge has a live value.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", h.server.api_addr()))
+        .await
+        .unwrap();
+    let metrics = h.metrics().await;
+    for name in ALL_METRIC_NAMES {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+    let has = |needle: &str| metrics.lines().any(|l| l.contains(needle));
+    assert!(
+        has("caxton_agent_executions_total{agent_id="),
+        "executions carry agent_id"
+    );
+    assert!(has("agent_type=\"test-agent\"") && has("status=\"ok\"") && has("status=\"error\""));
+    assert!(has(&format!(
+        "caxton_wasm_memory_usage_bytes{{agent_id=\"{id}\",agent_type=\"test-agent\"}}"
+    )));
+    assert!(
+        has("route=\"/api/agents/{id}\""),
+        "route label is the template, not the raw path"
+    );
+    assert!(
+        !has(&format!("route=\"/api/agents/{id}\"")),
+        "raw paths never become labels"
+    );
+    assert!(has(
+        "caxton_messages_received_total{message_type=\"REQUEST\"}"
+    ));
+    assert!(has("caxton_websocket_connections 1"));
+    ws.close(None).await.ok();
+    let _ = ws.next().await;
+    h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_streams_the_filtered_conversation() {
+    let h = Harness::start(|_| {}).await;
+    let id = h.agent("test-agent").await;
+    let url = format!("ws://{}/ws?conversation=conv-1", h.server.api_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    h.ask(&id, "REQUEST").await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let ev: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+        assert_eq!(ev["type"], "message");
+        seen.push(ev["message"]["performative"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["REQUEST", "INFORM"]);
+    h.server.shutdown().await;
+}
