@@ -7,6 +7,7 @@ use caxton_reports::model::LoadModel;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
+use crate::distributed::WorkerShare;
 use crate::plan::{self, K6_THINK_TIME, K6_THRESHOLDS, Plan, PlanError};
 use crate::progress::ProgressMode;
 use crate::run::RunOptions;
@@ -29,6 +30,41 @@ pub struct Cli {
 pub enum Command {
     /// Push a finished run's results (report.json) to Prometheus or a Pushgateway.
     Push(PushArgs),
+    /// Combine the reports of a distributed run's workers into exact global figures and
+    /// judge the thresholds once. Exit status like a run: 0 pass, 99 breach, 1 error.
+    Merge(MergeArgs),
+    /// Render a run's report.json as report.html beside it (one self-contained file).
+    Report(ReportArgs),
+    /// Compare a run with a baseline. Exit status: 0 nothing regressed, 1 a metric
+    /// regressed (beyond its threshold and significant), 2 bad input.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The report.json of the run (any schema version written so far).
+    pub report: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline run's report.json.
+    pub baseline: PathBuf,
+    /// The current run's report.json.
+    pub current: PathBuf,
+    /// Relative change a metric may make in its bad direction before it can regress.
+    #[arg(long, default_value = "10%", value_name = "PERCENT")]
+    pub threshold: String,
+    /// Per-metric threshold METRIC=PERCENT, repeatable; METRIC: p50, p90, p95, p99,
+    /// throughput, error_rate.
+    #[arg(long = "metric-threshold", value_name = "METRIC=PERCENT")]
+    pub metric_thresholds: Vec<String>,
+    /// Print the table as Markdown (for CI comments) instead of text.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Also write both runs overlaid on the same charts to this HTML file.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +77,46 @@ pub struct PushArgs {
     /// Pushgateway base URL.
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The workers' report.json files (all of them: a missing worker is an error).
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+
+    /// The merged report goes to DIR/<run-id>/report.json.
+    #[arg(long, default_value = "reports/out", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Run id of the merged report [default: the workers' common run id].
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+
+    /// A threshold to judge in addition to the workers' own, repeatable.
+    #[arg(long = "threshold", value_name = "THRESHOLD")]
+    pub thresholds: Vec<String>,
+
+    /// A TOML file of further thresholds, as for a run.
+    #[arg(long = "thresholds", value_name = "FILE")]
+    pub thresholds_file: Option<PathBuf>,
+}
+
+impl MergeArgs {
+    /// The extra thresholds given on the command line.
+    pub fn extra_thresholds(&self) -> Result<Vec<Threshold>, CliError> {
+        let mut out = Vec::new();
+        if let Some(file) = &self.thresholds_file {
+            out.extend(thresholds::load_file(file)?);
+        }
+        for t in &self.thresholds {
+            out.push(Threshold::parse(t)?);
+        }
+        if let Some(id) = &self.run_id {
+            check_run_id(id)?;
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,6 +206,21 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub runtime_config: Option<PathBuf>,
 
+    /// Profile the target during this stage and save `flamegraph.svg` and `cpu.pb.gz`
+    /// beside the report. Default: the last hold stage, when the target can be profiled
+    /// (the embedded runtime always; a --target only with --pprof).
+    #[arg(long, value_name = "STAGE")]
+    pub flamegraph_stage: Option<String>,
+
+    /// No flamegraph.
+    #[arg(long, conflicts_with = "flamegraph_stage")]
+    pub no_flamegraph: bool,
+
+    /// The target's pprof endpoint base URL (its `[profiling] server_address`), e.g.
+    /// http://127.0.0.1:6060, for flamegraphs of a --target run.
+    #[arg(long, value_name = "URL")]
+    pub pprof: Option<String>,
+
     /// Per-request timeout; a request that takes longer fails as `timeout`.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
@@ -137,6 +228,17 @@ pub struct RunArgs {
     /// Live progress on stderr.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+
+    /// Distributed run: this worker's index in 0..N (a Kubernetes Indexed Job's
+    /// $JOB_COMPLETION_INDEX). It runs its share of the users or arrival rate, pushes with
+    /// worker="I", writes DIR/<run-id>/worker-I/report.json and exits 0 on a breach:
+    /// `caxton-bench merge` judges the thresholds globally.
+    #[arg(long, value_name = "I", requires = "workers")]
+    pub worker_index: Option<u32>,
+
+    /// Distributed run: the number of workers N sharing the load.
+    #[arg(long, value_name = "N", requires = "worker_index", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub workers: Option<u32>,
 }
 
 #[derive(Debug, Error)]
@@ -151,6 +253,22 @@ pub enum CliError {
     UsersWithoutDuration,
     #[error("--run-id `{0}`: use letters, digits, `-`, `_` and `.` only")]
     RunId(String),
+    #[error(transparent)]
+    Distributed(#[from] crate::distributed::DistributedError),
+}
+
+fn check_run_id(id: &str) -> Result<(), CliError> {
+    let ok = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id != "."
+        && id != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::RunId(id.to_string()))
+    }
 }
 
 const DEFAULT_CONSTANT_USERS: u64 = 10;
@@ -198,25 +316,36 @@ impl RunArgs {
         }
         let run_id = match &self.run_id {
             Some(id) => {
-                let ok = !id.is_empty()
-                    && id
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                    && id != "."
-                    && id != "..";
-                if !ok {
-                    return Err(CliError::RunId(id.clone()));
-                }
+                check_run_id(id)?;
                 id.clone()
             }
             None => new_run_id(),
         };
+        let worker = match (self.worker_index, self.workers) {
+            (Some(index), Some(workers)) => Some(WorkerShare::new(index, workers)?),
+            _ => None,
+        };
+        let plan = match &worker {
+            Some(w) => w.plan(&plan)?,
+            None => plan,
+        };
+        // A --target can be profiled only through its pprof endpoint.
+        let flamegraph = if self.no_flamegraph || (self.target.is_some() && self.pprof.is_none()) {
+            None
+        } else {
+            self.flamegraph_stage
+                .clone()
+                .or_else(|| crate::flamegraph::default_stage(&plan))
+        };
         Ok(RunOptions {
             target: self.target.clone(),
             pool_users: match plan.model {
-                LoadModel::Open => self.concurrent_users,
+                LoadModel::Open => self
+                    .concurrent_users
+                    .map(|n| worker.map_or(n, |w| w.count(n).max(1))),
                 LoadModel::Closed => None,
             },
+            worker,
             plan,
             scenarios: scenario::parse_scenarios(&self.scenario)?,
             think_time: self.think_time.unwrap_or(K6_THINK_TIME),
@@ -229,6 +358,8 @@ impl RunArgs {
             progress: self.progress,
             prometheus: self.report_to_prometheus.clone(),
             pushgateway: self.pushgateway.clone(),
+            flamegraph,
+            pprof: self.pprof.clone(),
         })
     }
 }
@@ -324,6 +455,39 @@ mod tests {
             "http://127.0.0.1:9",
         ]);
         assert!(matches!(cli.command, Some(Command::Push(_))));
+    }
+
+    #[test]
+    fn a_worker_runs_its_share_and_merge_is_a_subcommand() {
+        let opts = parse(&[
+            "--duration",
+            "10s",
+            "--concurrent-users",
+            "5",
+            "--worker-index",
+            "1",
+            "--workers",
+            "2",
+        ])
+        .run
+        .resolve(vec![])
+        .unwrap();
+        assert_eq!(opts.plan.start_target, 2.0);
+        assert_eq!(
+            opts.worker,
+            Some(WorkerShare {
+                index: 1,
+                workers: 2
+            })
+        );
+        assert!(Cli::try_parse_from(["caxton-bench", "--workers", "2"]).is_err());
+        let err = parse(&["--worker-index", "2", "--workers", "2"])
+            .run
+            .resolve(vec![])
+            .unwrap_err();
+        assert!(err.to_string().contains("below --workers 2"), "{err}");
+        let cli = parse(&["merge", "a.json", "b.json", "--out", "o"]);
+        assert!(matches!(cli.command, Some(Command::Merge(m)) if m.reports.len() == 2));
     }
 
     #[test]

@@ -29,8 +29,14 @@ pub struct Embedded;
 
 #[cfg(not(feature = "embedded"))]
 impl Embedded {
-    pub async fn start(_config_path: Option<&Path>) -> Result<Embedded, EmbeddedError> {
+    pub async fn start(
+        _config_path: Option<&Path>,
+        _profiling: bool,
+    ) -> Result<Embedded, EmbeddedError> {
         Err(EmbeddedError::NotBuiltIn)
+    }
+    pub fn pprof_url(&self) -> Option<String> {
+        None
     }
     pub fn base_url(&self) -> String {
         String::new()
@@ -46,7 +52,11 @@ impl Embedded {
     /// Starts the runtime with `config_path` (or the defaults), its API and metrics
     /// listeners moved to free loopback ports whatever the file says: a bench run must not
     /// collide with a runtime already serving on 8080/9090.
-    pub async fn start(config_path: Option<&Path>) -> Result<Embedded, EmbeddedError> {
+    /// `profiling` turns on the pprof endpoints (on a free loopback port) for a flamegraph.
+    pub async fn start(
+        config_path: Option<&Path>,
+        profiling: bool,
+    ) -> Result<Embedded, EmbeddedError> {
         let mut config = match config_path {
             Some(path) => Config::load(path).map_err(|e| EmbeddedError::Config(e.to_string()))?,
             None => {
@@ -58,6 +68,10 @@ impl Embedded {
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         config.server.api_address = loopback;
         config.server.metrics_address = loopback;
+        if profiling {
+            config.profiling.enabled = true;
+            config.profiling.server_address = loopback;
+        }
         let server = server::start(config)
             .await
             .map_err(|e| EmbeddedError::Start(e.to_string()))?;
@@ -70,6 +84,10 @@ impl Embedded {
 
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.server.metrics_addr())
+    }
+
+    pub fn pprof_url(&self) -> Option<String> {
+        self.server.pprof_addr().map(|a| format!("http://{a}"))
     }
 
     pub async fn stop(self) {

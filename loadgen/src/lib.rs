@@ -14,7 +14,9 @@
 pub mod arrival;
 pub mod cli;
 pub mod collector;
+pub mod distributed;
 pub mod embedded;
+pub mod flamegraph;
 pub mod plan;
 pub mod progress;
 pub mod push;

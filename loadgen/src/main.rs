@@ -3,8 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use caxton_loadgen::cli::{Cli, Command};
+use caxton_loadgen::cli::{Cli, Command, CompareArgs};
 use caxton_loadgen::{EXIT_BREACHED, EXIT_ERROR, EXIT_PASSED, push, run, summary};
+use caxton_reports::model::RunReport;
+use caxton_reports::{compare, html};
 use clap::Parser as _;
 
 fn main() -> ExitCode {
@@ -36,17 +38,72 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             println!("pushed {sent} samples from {}", args.report.display());
             Ok(EXIT_PASSED)
         }
+        Some(Command::Merge(args)) => {
+            let extra = args.extra_thresholds().context("invalid arguments")?;
+            let argv: Vec<String> = std::env::args().collect();
+            let merged = caxton_loadgen::distributed::merge_files(
+                &args.reports,
+                args.run_id.as_deref(),
+                &args.out,
+                extra,
+                argv,
+            )?;
+            let path = merged.report_path.display().to_string();
+            println!("{}", summary::render(&merged.report, &path));
+            Ok(if merged.passed() {
+                EXIT_PASSED
+            } else {
+                EXIT_BREACHED
+            })
+        }
+        Some(Command::Report(args)) => {
+            let html = caxton_reports::html::write_report(&args.report)?;
+            println!("report: {}", html.display());
+            Ok(EXIT_PASSED)
+        }
+        Some(Command::Compare(args)) => Ok(compare(&args).unwrap_or_else(|e| {
+            // Our errors already name their cause; `{e:#}` would repeat it.
+            eprintln!("caxton-bench: error: {e}");
+            compare::EXIT_BAD_INPUT
+        })),
         None => {
             let argv: Vec<String> = std::env::args().collect();
             let opts = cli.run.resolve(argv).context("invalid arguments")?;
             let outcome = run::run(opts).await?;
             let path = outcome.report_path.display().to_string();
             println!("{}", summary::render(&outcome.report, &path));
-            Ok(if outcome.passed() {
+            match &outcome.flamegraph {
+                Some(Ok(svg)) => println!("flamegraph: {}", svg.display()),
+                Some(Err(why)) => eprintln!("caxton-bench: warning: no flamegraph: {why}"),
+                None => {}
+            }
+            if outcome.judged_by_merge() && !outcome.passed() {
+                eprintln!("caxton-bench: worker: thresholds are judged by `caxton-bench merge`");
+            }
+            Ok(if outcome.passed() || outcome.judged_by_merge() {
                 EXIT_PASSED
             } else {
                 EXIT_BREACHED
             })
         }
     }
+}
+
+/// Exit 0 or 1 by the verdict; the caller turns errors into exit 2, so a broken baseline is
+/// never mistaken for a regression.
+fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
+    let opts = compare::CompareOptions::from_flags(Some(&args.threshold), &args.metric_thresholds)?;
+    let baseline = RunReport::read(&args.baseline)?;
+    let current = RunReport::read(&args.current)?;
+    let result = compare::compare(&baseline, &current, &opts)?;
+    if args.markdown {
+        print!("{}", result.to_markdown());
+    } else {
+        print!("{}", result.to_text());
+    }
+    if let Some(out) = &args.html {
+        html::write_file(out, &html::render_comparison(&baseline, &current, &result)?)?;
+        println!("html: {}", out.display());
+    }
+    Ok(result.exit_code())
 }

@@ -105,6 +105,9 @@ pub fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport, Report
         dropped_iterations: dropped,
         max_users: totals.max_users,
         timeline: totals.timeline.clone(),
+        // Set by the run once its capture finished.
+        flamegraph: None,
+        distributed: None,
     })
 }
 

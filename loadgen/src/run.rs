@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use caxton_reports::model::{LoadModel, ReportError, RunReport};
+use caxton_reports::model::{FlamegraphRef, LoadModel, ReportError, RunReport};
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use thiserror::Error;
@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::arrival::{self, Arrivals};
 use crate::collector::{Collector, Tick};
+use crate::distributed::WorkerShare;
 use crate::embedded::{Embedded, EmbeddedError};
 use crate::plan::Plan;
 use crate::progress::{Progress, ProgressMode};
@@ -47,6 +48,12 @@ pub struct RunOptions {
     /// Remote-write base URL (`--report-to-prometheus`).
     pub prometheus: Option<String>,
     pub pushgateway: Option<String>,
+    /// Stage to profile (flamegraph beside the report); `None`: no profile.
+    pub flamegraph: Option<String>,
+    /// The target's pprof base URL; the embedded runtime provides its own.
+    pub pprof: Option<String>,
+    /// Distributed run: this worker's share (the plan above is already its share).
+    pub worker: Option<WorkerShare>,
 }
 
 #[derive(Debug, Error)]
@@ -67,17 +74,29 @@ pub enum RunError {
     Collector(String),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Flamegraph(#[from] crate::flamegraph::FlamegraphError),
 }
 
 /// What a finished run produced.
 pub struct RunOutcome {
     pub report: RunReport,
     pub report_path: PathBuf,
+    /// The flamegraph captured during the run, or why there is none.
+    pub flamegraph: Option<Result<PathBuf, String>>,
 }
 
 impl RunOutcome {
     pub fn passed(&self) -> bool {
         self.report.thresholds.iter().all(|t| t.ok)
+    }
+
+    /// A distributed worker's thresholds are informative: `merge` judges them globally.
+    pub fn judged_by_merge(&self) -> bool {
+        self.report
+            .distributed
+            .as_ref()
+            .is_some_and(|d| d.worker_index.is_some())
     }
 }
 
@@ -92,16 +111,25 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     for t in &opts.thresholds {
         t.check_stage(&stage_names)?;
     }
+    let window = match &opts.flamegraph {
+        Some(stage) => Some(crate::flamegraph::window(&opts.plan, stage)?),
+        None => None,
+    };
     let embedded = match &opts.target {
         Some(_) => None,
-        None => Some(Embedded::start(opts.runtime_config.as_deref()).await?),
+        None => Some(Embedded::start(opts.runtime_config.as_deref(), window.is_some()).await?),
     };
     let target = match (&opts.target, &embedded) {
         (Some(t), _) => t.trim_end_matches('/').to_string(),
         (None, Some(e)) => e.base_url(),
         (None, None) => unreachable!("an embedded runtime was started above"),
     };
-    let result = attack(&opts, &target, embedded.is_some()).await;
+    let pprof = opts
+        .pprof
+        .clone()
+        .or_else(|| embedded.as_ref().and_then(Embedded::pprof_url));
+    let profile = window.zip(pprof);
+    let result = attack(&opts, &target, embedded.is_some(), profile).await;
     if let Some(e) = embedded {
         e.stop().await;
     }
@@ -188,10 +216,18 @@ fn goose_config(
     Ok(config)
 }
 
-async fn attack(opts: &RunOptions, target: &str, embedded: bool) -> Result<RunOutcome, RunError> {
+async fn attack(
+    opts: &RunOptions,
+    target: &str,
+    embedded: bool,
+    profile: Option<((Duration, u64), String)>,
+) -> Result<RunOutcome, RunError> {
     preflight(target).await?;
     let sinks = Sinks::new(opts.prometheus.as_deref(), opts.pushgateway.as_deref())?;
-    let report_path = report_path(&opts.out_dir, &opts.run_id);
+    let report_path = match &opts.worker {
+        Some(w) => w.report_path(&opts.out_dir, &opts.run_id),
+        None => report_path(&opts.out_dir, &opts.run_id),
+    };
     let live = sinks.clone().map(|sinks| LivePush {
         sinks,
         labels: CommonLabels {
@@ -205,7 +241,9 @@ async fn attack(opts: &RunOptions, target: &str, embedded: bool) -> Result<RunOu
                 .join("+"),
             target: target.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            worker: "0".into(),
+            worker: opts
+                .worker
+                .map_or_else(|| "0".into(), |w| w.index.to_string()),
         },
         spool: push::spool_path(&report_path),
     });
@@ -227,9 +265,9 @@ async fn attack(opts: &RunOptions, target: &str, embedded: bool) -> Result<RunOu
     }
 
     let wall_start = SystemTime::now();
-    if !open {
-        let _ = ctx.started.set(Instant::now());
-    }
+    // Closed model: the run clock starts with the first user's first iteration (scenario.rs),
+    // not here: goose builds every user's HTTP client first, which takes seconds on a busy
+    // machine, and stages must not tick away before any request is sent.
     let (stop_tx, stop_rx) = watch::channel(false);
     let ticker = tokio::spawn(ticker(ctx.clone(), opts.progress, stop_rx, live));
     let scheduler = match (&arrivals, pool) {
@@ -240,6 +278,16 @@ async fn attack(opts: &RunOptions, target: &str, embedded: bool) -> Result<RunOu
         ))),
         _ => None,
     };
+    let flamegraph = profile.map(|(window, pprof)| {
+        let ctx = ctx.clone();
+        let dir = report_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        tokio::spawn(
+            async move { crate::flamegraph::capture(pprof, &ctx.started, window, dir).await },
+        )
+    });
     let goose_result = goose.execute().await;
     if let Some(s) = scheduler {
         s.abort();
@@ -267,6 +315,7 @@ async fn attack(opts: &RunOptions, target: &str, embedded: bool) -> Result<RunOu
         scenarios: &opts.scenarios,
     };
     let mut report = report::build(&meta, &collector)?;
+    report.distributed = opts.worker.map(|w| w.record());
     report.thresholds = opts
         .thresholds
         .iter()
@@ -276,9 +325,30 @@ async fn attack(opts: &RunOptions, target: &str, embedded: bool) -> Result<RunOu
     if let Some(sinks) = &sinks {
         push::push_final(sinks, &report, &report_path).await;
     }
+    let flamegraph = match flamegraph {
+        // The capture window lies inside the stage, so it ends about when the run does;
+        // allow for fetching and rendering, then give up.
+        Some(task) => match tokio::time::timeout(Duration::from_secs(15), task).await {
+            Ok(Ok(r)) => Some(r.map_err(|e| e.to_string())),
+            Ok(Err(e)) => Some(Err(e.to_string())),
+            Err(_) => Some(Err("the run ended before the profiled stage did".into())),
+        },
+        None => None,
+    };
+    // The report names its flamegraph (so `caxton-bench report` embeds it); rewritten once
+    // the capture is known to have succeeded.
+    if let (Some(Ok(svg)), Some(stage)) = (&flamegraph, &opts.flamegraph) {
+        let path = svg.file_name().map(|n| n.to_string_lossy().into_owned());
+        report.flamegraph = path.map(|path| FlamegraphRef {
+            path,
+            stage: stage.clone(),
+        });
+        report.write(&report_path)?;
+    }
     Ok(RunOutcome {
         report,
         report_path,
+        flamegraph,
     })
 }
 

@@ -230,6 +230,9 @@ pub fn goose_scenarios(
 
 /// One iteration of a scenario.
 async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
+    if ctx.arrivals.is_none() {
+        ctx.started.get_or_init(Instant::now);
+    }
     let intended = match &ctx.arrivals {
         Some(arrivals) => match arrivals.next().await {
             Some(at) => Some(at),
@@ -300,7 +303,7 @@ async fn send_message(
         None => 0,
     };
     let body = format!(
-        r#"{{"performative":"REQUEST","sender":"bench-{user_no}","receiver":"{agent}","content":{{"n":{n}}},"conversation_id":"c-{user_no}","reply_with":"r-{n}"}}"#
+        r#"{{"performative":"REQUEST","sender":"bench-{user_no}","receiver":"{agent}","content":{{"n":{n}}},"conversation_id":"c-{user_no}","reply_with":"r-{user_no}-{n}"}}"#
     );
     request(ctx, user, SEND_MESSAGE, body.into(), intended, false).await;
 }

@@ -57,7 +57,12 @@ impl CommonLabels {
                 .join("+"),
             target: report.target.clone(),
             version: report.tool.version.clone(),
-            worker: "0".into(),
+            worker: match &report.distributed {
+                Some(d) => d
+                    .worker_index
+                    .map_or_else(|| "merged".into(), |i| i.to_string()),
+                None => "0".into(),
+            },
         }
     }
 

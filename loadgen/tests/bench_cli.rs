@@ -31,7 +31,7 @@ async fn passing_thresholds_exit_0_and_write_the_report() {
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let report = RunReport::read(&out.join("t").join("report.json")).unwrap();
-    assert_eq!(report.schema_version, 1);
+    assert_eq!(report.schema_version, caxton_reports::model::SCHEMA_VERSION);
     assert_eq!(report.target, target);
     let names: Vec<_> = report.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["ramp-4", "hold-4"]);

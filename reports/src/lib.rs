@@ -1,6 +1,12 @@
-//! Run results of `caxton-bench`: the versioned report model and the sinks that carry it
-//! (JSON file, Prometheus remote write, Pushgateway).
+//! Run results of `caxton-bench`: the versioned report model, the sinks that carry it
+//! (JSON file, Prometheus remote write, Pushgateway), the HTML report and the
+//! run-vs-baseline comparison.
 
+pub mod bootstrap;
+pub mod charts;
+pub mod compare;
+pub mod html;
+pub mod merge;
 pub mod model;
 #[cfg(feature = "testkit")]
 pub mod prometheus_server;

@@ -21,9 +21,17 @@ use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// The schema this crate writes and reads. Bump it on any change that an older reader
-/// would misread; readers refuse other versions with [`ReportError::SchemaVersion`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this crate writes. Bump it on any change that an older reader would misread
+/// or refuse; readers refuse versions outside
+/// [`OLDEST_READABLE_SCHEMA_VERSION`]`..=SCHEMA_VERSION` with [`ReportError::SchemaVersion`].
+///
+/// History: 1 = the first report; 2 = adds the optional [`RunReport::flamegraph`]
+/// and [`RunReport::distributed`] (a v1 report reads as a v2 report without them).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Reports of every version from this one on are read (and upgraded to [`SCHEMA_VERSION`]),
+/// so old baselines keep comparing and rendering.
+pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
 
 /// Significant digits of every latency histogram (1 µs resolution up to ~1 ms, 0.1 %
 /// relative error above).
@@ -55,11 +63,12 @@ pub enum ReportError {
         source: serde_json::Error,
     },
     #[error(
-        "report {path} has schema_version {found:?}; this build reads schema_version {expected}"
+        "report {path} has schema_version {found:?}; this build reads schema_version {oldest} to {expected}"
     )]
     SchemaVersion {
         path: PathBuf,
         found: Option<u64>,
+        oldest: u32,
         expected: u32,
     },
     #[error("histogram {what}: {detail}")]
@@ -103,7 +112,41 @@ pub struct RunReport {
     pub max_users: u64,
     /// One sample per second of the run.
     pub timeline: Vec<SecondSample>,
+    /// The CPU flamegraph of the target captured during the run (schema 2), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flamegraph: Option<FlamegraphRef>,
+    /// Set when the run is part of a distributed run (`--workers N`), on each worker's
+    /// report and on the merged one (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<Distributed>,
 }
+
+/// The place of a report in a distributed run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distributed {
+    /// How many workers share the load.
+    pub workers: u32,
+    /// This worker's index in `0..workers`; `None` on the merged report.
+    pub worker_index: Option<u32>,
+    /// Merged report: `<run id>/worker-<index>` of each report it combines, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+}
+
+/// Where a run's flamegraph is and what it profiled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlamegraphRef {
+    /// SVG file, relative to the report's directory (`flamegraph.svg`), so a run directory
+    /// can be moved or archived as a whole.
+    pub path: String,
+    /// The stage it was captured in.
+    pub stage: String,
+}
+
+/// The file name a run's flamegraph is saved under, beside its `report.json`.
+pub const FLAMEGRAPH_FILE: &str = "flamegraph.svg";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -402,7 +445,8 @@ impl RunReport {
         std::fs::rename(&tmp, path).map_err(write_err)
     }
 
-    /// Reads a report, refusing other schema versions with a message naming the version.
+    /// Reads a report of any readable schema version (upgraded to [`SCHEMA_VERSION`]),
+    /// refusing others with a message naming the version.
     pub fn read(path: &Path) -> Result<RunReport, ReportError> {
         let text = std::fs::read(path).map_err(|source| ReportError::Read {
             path: path.to_path_buf(),
@@ -425,14 +469,29 @@ impl RunReport {
         }
         let version: Version = serde_json::from_slice(text).map_err(parse_err)?;
         let found = version.schema_version.as_ref().and_then(|v| v.as_u64());
-        if found != Some(u64::from(SCHEMA_VERSION)) {
+        let readable = u64::from(OLDEST_READABLE_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION);
+        if !found.is_some_and(|v| readable.contains(&v)) {
             return Err(ReportError::SchemaVersion {
                 path: origin.to_path_buf(),
                 found,
+                oldest: OLDEST_READABLE_SCHEMA_VERSION,
                 expected: SCHEMA_VERSION,
             });
         }
-        serde_json::from_slice(text).map_err(parse_err)
+        // Every version so far only added optional fields, so one shape reads them all.
+        let mut report: RunReport = serde_json::from_slice(text).map_err(parse_err)?;
+        report.schema_version = SCHEMA_VERSION;
+        Ok(report)
+    }
+
+    /// The flamegraph file of a report read from `report_path`: the one the report names
+    /// (schema 2), else a `flamegraph.svg` beside it (where schema 1 runs saved theirs).
+    pub fn flamegraph_file(&self, report_path: &Path) -> Option<PathBuf> {
+        let dir = report_path.parent().unwrap_or(Path::new(""));
+        match &self.flamegraph {
+            Some(f) => Some(dir.join(&f.path)),
+            None => Some(dir.join(FLAMEGRAPH_FILE)).filter(|p| p.is_file()),
+        }
     }
 }
 
@@ -568,6 +627,8 @@ mod tests {
                 dropped_iterations: 0,
                 stage: "ramp-1".into(),
             }],
+            flamegraph: None,
+            distributed: None,
         }
     }
 
@@ -616,13 +677,39 @@ mod tests {
     #[test]
     fn other_schema_versions_are_refused_by_name() {
         let mut value = serde_json::to_value(sample_report()).unwrap();
-        value["schema_version"] = serde_json::json!(2);
+        value["schema_version"] = serde_json::json!(SCHEMA_VERSION + 1);
         let err =
-            RunReport::from_json(value.to_string().as_bytes(), Path::new("old.json")).unwrap_err();
+            RunReport::from_json(value.to_string().as_bytes(), Path::new("new.json")).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("old.json") && text.contains("Some(2)"),
+            text.contains("new.json") && text.contains(&format!("Some({})", SCHEMA_VERSION + 1)),
             "{text}"
+        );
+        value["schema_version"] = serde_json::json!(0);
+        assert!(RunReport::from_json(value.to_string().as_bytes(), Path::new("x")).is_err());
+    }
+
+    #[test]
+    fn a_v1_report_reads_as_the_current_schema() {
+        let mut value = serde_json::to_value(sample_report()).unwrap();
+        value["schema_version"] = serde_json::json!(1);
+        value.as_object_mut().unwrap().remove("flamegraph");
+        let report = RunReport::from_json(value.to_string().as_bytes(), Path::new("v1")).unwrap();
+        assert_eq!(report.schema_version, SCHEMA_VERSION);
+        assert_eq!(report.flamegraph, None);
+        let mut with = sample_report();
+        with.flamegraph = Some(FlamegraphRef {
+            path: FLAMEGRAPH_FILE.into(),
+            stage: "ramp-1".into(),
+        });
+        let text = serde_json::to_string(&with).unwrap();
+        assert_eq!(
+            RunReport::from_json(text.as_bytes(), Path::new("v2")).unwrap(),
+            with
+        );
+        assert_eq!(
+            with.flamegraph_file(Path::new("out/r/report.json")),
+            Some(PathBuf::from("out/r/flamegraph.svg"))
         );
     }
 

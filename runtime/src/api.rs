@@ -23,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::agent::{Agent, AgentState};
 use crate::fipa::AclMessage;
 use crate::http_metrics::{self, GaugeGuard};
+use crate::http_tracing;
 use crate::routing::SendError;
 use crate::runtime::{AgentSource, Runtime, RuntimeError};
 
@@ -153,6 +154,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found", "no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(metrics, http_metrics::track))
+        .layer(middleware::from_fn(http_tracing::trace))
         .with_state(state)
 }
 
@@ -340,14 +342,21 @@ async fn send_message(
         })?,
         None => state.reply_timeout,
     };
-    let key = msg
-        .reply_with
-        .get_or_insert_with(|| uuid::Uuid::new_v4().to_string())
-        .clone();
+    // The runtime owns `reply_with` while a client waits: clients' own values collide (two
+    // load-test users both sending `r-1`), and a collision must not hand one client's reply
+    // to another. The reply's `in_reply_to` gets the client's value back.
+    let client_key = msg.reply_with.take();
+    let key = uuid::Uuid::new_v4().to_string();
+    msg.reply_with = Some(key.clone());
     let mut waiter = rt.wait_for_reply(&key);
     rt.send(msg)?;
     match tokio::time::timeout(timeout, &mut waiter.rx).await {
-        Ok(Ok(reply)) => Ok(Json(reply).into_response()),
+        Ok(Ok(mut reply)) => {
+            if client_key.is_some() {
+                reply.in_reply_to = client_key;
+            }
+            Ok(Json(reply).into_response())
+        }
         _ => {
             rt.metrics().message_error("reply_timeout");
             Err(ApiError::new(

@@ -1,10 +1,14 @@
 //! Every `caxton_*` metric: the one place their names, types, help texts and label sets are
 //! written. Rules, dashboards and tests check against what this module serves.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use caxton_profiles::ProfilerStats;
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use thiserror::Error;
 
@@ -33,6 +37,15 @@ pub mod names {
     pub const DISK_USAGE_BYTES: &str = "caxton_disk_usage_bytes";
     pub const NETWORK_BYTES_TOTAL: &str = "caxton_network_bytes_total";
     pub const FILE_DESCRIPTORS: &str = "caxton_file_descriptors";
+
+    // Beyond the seed's list: the profiler's own health (issue 5).
+    pub const PROFILER_SAMPLES_TAKEN_TOTAL: &str = "caxton_profiler_samples_taken_total";
+    pub const PROFILER_SAMPLES_LOST_TOTAL: &str = "caxton_profiler_samples_lost_total";
+    pub const PROFILER_PROFILES_PUSHED_TOTAL: &str = "caxton_profiler_profiles_pushed_total";
+    pub const PROFILER_PROFILES_DROPPED_TOTAL: &str = "caxton_profiler_profiles_dropped_total";
+
+    // Beyond the seed's list: OTLP export health (issue 4).
+    pub const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
 }
 
 /// The 19 names of the seed's "Core Metrics" list, in its order.
@@ -58,9 +71,13 @@ pub const ALL_METRIC_NAMES: [&str; 19] = [
     names::FILE_DESCRIPTORS,
 ];
 
+/// A metric that could not be set up, named so a bad bucket list points at its metric.
 #[derive(Debug, Error)]
-#[error("metric set-up: {0}")]
-pub struct MetricsError(#[from] prometheus::Error);
+#[error("metric `{metric}`: {source}")]
+pub struct MetricsError {
+    pub metric: &'static str,
+    pub source: prometheus::Error,
+}
 
 /// Which optional labels this configuration keeps (`include_labels` minus `exclude_labels`).
 #[derive(Clone, Copy)]
@@ -106,6 +123,15 @@ fn names_of<'a>(spec: &[(&'a str, bool)]) -> Vec<&'a str> {
     spec.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
 }
 
+/// A poisoned lock only means another recorder panicked mid-update; the numbers stay usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 pub struct Metrics {
     registry: Registry,
     opt: Optional,
@@ -114,6 +140,10 @@ pub struct Metrics {
     executions: IntCounterVec,
     execution_duration: HistogramVec,
     wasm_memory: IntGaugeVec,
+    /// Only when `agent_id` is not a label: each agent's last reported bytes, so the per-type
+    /// gauge is the sum over that type's agents (what the seed's `sum by (agent_type)` panel
+    /// reads) rather than whichever agent ran last.
+    memory_by_agent: Option<Mutex<HashMap<String, u64>>>,
     runtime_memory: IntGauge,
     runtime_cpu: Gauge,
     messages_sent: IntCounterVec,
@@ -129,10 +159,36 @@ pub struct Metrics {
     network_bytes: IntCounterVec,
     file_descriptors: IntGauge,
     /// Last cumulative /proc network readings, to feed the counter by deltas.
-    last_net: std::sync::Mutex<(u64, u64)>,
+    last_net: Mutex<(u64, u64)>,
+    profiler: ProfilerCounters,
+    /// Mirrors `telemetry::dropped` (process-wide atomics) at scrape/export time.
+    telemetry_dropped: IntCounterVec,
+}
+
+/// Counters mirroring `caxton_profiles::ProfilerStats`, which is cumulative: fed by deltas.
+struct ProfilerCounters {
+    taken: IntCounter,
+    lost: IntCounter,
+    pushed: IntCounter,
+    dropped: IntCounter,
+    last: Mutex<ProfilerStats>,
+}
+
+/// Builds a collector and registers it, naming the metric in any error.
+fn reg<C: Collector + Clone + 'static>(
+    r: &Registry,
+    metric: &'static str,
+    made: prometheus::Result<C>,
+) -> Result<C, MetricsError> {
+    let err = move |source| MetricsError { metric, source };
+    let c = made.map_err(err)?;
+    r.register(Box::new(c.clone())).map_err(err)?;
+    Ok(c)
 }
 
 impl Metrics {
+    /// Label sets are fixed here: a label the configuration disables is absent from the
+    /// series (not present and empty), and help texts are the seed's descriptions.
     pub fn new(cfg: &MetricsConfig) -> Result<Metrics, MetricsError> {
         let opt = Optional {
             agent_type: cfg.label_enabled("agent_type"),
@@ -140,37 +196,39 @@ impl Metrics {
             message_type: cfg.label_enabled("message_type"),
         };
         let registry = Registry::new();
-        fn reg<C: Collector + Clone + 'static>(r: &Registry, c: C) -> Result<C, MetricsError> {
-            r.register(Box::new(c.clone()))?;
-            Ok(c)
-        }
-        let counter = |name: &str, help: &str, labels: &[(&str, bool)]| {
+        let r = &registry;
+        let counter = |name: &'static str, help: &str, labels: &[(&str, bool)]| {
             reg(
-                &registry,
-                IntCounterVec::new(Opts::new(name, help), &names_of(labels))?,
+                r,
+                name,
+                IntCounterVec::new(Opts::new(name, help), &names_of(labels)),
             )
         };
-        let histogram = |name: &str, help: &str, buckets: &[f64], labels: &[(&str, bool)]| {
-            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-            reg(&registry, HistogramVec::new(opts, &names_of(labels))?)
-        };
-        let gauge = |name: &str, help: &str| reg(&registry, IntGauge::new(name, help)?);
+        let histogram =
+            |name: &'static str, help: &str, buckets: &[f64], labels: &[(&str, bool)]| {
+                let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+                // The crate checks buckets only when a labelled child is first made, where
+                // `with_label_values` would panic on the hot path: check them here instead.
+                let checked = Histogram::with_opts(opts.clone())
+                    .and_then(|_| HistogramVec::new(opts, &names_of(labels)));
+                reg(r, name, checked)
+            };
+        let gauge = |name: &'static str, help: &str| reg(r, name, IntGauge::new(name, help));
+        let plain_counter =
+            |name: &'static str, help: &str| reg(r, name, IntCounter::new(name, help));
         let by_type = [("agent_type", opt.agent_type)];
+        let per_agent = [("agent_type", opt.agent_type), ("agent_id", opt.agent_id)];
         let by_message = [("message_type", opt.message_type)];
         let http = &cfg.http_duration_buckets;
         let exec = &cfg.agent_execution_buckets;
         use names::*;
         let m = Metrics {
-            agents_total: counter(AGENTS_TOTAL, "Total number of agents created", &by_type)?,
-            agents_active: gauge(AGENTS_ACTIVE, "Currently active (Running) agents")?,
+            agents_total: counter(AGENTS_TOTAL, "Total number of agents", &by_type)?,
+            agents_active: gauge(AGENTS_ACTIVE, "Currently active agents")?,
             executions: counter(
                 AGENT_EXECUTIONS_TOTAL,
-                "Total agent executions, by outcome",
-                &[
-                    ("agent_type", opt.agent_type),
-                    ("agent_id", opt.agent_id),
-                    ("status", true),
-                ],
+                "Total agent executions",
+                &[per_agent[0], per_agent[1], ("status", true)],
             )?,
             execution_duration: histogram(
                 AGENT_EXECUTION_DURATION_SECONDS,
@@ -179,19 +237,19 @@ impl Metrics {
                 &by_type,
             )?,
             wasm_memory: reg(
-                &registry,
+                r,
+                WASM_MEMORY_USAGE_BYTES,
                 IntGaugeVec::new(
-                    Opts::new(WASM_MEMORY_USAGE_BYTES, "WASM linear memory per agent"),
-                    &names_of(&[("agent_type", opt.agent_type), ("agent_id", opt.agent_id)]),
-                )?,
+                    Opts::new(WASM_MEMORY_USAGE_BYTES, "WASM memory usage per agent"),
+                    &names_of(&per_agent),
+                ),
             )?,
-            runtime_memory: gauge(RUNTIME_MEMORY_USAGE_BYTES, "Runtime resident memory")?,
+            memory_by_agent: (!opt.agent_id).then(|| Mutex::new(HashMap::new())),
+            runtime_memory: gauge(RUNTIME_MEMORY_USAGE_BYTES, "Runtime memory usage")?,
             runtime_cpu: reg(
-                &registry,
-                Gauge::new(
-                    RUNTIME_CPU_USAGE_RATIO,
-                    "CPU utilization of the runtime, 0 to 1",
-                )?,
+                r,
+                RUNTIME_CPU_USAGE_RATIO,
+                Gauge::new(RUNTIME_CPU_USAGE_RATIO, "CPU utilization"),
             )?,
             messages_sent: counter(MESSAGES_SENT_TOTAL, "FIPA messages sent", &by_message)?,
             messages_received: counter(
@@ -205,15 +263,15 @@ impl Metrics {
                 exec,
                 &by_message,
             )?,
-            message_queue: gauge(MESSAGE_QUEUE_SIZE, "Messages waiting in agent mailboxes")?,
+            message_queue: gauge(MESSAGE_QUEUE_SIZE, "Current message queue size")?,
             message_errors: counter(
                 MESSAGE_ERRORS_TOTAL,
-                "Message processing errors, by kind",
+                "Message processing errors",
                 &[("kind", true)],
             )?,
             http_requests: counter(
                 HTTP_REQUESTS_TOTAL,
-                "HTTP requests by method, route and status",
+                "HTTP requests by method/status",
                 &[("method", true), ("route", true), ("status", true)],
             )?,
             http_duration: histogram(
@@ -224,21 +282,44 @@ impl Metrics {
             )?,
             http_connections: gauge(HTTP_ACTIVE_CONNECTIONS, "Active HTTP connections")?,
             websockets: gauge(WEBSOCKET_CONNECTIONS, "Active WebSocket connections")?,
-            disk_usage: gauge(DISK_USAGE_BYTES, "Disk space used by the data directory")?,
-            network_bytes: counter(
-                NETWORK_BYTES_TOTAL,
-                "Network I/O of the runtime's network namespace",
-                &[("direction", true)],
-            )?,
+            disk_usage: gauge(DISK_USAGE_BYTES, "Disk space usage")?,
+            network_bytes: counter(NETWORK_BYTES_TOTAL, "Network I/O", &[("direction", true)])?,
             file_descriptors: gauge(FILE_DESCRIPTORS, "Open file descriptors")?,
-            last_net: std::sync::Mutex::new((0, 0)),
+            last_net: Mutex::new((0, 0)),
+            profiler: ProfilerCounters {
+                taken: plain_counter(PROFILER_SAMPLES_TAKEN_TOTAL, "CPU profile samples recorded")?,
+                lost: plain_counter(
+                    PROFILER_SAMPLES_LOST_TOTAL,
+                    "CPU profile samples the process CPU time called for but pprof did not record",
+                )?,
+                pushed: plain_counter(
+                    PROFILER_PROFILES_PUSHED_TOTAL,
+                    "Profiles Pyroscope accepted",
+                )?,
+                dropped: plain_counter(
+                    PROFILER_PROFILES_DROPPED_TOTAL,
+                    "Profiles dropped: Pyroscope unreachable or the push queue full",
+                )?,
+                last: Mutex::new(ProfilerStats::default()),
+            },
+            telemetry_dropped: counter(
+                TELEMETRY_DROPPED_TOTAL,
+                "Spans, log records and metric exports the OTLP pipelines dropped",
+                &[("signal", true), ("reason", true)],
+            )?,
             opt,
             registry,
         };
+        // The process collector exports only process_* names, so it cannot clash with ours.
         #[cfg(target_os = "linux")]
-        m.registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        m.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .map_err(|source| MetricsError {
+                metric: "process_*",
+                source,
+            })?;
         Ok(m)
     }
 
@@ -282,25 +363,44 @@ impl Metrics {
         let l = Labels::new()
             .opt(o.agent_type, agent_type)
             .opt(o.agent_id, agent_id);
-        self.wasm_memory
-            .with_label_values(l.get())
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        let gauge = self.wasm_memory.with_label_values(l.get());
+        let Some(by_agent) = &self.memory_by_agent else {
+            gauge.set(as_i64(bytes));
+            return;
+        };
+        // The gauge is changed under the lock so concurrent agents' deltas cannot interleave.
+        let mut by_agent = lock(by_agent);
+        let prev = match by_agent.get_mut(agent_id) {
+            Some(v) => std::mem::replace(v, bytes),
+            None => {
+                by_agent.insert(agent_id.to_owned(), bytes);
+                0
+            }
+        };
+        gauge.add(as_i64(bytes) - as_i64(prev));
     }
 
-    /// Drops a deleted agent's per-agent series so they do not pile up.
+    /// Drops a deleted agent's per-agent series so they do not pile up; with `agent_id`
+    /// disabled, takes its memory out of its type's total instead.
     pub fn forget_agent(&self, agent_type: &str, agent_id: &str) {
         let o = self.opt;
-        if !o.agent_id {
+        if let Some(by_agent) = &self.memory_by_agent {
+            let mut by_agent = lock(by_agent);
+            if let Some(prev) = by_agent.remove(agent_id) {
+                let l = Labels::new().opt(o.agent_type, agent_type);
+                self.wasm_memory
+                    .with_label_values(l.get())
+                    .sub(as_i64(prev));
+            }
             return;
         }
-        let l = Labels::new()
-            .opt(o.agent_type, agent_type)
-            .opt(true, agent_id);
+        let l = Labels::new().opt(o.agent_type, agent_type).req(agent_id);
+        // "Not found" only means the agent never ran or reported memory.
         let _ = self.wasm_memory.remove_label_values(l.get());
         for status in ["ok", "error"] {
             let l = Labels::new()
                 .opt(o.agent_type, agent_type)
-                .opt(true, agent_id)
+                .req(agent_id)
                 .req(status);
             let _ = self.executions.remove_label_values(l.get());
         }
@@ -350,19 +450,54 @@ impl Metrics {
         &self.websockets
     }
 
+    /// Gauges take the sample as is. The network counter grows by the difference from the
+    /// previous sample; the first sample adds the whole /proc reading, so the counter tracks
+    /// the namespace's cumulative bytes like /proc itself.
     pub fn set_system(&self, s: &SystemSample) {
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        self.runtime_memory.set(clamp(s.rss_bytes));
+        self.runtime_memory.set(as_i64(s.rss_bytes));
         self.runtime_cpu.set(s.cpu_ratio);
-        self.file_descriptors.set(clamp(s.open_fds));
-        self.disk_usage.set(clamp(s.disk_usage_bytes));
-        let mut last = self.last_net.lock().unwrap_or_else(|p| p.into_inner());
+        self.file_descriptors.set(as_i64(s.open_fds));
+        self.disk_usage.set(as_i64(s.disk_usage_bytes));
+        let mut last = lock(&self.last_net);
         // /proc counters only grow; a smaller reading means a reset, which adds nothing.
         let rx = s.net_rx_bytes.saturating_sub(last.0);
         let tx = s.net_tx_bytes.saturating_sub(last.1);
         self.network_bytes.with_label_values(&["rx"]).inc_by(rx);
         self.network_bytes.with_label_values(&["tx"]).inc_by(tx);
         *last = (s.net_rx_bytes, s.net_tx_bytes);
+    }
+}
+
+impl Metrics {
+    /// Mirrors the profiler's cumulative counters (read at scrape time).
+    pub fn set_profiler(&self, s: &ProfilerStats) {
+        let p = &self.profiler;
+        let mut last = lock(&p.last);
+        p.taken
+            .inc_by(s.samples_taken.saturating_sub(last.samples_taken));
+        p.lost
+            .inc_by(s.samples_lost.saturating_sub(last.samples_lost));
+        p.pushed
+            .inc_by(s.profiles_pushed.saturating_sub(last.profiles_pushed));
+        p.dropped
+            .inc_by(s.profiles_dropped.saturating_sub(last.profiles_dropped));
+        *last = *s;
+    }
+}
+
+impl Metrics {
+    /// Brings `caxton_telemetry_dropped_total` up to the telemetry pipelines' counts, which
+    /// only grow. Every signal/reason pair is present (0 until something drops).
+    pub fn sync_telemetry_dropped(&self) {
+        use crate::telemetry::{DropReason, Signal, dropped};
+        for signal in Signal::ALL {
+            for reason in DropReason::ALL {
+                let c = self
+                    .telemetry_dropped
+                    .with_label_values(&[signal.as_str(), reason.as_str()]);
+                c.inc_by(dropped(signal, reason).saturating_sub(c.get()));
+            }
+        }
     }
 }
 
@@ -412,31 +547,84 @@ mod tests {
         });
     }
 
+    fn with_labels(include: &[&str], exclude: &[&str]) -> Metrics {
+        let cfg = MetricsConfig {
+            include_labels: include.iter().map(|s| s.to_string()).collect(),
+            exclude_labels: exclude.iter().map(|s| s.to_string()).collect(),
+            ..MetricsConfig::default()
+        };
+        Metrics::new(&cfg).unwrap()
+    }
+
+    /// The sample lines of one metric family (no comments, no other families).
+    fn series<'t>(text: &'t str, name: &str) -> Vec<&'t str> {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+            .collect()
+    }
+
     #[test]
-    fn all_19_seed_names_are_exposed_after_traffic() {
+    fn all_19_seed_names_are_exposed_with_their_types_after_traffic() {
         let m = Metrics::new(&MetricsConfig::default()).unwrap();
         exercise(&m);
         let text = m.encode_text();
         for name in ALL_METRIC_NAMES {
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else if name.ends_with("_seconds") {
+                "histogram"
+            } else {
+                "gauge"
+            };
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name} missing or not a {kind}:\n{text}"
+            );
+            assert!(text.contains(&format!("# HELP {name} ")), "{name} help");
         }
-        assert!(text.contains("# TYPE caxton_agent_executions_total counter"));
-        assert!(text.contains("# TYPE caxton_http_request_duration_seconds histogram"));
-        assert!(text.contains("# TYPE caxton_message_queue_size gauge"));
+        assert!(text.contains("# HELP caxton_message_queue_size Current message queue size\n"));
         assert!(text.contains(
             r#"caxton_http_requests_total{method="POST",route="/api/agents",status="200"} 1"#
         ));
         assert!(text.contains(r#"caxton_network_bytes_total{direction="rx"} 100"#));
+        assert!(text.contains(r#"caxton_network_bytes_total{direction="tx"} 50"#));
+        assert!(text.contains("caxton_runtime_cpu_usage_ratio 0.25\n"));
+        // The process collector rides along without clashing.
+        assert!(text.contains("# TYPE process_resident_memory_bytes gauge"));
     }
 
     #[test]
-    fn excluded_labels_are_absent_and_buckets_follow_the_config() {
-        let cfg = MetricsConfig {
-            exclude_labels: vec!["agent_id".into()],
-            http_duration_buckets: vec![0.1, 1.0],
-            ..MetricsConfig::default()
-        };
-        let m = Metrics::new(&cfg).unwrap();
+    fn default_labels_are_present_where_the_seed_queries_them() {
+        let m = Metrics::new(&MetricsConfig::default()).unwrap();
+        exercise(&m);
+        let text = m.encode_text();
+        for line in [
+            r#"caxton_agents_total{agent_type="test-agent"} 1"#,
+            r#"caxton_agent_executions_total{agent_id="a1",agent_type="test-agent",status="ok"} 1"#,
+            r#"caxton_agent_executions_total{agent_id="a1",agent_type="test-agent",status="error"} 1"#,
+            r#"caxton_wasm_memory_usage_bytes{agent_id="a1",agent_type="test-agent"} 65536"#,
+            r#"caxton_messages_sent_total{message_type="REQUEST"} 1"#,
+            r#"caxton_messages_received_total{message_type="REQUEST"} 1"#,
+            r#"caxton_message_processing_duration_seconds_count{message_type="REQUEST"} 1"#,
+            r#"caxton_message_errors_total{kind="mailbox_full"} 1"#,
+            r#"caxton_agent_execution_duration_seconds_count{agent_type="test-agent"} 2"#,
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+        // The duration histogram is per type only: per-agent buckets would be 10+ series each.
+        assert!(
+            series(&text, "caxton_agent_execution_duration_seconds_bucket")
+                .iter()
+                .all(|l| !l.contains("agent_id="))
+        );
+    }
+
+    #[test]
+    fn disabled_optional_labels_are_absent_not_empty() {
+        let m = with_labels(&["agent_type", "agent_id", "message_type"], &["agent_id"]);
         exercise(&m);
         let text = m.encode_text();
         assert!(
@@ -445,28 +633,143 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(!text.contains("agent_id="));
-        assert!(text.contains(r#"caxton_http_request_duration_seconds_bucket{method="POST",route="/api/agents",le="0.1"} 1"#));
-        assert!(!text.contains(r#"route="/api/agents",le="0.005""#));
+        assert!(!text.contains("agent_id="), "{text}");
+
+        let m = with_labels(&[], &[]);
+        exercise(&m);
+        let text = m.encode_text();
+        assert!(text.contains("caxton_agents_total 1\n"), "{text}");
+        assert!(text.contains("caxton_messages_sent_total 1\n"), "{text}");
+        assert!(text.contains(r#"caxton_agent_executions_total{status="error"} 1"#));
+        assert!(
+            text.contains("caxton_wasm_memory_usage_bytes 65536\n"),
+            "{text}"
+        );
+        for label in ["agent_type=", "agent_id=", "message_type="] {
+            assert!(!text.contains(label), "{label} present:\n{text}");
+        }
+        // Mandatory labels stay whatever the configuration says.
+        assert!(text.contains(r#"caxton_message_errors_total{kind="mailbox_full"} 1"#));
     }
 
     #[test]
-    fn forget_agent_removes_its_series_and_network_counter_never_decreases() {
+    fn histogram_buckets_are_the_configured_ones() {
+        let cfg = MetricsConfig {
+            http_duration_buckets: vec![0.1, 1.0],
+            agent_execution_buckets: vec![0.001, 0.5, 7.0],
+            ..MetricsConfig::default()
+        };
+        let m = Metrics::new(&cfg).unwrap();
+        exercise(&m);
+        let text = m.encode_text();
+        let les = |name: &str| -> Vec<String> {
+            series(&text, name)
+                .iter()
+                .filter_map(|l| l.split("le=\"").nth(1)?.split('"').next())
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(
+            les("caxton_http_request_duration_seconds_bucket"),
+            ["0.1", "1", "+Inf"]
+        );
+        assert_eq!(
+            les("caxton_agent_execution_duration_seconds_bucket"),
+            ["0.001", "0.5", "7", "+Inf"]
+        );
+        assert_eq!(
+            les("caxton_message_processing_duration_seconds_bucket"),
+            ["0.001", "0.5", "7", "+Inf"]
+        );
+        // 0.004 s lands in the first HTTP bucket; 0.2 s executions only from 0.5 up.
+        assert!(text.contains(
+            r#"caxton_http_request_duration_seconds_bucket{method="POST",route="/api/agents",le="0.1"} 1"#
+        ));
+        assert!(text.contains(
+            r#"caxton_agent_execution_duration_seconds_bucket{agent_type="test-agent",le="0.5"} 2"#
+        ));
+    }
+
+    #[test]
+    fn bad_buckets_name_the_metric() {
+        let cfg = MetricsConfig {
+            agent_execution_buckets: vec![1.0, 0.5],
+            ..MetricsConfig::default()
+        };
+        let err = Metrics::new(&cfg)
+            .err()
+            .expect("decreasing buckets rejected");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("caxton_agent_execution_duration_seconds") && msg.contains("increasing"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn forget_agent_removes_only_that_agents_series() {
         let m = Metrics::new(&MetricsConfig::default()).unwrap();
         exercise(&m);
+        m.execution("test-agent", "a2", true, 0.01);
+        m.wasm_memory("test-agent", "a2", 1024);
         m.forget_agent("test-agent", "a1");
+        m.forget_agent("test-agent", "never-ran");
         let text = m.encode_text();
         assert!(!text.contains(r#"agent_id="a1""#), "{text}");
+        assert!(text.contains(
+            r#"caxton_agent_executions_total{agent_id="a2",agent_type="test-agent",status="ok"} 1"#
+        ));
+        assert!(text.contains(
+            r#"caxton_wasm_memory_usage_bytes{agent_id="a2",agent_type="test-agent"} 1024"#
+        ));
+        // Per-type history survives the agent.
+        assert!(text.contains(
+            r#"caxton_agent_execution_duration_seconds_count{agent_type="test-agent"} 3"#
+        ));
+    }
+
+    #[test]
+    fn without_agent_id_wasm_memory_is_the_sum_over_the_types_agents() {
+        let m = with_labels(&["agent_type"], &[]);
+        m.wasm_memory("test-agent", "a1", 1000);
+        m.wasm_memory("test-agent", "a2", 300);
+        m.wasm_memory("echo", "e1", 7);
+        m.wasm_memory("test-agent", "a1", 2000);
+        let gauge = |ty: &str| m.wasm_memory.with_label_values(&[ty]).get();
+        assert_eq!(gauge("test-agent"), 2300);
+        assert_eq!(gauge("echo"), 7);
+        m.forget_agent("test-agent", "a1");
+        m.forget_agent("test-agent", "a1");
+        assert_eq!(gauge("test-agent"), 300);
+        assert!(
+            m.encode_text()
+                .contains(r#"caxton_wasm_memory_usage_bytes{agent_type="test-agent"} 300"#)
+        );
+    }
+
+    #[test]
+    fn network_counter_follows_deltas_and_ignores_resets() {
+        let m = Metrics::new(&MetricsConfig::default()).unwrap();
         let mut s = SystemSample {
-            net_rx_bytes: 40,
+            net_rx_bytes: 100,
+            net_tx_bytes: 10,
             ..SystemSample::default()
         };
         m.set_system(&s);
-        s.net_rx_bytes = 70;
+        // A reset (interface re-created): nothing is subtracted, counting resumes from it.
+        s.net_rx_bytes = 40;
         m.set_system(&s);
+        s.net_rx_bytes = 70;
+        s.net_tx_bytes = 25;
+        m.set_system(&s);
+        let text = m.encode_text();
         assert!(
-            m.encode_text()
-                .contains(r#"caxton_network_bytes_total{direction="rx"} 130"#)
+            text.contains(r#"caxton_network_bytes_total{direction="rx"} 130"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"caxton_network_bytes_total{direction="tx"} 25"#),
+            "{text}"
         );
     }
 

@@ -13,6 +13,7 @@ use crate::agent::{Agent, AgentState};
 use crate::events::Event;
 use crate::fipa::{AclMessage, Performative};
 use crate::runtime::Runtime;
+use crate::trace_context;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SendError {
@@ -66,7 +67,7 @@ impl Runtime {
     /// A message from a client (the HTTP API). All receivers must be agents that take
     /// messages; they are checked before anything is queued, so a refused send queued nothing
     /// unless the error lists `accepted` receivers (a later mailbox was full).
-    pub fn send(self: &Arc<Self>, msg: AclMessage) -> Result<(), SendError> {
+    pub fn send(self: &Arc<Self>, mut msg: AclMessage) -> Result<(), SendError> {
         if msg.receiver.is_empty() {
             return Err(SendError::NoReceiver);
         }
@@ -85,6 +86,13 @@ impl Runtime {
                 }
             }
         }
+        let span = trace_context::route_span(&mut msg);
+        let _in_span = span.enter();
+        tracing::debug!(
+            performative = msg.performative.as_str(),
+            receivers = msg.receiver.len(),
+            "message accepted"
+        );
         self.metrics.message_sent(msg.performative.as_str());
         self.events.publish(|| Event::Message {
             message: Box::new(msg.clone()),
@@ -128,7 +136,9 @@ impl Runtime {
     /// A message an agent sent (or a FAILURE the runtime sent on its behalf): delivered to
     /// agent receivers, handed to a waiting client, and published; other receivers are
     /// external clients that read the event stream.
-    fn route(self: &Arc<Self>, msg: AclMessage) {
+    fn route(self: &Arc<Self>, mut msg: AclMessage) {
+        let span = trace_context::route_span(&mut msg);
+        let _in_span = span.enter();
         self.metrics.message_sent(msg.performative.as_str());
         self.events.publish(|| Event::Message {
             message: Box::new(msg.clone()),
@@ -184,6 +194,8 @@ impl Runtime {
     fn process(self: &Arc<Self>, agent: &Arc<Agent>, msg: AclMessage) {
         let started = Instant::now();
         let ty = &agent.agent_type.name;
+        let span = trace_context::execute_span(&msg, &agent.id, ty);
+        let _in_span = span.enter();
         let result = match serde_json::to_vec(&msg) {
             Ok(bytes) => self.engine.execute(&agent.agent_type, &agent.id, &bytes),
             // A message that deserialized always serializes; keep the branch total anyway.
@@ -203,6 +215,8 @@ impl Runtime {
                 }
             }
             Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("error.kind", e.kind());
                 self.metrics.message_error("execution_failed");
                 tracing::warn!(agent_id = %agent.id, agent_type = %ty, error = %e, "execution failed");
                 let mut failure = msg.reply(Performative::Failure, &agent.id);

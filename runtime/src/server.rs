@@ -20,6 +20,7 @@ use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::http_metrics::CountingListener;
 use crate::metrics::{Metrics, MetricsError};
+use crate::profiling::ProfilingService;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::system::SystemSampler;
 
@@ -40,6 +41,8 @@ pub enum ServerError {
     Runtime(#[from] RuntimeError),
     #[error("runtime set-up task failed: {0}")]
     Setup(String),
+    #[error(transparent)]
+    Profiling(#[from] crate::profiling::ProfilingError),
 }
 
 /// A started runtime. Dropping it without `shutdown` leaves the listeners running until the
@@ -51,6 +54,7 @@ pub struct RunningServer {
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    profiling: Option<ProfilingService>,
 }
 
 impl RunningServer {
@@ -66,10 +70,18 @@ impl RunningServer {
         &self.runtime
     }
 
+    /// Where the pprof endpoints listen, when `[profiling] enabled`.
+    pub fn pprof_addr(&self) -> Option<SocketAddr> {
+        self.profiling.as_ref().map(|p| p.addr)
+    }
+
     /// Stops taking connections, lets open requests finish (bounded), and returns.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
+        if let Some(p) = self.profiling {
+            p.shutdown().await;
+        }
         for task in self.tasks {
             let abort = task.abort_handle();
             if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
@@ -82,6 +94,7 @@ impl RunningServer {
 struct MetricsState {
     metrics: Arc<Metrics>,
     sampler: Mutex<SystemSampler>,
+    profiler: Option<caxton_profiles::Profiler>,
 }
 
 /// System metrics are read from /proc at scrape time, so they are never staler than the
@@ -95,6 +108,10 @@ async fn serve_metrics(State(state): State<Arc<MetricsState>>) -> impl IntoRespo
     match sample {
         Ok(s) => state.metrics.set_system(&s),
         Err(e) => tracing::warn!(error = %e, "system metrics unavailable"),
+    }
+    state.metrics.sync_telemetry_dropped();
+    if let Some(p) = &state.profiler {
+        state.metrics.set_profiler(&p.stats());
     }
     (
         [(
@@ -151,21 +168,27 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         ready: ready.clone(),
     };
     let (stop, stop_rx) = watch::channel(false);
+    let profiling = crate::profiling::start(&config.profiling, stop_rx.clone()).await?;
     let api_app = api::router(state, config.server.max_body_bytes);
     let metrics_app = Router::new()
         .route("/metrics", get(serve_metrics))
         .with_state(Arc::new(MetricsState {
             metrics: metrics.clone(),
             sampler: Mutex::new(SystemSampler::new(config.server.data_dir.clone())),
+            profiler: profiling.as_ref().map(|p| p.profiler.clone()),
         }));
-    let tasks = vec![
+    let mut tasks = vec![
         spawn_serving(
             CountingListener::new(api_listener, metrics.http_active_connections()),
             api_app,
             stop_rx.clone(),
         ),
-        spawn_serving(metrics_listener, metrics_app, stop_rx),
+        spawn_serving(metrics_listener, metrics_app, stop_rx.clone()),
     ];
+    if let Some((provider, interval)) = crate::telemetry::metrics_export() {
+        let mirror = crate::otlp_metrics::spawn(&provider, metrics.clone(), interval, stop_rx);
+        tasks.push(mirror);
+    }
     tracing::info!(%api_addr, %metrics_addr, "caxton runtime serving");
     Ok(RunningServer {
         api_addr,
@@ -174,6 +197,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         ready,
         stop,
         tasks,
+        profiling,
     })
 }
 

@@ -20,10 +20,13 @@ pub enum SystemError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SystemSample {
     pub rss_bytes: u64,
-    /// Process CPU time over wall time and available cores since the previous sample, 0 to 1.
+    /// Process CPU time over wall time and available cores since the previous sample, 0 to 1;
+    /// 0 on a sampler's first reading.
     pub cpu_ratio: f64,
+    /// Open file descriptors, not counting the one used to list them.
     pub open_fds: u64,
-    /// Sum of file sizes under the data directory (0 when it does not exist).
+    /// Sum of file sizes under the data directory, symlinks not followed (0 when it does not
+    /// exist).
     pub disk_usage_bytes: u64,
     pub net_rx_bytes: u64,
     pub net_tx_bytes: u64,
@@ -59,28 +62,29 @@ impl SystemSampler {
         }
     }
 
-    /// One reading. The first call's CPU ratio is 0: a ratio needs two points.
+    /// One reading. The first call's CPU ratio is 0 rather than the average since process
+    /// start: a ratio needs two points, and a start-up average would report the busy start
+    /// (module compilation) as current load.
     pub fn sample(&mut self) -> Result<SystemSample, SystemError> {
         let cpu = parse_cpu_seconds(&read("/proc/self/stat")?)?;
         let now = Instant::now();
         let cpu_ratio = match self.last.replace((cpu, now)) {
-            Some((prev_cpu, prev_at)) => {
-                let wall = now.duration_since(prev_at).as_secs_f64();
-                if wall > 0.0 {
-                    ((cpu - prev_cpu) / (wall * self.cores)).clamp(0.0, 1.0)
-                } else {
-                    0.0
-                }
-            }
+            Some((prev_cpu, prev_at)) => cpu_ratio(
+                cpu - prev_cpu,
+                now.duration_since(prev_at).as_secs_f64(),
+                self.cores,
+            ),
             None => 0.0,
         };
         let (net_rx_bytes, net_tx_bytes) = parse_net_dev(&read("/proc/self/net/dev")?)?;
-        let open_fds = std::fs::read_dir("/proc/self/fd")
+        let listed = std::fs::read_dir("/proc/self/fd")
             .map_err(|source| SystemError::Read {
                 path: "/proc/self/fd".into(),
                 source,
             })?
             .count() as u64;
+        // The listing includes the descriptor read_dir itself holds open.
+        let open_fds = listed.saturating_sub(1);
         Ok(SystemSample {
             rss_bytes: parse_rss_bytes(&read("/proc/self/status")?)?,
             cpu_ratio,
@@ -89,6 +93,16 @@ impl SystemSampler {
             net_rx_bytes,
             net_tx_bytes,
         })
+    }
+}
+
+/// Share of all cores used: `cpu_seconds` of process time over `wall_seconds` of `cores`,
+/// clamped to [0, 1] (tick rounding can overshoot slightly on short intervals).
+pub fn cpu_ratio(cpu_seconds: f64, wall_seconds: f64, cores: f64) -> f64 {
+    if wall_seconds > 0.0 && cores > 0.0 {
+        (cpu_seconds / (wall_seconds * cores)).clamp(0.0, 1.0)
+    } else {
+        0.0
     }
 }
 
@@ -102,7 +116,7 @@ pub fn parse_cpu_seconds(stat: &str) -> Result<f64, SystemError> {
     let rest = stat
         .rfind(')')
         .map(|i| &stat[i + 1..])
-        .ok_or_else(|| bad("no ')'"))?;
+        .ok_or_else(|| bad("no ')' closing the command name"))?;
     // After the name: state is field 3; utime and stime are fields 14 and 15.
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let tick = |i: usize| -> Result<f64, SystemError> {
@@ -110,7 +124,12 @@ pub fn parse_cpu_seconds(stat: &str) -> Result<f64, SystemError> {
             .get(i)
             .and_then(|f| f.parse::<u64>().ok())
             .map(|t| t as f64)
-            .ok_or_else(|| bad("utime/stime"))
+            .ok_or_else(|| {
+                bad(&format!(
+                    "field {} (utime/stime) missing or not a number",
+                    i + 3
+                ))
+            })
     };
     Ok((tick(11)? + tick(12)?) / CLOCK_TICKS_PER_SEC)
 }
@@ -124,7 +143,7 @@ pub fn parse_rss_bytes(status: &str) -> Result<u64, SystemError> {
         .map(|kb| kb * 1024)
         .ok_or(SystemError::Format {
             path: "/proc/self/status",
-            what: "no VmRSS line".into(),
+            what: "VmRSS line missing or not \"<number> kB\"".into(),
         })
 }
 
@@ -175,31 +194,79 @@ mod tests {
     fn stat_is_parsed_from_the_last_parenthesis() {
         let stat = "1234 (my (weird) proc) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 150 0 0 20 0 4 0 100 1000 200";
         assert_eq!(parse_cpu_seconds(stat).unwrap(), 4.0);
+        // A name that looks like stat fields must not shift them.
+        let stat = "7 (a) 1 2 3) R 1 7 7 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 1 1 1";
+        assert_eq!(parse_cpu_seconds(stat).unwrap(), 0.1);
         assert!(parse_cpu_seconds("garbage").is_err());
+        let err = parse_cpu_seconds("1 (x) S 1 2 3").unwrap_err().to_string();
+        assert!(
+            err.contains("/proc/self/stat") && err.contains("field 14"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn rss_and_network_fixtures() {
+    fn rss_fixture() {
         assert_eq!(
-            parse_rss_bytes("Name:\tx\nVmRSS:\t  2048 kB\n").unwrap(),
+            parse_rss_bytes("Name:\tx\nVmRSS:\t  2048 kB\nVmSwap:\t0 kB\n").unwrap(),
             2048 * 1024
         );
+        let err = parse_rss_bytes("Name:\tkthreadd\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/proc/self/status") && err.contains("VmRSS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn network_fixture_sums_every_interface() {
         let dev = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes\n    lo: 100 1 0 0 0 0 0 0 300 1 0 0 0 0 0 0\n  eth0: 20 1 0 0 0 0 0 0 5 1 0 0 0 0 0 0\n";
         assert_eq!(parse_net_dev(dev).unwrap(), (120, 305));
+        let truncated = "h1\nh2\n  eth0: 20 1 0\n";
+        let err = parse_net_dev(truncated).unwrap_err().to_string();
+        assert!(
+            err.contains("/proc/self/net/dev") && err.contains("eth0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cpu_ratio_divides_by_wall_time_and_cores() {
+        assert_eq!(cpu_ratio(1.0, 1.0, 2.0), 0.5);
+        assert_eq!(cpu_ratio(3.0, 1.0, 2.0), 1.0);
+        assert_eq!(cpu_ratio(-1.0, 1.0, 2.0), 0.0);
+        assert_eq!(cpu_ratio(1.0, 0.0, 2.0), 0.0);
     }
 
     #[test]
     fn live_sample_reads_this_process() {
         let dir = std::env::temp_dir().join(format!("caxton-system-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("top"), [0u8; 24]).unwrap();
         std::fs::write(dir.join("sub/f"), [0u8; 1000]).unwrap();
         let mut s = SystemSampler::new(dir.clone());
         let first = s.sample().unwrap();
         assert!(first.rss_bytes > 0 && first.open_fds > 0);
-        assert_eq!(first.disk_usage_bytes, 1000);
+        assert_eq!(first.disk_usage_bytes, 1024);
         assert_eq!(first.cpu_ratio, 0.0);
+        // Burn CPU until the kernel has charged at least two ticks, so the next ratio is > 0.
+        let start = parse_cpu_seconds(&read("/proc/self/stat").unwrap()).unwrap();
+        let mut x = 0u64;
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while parse_cpu_seconds(&read("/proc/self/stat").unwrap()).unwrap() < start + 0.02 {
+            assert!(Instant::now() < deadline, "no CPU time charged in 10 s");
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
         let second = s.sample().unwrap();
-        assert!((0.0..=1.0).contains(&second.cpu_ratio));
+        assert!(
+            second.cpu_ratio > 0.0 && second.cpu_ratio <= 1.0,
+            "{}",
+            second.cpu_ratio
+        );
         std::fs::remove_dir_all(dir).unwrap();
         assert_eq!(
             SystemSampler::new("/nonexistent/caxton".into())

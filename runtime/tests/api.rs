@@ -418,3 +418,40 @@ async fn websocket_streams_the_filtered_conversation() {
     assert_eq!(seen, ["REQUEST", "INFORM"]);
     h.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_waits_with_the_same_reply_with_each_get_their_own_reply() {
+    let h = Harness::start(|_| {}).await;
+    let a = h.agent("echo").await;
+    let b = h.agent("echo").await;
+    let ask = |to: String, n: u32| {
+        let msg = json!({"performative": "REQUEST", "sender": format!("user-{n}"), "receiver": to,
+                         "content": {"n": n}, "reply_with": "r-1"});
+        h.http
+            .post(format!("{}/api/messages?wait=true", h.base))
+            .json(&msg)
+            .send()
+    };
+    let mut pending = Vec::new();
+    for n in 0..20 {
+        pending.push(ask(if n % 2 == 0 { a.clone() } else { b.clone() }, n));
+    }
+    for (n, r) in futures_util::future::join_all(pending)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let r = r.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let reply: Value = r.json().await.unwrap();
+        assert_eq!(
+            reply["in_reply_to"], "r-1",
+            "the client's reply_with comes back"
+        );
+        assert_eq!(
+            reply["content"]["content"]["n"], n,
+            "each client gets the reply to its own message"
+        );
+    }
+    h.server.shutdown().await;
+}

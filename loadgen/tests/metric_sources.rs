@@ -1,0 +1,214 @@
+//! One source of truth: every metric name the rules and dashboards of k8s/ use is served by
+//! the runtime's /metrics after traffic, or (caxton_bench_*) reaches a real Prometheus
+//! through caxton-bench's remote write. Expressions come from ci/k8s/promql_exprs.py, the
+//! extractor ci/validate-k8s and ci/promql-parse-check use.
+#![cfg(feature = "embedded")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use caxton_loadgen::series::BENCH_METRIC_NAMES;
+use caxton_reports::prometheus_server::PrometheusServer;
+use caxton_runtime::config::Config;
+
+/// An agent module (wasm.rs ABI) whose `handle_message` is `body`.
+fn module_b64(body: &str) -> String {
+    use base64::Engine as _;
+    let wat = format!(
+        r#"(module (memory (export "memory") 1)
+             (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+             (func (export "handle_message") (param i32 i32) (result i32) {body}))"#
+    );
+    base64::engine::general_purpose::STANDARD.encode(wat::parse_str(&wat).unwrap())
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `caxton_*` tokens of an expression, histogram suffixes removed.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = expr.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("caxton_") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len() && word(bytes[end]) {
+            end += 1;
+        }
+        if start == 0 || !word(bytes[start - 1]) {
+            let name = &expr[start..end];
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            out.push(base.to_string());
+        }
+        i = end.max(start + 1);
+    }
+    out
+}
+
+/// name -> where it is used (file: rule or panel).
+fn used_names() -> BTreeMap<String, BTreeSet<String>> {
+    let o = std::process::Command::new("python3")
+        .arg(repo().join("ci/k8s/promql_exprs.py"))
+        .arg(repo().join("k8s"))
+        .output()
+        .expect("python3 runs (ci/install-tools installs pyyaml)");
+    assert!(
+        o.status.success(),
+        "promql_exprs.py failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let place = format!("{}: {}", e["file"], e["where"]);
+        for n in metric_names(e["expr"].as_str().unwrap_or_default()) {
+            used.entry(n).or_default().insert(place.clone());
+        }
+    }
+    used
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_in_rules_and_dashboards_exists_at_its_source() {
+    let used = used_names();
+    assert!(used.len() > 15, "too few names found: {used:?}");
+    let prom = PrometheusServer::start(&[]).await.unwrap();
+    let server = caxton_runtime::server::start(Config::for_tests())
+        .await
+        .unwrap();
+    let target = format!("http://{}", server.api_addr());
+    let out = std::env::temp_dir().join(format!("caxton-metric-sources-{}", std::process::id()));
+
+    // Traffic: both scenarios, its series remote-written to the real Prometheus.
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
+        .args([
+            "--target",
+            &target,
+            "--duration",
+            "2s",
+            "--concurrent-users",
+            "2",
+        ])
+        .args([
+            "--think-time",
+            "50ms",
+            "--scenario",
+            "create-agent,messaging",
+        ])
+        .args([
+            "--no-flamegraph",
+            "--progress",
+            "plain",
+            "--run-id",
+            "names",
+        ])
+        .args(["--report-to-prometheus", &prom.url()])
+        .arg("--out")
+        .arg(&out)
+        .kill_on_drop(true)
+        .output();
+    let o = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("caxton-bench stops by itself")
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // And an agent whose executions fail: the message error counter.
+    let client = reqwest::Client::new();
+    let agent: serde_json::Value = client
+        .post(format!("{target}/api/agents"))
+        .json(&serde_json::json!({ "wasm_module": module_b64("(i32.const 1)") }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = agent["id"].as_str().expect("agent created").to_string();
+    let message =
+        serde_json::json!({"performative":"REQUEST","sender":"t","receiver":id,"content":{}});
+    let r = client
+        .post(format!("{target}/api/messages?wait=true"))
+        .json(&message)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+
+    let text = client
+        .get(format!("http://{}/metrics", server.metrics_addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    server.shutdown().await;
+    let served: BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .flat_map(|l| metric_names(l.split(['{', ' ']).next().unwrap_or_default()))
+        .collect();
+
+    // What remote write delivered (bounded wait: the final push is done when the run exits).
+    let mut pushed = BTreeSet::new();
+    for _ in 0..50 {
+        let v = prom
+            .query(r#"count by (__name__) ({__name__=~"caxton_bench_.+"})"#)
+            .await
+            .unwrap();
+        pushed = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["metric"]["__name__"].as_str().map(str::to_string))
+            .collect();
+        if pushed.len() >= BENCH_METRIC_NAMES.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for name in BENCH_METRIC_NAMES {
+        assert!(
+            pushed.contains(name),
+            "{name} never reached Prometheus: {pushed:?}"
+        );
+    }
+
+    let missing: Vec<String> = used
+        .iter()
+        .filter(|(n, _)| !served.contains(*n) && !pushed.contains(*n))
+        .map(|(n, places)| format!("{n} (used in {places:?})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "names used in k8s/ that no source produces:\n{}\nserved: {served:?}\npushed: {pushed:?}",
+        missing.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn names_are_read_like_promql_tokens() {
+    assert_eq!(
+        metric_names(
+            "histogram_quantile(0.95, rate(caxton_http_request_duration_seconds_bucket[5m])) / caxton_agents_active"
+        ),
+        vec![
+            "caxton_http_request_duration_seconds",
+            "caxton_agents_active"
+        ]
+    );
+    assert!(metric_names("my_caxton_x + 1").is_empty());
+}

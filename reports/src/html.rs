@@ -1,0 +1,697 @@
+//! The HTML run report (`report.html` beside `report.json`) and the comparison page: one
+//! self-contained file each (inline CSS and SVG, the flamegraph as a data URI, no script and
+//! no network fetch), so it opens offline and from CI artifacts.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hdrhistogram::Histogram;
+use thiserror::Error;
+
+use crate::charts::{self, LineChart, Marker, PALETTE, Scale, Series};
+use crate::compare::{Comparison, Verdict};
+use crate::model::{ReportError, RunReport, Stats};
+
+/// File name of the HTML report, beside `report.json`.
+pub const REPORT_HTML: &str = "report.html";
+
+/// Flamegraphs larger than this are linked, not embedded (a browser handles it, but a
+/// 50 MB CI artifact nobody downloads helps no one).
+const MAX_EMBEDDED_FLAMEGRAPH: u64 = 16 << 20;
+
+#[derive(Debug, Error)]
+pub enum HtmlError {
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Text for HTML and SVG text nodes and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The flamegraph shown in a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlamegraphView {
+    /// Link to the interactive SVG, relative to the HTML file.
+    pub link: String,
+    pub stage: Option<String>,
+    /// The SVG itself when it could be read (embedded as an image).
+    pub svg: Option<Vec<u8>>,
+}
+
+impl FlamegraphView {
+    /// The flamegraph of the report at `report_path`, if it names one or has one beside it.
+    pub fn of(report: &RunReport, report_path: &Path) -> Option<FlamegraphView> {
+        let file = report.flamegraph_file(report_path)?;
+        let link = match &report.flamegraph {
+            Some(f) => f.path.clone(),
+            None => file.file_name()?.to_string_lossy().into_owned(),
+        };
+        let svg = std::fs::metadata(&file)
+            .ok()
+            .filter(|m| m.len() <= MAX_EMBEDDED_FLAMEGRAPH)
+            .and_then(|_| std::fs::read(&file).ok());
+        Some(FlamegraphView {
+            link,
+            stage: report.flamegraph.as_ref().map(|f| f.stage.clone()),
+            svg,
+        })
+    }
+}
+
+/// Reads `report_json`, renders it, and writes `report.html` beside it; returns that path.
+pub fn write_report(report_json: &Path) -> Result<PathBuf, HtmlError> {
+    let report = RunReport::read(report_json)?;
+    let flamegraph = FlamegraphView::of(&report, report_json);
+    let html = render_report(&report, flamegraph.as_ref())?;
+    let out = report_json
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(REPORT_HTML);
+    write_file(&out, &html)?;
+    Ok(out)
+}
+
+pub fn write_file(path: &Path, html: &str) -> Result<(), HtmlError> {
+    std::fs::write(path, html).map_err(|source| HtmlError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A run drawn on a chart: its report, legend name and style.
+struct Drawn<'a> {
+    report: &'a RunReport,
+    name: &'a str,
+    color: usize,
+    dashed: bool,
+}
+
+/// The HTML page of one run.
+pub fn render_report(
+    report: &RunReport,
+    flamegraph: Option<&FlamegraphView>,
+) -> Result<String, HtmlError> {
+    let mut body = String::new();
+    let breached = report.thresholds.iter().filter(|t| !t.ok).count();
+    let (class, verdict) = if breached == 0 {
+        ("pass", "PASSED: every threshold held".to_string())
+    } else {
+        (
+            "fail",
+            format!(
+                "FAILED: {breached} of {} thresholds breached",
+                report.thresholds.len()
+            ),
+        )
+    };
+    let _ = write!(
+        body,
+        "<h1>caxton-bench run <code>{}</code></h1><p class=\"verdict {class}\">{}</p>",
+        escape(&report.run_id),
+        escape(&verdict)
+    );
+    let scenarios: Vec<String> = report
+        .plan
+        .scenarios
+        .iter()
+        .map(|s| format!("{} ×{}", s.name, s.weight))
+        .collect();
+    let stages_planned: Vec<String> = report
+        .plan
+        .stages
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({}s → {})",
+                s.name,
+                charts::format_number(s.duration_seconds),
+                charts::format_number(s.target)
+            )
+        })
+        .collect();
+    let target = if report.embedded_target {
+        format!("{} (embedded runtime)", report.target)
+    } else {
+        report.target.clone()
+    };
+    let meta: Vec<(&str, String)> = vec![
+        (
+            "plan",
+            format!(
+                "{} ({:?} model, time scale {})",
+                report.plan.name, report.plan.model, report.plan.time_scale
+            )
+            .to_lowercase(),
+        ),
+        ("stages", stages_planned.join(", ")),
+        ("scenarios", scenarios.join(", ")),
+        ("target", target),
+        (
+            "version",
+            format!("{} {}", report.tool.name, report.tool.version),
+        ),
+        ("start", report.started_at.clone()),
+        ("end", report.ended_at.clone()),
+        ("duration", format!("{:.1} s", report.duration_seconds)),
+        (
+            "requests",
+            format!(
+                "{} ({:.1}/s, {} failed, {:.2}%)",
+                report.overall.requests,
+                report.overall.throughput_rps,
+                report.overall.failures,
+                report.overall.error_rate * 100.0
+            ),
+        ),
+        (
+            "users",
+            format!(
+                "max {}{}",
+                report.max_users,
+                report
+                    .plan
+                    .max_users
+                    .map(|p| format!(", pool {p}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        ("dropped iterations", report.dropped_iterations.to_string()),
+    ];
+    body.push_str("<table class=\"meta\">");
+    for (k, v) in meta {
+        let _ = write!(
+            body,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            escape(k),
+            escape(&v)
+        );
+    }
+    body.push_str("</table>");
+
+    body.push_str("<h2>Thresholds</h2>");
+    if report.thresholds.is_empty() {
+        body.push_str("<p>No thresholds.</p>");
+    } else {
+        body.push_str("<table><tr><th></th><th>threshold</th><th>value</th></tr>");
+        for t in &report.thresholds {
+            let value = match t.value {
+                Some(v) if t.aggregation == "rate" => {
+                    format!("{}={:.2}%", t.aggregation, v * 100.0)
+                }
+                Some(v) if t.metric.contains("duration") => format!("{}={v:.2}ms", t.aggregation),
+                Some(v) => format!("{}={v:.4}", t.aggregation),
+                None => "no data".to_string(),
+            };
+            let (mark, cls) = if t.ok {
+                ("✓", "pass")
+            } else {
+                ("✗", "fail")
+            };
+            let _ = write!(
+                body,
+                "<tr class=\"{cls}\"><td>{mark}</td><td><code>{}</code></td><td>{}</td></tr>",
+                escape(&t.expression),
+                escape(&value)
+            );
+        }
+        body.push_str("</table>");
+    }
+
+    body.push_str("<h2>Charts</h2>");
+    let runs = [Drawn {
+        report,
+        name: "",
+        color: 0,
+        dashed: false,
+    }];
+    for chart in time_charts(&runs) {
+        body.push_str(&chart.to_svg());
+    }
+    body.push_str(&hdr_chart(&runs)?.to_svg());
+
+    body.push_str("<h2>Stages</h2>");
+    body.push_str("<p class=\"note\">Latency in milliseconds. <em>Corrected</em> counts from each request's intended start (coordinated omission corrected); <em>uncorrected</em> from its actual send. Checks are counted per run (see Checks).</p>");
+    for s in &report.stages {
+        let _ = write!(
+            body,
+            "<h3>{}</h3><p>{:.1} s – {:.1} s</p>",
+            escape(&s.name),
+            s.started_at_seconds,
+            s.ended_at_seconds
+        );
+        body.push_str(&stats_tables(&s.stats));
+    }
+    body.push_str("<h2>All requests</h2>");
+    body.push_str(&stats_tables(&report.overall));
+    for (name, stats) in &report.requests {
+        let _ = write!(body, "<h3>Request <code>{}</code></h3>", escape(name));
+        body.push_str(&stats_tables(stats));
+    }
+
+    body.push_str("<h2>Checks</h2>");
+    if report.checks.is_empty() {
+        body.push_str("<p>No checks.</p>");
+    } else {
+        body.push_str("<table class=\"num\"><tr><th>check</th><th>passes</th><th>fails</th><th>pass rate</th></tr>");
+        for c in &report.checks {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td></tr>",
+                escape(&c.name),
+                c.passes,
+                c.fails,
+                c.pass_rate * 100.0
+            );
+        }
+        body.push_str("</table>");
+    }
+
+    body.push_str("<h2>Flamegraph</h2>");
+    match flamegraph {
+        None => body.push_str("<p>No flamegraph was captured during this run.</p>"),
+        Some(f) => {
+            let during = f
+                .stage
+                .as_ref()
+                .map(|s| format!(" during stage <code>{}</code>", escape(s)))
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                "<p>CPU profile of the target{during}. <a href=\"{0}\">Open {0}</a> for the interactive version (search, zoom).</p>",
+                escape(&f.link)
+            );
+            match &f.svg {
+                Some(svg) => {
+                    let _ = write!(
+                        body,
+                        "<img class=\"flamegraph\" alt=\"flamegraph\" src=\"data:image/svg+xml;base64,{}\">",
+                        BASE64.encode(svg)
+                    );
+                }
+                None => body.push_str("<p class=\"note\">The file is not beside this report (or too large to embed).</p>"),
+            }
+        }
+    }
+
+    body.push_str("<h2>Command line</h2>");
+    let _ = write!(
+        body,
+        "<pre class=\"cmd\">{}</pre>",
+        escape(&shell_line(&report.command_line))
+    );
+    Ok(page(&format!("caxton-bench {}", report.run_id), &body))
+}
+
+/// The comparison page: the table and both runs overlaid on the same charts.
+pub fn render_comparison(
+    baseline: &RunReport,
+    current: &RunReport,
+    comparison: &Comparison,
+) -> Result<String, HtmlError> {
+    let mut body = String::new();
+    let (class, verdict) = if comparison.regressed() {
+        ("fail", "REGRESSED")
+    } else {
+        ("pass", "no significant regression")
+    };
+    let _ = write!(
+        body,
+        "<h1>caxton-bench compare</h1><p>baseline <code>{}</code> ({}) vs current <code>{}</code> ({})</p><p class=\"verdict {class}\">{verdict}</p>",
+        escape(&baseline.run_id),
+        escape(&baseline.started_at),
+        escape(&current.run_id),
+        escape(&current.started_at)
+    );
+    body.push_str("<table class=\"num\"><tr><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>CI of difference</th><th>threshold</th><th>verdict</th></tr>");
+    for (row, cells) in comparison.rows.iter().zip(comparison.cells()) {
+        let cls = match row.verdict {
+            Verdict::Regressed => " class=\"fail\"",
+            Verdict::Improved => " class=\"pass\"",
+            _ => "",
+        };
+        body.push_str(&format!("<tr{cls}>"));
+        for c in cells {
+            let _ = write!(body, "<td>{}</td>", escape(&c));
+        }
+        body.push_str("</tr>");
+    }
+    body.push_str("</table>");
+    let _ = write!(
+        body,
+        "<p class=\"note\">Regressed = beyond the threshold in the bad direction and the {:.0}% bootstrap interval ({} resamples, seed {:#x}) excludes zero.</p>",
+        comparison.bootstrap.confidence * 100.0,
+        comparison.bootstrap.resamples,
+        comparison.bootstrap.seed
+    );
+    body.push_str("<h2>Charts</h2>");
+    let runs = [
+        Drawn {
+            report: baseline,
+            name: "baseline",
+            color: 0,
+            dashed: true,
+        },
+        Drawn {
+            report: current,
+            name: "current",
+            color: 1,
+            dashed: false,
+        },
+    ];
+    for chart in time_charts(&runs) {
+        body.push_str(&chart.to_svg());
+    }
+    body.push_str(&hdr_chart(&runs)?.to_svg());
+    Ok(page("caxton-bench compare", &body))
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{CSS}</style></head><body><main>{body}</main></body></html>\n",
+        escape(title)
+    )
+}
+
+const CSS: &str = "body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#222;background:#fff;margin:0}\
+main{max-width:960px;margin:0 auto;padding:16px 20px 48px}\
+h1{font-size:22px;margin:8px 0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}h3{font-size:15px;margin:18px 0 4px}\
+table{border-collapse:collapse;margin:6px 0 10px}th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}\
+table.num th,table.num td{text-align:right}table.num th:first-child,table.num td:first-child{text-align:left}table.meta th{color:#555;font-weight:600}\
+.verdict{font-weight:700;padding:6px 10px;display:inline-block;border-radius:4px}\
+.pass .verdict,.verdict.pass{background:#e3f4ea;color:#0a6b35}.verdict.fail{background:#fbe4e4;color:#a11}\
+tr.fail td{color:#a11}tr.pass td{color:#0a6b35}.note{color:#666;font-size:12px}\
+pre.cmd{background:#f6f6f6;padding:8px;white-space:pre-wrap;word-break:break-all}\
+svg.chart{width:100%;height:auto;display:block;margin:8px 0 14px}\
+svg .title{font-size:14px;font-weight:600;fill:#222}svg .tick,svg .legend{font-size:11px;fill:#444}svg .axis{font-size:12px;fill:#444}\
+svg .grid{stroke:#eee}svg .frame{fill:none;stroke:#bbb}svg .marker{stroke:#999;stroke-dasharray:3 3}svg .marker-label{font-size:10px;fill:#777}\
+svg .empty{font-size:13px;fill:#999}img.flamegraph{width:100%;border:1px solid #ddd}";
+
+/// Summary line and latency table of a set of requests.
+fn stats_tables(s: &Stats) -> String {
+    let mut out = String::new();
+    let codes: Vec<String> = s
+        .status_codes
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    let errors: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let _ = write!(
+        out,
+        "<table class=\"num\"><tr><th>requests</th><th>rps</th><th>failures</th><th>error rate</th><th>status codes</th><th>errors</th></tr><tr><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.2}%</td><td>{}</td><td>{}</td></tr></table>",
+        s.requests,
+        s.throughput_rps,
+        s.failures,
+        s.error_rate * 100.0,
+        escape(&if codes.is_empty() {
+            "-".into()
+        } else {
+            codes.join(", ")
+        }),
+        escape(&if errors.is_empty() {
+            "-".into()
+        } else {
+            errors.join(", ")
+        }),
+    );
+    out.push_str("<table class=\"num\"><tr><th>latency (ms)</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>");
+    for (name, p) in [
+        ("corrected", &s.latency_ms.corrected),
+        ("uncorrected", &s.latency_ms.uncorrected),
+    ] {
+        let _ = write!(out, "<tr><td>{name}</td>");
+        for v in [p.p50, p.p90, p.p95, p.p99, p.p99_9, p.max, p.mean] {
+            let _ = write!(out, "<td>{v:.2}</td>");
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+    out
+}
+
+fn series_name(run: &Drawn<'_>, what: &str) -> String {
+    match (run.name.is_empty(), what.is_empty()) {
+        (true, _) => what.to_string(),
+        (false, true) => run.name.to_string(),
+        (false, false) => format!("{} {what}", run.name),
+    }
+}
+
+/// Stage starts of the last run drawn (the current one in a comparison).
+fn stage_markers(runs: &[Drawn<'_>]) -> Vec<Marker> {
+    runs.last()
+        .map(|r| {
+            r.report
+                .stages
+                .iter()
+                .map(|s| Marker {
+                    x: s.started_at_seconds,
+                    label: s.name.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// requests/s, latency, users and errors over time. A sample of second `t` is drawn at
+/// `t + 1`, the end of the second it covers.
+fn time_charts(runs: &[Drawn<'_>]) -> Vec<LineChart> {
+    let single = runs.len() == 1;
+    let x_max = runs
+        .iter()
+        .map(|r| r.report.duration_seconds)
+        .fold(0.0, f64::max);
+    let chart = |title: &str, y: &str| {
+        let mut c = LineChart::new(title, "time since start (s)", y);
+        c.markers = stage_markers(runs);
+        c.x_range = Some((0.0, x_max));
+        c
+    };
+    let timeline =
+        |r: &Drawn<'_>, f: &dyn Fn(&crate::model::SecondSample) -> f64| -> Vec<(f64, f64)> {
+            r.report
+                .timeline
+                .iter()
+                .map(|s| ((s.t + 1) as f64, f(s)))
+                .collect()
+        };
+    let mut rps = chart("Requests per second", "requests/s");
+    let mut latency = chart(
+        if single {
+            "Latency percentiles over time (p95 per second, p50/p99 per stage)"
+        } else {
+            "p95 latency over time (corrected, per second)"
+        },
+        "ms",
+    );
+    let mut users = chart("Users over time", "users");
+    let mut errors = chart("Errors over time", "failed requests/s");
+    for r in runs {
+        let color = |i: usize| PALETTE[(r.color + i) % PALETTE.len()];
+        let s = |name: String, points, color, dashed| Series {
+            name,
+            points,
+            color,
+            dashed,
+        };
+        rps.series.push(s(
+            series_name(r, ""),
+            timeline(r, &|s| s.requests as f64),
+            color(0),
+            r.dashed,
+        ));
+        users.series.push(s(
+            series_name(r, ""),
+            timeline(r, &|s| s.users as f64),
+            color(0),
+            r.dashed,
+        ));
+        errors.series.push(s(
+            series_name(r, "failures"),
+            timeline(r, &|s| s.failures as f64),
+            color(0),
+            r.dashed,
+        ));
+        if r.report.timeline.iter().any(|s| s.dropped_iterations > 0) {
+            errors.series.push(s(
+                series_name(r, "dropped iterations"),
+                timeline(r, &|s| s.dropped_iterations as f64),
+                color(2),
+                r.dashed,
+            ));
+        }
+        latency.series.push(s(
+            series_name(r, "p95"),
+            timeline(r, &|s| s.p95_ms),
+            color(0),
+            r.dashed,
+        ));
+        if single {
+            latency.series.push(s(
+                "p95 uncorrected".into(),
+                timeline(r, &|s| s.p95_uncorrected_ms),
+                color(1),
+                true,
+            ));
+            for (name, i, f) in [
+                (
+                    "p50 (stage)",
+                    2,
+                    (|s: &Stats| s.latency_ms.corrected.p50) as fn(&Stats) -> f64,
+                ),
+                ("p99 (stage)", 3, |s: &Stats| s.latency_ms.corrected.p99),
+            ] {
+                let points = r
+                    .report
+                    .stages
+                    .iter()
+                    .filter(|st| st.stats.requests > 0)
+                    .flat_map(|st| {
+                        [
+                            (st.started_at_seconds, f(&st.stats)),
+                            (st.ended_at_seconds, f(&st.stats)),
+                        ]
+                    })
+                    .collect();
+                latency.series.push(s(name.into(), points, color(i), false));
+            }
+        }
+    }
+    vec![rps, latency, users, errors]
+}
+
+/// Latency by percentile, x = 1/(1−q) on a log axis (HdrHistogram's percentile plot).
+fn hdr_chart(runs: &[Drawn<'_>]) -> Result<LineChart, HtmlError> {
+    let mut chart = LineChart::new("Latency by percentile (HDR, whole run)", "percentile", "ms");
+    chart.x_scale = Scale::Log10;
+    let mut count = 0u64;
+    for r in runs {
+        let corrected = r.report.overall.histograms.decode_corrected()?;
+        let uncorrected = r.report.overall.histograms.decode_uncorrected()?;
+        count = count.max(corrected.len());
+        let color = |i: usize| PALETTE[(r.color + i) % PALETTE.len()];
+        chart.series.push(Series {
+            name: series_name(r, "corrected"),
+            points: percentile_points(&corrected),
+            color: color(0),
+            dashed: r.dashed,
+        });
+        if runs.len() == 1 {
+            chart.series.push(Series {
+                name: "uncorrected".into(),
+                points: percentile_points(&uncorrected),
+                color: color(1),
+                dashed: true,
+            });
+        }
+    }
+    let x_max = 10f64.powf((count.max(100) as f64).log10().ceil());
+    chart.x_ticks = Some(charts::percentile_ticks(x_max));
+    for s in &mut chart.series {
+        for p in &mut s.points {
+            p.0 = p.0.min(x_max);
+        }
+    }
+    Ok(chart)
+}
+
+/// (1/(1−q), ms) points; q = 1 (the maximum) maps to infinity, capped by the caller.
+fn percentile_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    h.iter_quantiles(5)
+        .map(|v| {
+            let q = v.quantile_iterated_to();
+            let x = if q >= 1.0 { f64::MAX } else { 1.0 / (1.0 - q) };
+            (x, v.value_iterated_to() as f64 / 1000.0)
+        })
+        .collect()
+}
+
+/// The command line as a shell would need it (single quotes where needed).
+pub fn shell_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn command_lines_are_quoted_for_a_shell() {
+        let argv: Vec<String> = [
+            "caxton-bench",
+            "--threshold",
+            "http_req_duration: p(95)<2000",
+            "--stages",
+            "2s:5,2s:0",
+            "it's",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            shell_line(&argv),
+            r#"caxton-bench --threshold 'http_req_duration: p(95)<2000' --stages 2s:5,2s:0 'it'\''s'"#
+        );
+    }
+
+    #[test]
+    fn percentile_points_run_from_median_to_the_tail() {
+        let mut h = crate::model::new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 10).unwrap();
+        }
+        let points = percentile_points(&h);
+        assert_eq!(points.first().map(|p| p.0), Some(1.0));
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[1].0 >= w[0].0 && w[1].1 >= w[0].1)
+        );
+        assert!(
+            (points.last().unwrap().1 - 10.0).abs() < 0.01,
+            "{:?}",
+            points.last()
+        );
+    }
+}

@@ -1,0 +1,661 @@
+//! OTLP export of the three signals, set up from `[observability]`.
+//!
+//! - **Traces** (`enable_tracing`): a tracer for `tracing-opentelemetry`, parent-based
+//!   trace-id-ratio sampling at `trace_sample_rate`, batch export.
+//! - **Logs** (`enable_logging`): a logger provider for the `opentelemetry-appender-tracing`
+//!   bridge that `logging.rs` installs, batch export.
+//! - **Metrics** (`enable_metrics`, and only when tracing or logging already talk to a
+//!   collector, so a default config without a collector stays quiet): the Prometheus registry
+//!   mirrored as OTLP instruments every `metrics_export_interval` (`otlp_metrics.rs`).
+//!
+//! Protocol is [`ObservabilityConfig::effective_otlp_protocol`]: gRPC sends to `otlp_endpoint`
+//! as is; http/protobuf appends the signal path (`/v1/traces`, `/v1/metrics`, `/v1/logs`) the
+//! way `OTEL_EXPORTER_OTLP_ENDPOINT` is defined. `otlp_timeout` bounds one export;
+//! `otlp_headers` go on every export request. Header *values* are secrets (API keys): they are
+//! marked sensitive and never appear in a log line, an error or a `Debug` output.
+//!
+//! **A slow or dead collector never slows the API.** Spans and log records leave the request
+//! path through a bounded queue ([`QUEUE_CAPACITY`]) that a background thread drains; when it
+//! is full the record is dropped, not waited for. Drops are counted
+//! (`caxton_telemetry_dropped_total{signal,reason}`) and a warning is logged at most once per
+//! `metrics_export_interval`. What is counted, exactly:
+//! - `reason="queue_full"`: spans/log records refused because [`QUEUE_CAPACITY`] records were
+//!   already waiting or being exported. The SDK's batch processors only log the first such drop
+//!   and keep their count private, so admission is done here, in front of them, with a limit
+//!   equal to their own queue size: their queue can then never be the one that overflows.
+//! - `reason="export_failed"`: records in a batch whose export returned an error after the
+//!   exporter's own retries (collector down, timeout, rejected). For metrics the unit is one
+//!   failed export of the whole registry; values are cumulative, so the next successful export
+//!   carries them again.
+//!
+//! Records still queued when the process is killed without [`Telemetry::shutdown`] are not
+//! counted: nothing runs to count them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderName, HeaderValue};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{
+    BatchConfigBuilder as LogBatchConfigBuilder, BatchLogProcessor, LogBatch, LogExporter,
+    LogProcessor, SdkLogRecord, SdkLoggerProvider,
+};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+    SpanProcessor,
+};
+use thiserror::Error;
+
+use crate::config::{ObservabilityConfig, OtlpProtocol};
+
+/// Spans (and, separately, log records) that may wait for export at once. Equal to the SDK's
+/// default batch queue; at ~1 KiB a span this bounds telemetry memory to a few MiB.
+pub const QUEUE_CAPACITY: usize = 2048;
+
+const TRACER_NAME: &str = "caxton-runtime";
+
+#[derive(Debug, Error)]
+pub enum TelemetryError {
+    /// Names the header, never its value (it is usually a credential).
+    #[error("observability.otlp_headers: header `{name}` is not a valid HTTP header{what}")]
+    Header { name: String, what: &'static str },
+    #[error("cannot build the OTLP {signal} exporter for {endpoint}: {detail}")]
+    Exporter {
+        signal: &'static str,
+        endpoint: String,
+        detail: String,
+    },
+}
+
+/// The installed OTLP pipelines. Keep it alive while serving; [`Telemetry::shutdown`] flushes
+/// what is queued (bounded by `otlp_timeout`) before the process exits.
+pub struct Telemetry {
+    tracer_provider: Option<SdkTracerProvider>,
+    logger_provider: Option<SdkLoggerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("traces", &self.tracer_provider.is_some())
+            .field("logs", &self.logger_provider.is_some())
+            .field("metrics", &self.meter_provider.is_some())
+            .finish()
+    }
+}
+
+/// Whether spans are built at all. Read once per request/message on the hot path: with
+/// tracing off, no span is created and no trace context is propagated.
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// The meter provider and period for `otlp_metrics.rs`, set by [`init`] when metrics go over
+/// OTLP: `server::start` (which owns the registry) picks it up.
+static METRICS_EXPORT: std::sync::Mutex<Option<(SdkMeterProvider, Duration)>> =
+    std::sync::Mutex::new(None);
+
+/// Where and how often to mirror the Prometheus registry, when metrics go over OTLP.
+pub fn metrics_export() -> Option<(SdkMeterProvider, Duration)> {
+    METRICS_EXPORT
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// True once [`init`] installed a trace pipeline.
+#[inline]
+pub fn tracing_enabled() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+impl Telemetry {
+    /// No OTLP export at all (every signal off).
+    pub fn disabled() -> Self {
+        Self {
+            tracer_provider: None,
+            logger_provider: None,
+            meter_provider: None,
+        }
+    }
+
+    /// The tracer for `tracing_opentelemetry::layer().with_tracer(..)`, when tracing is on.
+    pub fn tracer(&self) -> Option<opentelemetry_sdk::trace::Tracer> {
+        self.tracer_provider
+            .as_ref()
+            .map(|p| p.tracer_with_scope(scope()))
+    }
+
+    /// The logger provider for the OTLP log bridge, when `enable_logging` is on.
+    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
+        self.logger_provider.as_ref()
+    }
+
+    /// The meter provider the Prometheus registry is mirrored into, when metrics go over OTLP.
+    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+        self.meter_provider.as_ref()
+    }
+
+    /// Exports what is queued and stops the pipelines. Blocking (the SDK's processors run on
+    /// their own threads): async callers run it on a blocking thread.
+    pub fn shutdown(self) {
+        TRACING.store(false, Ordering::Relaxed);
+        *METRICS_EXPORT.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // Errors here mean "could not flush": the drop counter already saw those records.
+        if let Some(p) = self.tracer_provider {
+            let _ = p.shutdown();
+        }
+        if let Some(p) = self.meter_provider {
+            let _ = p.shutdown();
+        }
+        if let Some(p) = self.logger_provider {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(TRACER_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+/// `service.name`, `service.version`, `deployment.environment`.
+pub fn resource(cfg: &ObservabilityConfig) -> Resource {
+    Resource::builder()
+        .with_service_name(cfg.service_name.clone())
+        .with_attributes([
+            KeyValue::new("service.version", cfg.service_version.clone()),
+            KeyValue::new("deployment.environment", cfg.deployment_environment.clone()),
+        ])
+        .build()
+}
+
+/// Builds the enabled pipelines. Must run inside a tokio runtime (the gRPC channel spawns its
+/// connection task on it); exports then run on the SDK's own threads.
+pub fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
+    let headers = validated_headers(cfg)?;
+    set_warn_interval(cfg.metrics_export_interval);
+    let resource = resource(cfg);
+    let mut telemetry = Telemetry::disabled();
+    if cfg.enable_tracing {
+        let exporter = CountingSpanExporter {
+            inner: span_exporter(cfg, &headers)?,
+            pending: Arc::new(AtomicUsize::new(0)),
+        };
+        let processor = CountingSpanProcessor {
+            pending: exporter.pending.clone(),
+            inner: BatchSpanProcessor::builder(exporter)
+                .with_batch_config(
+                    BatchConfigBuilder::default()
+                        .with_max_queue_size(QUEUE_CAPACITY)
+                        .build(),
+                )
+                .build(),
+        };
+        let sampler =
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(cfg.trace_sample_rate)));
+        telemetry.tracer_provider = Some(
+            SdkTracerProvider::builder()
+                .with_sampler(sampler)
+                .with_resource(resource.clone())
+                .with_span_processor(processor)
+                .build(),
+        );
+        TRACING.store(true, Ordering::Relaxed);
+    }
+    if cfg.enable_logging {
+        let exporter = CountingLogExporter {
+            inner: log_exporter(cfg, &headers)?,
+            pending: Arc::new(AtomicUsize::new(0)),
+        };
+        let processor = CountingLogProcessor {
+            pending: exporter.pending.clone(),
+            inner: BatchLogProcessor::builder(exporter)
+                .with_batch_config(
+                    LogBatchConfigBuilder::default()
+                        .with_max_queue_size(QUEUE_CAPACITY)
+                        .build(),
+                )
+                .build(),
+        };
+        telemetry.logger_provider = Some(
+            SdkLoggerProvider::builder()
+                .with_resource(resource.clone())
+                .with_log_processor(processor)
+                .build(),
+        );
+    }
+    if cfg.enable_metrics && (cfg.enable_tracing || cfg.enable_logging) {
+        let exporter = CountingMetricExporter {
+            inner: metric_exporter(cfg, &headers)?,
+        };
+        let reader = PeriodicReader::builder(exporter)
+            .with_interval(cfg.metrics_export_interval)
+            .build();
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(reader)
+            .build();
+        *METRICS_EXPORT.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((provider.clone(), cfg.metrics_export_interval));
+        telemetry.meter_provider = Some(provider);
+    }
+    Ok(telemetry)
+}
+
+/// The headers as validated name/value pairs, values marked sensitive.
+fn validated_headers(
+    cfg: &ObservabilityConfig,
+) -> Result<Vec<(HeaderName, HeaderValue)>, TelemetryError> {
+    cfg.otlp_headers
+        .iter()
+        .map(|(name, value)| {
+            let bad = |what| TelemetryError::Header {
+                name: name.clone(),
+                what,
+            };
+            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad(" name"))?;
+            let mut v = HeaderValue::from_str(value)
+                .map_err(|_| bad(": its value has characters a header cannot carry"))?;
+            v.set_sensitive(true);
+            Ok((n, v))
+        })
+        .collect()
+}
+
+fn http_headers(headers: &[(HeaderName, HeaderValue)]) -> HashMap<String, String> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+fn grpc_metadata(
+    headers: &[(HeaderName, HeaderValue)],
+) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
+    let map: axum::http::HeaderMap = headers.iter().cloned().collect();
+    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map)
+}
+
+fn signal_url(endpoint: &str, path: &str) -> String {
+    format!("{}{path}", endpoint.trim_end_matches('/'))
+}
+
+fn build_error(
+    signal: &'static str,
+    cfg: &ObservabilityConfig,
+) -> impl FnOnce(opentelemetry_otlp::ExporterBuildError) -> TelemetryError {
+    let endpoint = cfg.otlp_endpoint.clone();
+    move |e| TelemetryError::Exporter {
+        signal,
+        endpoint,
+        detail: e.to_string(),
+    }
+}
+
+fn span_exporter(
+    cfg: &ObservabilityConfig,
+    headers: &[(HeaderName, HeaderValue)],
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    match cfg.effective_otlp_protocol() {
+        OtlpProtocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(cfg.otlp_endpoint.clone())
+            .with_timeout(cfg.otlp_timeout)
+            .with_metadata(grpc_metadata(headers))
+            .build(),
+        OtlpProtocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(signal_url(&cfg.otlp_endpoint, "/v1/traces"))
+            .with_timeout(cfg.otlp_timeout)
+            .with_headers(http_headers(headers))
+            .build(),
+    }
+    .map_err(build_error("trace", cfg))
+}
+
+fn log_exporter(
+    cfg: &ObservabilityConfig,
+    headers: &[(HeaderName, HeaderValue)],
+) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
+    let builder = opentelemetry_otlp::LogExporter::builder();
+    match cfg.effective_otlp_protocol() {
+        OtlpProtocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(cfg.otlp_endpoint.clone())
+            .with_timeout(cfg.otlp_timeout)
+            .with_metadata(grpc_metadata(headers))
+            .build(),
+        OtlpProtocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(signal_url(&cfg.otlp_endpoint, "/v1/logs"))
+            .with_timeout(cfg.otlp_timeout)
+            .with_headers(http_headers(headers))
+            .build(),
+    }
+    .map_err(build_error("log", cfg))
+}
+
+fn metric_exporter(
+    cfg: &ObservabilityConfig,
+    headers: &[(HeaderName, HeaderValue)],
+) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+    let builder = opentelemetry_otlp::MetricExporter::builder();
+    match cfg.effective_otlp_protocol() {
+        OtlpProtocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(cfg.otlp_endpoint.clone())
+            .with_timeout(cfg.otlp_timeout)
+            .with_metadata(grpc_metadata(headers))
+            .build(),
+        OtlpProtocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(signal_url(&cfg.otlp_endpoint, "/v1/metrics"))
+            .with_timeout(cfg.otlp_timeout)
+            .with_headers(http_headers(headers))
+            .build(),
+    }
+    .map_err(build_error("metric", cfg))
+}
+
+// ---- drop accounting ----
+
+/// A telemetry signal, as the `signal` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Logs,
+    Metrics,
+}
+
+/// Why data was dropped, as the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    QueueFull,
+    ExportFailed,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Logs, Signal::Metrics];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 2] = [DropReason::QueueFull, DropReason::ExportFailed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::ExportFailed => "export_failed",
+        }
+    }
+}
+
+/// Process-wide, like the pipelines (one global subscriber per process).
+static DROPPED: [[AtomicU64; 2]; 3] = [
+    [AtomicU64::new(0), AtomicU64::new(0)],
+    [AtomicU64::new(0), AtomicU64::new(0)],
+    [AtomicU64::new(0), AtomicU64::new(0)],
+];
+static LAST_WARN_MS: AtomicU64 = AtomicU64::new(0);
+static WARN_INTERVAL_MS: AtomicU64 = AtomicU64::new(10_000);
+
+fn set_warn_interval(interval: Duration) {
+    let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    WARN_INTERVAL_MS.store(ms.max(1), Ordering::Relaxed);
+}
+
+/// Cumulative drops since the process started (read by `/metrics`).
+pub fn dropped(signal: Signal, reason: DropReason) -> u64 {
+    DROPPED[signal as usize][reason as usize].load(Ordering::Relaxed)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn record_drop(signal: Signal, reason: DropReason, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let total = DROPPED[signal as usize][reason as usize].fetch_add(n, Ordering::Relaxed) + n;
+    let now = now_ms();
+    let last = LAST_WARN_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= WARN_INTERVAL_MS.load(Ordering::Relaxed)
+        && LAST_WARN_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            target: "caxton::telemetry",
+            signal = signal.as_str(),
+            reason = reason.as_str(),
+            dropped_total = total,
+            "telemetry data dropped: the OTLP collector is unreachable or too slow \
+             (see caxton_telemetry_dropped_total)"
+        );
+    }
+}
+
+/// Admits a span only while fewer than [`QUEUE_CAPACITY`] are waiting or being exported.
+#[derive(Debug)]
+struct CountingSpanProcessor {
+    inner: BatchSpanProcessor,
+    /// Spans admitted and not yet returned by an export (shared with the exporter).
+    pending: Arc<AtomicUsize>,
+}
+
+impl SpanProcessor for CountingSpanProcessor {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAPACITY {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            record_drop(Signal::Traces, DropReason::QueueFull, 1);
+            return;
+        }
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[derive(Debug)]
+struct CountingSpanExporter {
+    inner: opentelemetry_otlp::SpanExporter,
+    pending: Arc<AtomicUsize>,
+}
+
+impl SpanExporter for CountingSpanExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len();
+        let result = self.inner.export(batch).await;
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        if result.is_err() {
+            record_drop(Signal::Traces, DropReason::ExportFailed, n as u64);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[derive(Debug)]
+struct CountingLogProcessor {
+    inner: BatchLogProcessor,
+    pending: Arc<AtomicUsize>,
+}
+
+impl LogProcessor for CountingLogProcessor {
+    fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAPACITY {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            record_drop(Signal::Logs, DropReason::QueueFull, 1);
+            return;
+        }
+        self.inner.emit(data, instrumentation);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[derive(Debug)]
+struct CountingLogExporter {
+    inner: opentelemetry_otlp::LogExporter,
+    pending: Arc<AtomicUsize>,
+}
+
+impl LogExporter for CountingLogExporter {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let n = batch.iter().count();
+        let result = self.inner.export(batch).await;
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        if result.is_err() {
+            record_drop(Signal::Logs, DropReason::ExportFailed, n as u64);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+struct CountingMetricExporter {
+    inner: opentelemetry_otlp::MetricExporter,
+}
+
+impl PushMetricExporter for CountingMetricExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let result = self.inner.export(metrics).await;
+        if result.is_err() {
+            record_drop(Signal::Metrics, DropReason::ExportFailed, 1);
+        }
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_header_error_names_the_header_but_never_its_value() {
+        let mut cfg = ObservabilityConfig::default();
+        cfg.otlp_headers
+            .insert("api-key".into(), "s3cret\nvalue".into());
+        let err = validated_headers(&cfg).unwrap_err().to_string();
+        assert!(err.contains("`api-key`"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        cfg.otlp_headers.clear();
+        cfg.otlp_headers.insert("bad name".into(), "v".into());
+        assert!(validated_headers(&cfg).is_err());
+    }
+
+    #[test]
+    fn header_values_are_sensitive_and_redacted_in_debug() {
+        let mut cfg = ObservabilityConfig::default();
+        cfg.otlp_headers.insert("api-key".into(), "s3cret".into());
+        let headers = validated_headers(&cfg).unwrap();
+        assert!(headers[0].1.is_sensitive());
+        assert!(!format!("{headers:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn http_signal_urls_append_the_otlp_paths() {
+        assert_eq!(
+            signal_url("http://c:4318", "/v1/traces"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            signal_url("http://c:4318/", "/v1/logs"),
+            "http://c:4318/v1/logs"
+        );
+    }
+
+    #[test]
+    fn resource_carries_service_attributes() {
+        let cfg = ObservabilityConfig {
+            service_name: "svc".into(),
+            service_version: "9.9.9".into(),
+            deployment_environment: "staging".into(),
+            ..ObservabilityConfig::default()
+        };
+        let r = resource(&cfg);
+        let get = |k: &'static str| r.get(&opentelemetry::Key::from_static_str(k));
+        assert_eq!(get("service.name").unwrap().as_str(), "svc");
+        assert_eq!(get("service.version").unwrap().as_str(), "9.9.9");
+        assert_eq!(get("deployment.environment").unwrap().as_str(), "staging");
+    }
+}

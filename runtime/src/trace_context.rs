@@ -1,0 +1,204 @@
+//! W3C trace context (`traceparent`, `tracestate`) in and out of HTTP headers and FIPA message
+//! metadata, and the runtime's spans.
+//!
+//! The flow, which makes a whole conversation one trace:
+//! 1. `http_tracing.rs` opens the server span of a request, continuing the caller's
+//!    `traceparent` header when there is one.
+//! 2. `Runtime::send` (a client's message) and `Runtime::route` (a message an agent sent)
+//!    open a `message.route` span under the current span and write its context into the
+//!    message's `metadata`, replacing whatever trace context the message carried (an agent's
+//!    outgoing message inherits its trigger's metadata through `address_reply`; the new
+//!    context makes it a child of the execution that sent it).
+//! 3. `Runtime::process` opens `agent.execute` with the parent read back from the metadata,
+//!    so the execution hangs under the route span of the message that caused it, even though
+//!    it runs on another task, later.
+//!
+//! Every function here is a no-op returning a disabled span when tracing is off
+//! ([`crate::telemetry::tracing_enabled`]): no span is built and no metadata is touched.
+
+use std::collections::BTreeMap;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::fipa::AclMessage;
+use crate::telemetry::tracing_enabled;
+
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct MetadataCarrier<'a>(&'a BTreeMap<String, String>);
+
+impl Extractor for MetadataCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+struct MetadataInjector<'a>(&'a mut BTreeMap<String, String>);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+/// The caller's context from `traceparent`/`tracestate` request headers (empty if absent or
+/// malformed: a bad header starts a new trace rather than failing the request).
+pub fn from_headers(headers: &axum::http::HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
+/// The context a message carries in its metadata.
+pub fn from_metadata(metadata: &BTreeMap<String, String>) -> Context {
+    TraceContextPropagator::new().extract(&MetadataCarrier(metadata))
+}
+
+/// Writes `cx` into `metadata` as `traceparent`/`tracestate`, replacing any previous trace
+/// context (a stale `tracestate` must not outlive its `traceparent`).
+pub fn inject(cx: &Context, metadata: &mut BTreeMap<String, String>) {
+    if !cx.span().span_context().is_valid() {
+        return;
+    }
+    metadata.remove(TRACESTATE);
+    TraceContextPropagator::new().inject_context(cx, &mut MetadataInjector(metadata));
+    if metadata.get(TRACESTATE).is_some_and(String::is_empty) {
+        metadata.remove(TRACESTATE);
+    }
+}
+
+/// The W3C `traceparent` value of a span (for the `traceresponse` response header).
+pub fn traceparent_of(span: &Span) -> Option<(String, String)> {
+    let cx = span.context();
+    let span_ref = cx.span();
+    let sc = span_ref.span_context();
+    if !sc.is_valid() {
+        return None;
+    }
+    let trace_id = sc.trace_id().to_string();
+    let header = format!(
+        "00-{trace_id}-{}-{:02x}",
+        sc.span_id(),
+        sc.trace_flags().to_u8()
+    );
+    Some((trace_id, header))
+}
+
+/// `message.route` for `msg`, under the current span; its context goes into the message's
+/// metadata. Enter the returned span while routing.
+pub fn route_span(msg: &mut AclMessage) -> Span {
+    if !tracing_enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "message.route",
+        fipa.performative = msg.performative.as_str(),
+        conversation_id = msg.conversation_id.as_deref().unwrap_or(""),
+        message.sender = %msg.sender,
+        message.receivers = msg.receiver.len(),
+    );
+    inject(&span.context(), &mut msg.metadata);
+    span
+}
+
+/// `agent.execute` for `msg` at agent `agent_id`, continuing the trace in its metadata.
+pub fn execute_span(msg: &AclMessage, agent_id: &str, agent_type: &str) -> Span {
+    if !tracing_enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        parent: None,
+        "agent.execute",
+        agent.id = agent_id,
+        "agent.type" = agent_type,
+        fipa.performative = msg.performative.as_str(),
+        conversation_id = msg.conversation_id.as_deref().unwrap_or(""),
+        otel.status_code = tracing::field::Empty,
+        error.kind = tracing::field::Empty,
+    );
+    let parent = from_metadata(&msg.metadata);
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// `agent.create` under the current span; `agent.id` is recorded once known.
+pub fn create_span(agent_type: &str) -> Span {
+    if !tracing_enabled() {
+        return Span::none();
+    }
+    tracing::info_span!(
+        "agent.create",
+        "agent.type" = agent_type,
+        agent.id = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trip_keeps_trace_and_parent_ids() {
+        let mut metadata = BTreeMap::new();
+        metadata.insert(
+            TRACEPARENT.to_owned(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        );
+        metadata.insert(TRACESTATE.to_owned(), "vendor=x".to_owned());
+        let cx = from_metadata(&metadata);
+        let sc = cx.span().span_context().clone();
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(sc.is_sampled());
+        let mut out = BTreeMap::new();
+        out.insert(TRACESTATE.to_owned(), "stale=1".to_owned());
+        inject(&cx, &mut out);
+        assert_eq!(out[TRACEPARENT], metadata[TRACEPARENT]);
+        assert_eq!(out[TRACESTATE], "vendor=x");
+    }
+
+    #[test]
+    fn malformed_traceparent_yields_no_parent_and_inject_skips_invalid() {
+        let mut metadata = BTreeMap::new();
+        metadata.insert(TRACEPARENT.to_owned(), "00-zz-yy-01".to_owned());
+        let cx = from_metadata(&metadata);
+        assert!(!cx.span().span_context().is_valid());
+        let mut out = BTreeMap::new();
+        inject(&cx, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn spans_are_disabled_when_tracing_is_off() {
+        let mut msg = AclMessage::new(crate::fipa::Performative::Request);
+        assert!(route_span(&mut msg).is_none());
+        assert!(msg.metadata.is_empty());
+        assert!(execute_span(&msg, "a", "t").is_none());
+        assert!(create_span("t").is_none());
+    }
+}

@@ -1,0 +1,557 @@
+//! Telemetry end to end: the real `caxton` binary, configured by a TOML file, exporting over
+//! OTLP to a receiver.
+//!
+//! The receiver for the HTTP tests is a small OTLP/HTTP server inside this test: it has to hand
+//! back the request headers and the spans' parent links in a checkable form, which the
+//! installable collector (rotel) does not. It decodes the real OTLP protobuf with the
+//! `opentelemetry-proto` types, exactly what a collector parses. The gRPC test uses rotel
+//! (`pip install rotel`, see ci/install-tools) as a real third-party receiver.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message;
+use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(40);
+
+// ---- the OTLP/HTTP receiver ----
+
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    attributes: HashMap<String, String>,
+}
+
+#[derive(Default)]
+struct Received {
+    spans: Vec<ReceivedSpan>,
+    resource: HashMap<String, String>,
+    trace_headers: Vec<HeaderMap>,
+    log_bodies: Vec<String>,
+    metric_names: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+fn text(kv: &[KeyValue]) -> HashMap<String, String> {
+    kv.iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(AnyValue::StringValue(s)) => s.clone(),
+                Some(AnyValue::IntValue(i)) => i.to_string(),
+                Some(AnyValue::BoolValue(b)) => b.to_string(),
+                Some(AnyValue::DoubleValue(d)) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect()
+}
+
+async fn traces(State(r): State<Shared>, headers: HeaderMap, body: Bytes) -> Vec<u8> {
+    let req = ExportTraceServiceRequest::decode(body).expect("OTLP trace protobuf");
+    let mut r = r.lock().unwrap();
+    r.trace_headers.push(headers);
+    for rs in req.resource_spans {
+        if let Some(res) = &rs.resource {
+            r.resource = text(&res.attributes);
+        }
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                r.spans.push(ReceivedSpan {
+                    name: s.name,
+                    trace_id: hex(&s.trace_id),
+                    span_id: hex(&s.span_id),
+                    parent_span_id: hex(&s.parent_span_id),
+                    attributes: text(&s.attributes),
+                });
+            }
+        }
+    }
+    Vec::new()
+}
+
+async fn logs(State(r): State<Shared>, body: Bytes) -> Vec<u8> {
+    let req = ExportLogsServiceRequest::decode(body).expect("OTLP logs protobuf");
+    let mut r = r.lock().unwrap();
+    for rl in req.resource_logs {
+        for sl in rl.scope_logs {
+            for l in sl.log_records {
+                if let Some(AnyValue::StringValue(s)) = l.body.and_then(|b| b.value) {
+                    r.log_bodies.push(s);
+                }
+            }
+        }
+    }
+    Vec::new()
+}
+
+async fn metrics(State(r): State<Shared>, body: Bytes) -> Vec<u8> {
+    let req = ExportMetricsServiceRequest::decode(body).expect("OTLP metrics protobuf");
+    let mut r = r.lock().unwrap();
+    for rm in req.resource_metrics {
+        for sm in rm.scope_metrics {
+            r.metric_names
+                .extend(sm.metrics.into_iter().map(|m| m.name));
+        }
+    }
+    Vec::new()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn start_receiver() -> (SocketAddr, Shared) {
+    let shared = Shared::default();
+    let app = Router::new()
+        .route("/v1/traces", post(traces))
+        .route("/v1/logs", post(logs))
+        .route("/v1/metrics", post(metrics))
+        .with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, shared)
+}
+
+// ---- the runtime process ----
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Caxton {
+    child: Child,
+    api: String,
+    metrics: String,
+    _dir: tempfile::TempDir,
+    log_file: PathBuf,
+}
+
+impl Caxton {
+    /// Starts `caxton serve` with `observability` (TOML lines of `[observability]`) and JSON
+    /// logs to a file with `trace_id_key = "tid"`; returns once `/ready` answers.
+    async fn start(observability: &str) -> Caxton {
+        let dir = tempfile::tempdir().unwrap();
+        let log_file = dir.path().join("caxton.log");
+        let (api, metrics) = (free_port(), free_port());
+        let config = format!(
+            "[server]\napi_address = \"127.0.0.1:{api}\"\nmetrics_address = \"127.0.0.1:{metrics}\"\n\
+             data_dir = \"{data}\"\n\n[observability]\n{observability}\n\n\
+             [observability.logging]\nlevel = \"debug\"\nformat = \"json\"\noutput = \"{log}\"\n\
+             trace_id_key = \"tid\"\nspan_id_key = \"sid\"\ndebug_sample_rate = 1.0\n",
+            data = dir.path().display(),
+            log = log_file.display(),
+        );
+        let path = dir.path().join("caxton.toml");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            // Export batches every 200 ms instead of 5 s so the test does not wait.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("OTEL_BLRP_SCHEDULE_DELAY", "200")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let c = Caxton {
+            child,
+            api: format!("http://127.0.0.1:{api}"),
+            metrics: format!("http://127.0.0.1:{metrics}/metrics"),
+            _dir: dir,
+            log_file,
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = client.get(format!("{}/ready", c.api)).send().await
+                && r.status() == 200
+            {
+                return c;
+            }
+            assert!(started.elapsed() < DEADLINE, "caxton never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM (graceful: telemetry is flushed) and wait for the exit.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "caxton exited with {exit}");
+        read(&self.log_file)
+    }
+
+    async fn create_agent(&self, client: &reqwest::Client) -> String {
+        let r: Value = client
+            .post(format!("{}/api/agents", self.api))
+            .json(&json!({"agent_type": "test-agent"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Caxton {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn request(agent: &str, n: u32) -> Value {
+    json!({"performative": "REQUEST", "sender": "tester", "receiver": agent,
+           "content": {"n": n}, "conversation_id": format!("conv-{n}")})
+}
+
+async fn wait_for<T>(shared: &Shared, what: &str, mut f: impl FnMut(&Received) -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(t) = f(&shared.lock().unwrap()) {
+            return t;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn http_observability(addr: SocketAddr, rate: f64) -> String {
+    format!(
+        "enable_tracing = true\nenable_logging = true\nenable_metrics = true\n\
+         otlp_endpoint = \"http://{addr}\"\notlp_protocol = \"http/protobuf\"\n\
+         otlp_timeout = \"2s\"\notlp_headers = {{ \"api-key\" = \"test-key-123\" }}\n\
+         trace_sample_rate = {rate}\nmetrics_export_interval = \"1s\"\n\
+         service_name = \"caxton-under-test\"\ndeployment_environment = \"ci\""
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_traceparent_links_server_route_execute_and_reply_spans() {
+    let (addr, shared) = start_receiver().await;
+    // Rate 0: only the caller's sampled flag (parent-based) gets these spans recorded.
+    let caxton = Caxton::start(&http_observability(addr, 0.0)).await;
+    let client = reqwest::Client::new();
+    let agent = caxton.create_agent(&client).await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let resp = client
+        .post(format!("{}/api/messages?wait=true", caxton.api))
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .header("tracestate", "caller=1")
+        .json(&request(&agent, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-trace-id"], trace_id);
+    let traceresponse = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
+    assert!(
+        traceresponse.starts_with(&format!("00-{trace_id}-")),
+        "{traceresponse}"
+    );
+    assert!(traceresponse.ends_with("-01"), "{traceresponse}");
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(reply["performative"], "INFORM");
+    // The reply carries the trace on as FIPA metadata.
+    let reply_tp = reply["metadata"]["traceparent"].as_str().unwrap();
+    assert!(reply_tp.contains(trace_id), "{reply}");
+    assert_eq!(reply["metadata"]["tracestate"], "caller=1", "{reply}");
+
+    let spans = wait_for(&shared, "server, route, execute and reply spans", |r| {
+        let ours: Vec<_> = r
+            .spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect();
+        (ours.iter().filter(|s| s.name == "message.route").count() >= 2).then_some(ours)
+    })
+    .await;
+    let one = |name: &str, parent: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name && s.parent_span_id == parent)
+            .unwrap_or_else(|| panic!("no {name} span under {parent}: {spans:#?}"))
+            .clone()
+    };
+    let server = one("POST /api/messages", caller_span);
+    assert_eq!(server.attributes["http.route"], "/api/messages");
+    assert_eq!(server.attributes["http.response.status_code"], "200");
+    assert!(traceresponse.contains(&server.span_id), "{traceresponse}");
+    let route = one("message.route", &server.span_id);
+    assert_eq!(route.attributes["fipa.performative"], "REQUEST");
+    assert_eq!(route.attributes["conversation_id"], "conv-1");
+    let execute = one("agent.execute", &route.span_id);
+    assert_eq!(execute.attributes["agent.id"], agent);
+    assert_eq!(execute.attributes["agent.type"], "test-agent");
+    assert_eq!(execute.attributes["fipa.performative"], "REQUEST");
+    assert_eq!(execute.attributes["conversation_id"], "conv-1");
+    let reply_route = one("message.route", &execute.span_id);
+    assert_eq!(reply_route.attributes["fipa.performative"], "INFORM");
+    assert!(reply_tp.contains(&reply_route.span_id), "{reply_tp}");
+
+    {
+        let r = shared.lock().unwrap();
+        // The configured header reached the receiver on the export requests.
+        assert!(
+            r.trace_headers
+                .iter()
+                .all(|h| h.get("api-key").is_some_and(|v| v == "test-key-123"))
+        );
+        assert_eq!(r.resource["service.name"], "caxton-under-test");
+        assert_eq!(r.resource["deployment.environment"], "ci");
+        assert_eq!(r.resource["service.version"], env!("CARGO_PKG_VERSION"));
+    }
+    // Logs and metrics went out over OTLP too.
+    wait_for(&shared, "OTLP logs and metrics", |r| {
+        (r.log_bodies.iter().any(|b| b == "message accepted")
+            && r.metric_names
+                .iter()
+                .any(|m| m == "caxton_http_requests_total")
+            && r.metric_names
+                .iter()
+                .any(|m| m == "caxton_agent_execution_duration_seconds_bucket"))
+        .then_some(())
+    })
+    .await;
+
+    let lines = caxton.stop();
+    let accepted: Vec<Value> = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "message accepted" && v["tid"] == trace_id)
+        .collect();
+    assert_eq!(
+        accepted.len(),
+        1,
+        "no log line with tid={trace_id}:\n{lines}"
+    );
+    assert_eq!(accepted[0]["sid"], route.span_id);
+    assert_eq!(accepted[0]["level"], "DEBUG");
+}
+
+async fn traces_sent_at_rate(rate: f64, requests: u32) -> Vec<ReceivedSpan> {
+    let (addr, shared) = start_receiver().await;
+    let caxton = Caxton::start(&http_observability(addr, rate)).await;
+    let client = reqwest::Client::new();
+    let agent = caxton.create_agent(&client).await;
+    for n in 0..requests {
+        let resp = client
+            .post(format!("{}/api/messages?wait=true", caxton.api))
+            .json(&request(&agent, n))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // Graceful stop flushes everything that was sampled.
+    caxton.stop();
+    shared.lock().unwrap().spans.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_rate_zero_sends_no_spans_and_one_sends_all() {
+    let none = traces_sent_at_rate(0.0, 5).await;
+    assert!(none.is_empty(), "rate 0 exported {none:#?}");
+
+    let all = traces_sent_at_rate(1.0, 5).await;
+    let server: Vec<_> = all
+        .iter()
+        .filter(|s| s.name == "POST /api/messages")
+        .collect();
+    assert_eq!(server.len(), 5, "{all:#?}");
+    let executions = all.iter().filter(|s| s.name == "agent.execute").count();
+    assert_eq!(executions, 5);
+    // Each request is its own trace, and everything of a request is in it.
+    for s in &server {
+        let in_trace = all.iter().filter(|x| x.trace_id == s.trace_id).count();
+        assert_eq!(in_trace, 4, "server, route, execute, reply route");
+    }
+    assert!(all.iter().any(|s| s.name == "agent.create"));
+}
+
+fn dropped(metrics_text: &str, signal: &str, reason: &str) -> f64 {
+    let series =
+        format!("caxton_telemetry_dropped_total{{reason=\"{reason}\",signal=\"{signal}\"}} ");
+    metrics_text
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_collector_down_requests_still_answer_and_drops_are_counted() {
+    // A collector that was there and is gone: its port refuses connections.
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let caxton = Caxton::start(&http_observability(dead, 1.0)).await;
+    let client = reqwest::Client::new();
+    let agent = caxton.create_agent(&client).await;
+    let started = Instant::now();
+    loop {
+        for n in 0..20 {
+            let resp = client
+                .post(format!("{}/api/messages?wait=true", caxton.api))
+                .json(&request(&agent, n))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let reply: Value = resp.json().await.unwrap();
+            assert_eq!(reply["performative"], "INFORM");
+            assert_eq!(reply["content"]["status"], "done", "{reply}");
+            assert_eq!(reply["conversation_id"], format!("conv-{n}"));
+        }
+        let text = client
+            .get(&caxton.metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if dropped(&text, "traces", "export_failed") > 0.0 {
+            assert_eq!(dropped(&text, "traces", "queue_full"), 0.0);
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "no dropped spans counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lines = caxton.stop();
+    let warnings = lines
+        .lines()
+        .filter(|l| l.contains("telemetry data dropped"))
+        .count();
+    // At most one warning per metrics_export_interval (1 s) of the run, and never the key.
+    assert!(warnings >= 1, "{lines}");
+    assert!(
+        warnings as u64 <= started.elapsed().as_secs() + 2,
+        "{warnings} warnings"
+    );
+    assert!(!lines.contains("test-key-123"));
+}
+
+/// Where pip put rotel's collector binary.
+fn rotel_agent() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "rotel is not installed (ci/install-tools installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn wait_port(addr: SocketAddr) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "rotel never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_reaches_rotel() {
+    let dir = tempfile::tempdir().unwrap();
+    let rotel_log = dir.path().join("rotel.log");
+    let (grpc, http) = (free_port(), free_port());
+    let grpc_addr = SocketAddr::from(([127, 0, 0, 1], grpc));
+    let rotel = Command::new(rotel_agent())
+        .args(["start", "--exporter", "blackhole", "--debug-log", "traces"])
+        .args(["--debug-log-verbosity", "detailed"])
+        .args(["--otlp-grpc-endpoint", &grpc_addr.to_string()])
+        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
+        .arg("--log-file")
+        .arg(&rotel_log)
+        .arg("--pid-file")
+        .arg(dir.path().join("rotel.pid"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_port(grpc_addr);
+    let stdout_path = dir.path().join("rotel.out");
+    let caxton = Caxton::start(&format!(
+        "enable_tracing = true\notlp_endpoint = \"http://{grpc_addr}\"\n\
+         trace_sample_rate = 1.0\nservice_name = \"caxton-grpc\""
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let agent = caxton.create_agent(&client).await;
+    let resp = client
+        .post(format!("{}/api/messages?wait=true", caxton.api))
+        .json(&request(&agent, 7))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let trace_id = resp.headers()["x-trace-id"].to_str().unwrap().to_owned();
+    caxton.stop();
+    let _ = Command::new("kill")
+        .args(["-TERM", &rotel.id().to_string()])
+        .status();
+    let output = rotel.wait_with_output().unwrap();
+    std::fs::write(&stdout_path, [output.stdout, output.stderr].concat()).unwrap();
+    let seen = format!("{}{}", read(&rotel_log), read(&stdout_path));
+    for expected in [
+        "agent.execute",
+        "message.route",
+        "caxton-grpc",
+        trace_id.as_str(),
+    ] {
+        assert!(
+            seen.contains(expected),
+            "rotel did not log {expected}:\n{seen}"
+        );
+    }
+}
