@@ -1,7 +1,7 @@
 //! Criterion benchmarks of the runtime's hot paths, calling the runtime's real code
 //! (inputs and set-ups in `caxton_benches::workloads`, shared with the instruction counter).
 //!
-//! `cargo bench -p caxton-benches` runs them all in about three minutes on two cores; cheap
+//! `cargo bench -p caxton-benches` runs them all in under four minutes on two cores; cheap
 //! benches get a short warm-up and measurement, the millisecond ones fewer samples.
 //! Regression gate: `cargo bench -p caxton-benches -- --baseline main` then
 //! `bench-gate criterion` (README, BENCHMARKS.md).

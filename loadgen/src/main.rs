@@ -77,6 +77,12 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
                 Some(Err(why)) => eprintln!("caxton-bench: warning: no flamegraph: {why}"),
                 None => {}
             }
+            // The HTML report comes with every run: people would rather look than read JSON.
+            // A failure here costs the page, not the run (report.json is already written).
+            match caxton_reports::html::write_report(&outcome.report_path) {
+                Ok(html) => println!("html report: {}", html.display()),
+                Err(e) => eprintln!("caxton-bench: warning: no HTML report: {e}"),
+            }
             if outcome.judged_by_merge() && !outcome.passed() {
                 eprintln!("caxton-bench: worker: thresholds are judged by `caxton-bench merge`");
             }
