@@ -302,25 +302,44 @@ fn build_error(
     }
 }
 
+/// The gRPC half every signal's exporter shares: endpoint as given, timeout, headers as
+/// metadata.
+fn over_grpc<B: WithExportConfig + WithTonicConfig>(
+    builder: B,
+    cfg: &ObservabilityConfig,
+    headers: &[(HeaderName, HeaderValue)],
+) -> B {
+    builder
+        .with_endpoint(cfg.otlp_endpoint.clone())
+        .with_timeout(cfg.otlp_timeout)
+        .with_metadata(grpc_metadata(headers))
+}
+
+/// The HTTP/protobuf half: the signal's path appended (the SDK uses a programmatic endpoint
+/// as given), timeout, headers.
+fn over_http<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    cfg: &ObservabilityConfig,
+    path: &str,
+    headers: &[(HeaderName, HeaderValue)],
+) -> B {
+    builder
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(signal_url(&cfg.otlp_endpoint, path))
+        .with_timeout(cfg.otlp_timeout)
+        .with_headers(http_headers(headers))
+}
+
 fn span_exporter(
     cfg: &ObservabilityConfig,
     headers: &[(HeaderName, HeaderValue)],
 ) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let builder = opentelemetry_otlp::SpanExporter::builder();
     match cfg.effective_otlp_protocol() {
-        OtlpProtocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(cfg.otlp_endpoint.clone())
-            .with_timeout(cfg.otlp_timeout)
-            .with_metadata(grpc_metadata(headers))
-            .build(),
-        OtlpProtocol::HttpProtobuf => builder
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(signal_url(&cfg.otlp_endpoint, "/v1/traces"))
-            .with_timeout(cfg.otlp_timeout)
-            .with_headers(http_headers(headers))
-            .build(),
+        OtlpProtocol::Grpc => over_grpc(builder.with_tonic(), cfg, headers).build(),
+        OtlpProtocol::HttpProtobuf => {
+            over_http(builder.with_http(), cfg, "/v1/traces", headers).build()
+        }
     }
     .map_err(build_error("trace", cfg))
 }
@@ -331,19 +350,10 @@ fn log_exporter(
 ) -> Result<opentelemetry_otlp::LogExporter, TelemetryError> {
     let builder = opentelemetry_otlp::LogExporter::builder();
     match cfg.effective_otlp_protocol() {
-        OtlpProtocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(cfg.otlp_endpoint.clone())
-            .with_timeout(cfg.otlp_timeout)
-            .with_metadata(grpc_metadata(headers))
-            .build(),
-        OtlpProtocol::HttpProtobuf => builder
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(signal_url(&cfg.otlp_endpoint, "/v1/logs"))
-            .with_timeout(cfg.otlp_timeout)
-            .with_headers(http_headers(headers))
-            .build(),
+        OtlpProtocol::Grpc => over_grpc(builder.with_tonic(), cfg, headers).build(),
+        OtlpProtocol::HttpProtobuf => {
+            over_http(builder.with_http(), cfg, "/v1/logs", headers).build()
+        }
     }
     .map_err(build_error("log", cfg))
 }
@@ -354,19 +364,10 @@ fn metric_exporter(
 ) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
     let builder = opentelemetry_otlp::MetricExporter::builder();
     match cfg.effective_otlp_protocol() {
-        OtlpProtocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(cfg.otlp_endpoint.clone())
-            .with_timeout(cfg.otlp_timeout)
-            .with_metadata(grpc_metadata(headers))
-            .build(),
-        OtlpProtocol::HttpProtobuf => builder
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(signal_url(&cfg.otlp_endpoint, "/v1/metrics"))
-            .with_timeout(cfg.otlp_timeout)
-            .with_headers(http_headers(headers))
-            .build(),
+        OtlpProtocol::Grpc => over_grpc(builder.with_tonic(), cfg, headers).build(),
+        OtlpProtocol::HttpProtobuf => {
+            over_http(builder.with_http(), cfg, "/v1/metrics", headers).build()
+        }
     }
     .map_err(build_error("metric", cfg))
 }
