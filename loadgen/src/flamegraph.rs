@@ -2,7 +2,7 @@
 //! the last `hold-*` stage: the steady state at peak load), saved beside the report as
 //! `flamegraph.svg` and `cpu.pb.gz`. Uses the same capture client as `caxton-profiles collect`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -90,12 +90,6 @@ pub async fn capture(
     std::fs::rename(&got.flamegraph_path, &svg).map_err(save)?;
     std::fs::rename(&got.pprof_path, run_dir.join("cpu.pb.gz")).map_err(save)?;
     Ok(svg)
-}
-
-/// `flamegraph.svg` beside a report, when the run captured one.
-pub fn beside(report: &Path) -> Option<PathBuf> {
-    let svg = report.parent()?.join("flamegraph.svg");
-    svg.exists().then_some(svg)
 }
 
 #[cfg(test)]

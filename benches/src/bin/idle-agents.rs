@@ -20,12 +20,7 @@ struct Cli {
 fn rss_bytes() -> anyhow::Result<u64> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .context("no VmRSS line in /proc/self/status")?;
-    Ok(kb * 1024)
+    Ok(caxton_runtime::system::parse_rss_bytes(&status)?)
 }
 
 fn main() -> anyhow::Result<()> {
