@@ -27,6 +27,7 @@ pub mod scenario;
 pub mod series;
 pub mod summary;
 pub mod thresholds;
+pub mod transport;
 
 /// Exit status when every threshold passed.
 pub const EXIT_PASSED: u8 = 0;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use caxton_reports::model::{FlamegraphRef, LoadModel, ReportError, RunReport};
+use goose::client::GooseClientBuilder;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use thiserror::Error;
@@ -74,6 +75,8 @@ pub enum RunError {
     Collector(String),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
     #[error(transparent)]
     Flamegraph(#[from] crate::flamegraph::FlamegraphError),
 }
@@ -255,10 +258,16 @@ async fn attack(
         opts.plan.clone(),
         opts.think_time,
         arrivals.clone(),
-    ));
+        opts.request_timeout,
+    )?);
     let steps = goose_steps(&opts.plan, pool);
+    // Users send through the shared transport above; goose's own client is never used, so
+    // one client shared by all users (not one each, ~150 KB apiece) is what goose builds.
     let mut goose =
         GooseAttack::initialize_with_config(goose_config(target, &steps, opts.request_timeout)?)
+            .and_then(|g| {
+                g.set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
+            })
             .map_err(goose_error)?;
     for s in scenario::goose_scenarios(&ctx, &opts.scenarios).map_err(goose_error)? {
         goose = goose.register_scenario(s);
@@ -266,8 +275,8 @@ async fn attack(
 
     let wall_start = SystemTime::now();
     // Closed model: the run clock starts with the first user's first iteration (scenario.rs),
-    // not here: goose builds every user's HTTP client first, which takes seconds on a busy
-    // machine, and stages must not tick away before any request is sent.
+    // not here: goose sets up its users first, which takes a while on a busy machine, and
+    // stages must not tick away before any request is sent.
     let (stop_tx, stop_rx) = watch::channel(false);
     let ticker = tokio::spawn(ticker(ctx.clone(), opts.progress, stop_rx, live));
     let scheduler = match (&arrivals, pool) {

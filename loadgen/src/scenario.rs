@@ -1,10 +1,10 @@
 //! What a virtual user does: the seed's `create-agent` script and the `messaging` scenario,
 //! as goose scenarios whose transactions measure and record their own requests.
 //!
-//! Requests go through the goose user's reqwest client but not through goose's request
-//! metrics: latency is taken with `Instant` from just before sending to the end of the
-//! body (goose stops at the first byte and rounds to milliseconds) and goes to the
-//! run's [`Hub`].
+//! Requests go through the run's shared [`Transport`], not the goose user's reqwest client
+//! nor goose's request metrics: latency is taken with `Instant` from just before sending
+//! to the end of the body (goose stops at the first byte and rounds to milliseconds) and
+//! goes to the run's [`Hub`].
 
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
@@ -19,6 +19,7 @@ use crate::arrival::Arrivals;
 use crate::collector::LiveCounters;
 use crate::plan::Plan;
 use crate::recorder::{Cadence, Correction, ErrorKind, Hub, Outcome};
+use crate::transport::{Endpoint, Failure, Transport, TransportError};
 
 /// Request names as the report shows them (index = `Outcome::name`).
 pub const REQUEST_NAMES: [&str; 2] = ["create-agent", "send-message"];
@@ -109,8 +110,9 @@ pub struct RunContext {
     pub started: OnceLock<Instant>,
     /// Open model: the arrival schedule users take their iterations from.
     pub arrivals: Option<Arc<Arrivals>>,
-    agents_url: String,
-    messages_url: String,
+    transport: Transport,
+    agents: Endpoint,
+    messages: Endpoint,
 }
 
 impl RunContext {
@@ -119,18 +121,20 @@ impl RunContext {
         plan: Plan,
         think_time: Duration,
         arrivals: Option<Arc<Arrivals>>,
-    ) -> RunContext {
+        request_timeout: Duration,
+    ) -> Result<RunContext, TransportError> {
         let base = target.trim_end_matches('/');
-        RunContext {
+        Ok(RunContext {
             hub: Arc::new(Hub::new()),
             counters: Arc::new(LiveCounters::default()),
             plan,
             think_time,
             started: OnceLock::new(),
             arrivals,
-            agents_url: format!("{base}/api/agents"),
-            messages_url: format!("{base}/api/messages?wait=true"),
-        }
+            transport: Transport::new(base, request_timeout)?,
+            agents: Endpoint::parse(&format!("{base}/api/agents"))?,
+            messages: Endpoint::parse(&format!("{base}/api/messages?wait=true"))?,
+        })
     }
 
     fn stage_at(&self, at: Instant) -> usize {
@@ -250,7 +254,7 @@ async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
                 ctx,
                 user,
                 CREATE_AGENT,
-                CREATE_AGENT_BODY.into(),
+                bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
                 intended,
                 false,
             )
@@ -269,7 +273,7 @@ async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
                         ctx,
                         user,
                         CREATE_AGENT,
-                        CREATE_AGENT_BODY.into(),
+                        bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
                         intended,
                         true,
                     )
@@ -314,33 +318,24 @@ async fn request(
     ctx: &RunContext,
     user: &mut GooseUser,
     name: usize,
-    body: reqwest::Body,
+    body: bytes::Bytes,
     intended: Option<Instant>,
     want_body: bool,
 ) -> Option<Vec<u8>> {
-    let url = if name == SEND_MESSAGE {
-        &ctx.messages_url
+    let to = if name == SEND_MESSAGE {
+        &ctx.messages
     } else {
-        &ctx.agents_url
+        &ctx.agents
     };
     let started = Instant::now();
-    let sent = user
-        .client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await;
-    let (status, error, body) = match sent {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            match response.bytes().await {
-                Ok(b) if status < 400 => (Some(status), None, want_body.then(|| b.to_vec())),
-                Ok(_) => (Some(status), Some(ErrorKind::Status), None),
-                Err(e) => (Some(status), Some(ErrorKind::of(&e)), None),
-            }
-        }
-        Err(e) => (None, Some(ErrorKind::of(&e)), None),
+    let (status, error, body) = match ctx.transport.post_json(to, body).await {
+        Ok(reply) if reply.status < 400 => (
+            Some(reply.status),
+            None,
+            want_body.then(|| reply.body.to_vec()),
+        ),
+        Ok(reply) => (Some(reply.status), Some(ErrorKind::Status), None),
+        Err(Failure { status, kind }) => (status, Some(kind), None),
     };
     let ended = Instant::now();
     let latency_us = micros(ended - started);

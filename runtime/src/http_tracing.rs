@@ -8,6 +8,8 @@
 //! - `traceresponse`: `00-<trace-id>-<server-span-id>-<flags>` (W3C Trace Context Level 2), so a
 //!   client can link its own span to ours and see whether we sampled it.
 //!
+//! Sampling is decided here, before the span is built (`sampling.rs`): an unsampled request
+//! builds no span, yet still gets its trace headers (flags `00`) and propagates its context.
 //! With tracing off this middleware only reads a flag and calls the next service.
 
 use axum::extract::{MatchedPath, Request};
@@ -18,6 +20,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::http_metrics::UNMATCHED_ROUTE;
+use crate::sampling::{self, Decision};
 use crate::telemetry::tracing_enabled;
 use crate::trace_context;
 
@@ -28,6 +31,15 @@ pub async fn trace(req: Request, next: Next) -> Response {
     if !tracing_enabled() {
         return next.run(req).await;
     }
+    let parent = trace_context::from_headers(req.headers());
+    let (parent, new_trace) = match sampling::decide(parent, sampling::rate()) {
+        Decision::Sampled { parent, new_trace } => (parent, new_trace),
+        Decision::Unsampled(cx) => {
+            let mut response = sampling::unsampled(cx.clone(), next.run(req)).await;
+            set_trace_headers(&mut response, trace_context::traceparent_of_context(&cx));
+            return response;
+        }
+    };
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -44,23 +56,29 @@ pub async fn trace(req: Request, next: Next) -> Response {
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    let parent = trace_context::from_headers(req.headers());
     let _ = span.set_parent(parent);
-    let ids = trace_context::traceparent_of(&span);
+    // Asking for the context starts the OpenTelemetry span now, on this thread: the new
+    // trace gets the id the decision was made on.
+    let ids = sampling::start_sampled(new_trace, || trace_context::traceparent_of(&span));
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    if let Some((trace_id, traceresponse)) = ids {
-        let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&trace_id) {
-            headers.insert(TRACE_ID_HEADER, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&traceresponse) {
-            headers.insert(TRACERESPONSE_HEADER, v);
-        }
-    }
+    set_trace_headers(&mut response, ids);
     response
+}
+
+fn set_trace_headers(response: &mut Response, ids: Option<(String, String)>) {
+    let Some((trace_id, traceresponse)) = ids else {
+        return;
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&trace_id) {
+        headers.insert(TRACE_ID_HEADER, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&traceresponse) {
+        headers.insert(TRACERESPONSE_HEADER, v);
+    }
 }

@@ -15,6 +15,7 @@ pub mod otlp_metrics;
 pub mod profiling;
 pub mod routing;
 pub mod runtime;
+pub mod sampling;
 pub mod server;
 pub mod system;
 pub mod task_span;

@@ -50,7 +50,7 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
     SpanProcessor,
 };
 use thiserror::Error;
@@ -201,11 +201,13 @@ pub fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
                 )
                 .build(),
         };
-        let sampler =
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(cfg.trace_sample_rate)));
+        // The HTTP edge decides first with the same sampler (sampling.rs): unsampled
+        // requests then build no spans at all.
+        crate::sampling::set_rate(cfg.trace_sample_rate);
         telemetry.tracer_provider = Some(
             SdkTracerProvider::builder()
-                .with_sampler(sampler)
+                .with_sampler(crate::sampling::sampler(cfg.trace_sample_rate))
+                .with_id_generator(crate::sampling::EdgeIdGenerator::default())
                 .with_resource(resource.clone())
                 .with_span_processor(processor)
                 .build(),

@@ -13,6 +13,10 @@
 //!    so the execution hangs under the route span of the message that caused it, even though
 //!    it runs on another task, later.
 //!
+//! Work that belongs to an unsampled trace builds no span either (`sampling.rs`): the route
+//! writes the unsampled context into the message, and its execution, replies and their
+//! routes see it there and skip theirs.
+//!
 //! Every function here is a no-op returning a disabled span when tracing is off
 //! ([`crate::telemetry::tracing_enabled`]): no span is built and no metadata is touched.
 
@@ -20,12 +24,13 @@ use std::collections::BTreeMap;
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::fipa::AclMessage;
+use crate::sampling;
 use crate::telemetry::tracing_enabled;
 
 pub const TRACEPARENT: &str = "traceparent";
@@ -87,11 +92,14 @@ pub fn inject(cx: &Context, metadata: &mut BTreeMap<String, String>) {
     }
 }
 
-/// The W3C `traceparent` value of a span (for the `traceresponse` response header).
+/// The trace id and W3C `traceparent` value of a span (for the `x-trace-id` and
+/// `traceresponse` response headers).
 pub fn traceparent_of(span: &Span) -> Option<(String, String)> {
-    let cx = span.context();
-    let span_ref = cx.span();
-    let sc = span_ref.span_context();
+    traceparent_of_context(span.context().span().span_context())
+}
+
+/// As [`traceparent_of`], for a span context (an unsampled request has no span).
+pub fn traceparent_of_context(sc: &SpanContext) -> Option<(String, String)> {
     if !sc.is_valid() {
         return None;
     }
@@ -104,10 +112,25 @@ pub fn traceparent_of(span: &Span) -> Option<(String, String)> {
     Some((trace_id, header))
 }
 
+/// Whether the work at hand belongs to an unsampled trace and builds no span: there is no
+/// current span and either the request being served was not sampled (its context is
+/// written into `metadata`), or `metadata` already carries an unsampled context (an
+/// agent's message inherits its trigger's).
+fn skip_unsampled(metadata: &mut BTreeMap<String, String>) -> bool {
+    if !Span::current().is_none() {
+        return false;
+    }
+    if let Some(sc) = sampling::current() {
+        inject(&Context::new().with_remote_span_context(sc), metadata);
+        return true;
+    }
+    metadata.contains_key(TRACEPARENT) && sampling::unsampled_parent(&from_metadata(metadata))
+}
+
 /// `message.route` for `msg`, under the current span; its context goes into the message's
 /// metadata. Enter the returned span while routing.
 pub fn route_span(msg: &mut AclMessage) -> Span {
-    if !tracing_enabled() {
+    if !tracing_enabled() || skip_unsampled(&mut msg.metadata) {
         return Span::none();
     }
     let span = tracing::info_span!(
@@ -126,6 +149,10 @@ pub fn execute_span(msg: &AclMessage, agent_id: &str, agent_type: &str) -> Span 
     if !tracing_enabled() {
         return Span::none();
     }
+    let parent = from_metadata(&msg.metadata);
+    if sampling::unsampled_parent(&parent) {
+        return Span::none();
+    }
     let span = tracing::info_span!(
         parent: None,
         "agent.execute",
@@ -136,7 +163,6 @@ pub fn execute_span(msg: &AclMessage, agent_id: &str, agent_type: &str) -> Span 
         otel.status_code = tracing::field::Empty,
         error.kind = tracing::field::Empty,
     );
-    let parent = from_metadata(&msg.metadata);
     if parent.span().span_context().is_valid() {
         let _ = span.set_parent(parent);
     }
@@ -145,7 +171,7 @@ pub fn execute_span(msg: &AclMessage, agent_id: &str, agent_type: &str) -> Span 
 
 /// `agent.create` under the current span; `agent.id` is recorded once known.
 pub fn create_span(agent_type: &str) -> Span {
-    if !tracing_enabled() {
+    if !tracing_enabled() || (Span::current().is_none() && sampling::current().is_some()) {
         return Span::none();
     }
     tracing::info_span!(

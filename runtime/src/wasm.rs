@@ -168,9 +168,10 @@ impl WasmEngine {
             .max_memory_size(memory_limit)
             // Every message instantiates and tears down an instance. Measured under wrk (see
             // BENCHMARKS.md), the madvise that decommits a slot's memory on teardown was the
-            // largest single cost; keeping the first page resident turns it into a memset
-            // for agents that stay within one page, and batching amortizes the rest.
-            .linear_memory_keep_resident(64 * 1024)
+            // largest single cost; keeping the first 16 KiB resident turns it into a memset
+            // for agents whose message fits there (the built-ins' heap starts at 4 KiB), and
+            // batching amortizes the rest. A whole 64 KiB page memset was 3% of the path.
+            .linear_memory_keep_resident(16 * 1024)
             .table_keep_resident(4096)
             .decommit_batch_size(32);
         let mut wcfg = wasmtime::Config::new();

@@ -404,6 +404,91 @@ async fn sample_rate_zero_sends_no_spans_and_one_sends_all() {
     assert!(all.iter().any(|s| s.name == "agent.create"));
 }
 
+/// The SDK's trace-id ratio rule (the low 64 bits, shifted, under `rate * 2^63`), restated
+/// here so the test checks the decision against the definition, not against our code.
+fn ratio_samples(trace_id: &str, rate: f64) -> bool {
+    let low = u64::from_str_radix(&trace_id[16..], 16).unwrap();
+    (low >> 1) < (rate * (1u64 << 63) as f64) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_requests_build_no_spans_yet_keep_their_trace_everywhere() {
+    const RATE: f64 = 0.5;
+    let (addr, shared) = start_receiver().await;
+    let caxton = Caxton::start(&http_observability(addr, RATE)).await;
+    let client = reqwest::Client::new();
+    let agent = caxton.create_agent(&client).await;
+    // (trace id, server span id from traceresponse, sampled flag)
+    let mut seen = Vec::new();
+    for n in 0..40 {
+        let resp = client
+            .post(format!("{}/api/messages?wait=true", caxton.api))
+            .json(&request(&agent, n))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let tr = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
+        let parts: Vec<&str> = tr.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tr}");
+        let (trace_id, span_id, sampled) =
+            (parts[1].to_owned(), parts[2].to_owned(), parts[3] == "01");
+        assert_eq!(resp.headers()["x-trace-id"], trace_id.as_str());
+        // New traces are sampled by the ratio rule on the very trace id they carry.
+        assert_eq!(sampled, ratio_samples(&trace_id, RATE), "{tr}");
+        let reply: Value = resp.json().await.unwrap();
+        // The reply continues the same trace, with the same sampled flag.
+        let reply_tp = reply["metadata"]["traceparent"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            reply_tp.starts_with(&format!("00-{trace_id}-")),
+            "{reply_tp}"
+        );
+        assert_eq!(reply_tp.ends_with("-01"), sampled, "{reply_tp} vs {tr}");
+        seen.push((trace_id, span_id, sampled));
+    }
+    let sampled = seen.iter().filter(|s| s.2).count();
+    assert!(
+        sampled > 0 && sampled < seen.len(),
+        "{sampled} of 40 sampled at 0.5"
+    );
+    let lines = caxton.stop();
+    let spans = shared.lock().unwrap().spans.clone();
+    let logs: Vec<Value> = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "message accepted")
+        .collect();
+    for (trace_id, span_id, sampled) in &seen {
+        let in_trace: Vec<_> = spans.iter().filter(|s| &s.trace_id == trace_id).collect();
+        if *sampled {
+            assert_eq!(
+                in_trace.len(),
+                4,
+                "server, route, execute, reply route: {in_trace:#?}"
+            );
+            assert!(
+                in_trace
+                    .iter()
+                    .any(|s| &s.span_id == span_id && s.name == "POST /api/messages")
+            );
+        } else {
+            assert!(
+                in_trace.is_empty(),
+                "unsampled trace {trace_id} exported {in_trace:#?}"
+            );
+            // Its log lines still name the trace, and the id the client was given.
+            let line = logs
+                .iter()
+                .find(|v| v["tid"] == trace_id.as_str())
+                .unwrap_or_else(|| panic!("no log line with tid={trace_id}:\n{lines}"));
+            assert_eq!(line["sid"], span_id.as_str());
+        }
+    }
+}
+
 fn dropped(metrics_text: &str, signal: &str, reason: &str) -> f64 {
     let series =
         format!("caxton_telemetry_dropped_total{{reason=\"{reason}\",signal=\"{signal}\"}} ");

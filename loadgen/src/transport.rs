@@ -1,0 +1,168 @@
+//! The HTTP client every virtual user of a run shares.
+//!
+//! Goose hands each user a reqwest client. caxton-bench does not send through it: for an
+//! `http://` target it uses hyper directly (as oha does), and for `https://` one shared
+//! reqwest client. Two measured reasons (BENCHMARKS.md, issue 3):
+//! - CPU: reqwest's layers (URL re-parsing, redirect policy, decompression, a timer and
+//!   boxed futures per request) are most of goose's ~25 µs per request; a request on a
+//!   pre-parsed [`Uri`] through hyper's pool costs about a third of that.
+//! - Memory: one pool for all users means a sleeping user holds no connection and no
+//!   client of its own; the connections in the pool follow the number of requests in
+//!   flight, not the number of users.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use thiserror::Error;
+
+use crate::recorder::ErrorKind;
+
+#[derive(Debug, Error)]
+pub enum TransportError {
+    #[error("`{url}` is not a valid URL: {detail}")]
+    BadUrl { url: String, detail: String },
+    #[error("building the HTTP client failed: {0}")]
+    Client(String),
+}
+
+/// A POST endpoint, parsed once per run.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    uri: Uri,
+    url: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> Result<Endpoint, TransportError> {
+        let uri = url.parse::<Uri>().map_err(|e| TransportError::BadUrl {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(Endpoint {
+            uri,
+            url: url.to_string(),
+        })
+    }
+}
+
+/// What one request came to: the status and the whole body, or why there is none.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// A request that got no complete response; the status when the head arrived.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: Option<u16>,
+    pub kind: ErrorKind,
+}
+
+enum Inner {
+    Plain(Box<Client<HttpConnector, Full<Bytes>>>),
+    Tls(reqwest::Client),
+}
+
+/// The shared client: cheap to use from many tasks at once.
+pub struct Transport {
+    inner: Inner,
+    timeout: Duration,
+}
+
+impl Transport {
+    /// A client for `target` (`http://` takes the hyper path); every request is bounded
+    /// by `timeout`, from sending to the end of the body.
+    pub fn new(target: &str, timeout: Duration) -> Result<Transport, TransportError> {
+        let inner = if target.starts_with("https://") {
+            let client = reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .map_err(|e| TransportError::Client(e.to_string()))?;
+            Inner::Tls(client)
+        } else {
+            let mut connector = HttpConnector::new();
+            // Requests are small and latency is what is measured: no Nagle delay.
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(timeout));
+            Inner::Plain(Box::new(
+                Client::builder(TokioExecutor::new()).build(connector),
+            ))
+        };
+        Ok(Transport { inner, timeout })
+    }
+
+    /// POSTs a JSON `body` and reads the response to its end.
+    pub async fn post_json(&self, to: &Endpoint, body: Bytes) -> Result<Reply, Failure> {
+        match &self.inner {
+            Inner::Plain(client) => {
+                let request = Request::post(to.uri.clone())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body))
+                    .map_err(|_| Failure {
+                        status: None,
+                        kind: ErrorKind::Request,
+                    })?;
+                let exchange = async {
+                    let response = client.request(request).await.map_err(|e| Failure {
+                        status: None,
+                        kind: if e.is_connect() {
+                            ErrorKind::Connect
+                        } else {
+                            ErrorKind::Request
+                        },
+                    })?;
+                    let status = response.status().as_u16();
+                    let body = response.into_body().collect().await.map_err(|_| Failure {
+                        status: Some(status),
+                        kind: ErrorKind::Body,
+                    })?;
+                    Ok(Reply {
+                        status,
+                        body: body.to_bytes(),
+                    })
+                };
+                tokio::time::timeout(self.timeout, exchange)
+                    .await
+                    .unwrap_or(Err(Failure {
+                        status: None,
+                        kind: ErrorKind::Timeout,
+                    }))
+            }
+            Inner::Tls(client) => {
+                let response = client
+                    .post(&to.url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| Failure {
+                        status: None,
+                        kind: ErrorKind::of(&e),
+                    })?;
+                let status = response.status().as_u16();
+                let body = response.bytes().await.map_err(|e| Failure {
+                    status: Some(status),
+                    kind: ErrorKind::of(&e),
+                })?;
+                Ok(Reply { status, body })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_url_is_named() {
+        let err = Endpoint::parse("http://[::1/api").unwrap_err();
+        assert!(err.to_string().contains("http://[::1/api"), "{err}");
+    }
+}
