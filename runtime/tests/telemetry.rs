@@ -225,6 +225,20 @@ impl Caxton {
     }
 }
 
+impl Caxton {
+    /// POSTs REQUEST number `n` to `agent` with `?wait=true`; the reply must be a 200.
+    async fn message(&self, client: &reqwest::Client, agent: &str, n: u32) -> reqwest::Response {
+        let resp = client
+            .post(format!("{}/api/messages?wait=true", self.api))
+            .json(&request(agent, n))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp
+    }
+}
+
 impl Drop for Caxton {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -370,13 +384,7 @@ async fn traces_sent_at_rate(rate: f64, requests: u32) -> Vec<ReceivedSpan> {
     let client = reqwest::Client::new();
     let agent = caxton.create_agent(&client).await;
     for n in 0..requests {
-        let resp = client
-            .post(format!("{}/api/messages?wait=true", caxton.api))
-            .json(&request(&agent, n))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        caxton.message(&client, &agent, n).await;
     }
     // Graceful stop flushes everything that was sampled.
     caxton.stop();
@@ -421,13 +429,7 @@ async fn unsampled_requests_build_no_spans_yet_keep_their_trace_everywhere() {
     // (trace id, server span id from traceresponse, sampled flag)
     let mut seen = Vec::new();
     for n in 0..40 {
-        let resp = client
-            .post(format!("{}/api/messages?wait=true", caxton.api))
-            .json(&request(&agent, n))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let resp = caxton.message(&client, &agent, n).await;
         let tr = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
         let parts: Vec<&str> = tr.split('-').collect();
         assert_eq!(parts.len(), 4, "{tr}");
@@ -509,13 +511,7 @@ async fn with_the_collector_down_requests_still_answer_and_drops_are_counted() {
     let started = Instant::now();
     loop {
         for n in 0..20 {
-            let resp = client
-                .post(format!("{}/api/messages?wait=true", caxton.api))
-                .json(&request(&agent, n))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
+            let resp = caxton.message(&client, &agent, n).await;
             let reply: Value = resp.json().await.unwrap();
             assert_eq!(reply["performative"], "INFORM");
             assert_eq!(reply["content"]["status"], "done", "{reply}");
