@@ -13,19 +13,19 @@
 //! With tracing off this middleware only reads a flag and calls the next service.
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::http_metrics::UNMATCHED_ROUTE;
-use crate::sampling::{self, Decision};
+use crate::sampling::{self, Decision, Unsampled};
 use crate::telemetry::tracing_enabled;
 use crate::trace_context;
 
-pub const TRACE_ID_HEADER: &str = "x-trace-id";
-pub const TRACERESPONSE_HEADER: &str = "traceresponse";
+pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
+pub const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("traceresponse");
 
 pub async fn trace(req: Request, next: Next) -> Response {
     if !tracing_enabled() {
@@ -35,8 +35,16 @@ pub async fn trace(req: Request, next: Next) -> Response {
     let (parent, new_trace) = match sampling::decide(parent, sampling::rate()) {
         Decision::Sampled { parent, new_trace } => (parent, new_trace),
         Decision::Unsampled(cx) => {
-            let mut response = sampling::unsampled(cx.clone(), next.run(req)).await;
-            set_trace_headers(&mut response, trace_context::traceparent_of_context(&cx));
+            let ids = trace_context::traceparent_of_context(&cx);
+            let Some((_, traceparent)) = &ids else {
+                return next.run(req).await;
+            };
+            let request = Unsampled {
+                cx,
+                traceparent: traceparent.clone(),
+            };
+            let mut response = sampling::unsampled(request, next.run(req)).await;
+            set_trace_headers(&mut response, ids);
             return response;
         }
     };
@@ -75,10 +83,10 @@ fn set_trace_headers(response: &mut Response, ids: Option<(String, String)>) {
         return;
     };
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&trace_id) {
+    if let Ok(v) = HeaderValue::try_from(trace_id) {
         headers.insert(TRACE_ID_HEADER, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&traceresponse) {
+    if let Ok(v) = HeaderValue::try_from(traceresponse) {
         headers.insert(TRACERESPONSE_HEADER, v);
     }
 }

@@ -140,10 +140,13 @@ where
     let traces = telemetry.tracer().map(|tracer| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
-            // Per span, these cost two clock reads per poll (busy/idle time) and a thread
-            // name allocation: measured on the message path, and not in the guide's spans.
+            // Per span, these cost two clock reads per poll (busy/idle time), a thread name
+            // allocation and three `code.*` attributes to convert and export (always the
+            // same lines of trace_context.rs): measured on the message path (BENCHMARKS.md),
+            // and none of them is in the guide's spans.
             .with_tracked_inactivity(false)
             .with_threads(false)
+            .with_location(false)
             .with_filter(no_export_path().with_default(Level::INFO))
     });
     let otlp_logs = match telemetry.logger_provider() {

@@ -89,7 +89,7 @@ impl Runtime {
                 }
             }
         }
-        let span = trace_context::route_span(&mut msg);
+        let span = trace_context::route_span(&mut msg, false);
         let _in_span = span.enter();
         tracing::debug!(
             performative = msg.performative.as_str(),
@@ -139,8 +139,14 @@ impl Runtime {
     /// A message an agent sent (or a FAILURE the runtime sent on its behalf): delivered to
     /// agent receivers, handed to a waiting client, and published; other receivers are
     /// external clients that read the event stream.
-    fn route(self: &Arc<Self>, mut msg: AclMessage) {
-        let span = trace_context::route_span(&mut msg);
+    fn route(self: &Arc<Self>, msg: AclMessage) {
+        self.route_from(msg, false);
+    }
+
+    /// [`Runtime::route`] for a message of an execution; `unsampled` when that execution
+    /// belonged to an unsampled trace (it built no span).
+    fn route_from(self: &Arc<Self>, mut msg: AclMessage, unsampled: bool) {
+        let span = trace_context::route_span(&mut msg, unsampled);
         let _in_span = span.enter();
         self.metrics.message_sent(msg.performative.as_str());
         self.events.publish(|| Event::Message {
@@ -205,6 +211,8 @@ impl Runtime {
         let started = Instant::now();
         let ty = &agent.agent_type.name;
         let span = trace_context::execute_span(&msg, &agent.id, ty);
+        // With tracing on, no span means the trigger's trace is unsampled: so are the replies.
+        let unsampled = span.is_none();
         let _in_span = span.enter();
         let result = match serde_json::to_vec(&msg) {
             Ok(bytes) => self.engine.execute(&agent.agent_type, &agent.id, &bytes),
@@ -221,7 +229,7 @@ impl Runtime {
                 self.metrics.wasm_memory(ty, &agent.id, exec.memory_bytes);
                 for mut out in exec.outgoing {
                     msg.address_reply(&mut out);
-                    self.route(out);
+                    self.route_from(out, unsampled);
                 }
             }
             Err(e) => {
@@ -231,7 +239,7 @@ impl Runtime {
                 tracing::warn!(agent_id = %agent.id, agent_type = %ty, error = %e, "execution failed");
                 let mut failure = msg.reply(Performative::Failure, &agent.id);
                 failure.content = json!({"error": e.kind(), "detail": e.to_string()});
-                self.route(failure);
+                self.route_from(failure, unsampled);
             }
         }
     }

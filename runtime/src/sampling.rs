@@ -52,7 +52,15 @@ thread_local! {
 }
 
 tokio::task_local! {
-    static UNSAMPLED: SpanContext;
+    static UNSAMPLED: Unsampled;
+}
+
+/// An unsampled request's context, and its `traceparent` value formatted once: the
+/// response headers and every message the request sends carry that same string.
+#[derive(Debug, Clone)]
+pub struct Unsampled {
+    pub cx: SpanContext,
+    pub traceparent: String,
 }
 
 /// The SDK's random ids, except a new trace's id right after [`Decision::Sampled`] decided
@@ -133,14 +141,19 @@ pub fn start_sampled<R>(new_trace: Option<TraceId>, start: impl FnOnce() -> R) -
     out
 }
 
-/// Runs `fut` as the unsampled request `cx`.
-pub async fn unsampled<F: Future>(cx: SpanContext, fut: F) -> F::Output {
-    UNSAMPLED.scope(cx, fut).await
+/// Runs `fut` as the unsampled request `request`.
+pub async fn unsampled<F: Future>(request: Unsampled, fut: F) -> F::Output {
+    UNSAMPLED.scope(request, fut).await
 }
 
 /// The unsampled context of the request this task serves, if it is one.
 pub fn current() -> Option<SpanContext> {
-    UNSAMPLED.try_with(SpanContext::clone).ok()
+    UNSAMPLED.try_with(|u| u.cx.clone()).ok()
+}
+
+/// `f` applied to the unsampled request this task serves, if it is one.
+pub fn with_current<R>(f: impl FnOnce(&Unsampled) -> R) -> Option<R> {
+    UNSAMPLED.try_with(f).ok()
 }
 
 /// The unsampled trace a message belongs to, from its metadata: its execution and the

@@ -120,17 +120,27 @@ fn skip_unsampled(metadata: &mut BTreeMap<String, String>) -> bool {
     if !Span::current().is_none() {
         return false;
     }
-    if let Some(sc) = sampling::current() {
-        inject(&Context::new().with_remote_span_context(sc), metadata);
-        return true;
-    }
-    metadata.contains_key(TRACEPARENT) && sampling::unsampled_parent(&from_metadata(metadata))
+    let request = sampling::with_current(|u| {
+        // What `inject` would write, from the value formatted once at the edge.
+        metadata.insert(TRACEPARENT.to_owned(), u.traceparent.clone());
+        let state = u.cx.trace_state().header();
+        if state.is_empty() {
+            metadata.remove(TRACESTATE);
+        } else {
+            metadata.insert(TRACESTATE.to_owned(), state);
+        }
+    });
+    request.is_some()
+        || (metadata.contains_key(TRACEPARENT)
+            && sampling::unsampled_parent(&from_metadata(metadata)))
 }
 
 /// `message.route` for `msg`, under the current span; its context goes into the message's
-/// metadata. Enter the returned span while routing.
-pub fn route_span(msg: &mut AclMessage) -> Span {
-    if !tracing_enabled() || skip_unsampled(&mut msg.metadata) {
+/// metadata. Enter the returned span while routing. `from_unsampled` says the message comes
+/// from an execution of an unsampled trace (its metadata, inherited from the trigger, says
+/// so too; this spares parsing it again).
+pub fn route_span(msg: &mut AclMessage, from_unsampled: bool) -> Span {
+    if !tracing_enabled() || from_unsampled || skip_unsampled(&mut msg.metadata) {
         return Span::none();
     }
     let span = tracing::info_span!(
@@ -222,7 +232,7 @@ mod tests {
     #[test]
     fn spans_are_disabled_when_tracing_is_off() {
         let mut msg = AclMessage::new(crate::fipa::Performative::Request);
-        assert!(route_span(&mut msg).is_none());
+        assert!(route_span(&mut msg, false).is_none());
         assert!(msg.metadata.is_empty());
         assert!(execute_span(&msg, "a", "t").is_none());
         assert!(create_span("t").is_none());

@@ -456,6 +456,38 @@ async fn unsampled_requests_build_no_spans_yet_keep_their_trace_everywhere() {
         sampled > 0 && sampled < seen.len(),
         "{sampled} of 40 sampled at 0.5"
     );
+    // A caller that did not sample (flags 00) is followed, and its tracestate carried on.
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let resp = client
+        .post(format!("{}/api/messages?wait=true", caxton.api))
+        .header(
+            "traceparent",
+            format!("00-{caller_trace}-b7ad6b7169203331-00"),
+        )
+        .header("tracestate", "caller=1")
+        .json(&request(&agent, 99))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-trace-id"], caller_trace);
+    let tr = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
+    assert!(
+        tr.starts_with(&format!("00-{caller_trace}-")) && tr.ends_with("-00"),
+        "{tr}"
+    );
+    let reply: Value = resp.json().await.unwrap();
+    let reply_tp = reply["metadata"]["traceparent"].as_str().unwrap();
+    assert!(
+        reply_tp.contains(caller_trace) && reply_tp.ends_with("-00"),
+        "{reply}"
+    );
+    assert_eq!(reply["metadata"]["tracestate"], "caller=1", "{reply}");
+    let tr_span = tr.split('-').nth(2).unwrap().to_owned();
+    seen.push((caller_trace.to_owned(), tr_span, false));
+    assert!(
+        sampled > 0 && sampled < seen.len(),
+        "{sampled} of 40 sampled at 0.5"
+    );
     let lines = caxton.stop();
     let spans = shared.lock().unwrap().spans.clone();
     let logs: Vec<Value> = lines
