@@ -159,10 +159,63 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::post;
 
     #[test]
     fn a_malformed_url_is_named() {
         let err = Endpoint::parse("http://[::1/api").unwrap_err();
         assert!(err.to_string().contains("http://[::1/api"), "{err}");
+    }
+
+    /// A real server on loopback: `/ok` echoes the body, `/fail` answers 500, `/slow`
+    /// answers after 5 s.
+    async fn server() -> String {
+        let app = Router::new()
+            .route("/ok", post(|body: Bytes| async move { body }))
+            .route(
+                "/fail",
+                post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+            )
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn statuses_bodies_timeouts_and_refusals_are_told_apart() {
+        let base = server().await;
+        let t = Transport::new(&base, Duration::from_millis(300)).unwrap();
+        let at = |path: &str| Endpoint::parse(&format!("{base}{path}")).unwrap();
+
+        let ok = t
+            .post_json(&at("/ok"), Bytes::from_static(b"{\"a\":1}"))
+            .await
+            .unwrap();
+        assert_eq!((ok.status, &ok.body[..]), (200, &b"{\"a\":1}"[..]));
+        // A 500 is a reply (the caller counts it as a `status` error), not a failure.
+        let fail = t.post_json(&at("/fail"), Bytes::new()).await.unwrap();
+        assert_eq!((fail.status, &fail.body[..]), (500, &b"boom"[..]));
+
+        let slow = t.post_json(&at("/slow"), Bytes::new()).await.unwrap_err();
+        assert_eq!(slow.kind, ErrorKind::Timeout);
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = format!("http://{}/api", closed.local_addr().unwrap());
+        drop(closed);
+        let err = t
+            .post_json(&Endpoint::parse(&refused).unwrap(), Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!((err.status, err.kind), (None, ErrorKind::Connect));
     }
 }
