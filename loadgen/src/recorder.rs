@@ -32,7 +32,7 @@ pub enum ErrorKind {
     Status,
     /// The body could not be read to its end.
     Body,
-    /// Anything else reqwest reports.
+    /// Anything else the HTTP client reports.
     Request,
 }
 
