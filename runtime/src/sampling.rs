@@ -148,7 +148,7 @@ pub async fn unsampled<F: Future>(request: Unsampled, fut: F) -> F::Output {
 
 /// The unsampled context of the request this task serves, if it is one.
 pub fn current() -> Option<SpanContext> {
-    UNSAMPLED.try_with(|u| u.cx.clone()).ok()
+    with_current(|u| u.cx.clone())
 }
 
 /// `f` applied to the unsampled request this task serves, if it is one.
