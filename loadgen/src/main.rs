@@ -9,6 +9,8 @@ use caxton_reports::model::RunReport;
 use caxton_reports::{compare, html};
 use clap::Parser as _;
 
+caxton_profiles::jemalloc_global_allocator!();
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = tokio::runtime::Builder::new_multi_thread()

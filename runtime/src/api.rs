@@ -140,15 +140,23 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
-    let api = Router::new()
-        .route("/agents", post(create_agent).get(list_agents))
-        .route("/agents/{id}", get(get_agent).delete(delete_agent))
-        .route("/messages", post(send_message));
+    // Both prefixes as flat routes, not `nest`: a nested router strips the prefix by
+    // rebuilding every request's URI, an allocation and a parse on the message path.
+    let mut app = Router::new();
+    for prefix in ["/api", "/api/v1"] {
+        app = app
+            .route(
+                &format!("{prefix}/agents"),
+                post(create_agent).get(list_agents),
+            )
+            .route(
+                &format!("{prefix}/agents/{{id}}"),
+                get(get_agent).delete(delete_agent),
+            )
+            .route(&format!("{prefix}/messages"), post(send_message));
+    }
     let metrics = state.runtime.metrics.clone();
-    Router::new()
-        .nest("/api", api.clone())
-        .nest("/api/v1", api)
-        .route("/ws", get(ws))
+    app.route("/ws", get(ws))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found", "no such route") })

@@ -28,6 +28,12 @@ enum Command {
     },
 }
 
+// jemalloc is the allocator (feature `jemalloc`, on by default): it made the message path
+// 1.3x faster than glibc malloc (BENCHMARKS.md, issue 2) and it is what `/debug/pprof/heap`
+// reads; its sampler idles until `[profiling] profile_types` names a heap type.
+#[cfg(feature = "jemalloc")]
+caxton_profiles::jemalloc_global_allocator!();
+
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     match path {
         Some(p) => Ok(Config::load(p)?),

@@ -170,7 +170,9 @@ impl WasmEngine {
             // BENCHMARKS.md), the madvise that decommits a slot's memory on teardown was the
             // largest single cost; keeping the first 16 KiB resident turns it into a memset
             // for agents whose message fits there (the built-ins' heap starts at 4 KiB), and
-            // batching amortizes the rest. A whole 64 KiB page memset was 3% of the path.
+            // batching amortizes the rest. A whole 64 KiB page memset was 3% of the path;
+            // PAGEMAP_SCAN with the whole page resident (restore only dirtied pages) measured
+            // no better, its ioctl being a syscall per teardown.
             .linear_memory_keep_resident(16 * 1024)
             .table_keep_resident(4096)
             .decommit_batch_size(32);
@@ -497,6 +499,36 @@ mod tests {
             let ty = e.compile(name, wat.as_bytes(), false).unwrap();
             let err = e.execute(&ty, &"x".into(), &request()).unwrap_err();
             assert_eq!(err.kind(), kind, "{name}: {err}");
+        }
+    }
+
+    /// Teardown memsets the resident part of a slot and decommits the rest; pool slots are
+    /// reused, so a page missed by either would leak one message's memory into the next
+    /// agent's execution.
+    #[test]
+    fn every_message_sees_a_fresh_instance() {
+        let e = engine();
+        let wat = r#"(module (memory (export "memory") 1)
+            (data (i32.const 100) "\07")
+            (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+            (func (export "handle_message") (param i32 i32) (result i32) (local $i i32)
+              (if (i32.ne (i32.load8_u (i32.const 100)) (i32.const 7)) (then (return (i32.const 1))))
+              (if (i32.ne (memory.size) (i32.const 1)) (then (return (i32.const 2))))
+              (if (i32.ne (i32.load (i32.const 40960)) (i32.const 0)) (then (return (i32.const 3))))
+              ;; dirty the data byte, every 4 KiB page of the first wasm page, and a grown one
+              (i32.store8 (i32.const 100) (i32.const 8))
+              (loop $l
+                (i32.store (local.get $i) (i32.const -1))
+                (local.set $i (i32.add (local.get $i) (i32.const 4096)))
+                (br_if $l (i32.lt_u (local.get $i) (i32.const 65536))))
+              (if (i32.ne (memory.grow (i32.const 1)) (i32.const 1)) (then (return (i32.const 4))))
+              (i32.store (i32.const 70000) (i32.const -1))
+              (i32.const 0)))"#;
+        let ty = e.compile("dirty", wat.as_bytes(), false).unwrap();
+        // More executions than the engine has slots, so every slot is reused.
+        for n in 0..64 {
+            let out = e.execute(&ty, &"a".into(), &request());
+            assert!(out.is_ok(), "execution {n} saw a used instance: {out:?}");
         }
     }
 

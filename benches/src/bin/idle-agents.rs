@@ -9,6 +9,9 @@ use caxton_runtime::metrics::Metrics;
 use caxton_runtime::runtime::{AgentSource, Runtime};
 use clap::Parser;
 
+// The shipped `caxton` binary's allocator and options: RSS depends on the allocator.
+caxton_profiles::jemalloc_global_allocator!();
+
 #[derive(Parser)]
 #[command(about = "Create N idle test-agents and report the RSS they cost")]
 struct Cli {

@@ -1,0 +1,102 @@
+//! The shipped `caxton` binary serves jemalloc heap profiles when `[profiling] profile_types`
+//! names a heap type: jemalloc is its allocator (default feature `jemalloc`), profiling idles
+//! until the configuration activates it. The process is the real binary, not this test
+//! harness, because only the binary sets the global allocator and `malloc_conf`.
+#![cfg(feature = "jemalloc")]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn binary_serves_an_inuse_heap_profile_of_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, metrics, pprof) = (free_port(), free_port(), free_port());
+    let config = dir.path().join("caxton.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\napi_address = \"127.0.0.1:{api}\"\nmetrics_address = \"127.0.0.1:{metrics}\"\n\
+             data_dir = \"{data}\"\n\n[profiling]\nenabled = true\n\
+             server_address = \"127.0.0.1:{pprof}\"\nprofile_types = [\"cpu\", \"inuse_space\"]\n",
+            data = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _caxton = Killed(
+        Command::new(env!("CARGO_BIN_EXE_caxton"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{api}");
+    let started = Instant::now();
+    while !matches!(http.get(format!("{base}/ready")).send().await, Ok(r) if r.status() == 200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "caxton never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Some heap worth sampling at one sample per 512 KiB: agents and their metrics series.
+    for _ in 0..2000 {
+        let created: Value = http
+            .post(format!("{base}/api/agents"))
+            .json(&json!({"agent_type": "test-agent"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(created["id"].is_string(), "{created}");
+    }
+
+    let response = http
+        .get(format!("http://127.0.0.1:{pprof}/debug/pprof/heap"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let profile = caxton_profiles::folded::decode_pprof(&response.bytes().await.unwrap())
+        .expect("a gzipped pprof heap profile");
+    let in_use: i64 = profile.sample.iter().filter_map(|s| s.value.last()).sum();
+    assert!(
+        in_use >= 512 * 1024,
+        "in-use bytes {in_use}: the runtime's heap (wasm engine, agents) is several MiB"
+    );
+    let binary = profile.mapping.iter().any(|m| {
+        usize::try_from(m.filename)
+            .ok()
+            .and_then(|i| profile.string_table.get(i))
+            .is_some_and(|f| f.ends_with("/caxton"))
+    });
+    assert!(
+        binary,
+        "the profile maps the caxton binary, so `go tool pprof caxton heap.pb.gz` symbolizes it"
+    );
+}
