@@ -21,4 +21,5 @@ pub mod system;
 pub mod task_span;
 pub mod telemetry;
 pub mod trace_context;
+pub mod traceparent;
 pub mod wasm;

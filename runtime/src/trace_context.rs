@@ -23,18 +23,16 @@
 use std::collections::BTreeMap;
 
 use opentelemetry::Context;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{SpanContext, TraceContextExt};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::fipa::AclMessage;
 use crate::sampling;
 use crate::telemetry::tracing_enabled;
-
-pub const TRACEPARENT: &str = "traceparent";
-pub const TRACESTATE: &str = "tracestate";
+use crate::traceparent;
+pub use crate::traceparent::{TRACEPARENT, TRACESTATE};
 
 struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
 
@@ -60,35 +58,31 @@ impl Extractor for MetadataCarrier<'_> {
     }
 }
 
-struct MetadataInjector<'a>(&'a mut BTreeMap<String, String>);
-
-impl Injector for MetadataInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_owned(), value);
-    }
-}
-
 /// The caller's context from `traceparent`/`tracestate` request headers (empty if absent or
 /// malformed: a bad header starts a new trace rather than failing the request).
 pub fn from_headers(headers: &axum::http::HeaderMap) -> Context {
-    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+    traceparent::extract(&HeaderExtractor(headers))
 }
 
 /// The context a message carries in its metadata.
 pub fn from_metadata(metadata: &BTreeMap<String, String>) -> Context {
-    TraceContextPropagator::new().extract(&MetadataCarrier(metadata))
+    traceparent::extract(&MetadataCarrier(metadata))
 }
 
 /// Writes `cx` into `metadata` as `traceparent`/`tracestate`, replacing any previous trace
 /// context (a stale `tracestate` must not outlive its `traceparent`).
 pub fn inject(cx: &Context, metadata: &mut BTreeMap<String, String>) {
-    if !cx.span().span_context().is_valid() {
+    let span = cx.span();
+    let sc = span.span_context();
+    let Some((_, header)) = traceparent::encode(sc) else {
         return;
-    }
-    metadata.remove(TRACESTATE);
-    TraceContextPropagator::new().inject_context(cx, &mut MetadataInjector(metadata));
-    if metadata.get(TRACESTATE).is_some_and(String::is_empty) {
+    };
+    metadata.insert(TRACEPARENT.to_owned(), header);
+    let state = sc.trace_state().header();
+    if state.is_empty() {
         metadata.remove(TRACESTATE);
+    } else {
+        metadata.insert(TRACESTATE.to_owned(), state);
     }
 }
 
@@ -100,16 +94,7 @@ pub fn traceparent_of(span: &Span) -> Option<(String, String)> {
 
 /// As [`traceparent_of`], for a span context (an unsampled request has no span).
 pub fn traceparent_of_context(sc: &SpanContext) -> Option<(String, String)> {
-    if !sc.is_valid() {
-        return None;
-    }
-    let trace_id = sc.trace_id().to_string();
-    let header = format!(
-        "00-{trace_id}-{}-{:02x}",
-        sc.span_id(),
-        sc.trace_flags().to_u8()
-    );
-    Some((trace_id, header))
+    traceparent::encode(sc)
 }
 
 /// Whether the work at hand belongs to an unsampled trace and builds no span: there is no

@@ -62,11 +62,14 @@ async fn binary_serves_an_inuse_heap_profile_of_itself() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Some heap worth sampling at one sample per 512 KiB: agents and their metrics series.
-    for _ in 0..2000 {
+    // Heap that is allocated after activation and retained: jemalloc samples one allocation
+    // per 512 KiB on average, so small allocations would give a profile that is empty by
+    // chance. Each agent keeps its `config` as one allocation: 64 x 512 KiB = 32 MiB.
+    let blob = "x".repeat(512 * 1024);
+    for _ in 0..64 {
         let created: Value = http
             .post(format!("{base}/api/agents"))
-            .json(&json!({"agent_type": "test-agent"}))
+            .json(&json!({"agent_type": "test-agent", "config": {"blob": blob}}))
             .send()
             .await
             .unwrap()
@@ -86,8 +89,8 @@ async fn binary_serves_an_inuse_heap_profile_of_itself() {
         .expect("a gzipped pprof heap profile");
     let in_use: i64 = profile.sample.iter().filter_map(|s| s.value.last()).sum();
     assert!(
-        in_use >= 512 * 1024,
-        "in-use bytes {in_use}: the runtime's heap (wasm engine, agents) is several MiB"
+        in_use >= 8 * 1024 * 1024,
+        "in-use bytes {in_use}: the agents alone retain 32 MiB"
     );
     let binary = profile.mapping.iter().any(|m| {
         usize::try_from(m.filename)
