@@ -131,12 +131,7 @@ async fn flamegraph(
 }
 
 async fn heap(State(profiler): State<Profiler>) -> Result<Response, ApiError> {
-    let enabled = profiler
-        .settings()
-        .profile_types
-        .iter()
-        .any(|t| t.is_heap());
-    if !enabled {
+    if !profiler.settings().wants_heap() {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
             error: "profile type not enabled",

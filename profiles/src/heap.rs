@@ -45,23 +45,31 @@ pub enum HeapError {
     /// jemalloc could not dump the profile.
     #[error("dumping the jemalloc heap profile: {0}")]
     Dump(String),
+    /// jemalloc refused to start sampling.
+    #[error("setting jemalloc's prof.active: {0}")]
+    Activate(String),
+}
+
+/// jemalloc's profiling control, when this process runs on jemalloc with `prof:true`.
+#[cfg(feature = "jemalloc")]
+fn prof_ctl() -> Result<&'static tokio::sync::Mutex<jemalloc_pprof::JemallocProfCtl>, HeapError> {
+    jemalloc_pprof::PROF_CTL
+        .as_deref()
+        .ok_or(HeapError::NotActive(
+            "jemalloc is not the global allocator or `malloc_conf` lacks `prof:true`",
+        ))
 }
 
 /// Starts sampling allocations (`prof.active = true`): needs jemalloc as the global allocator
 /// with `prof:true` in `malloc_conf`.
 #[cfg(feature = "jemalloc")]
 pub async fn activate() -> Result<(), HeapError> {
-    let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
-        return Err(HeapError::NotActive(
-            "jemalloc is not the global allocator or `malloc_conf` lacks `prof:true`",
-        ));
-    };
-    let mut ctl = ctl.lock().await;
+    let mut ctl = prof_ctl()?.lock().await;
     if ctl.activated() {
         return Ok(());
     }
     ctl.activate()
-        .map_err(|e| HeapError::Dump(format!("setting prof.active: {e}")))
+        .map_err(|e| HeapError::Activate(e.to_string()))
 }
 
 /// Starts sampling allocations: this build has no jemalloc.
@@ -73,12 +81,7 @@ pub async fn activate() -> Result<(), HeapError> {
 /// The current in-use heap as a gzipped pprof protobuf.
 #[cfg(feature = "jemalloc")]
 pub async fn dump_heap() -> Result<Vec<u8>, HeapError> {
-    let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
-        return Err(HeapError::NotActive(
-            "jemalloc is not the global allocator or `malloc_conf` lacks `prof:true`",
-        ));
-    };
-    let mut ctl = ctl.lock().await;
+    let mut ctl = prof_ctl()?.lock().await;
     if !ctl.activated() {
         return Err(HeapError::NotActive("`prof.active` is false"));
     }

@@ -168,6 +168,11 @@ impl ProfilingSettings {
     pub fn has(&self, ty: ProfileType) -> bool {
         self.profile_types.contains(&ty)
     }
+
+    /// Whether `profile_types` lists a heap type (served by `/debug/pprof/heap`).
+    pub fn wants_heap(&self) -> bool {
+        self.profile_types.iter().any(|t| t.is_heap())
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::http_metrics::UNMATCHED_ROUTE;
 use crate::sampling::{self, Decision, Unsampled};
 use crate::telemetry::tracing_enabled;
 use crate::trace_context;
+use crate::traceparent;
 
 pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 pub const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("traceresponse");
@@ -35,7 +36,7 @@ pub async fn trace(req: Request, next: Next) -> Response {
     let (parent, new_trace) = match sampling::decide(parent, sampling::rate()) {
         Decision::Sampled { parent, new_trace } => (parent, new_trace),
         Decision::Unsampled(cx) => {
-            let ids = trace_context::traceparent_of_context(&cx);
+            let ids = traceparent::encode(&cx);
             let Some((_, traceparent)) = &ids else {
                 return next.run(req).await;
             };

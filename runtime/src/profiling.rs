@@ -66,12 +66,7 @@ pub async fn start(
         return Ok(None);
     }
     let profiler = Profiler::new(settings(cfg))?;
-    if profiler
-        .settings()
-        .profile_types
-        .iter()
-        .any(|t| t.is_heap())
-    {
+    if profiler.settings().wants_heap() {
         // Until now jemalloc only counted bytes; sampling starts here. Failing leaves CPU
         // profiles working, and `/debug/pprof/heap` answers 404 with this same reason.
         if let Err(e) = caxton_profiles::heap::activate().await {

@@ -74,10 +74,15 @@ pub fn from_metadata(metadata: &BTreeMap<String, String>) -> Context {
 pub fn inject(cx: &Context, metadata: &mut BTreeMap<String, String>) {
     let span = cx.span();
     let sc = span.span_context();
-    let Some((_, header)) = traceparent::encode(sc) else {
-        return;
-    };
-    metadata.insert(TRACEPARENT.to_owned(), header);
+    if let Some((_, header)) = traceparent::encode(sc) {
+        write_context(metadata, header, sc);
+    }
+}
+
+/// `traceparent` (already encoded from `sc`) and `sc`'s `tracestate` into `metadata`; an
+/// empty `tracestate` removes any previous one.
+fn write_context(metadata: &mut BTreeMap<String, String>, traceparent: String, sc: &SpanContext) {
+    metadata.insert(TRACEPARENT.to_owned(), traceparent);
     let state = sc.trace_state().header();
     if state.is_empty() {
         metadata.remove(TRACESTATE);
@@ -89,12 +94,7 @@ pub fn inject(cx: &Context, metadata: &mut BTreeMap<String, String>) {
 /// The trace id and W3C `traceparent` value of a span (for the `x-trace-id` and
 /// `traceresponse` response headers).
 pub fn traceparent_of(span: &Span) -> Option<(String, String)> {
-    traceparent_of_context(span.context().span().span_context())
-}
-
-/// As [`traceparent_of`], for a span context (an unsampled request has no span).
-pub fn traceparent_of_context(sc: &SpanContext) -> Option<(String, String)> {
-    traceparent::encode(sc)
+    traceparent::encode(span.context().span().span_context())
 }
 
 /// Whether the work at hand belongs to an unsampled trace and builds no span: there is no
@@ -105,16 +105,8 @@ fn skip_unsampled(metadata: &mut BTreeMap<String, String>) -> bool {
     if !Span::current().is_none() {
         return false;
     }
-    let request = sampling::with_current(|u| {
-        // What `inject` would write, from the value formatted once at the edge.
-        metadata.insert(TRACEPARENT.to_owned(), u.traceparent.clone());
-        let state = u.cx.trace_state().header();
-        if state.is_empty() {
-            metadata.remove(TRACESTATE);
-        } else {
-            metadata.insert(TRACESTATE.to_owned(), state);
-        }
-    });
+    // What `inject` would write, from the value formatted once at the edge.
+    let request = sampling::with_current(|u| write_context(metadata, u.traceparent.clone(), &u.cx));
     request.is_some()
         || (metadata.contains_key(TRACEPARENT)
             && sampling::unsampled_parent(&from_metadata(metadata)))

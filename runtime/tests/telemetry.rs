@@ -484,10 +484,6 @@ async fn unsampled_requests_build_no_spans_yet_keep_their_trace_everywhere() {
     assert_eq!(reply["metadata"]["tracestate"], "caller=1", "{reply}");
     let tr_span = tr.split('-').nth(2).unwrap().to_owned();
     seen.push((caller_trace.to_owned(), tr_span, false));
-    assert!(
-        sampled > 0 && sampled < seen.len(),
-        "{sampled} of 40 sampled at 0.5"
-    );
     let lines = caxton.stop();
     let spans = shared.lock().unwrap().spans.clone();
     let logs: Vec<Value> = lines
