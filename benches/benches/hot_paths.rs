@@ -21,6 +21,7 @@ use caxton_runtime::api::{self, ApiState};
 use caxton_runtime::builtin;
 use caxton_runtime::config::Config;
 use caxton_runtime::fipa::AclMessage;
+use caxton_runtime::fipa::Performative;
 use caxton_runtime::metrics::Metrics;
 use caxton_runtime::runtime::Runtime;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -100,10 +101,10 @@ fn metric_recording(c: &mut Criterion) {
     let metrics = workloads::seed_metrics().expect("metrics");
     let mut g = c.benchmark_group("metrics");
     g.bench_function("counter_inc_labelled", |b| {
-        b.iter(|| metrics.message_sent(black_box("REQUEST")))
+        b.iter(|| metrics.message_sent(black_box(Performative::Request)))
     });
     g.bench_function("histogram_observe_labelled", |b| {
-        b.iter(|| metrics.message_processed(black_box("REQUEST"), black_box(0.0042)))
+        b.iter(|| metrics.message_processed(black_box(Performative::Request), black_box(0.0042)))
     });
     g.bench_function("http_request", |b| {
         b.iter(|| {
@@ -143,8 +144,9 @@ fn http_in_process(c: &mut Criterion) {
         runtime,
         reply_timeout: cfg.server.reply_timeout,
         ready: Arc::new(AtomicBool::new(true)),
+        max_body_bytes: cfg.server.max_body_bytes,
     };
-    let app = api::router(state, cfg.server.max_body_bytes);
+    let app = api::router(state, false);
     let call = |req: Request<Body>| {
         let app = app.clone();
         tokio.block_on(async move {

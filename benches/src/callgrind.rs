@@ -11,6 +11,7 @@
 //! CI, while gungraun needs its runner binary installed at the crate's exact version and its
 //! own bench harness; a process per path plus a two-line parser is all this gate needs.
 
+use caxton_runtime::fipa::Performative;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,7 +113,7 @@ pub fn run_path(name: &str, iterations: u64) -> Result<(), CallgrindError> {
         "metrics_histogram_observe" => {
             let metrics = workloads::seed_metrics()?;
             for i in 0..WARM_UP + iterations {
-                let observe = || metrics.message_processed("REQUEST", 0.0042);
+                let observe = || metrics.message_processed(Performative::Request, 0.0042);
                 if i < WARM_UP {
                     observe()
                 } else {

@@ -3,11 +3,12 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde::Serialize;
 
 use crate::fipa::AclMessage;
+use crate::metrics::AgentSeries;
 use crate::wasm::AgentType;
 
 /// Lifecycle: Loaded (created, `agent_init` pending) -> Running -> Draining (deleted, finishing
@@ -59,6 +60,8 @@ pub struct Agent {
     pub created_at_ms: u64,
     state: AtomicU8,
     mailbox: Mutex<Mailbox>,
+    /// Its metric series, from its first execution on (boxed: idle agents stay small).
+    pub series: OnceLock<Box<AgentSeries>>,
 }
 
 impl Agent {
@@ -79,6 +82,7 @@ impl Agent {
             created_at_ms,
             state: AtomicU8::new(AgentState::Loaded as u8),
             mailbox: Mutex::new(Mailbox::default()),
+            series: OnceLock::new(),
         }
     }
 

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,36 @@ pub struct ApiState {
     pub reply_timeout: Duration,
     /// False once shutdown has begun: `/ready` turns 503 so load balancers drain us.
     pub ready: Arc<AtomicBool>,
+    /// `[server] max_body_bytes`: larger request bodies get 413.
+    pub max_body_bytes: usize,
+}
+
+/// A request body of at most [`ApiState::max_body_bytes`]. An extractor rather than axum's
+/// `DefaultBodyLimit` layer: a layer is one more boxed service cloned on every request of
+/// every route, for a limit only two handlers read.
+struct Body(Bytes);
+
+impl FromRequest<ApiState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let limit = state.max_body_bytes;
+        axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                let e = e.into_inner();
+                if e.is::<http_body_util::LengthLimitError>() {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body too large",
+                        format!("the body exceeds server.max_body_bytes ({limit} bytes)"),
+                    )
+                } else {
+                    ApiError::new(StatusCode::BAD_REQUEST, "unreadable body", e.to_string())
+                }
+            })
+    }
 }
 
 /// A client-visible error: status plus `{error, detail}`.
@@ -70,18 +100,6 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
-    }
-}
-
-impl From<BytesRejection> for ApiError {
-    fn from(r: BytesRejection) -> Self {
-        let status = r.status();
-        let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "body too large"
-        } else {
-            "unreadable body"
-        };
-        Self::new(status, error, r.body_text())
     }
 }
 
@@ -139,7 +157,9 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+/// The API's routes. The server-span middleware is layered only when `tracing` is on:
+/// with it off, it would be a boxed service and future per request that only read a flag.
+pub fn router(state: ApiState, tracing: bool) -> Router {
     // Both prefixes as flat routes, not `nest`: a nested router strips the prefix by
     // rebuilding every request's URI, an allocation and a parse on the message path.
     let mut app = Router::new();
@@ -156,14 +176,18 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             .route(&format!("{prefix}/messages"), post(send_message));
     }
     let metrics = state.runtime.metrics.clone();
-    app.route("/ws", get(ws))
+    let app = app
+        .route("/ws", get(ws))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found", "no such route") })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(metrics, http_metrics::track))
-        .layer(middleware::from_fn(http_tracing::trace))
-        .with_state(state)
+        .layer(http_metrics::TrackLayer::new(metrics));
+    let app = if tracing {
+        app.layer(http_tracing::TraceLayer)
+    } else {
+        app
+    };
+    app.with_state(state)
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {
@@ -219,9 +243,9 @@ impl AgentView {
 
 async fn create_agent(
     State(state): State<ApiState>,
-    body: Result<Bytes, BytesRejection>,
+    Body(body): Body,
 ) -> Result<Json<AgentView>, ApiError> {
-    let req: CreateAgent = parse_json(&body?)?;
+    let req: CreateAgent = parse_json(&body)?;
     let source = match (req.wasm_module, req.agent_type) {
         (Some(b64), name) => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -326,10 +350,10 @@ struct SendParams {
 async fn send_message(
     State(state): State<ApiState>,
     params: Result<Query<SendParams>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
-    let mut msg: AclMessage = parse_json(&body?)?;
+    let mut msg: AclMessage = parse_json(&body)?;
     if msg.sender.is_empty() {
         msg.sender = "http-client".into();
     }

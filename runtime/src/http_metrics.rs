@@ -2,18 +2,20 @@
 //! `caxton_http_requests_total`/`caxton_http_request_duration_seconds` and the listener
 //! behind `caxton_http_active_connections`.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::response::Response;
 use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tower::{Layer, Service};
 
 use crate::metrics::Metrics;
 
@@ -21,19 +23,94 @@ use crate::metrics::Metrics;
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Records every request under its route template (`/api/agents/{id}`, never the raw path).
-pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    // `MatchedPath` is an `Arc<str>`: cloning it spares a String per request.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(req).await;
-    metrics.http_request(
-        method.as_str(),
-        route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
+///
+/// A tower layer rather than `middleware::from_fn`: that would clone a boxed service and box
+/// a future for every request (measured on the message path, BENCHMARKS.md issue 2).
+#[derive(Clone)]
+pub struct TrackLayer(Arc<Metrics>);
+
+impl TrackLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self(metrics)
+    }
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Service<Request> for Track<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = req.method().clone();
+        // `MatchedPath` is an `Arc<str>`: cloning it spares a String per request.
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        TrackFuture {
+            inner: self.inner.call(req),
+            metrics: self.metrics.clone(),
+            started,
+            method,
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        metrics: Arc<Metrics>,
+        started: Instant,
+        method: Method,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            this.metrics.http_request(
+                this.method.as_str(),
+                this.route
+                    .as_ref()
+                    .map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
+                response.status().as_u16(),
+                this.started.elapsed().as_secs_f64(),
+            );
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// Increments a gauge now and decrements it when dropped.

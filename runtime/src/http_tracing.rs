@@ -10,76 +10,167 @@
 //!
 //! Sampling is decided here, before the span is built (`sampling.rs`): an unsampled request
 //! builds no span, yet still gets its trace headers (flags `00`) and propagates its context.
-//! With tracing off this middleware only reads a flag and calls the next service.
+//! It is a tower layer with its own future, not `middleware::from_fn`, which clones a boxed
+//! service and boxes a future per request; and `api::router` adds it only with tracing on.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry::KeyValue;
+use opentelemetry::context::{FutureExt, WithContext};
+use opentelemetry::trace::{SpanKind, TraceContextExt};
+use tokio::task::futures::TaskLocalFuture;
+use tower::{Layer, Service};
 
 use crate::http_metrics::UNMATCHED_ROUTE;
 use crate::sampling::{self, Decision, Unsampled};
 use crate::telemetry::tracing_enabled;
-use crate::trace_context;
+use crate::trace_context::{self, RuntimeSpan};
 use crate::traceparent;
 
 pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 pub const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("traceresponse");
 
-pub async fn trace(req: Request, next: Next) -> Response {
-    if !tracing_enabled() {
-        return next.run(req).await;
+/// The trace id and `traceresponse` value a response carries.
+type TraceIds = Option<(String, String)>;
+
+#[derive(Clone, Default)]
+pub struct TraceLayer;
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+
+    fn layer(&self, inner: S) -> Trace<S> {
+        Trace { inner }
     }
-    let parent = trace_context::from_headers(req.headers());
-    let (parent, new_trace) = match sampling::decide(parent, sampling::rate()) {
-        Decision::Sampled { parent, new_trace } => (parent, new_trace),
-        Decision::Unsampled(cx) => {
-            let ids = traceparent::encode(&cx);
-            let Some((_, traceparent)) = &ids else {
-                return next.run(req).await;
-            };
-            let request = Unsampled {
-                cx,
-                traceparent: traceparent.clone(),
-            };
-            let mut response = sampling::unsampled(request, next.run(req)).await;
-            set_trace_headers(&mut response, ids);
-            return response;
-        }
-    };
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, |p| p.as_str())
-        .to_owned();
-    let method = req.method().as_str().to_owned();
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
-        url.path = %req.uri().path(),
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
-    let _ = span.set_parent(parent);
-    // Asking for the context starts the OpenTelemetry span now, on this thread: the new
-    // trace gets the id the decision was made on.
-    let ids = sampling::start_sampled(new_trace, || trace_context::traceparent_of(&span));
-    let mut response = next.run(req).instrument(span.clone()).await;
-    let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
-    }
-    set_trace_headers(&mut response, ids);
-    response
 }
 
-fn set_trace_headers(response: &mut Response, ids: Option<(String, String)>) {
+#[derive(Clone)]
+pub struct Trace<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for Trace<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TraceFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if !tracing_enabled() {
+            return TraceFuture::Plain {
+                inner: self.inner.call(req),
+            };
+        }
+        let parent = trace_context::from_headers(req.headers());
+        let (parent, new_trace) = match sampling::decide(parent, sampling::rate()) {
+            Decision::Sampled { parent, new_trace } => (parent, new_trace),
+            Decision::Unsampled(cx) => {
+                let ids = traceparent::encode(&cx);
+                let Some((_, traceparent)) = &ids else {
+                    return TraceFuture::Plain {
+                        inner: self.inner.call(req),
+                    };
+                };
+                let request = Unsampled {
+                    cx,
+                    traceparent: traceparent.clone(),
+                };
+                return TraceFuture::Unsampled {
+                    inner: sampling::unsampled(request, self.inner.call(req)),
+                    ids,
+                };
+            }
+        };
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED_ROUTE, |p| p.as_str());
+        let method = req.method().as_str();
+        let attributes = vec![
+            KeyValue::new("http.request.method", method.to_owned()),
+            KeyValue::new("http.route", route.to_owned()),
+            KeyValue::new("url.path", req.uri().path().to_owned()),
+        ];
+        let name = format!("{method} {route}");
+        // Started here, on this thread: the new trace gets the id the decision was made on.
+        let span = sampling::start_sampled(new_trace, || {
+            RuntimeSpan::start(name, SpanKind::Server, attributes, &parent)
+        });
+        let Some(cx) = span.context().cloned() else {
+            return TraceFuture::Plain {
+                inner: self.inner.call(req),
+            };
+        };
+        let ids = traceparent::encode(cx.span().span_context());
+        TraceFuture::Sampled {
+            inner: self.inner.call(req).with_context(cx),
+            span,
+            ids,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The next service's future, run in the request's trace: the sampled request's span as
+    /// the current context, or the unsampled request's context as a task-local.
+    #[project = TraceFutureProj]
+    pub enum TraceFuture<F> {
+        Plain { #[pin] inner: F },
+        Unsampled { #[pin] inner: TaskLocalFuture<Unsampled, F>, ids: TraceIds },
+        Sampled { #[pin] inner: WithContext<F>, span: RuntimeSpan, ids: TraceIds },
+    }
+}
+
+impl<F, E> Future for TraceFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            TraceFutureProj::Plain { inner } => inner.poll(cx),
+            TraceFutureProj::Unsampled { inner, ids } => {
+                let mut result = ready!(inner.poll(cx));
+                if let Ok(response) = &mut result {
+                    set_trace_headers(response, ids.take());
+                }
+                Poll::Ready(result)
+            }
+            TraceFutureProj::Sampled { inner, span, ids } => {
+                let mut result = ready!(inner.poll(cx));
+                if let Ok(response) = &mut result {
+                    let status = response.status();
+                    span.set_attribute(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(status.as_u16()),
+                    ));
+                    if status.is_server_error() {
+                        span.set_error();
+                    }
+                    set_trace_headers(response, ids.take());
+                }
+                // The span ends with the response, not when the connection drops this
+                // future (whose context still holds it).
+                span.end();
+                Poll::Ready(result)
+            }
+        }
+    }
+}
+
+fn set_trace_headers(response: &mut Response, ids: TraceIds) {
     let Some((trace_id, traceresponse)) = ids else {
         return;
     };

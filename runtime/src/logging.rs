@@ -27,7 +27,6 @@ use opentelemetry::trace::TraceContextExt;
 use thiserror::Error;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -257,12 +256,14 @@ impl LineFormat {
         {
             return None;
         }
-        let current = tracing::Span::current();
-        // An unsampled request has no span, but its lines still name its trace.
-        let sc = if current.is_none() {
-            crate::sampling::current()?
-        } else {
-            current.context().span().span_context().clone()
+        // The runtime's spans and entered `tracing` spans are both the current OpenTelemetry
+        // context. An unsampled request has no span, but its lines still name its trace.
+        let sc = match opentelemetry::Context::map_current(|cx| {
+            cx.has_active_span()
+                .then(|| cx.span().span_context().clone())
+        }) {
+            Some(sc) => sc,
+            None => crate::sampling::current()?,
         };
         sc.is_valid()
             .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))

@@ -2,7 +2,7 @@
 //! written. Rules, dashboards and tests check against what this module serves.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use caxton_profiles::ProfilerStats;
 use prometheus::core::Collector;
@@ -13,6 +13,7 @@ use prometheus::{
 use thiserror::Error;
 
 use crate::config::MetricsConfig;
+use crate::fipa::Performative;
 use crate::system::SystemSample;
 
 /// The seed's "Core Metrics", one constant each.
@@ -163,6 +164,24 @@ pub struct Metrics {
     profiler: ProfilerCounters,
     /// Mirrors `telemetry::dropped` (process-wide atomics) at scrape/export time.
     telemetry_dropped: IntCounterVec,
+    /// The message metrics' children of each performative, resolved on first use: every
+    /// message updates five of them, and `with_label_values` hashes the labels and looks the
+    /// child up under a lock each time.
+    by_performative: [OnceLock<PerformativeSeries>; Performative::ALL.len()],
+}
+
+/// See [`Metrics::agent_series`].
+pub struct AgentSeries {
+    ok: IntCounter,
+    error: IntCounter,
+    duration: Histogram,
+    memory: IntGauge,
+}
+
+struct PerformativeSeries {
+    sent: IntCounter,
+    received: IntCounter,
+    duration: Histogram,
 }
 
 /// Counters mirroring `caxton_profiles::ProfilerStats`, which is cumulative: fed by deltas.
@@ -309,6 +328,7 @@ impl Metrics {
             )?,
             opt,
             registry,
+            by_performative: Default::default(),
         };
         // The process collector exports only process_* names, so it cannot clash with ours.
         #[cfg(target_os = "linux")]
@@ -344,26 +364,41 @@ impl Metrics {
         &self.agents_active
     }
 
-    pub fn execution(&self, agent_type: &str, agent_id: &str, ok: bool, seconds: f64) {
+    /// The children of the per-agent metrics for one agent: resolved once (at its first
+    /// execution) and kept with the agent, so an execution does not hash the agent id into
+    /// three label lookups.
+    pub fn agent_series(&self, agent_type: &str, agent_id: &str) -> AgentSeries {
         let o = self.opt;
-        let status = if ok { "ok" } else { "error" };
-        let l = Labels::new()
-            .opt(o.agent_type, agent_type)
-            .opt(o.agent_id, agent_id)
-            .req(status);
-        self.executions.with_label_values(l.get()).inc();
-        let l = Labels::new().opt(o.agent_type, agent_type);
-        self.execution_duration
-            .with_label_values(l.get())
-            .observe(seconds);
-    }
-
-    pub fn wasm_memory(&self, agent_type: &str, agent_id: &str, bytes: u64) {
-        let o = self.opt;
-        let l = Labels::new()
+        let status = |status| {
+            let l = Labels::new()
+                .opt(o.agent_type, agent_type)
+                .opt(o.agent_id, agent_id)
+                .req(status);
+            self.executions.with_label_values(l.get())
+        };
+        let by_type = Labels::new().opt(o.agent_type, agent_type);
+        let per_agent = Labels::new()
             .opt(o.agent_type, agent_type)
             .opt(o.agent_id, agent_id);
-        let gauge = self.wasm_memory.with_label_values(l.get());
+        AgentSeries {
+            ok: status("ok"),
+            error: status("error"),
+            duration: self.execution_duration.with_label_values(by_type.get()),
+            memory: self.wasm_memory.with_label_values(per_agent.get()),
+        }
+    }
+
+    pub fn execution(&self, series: &AgentSeries, ok: bool, seconds: f64) {
+        if ok {
+            series.ok.inc();
+        } else {
+            series.error.inc();
+        }
+        series.duration.observe(seconds);
+    }
+
+    pub fn wasm_memory(&self, series: &AgentSeries, agent_id: &str, bytes: u64) {
+        let gauge = &series.memory;
         let Some(by_agent) = &self.memory_by_agent else {
             gauge.set(as_i64(bytes));
             return;
@@ -406,21 +441,27 @@ impl Metrics {
         }
     }
 
-    pub fn message_sent(&self, message_type: &str) {
-        let l = Labels::new().opt(self.opt.message_type, message_type);
-        self.messages_sent.with_label_values(l.get()).inc();
+    fn performative(&self, p: Performative) -> &PerformativeSeries {
+        self.by_performative[p as usize].get_or_init(|| {
+            let l = Labels::new().opt(self.opt.message_type, p.as_str());
+            PerformativeSeries {
+                sent: self.messages_sent.with_label_values(l.get()),
+                received: self.messages_received.with_label_values(l.get()),
+                duration: self.message_duration.with_label_values(l.get()),
+            }
+        })
     }
 
-    pub fn message_received(&self, message_type: &str) {
-        let l = Labels::new().opt(self.opt.message_type, message_type);
-        self.messages_received.with_label_values(l.get()).inc();
+    pub fn message_sent(&self, p: Performative) {
+        self.performative(p).sent.inc();
     }
 
-    pub fn message_processed(&self, message_type: &str, seconds: f64) {
-        let l = Labels::new().opt(self.opt.message_type, message_type);
-        self.message_duration
-            .with_label_values(l.get())
-            .observe(seconds);
+    pub fn message_received(&self, p: Performative) {
+        self.performative(p).received.inc();
+    }
+
+    pub fn message_processed(&self, p: Performative, seconds: f64) {
+        self.performative(p).duration.observe(seconds);
     }
 
     pub fn message_queue(&self) -> &IntGauge {
@@ -526,12 +567,13 @@ mod tests {
     fn exercise(m: &Metrics) {
         m.agent_created("test-agent");
         m.agents_active().inc();
-        m.execution("test-agent", "a1", true, 0.002);
-        m.execution("test-agent", "a1", false, 0.2);
-        m.wasm_memory("test-agent", "a1", 65536);
-        m.message_sent("REQUEST");
-        m.message_received("REQUEST");
-        m.message_processed("REQUEST", 0.003);
+        let a1 = m.agent_series("test-agent", "a1");
+        m.execution(&a1, true, 0.002);
+        m.execution(&a1, false, 0.2);
+        m.wasm_memory(&a1, "a1", 65536);
+        m.message_sent(Performative::Request);
+        m.message_received(Performative::Request);
+        m.message_processed(Performative::Request, 0.003);
         m.message_queue().inc();
         m.message_error("mailbox_full");
         m.http_request("POST", "/api/agents", 200, 0.004);
@@ -710,8 +752,9 @@ mod tests {
     fn forget_agent_removes_only_that_agents_series() {
         let m = Metrics::new(&MetricsConfig::default()).unwrap();
         exercise(&m);
-        m.execution("test-agent", "a2", true, 0.01);
-        m.wasm_memory("test-agent", "a2", 1024);
+        let a2 = m.agent_series("test-agent", "a2");
+        m.execution(&a2, true, 0.01);
+        m.wasm_memory(&a2, "a2", 1024);
         m.forget_agent("test-agent", "a1");
         m.forget_agent("test-agent", "never-ran");
         let text = m.encode_text();
@@ -731,10 +774,13 @@ mod tests {
     #[test]
     fn without_agent_id_wasm_memory_is_the_sum_over_the_types_agents() {
         let m = with_labels(&["agent_type"], &[]);
-        m.wasm_memory("test-agent", "a1", 1000);
-        m.wasm_memory("test-agent", "a2", 300);
-        m.wasm_memory("echo", "e1", 7);
-        m.wasm_memory("test-agent", "a1", 2000);
+        let memory = |ty: &str, id: &str, bytes: u64| {
+            m.wasm_memory(&m.agent_series(ty, id), id, bytes);
+        };
+        memory("test-agent", "a1", 1000);
+        memory("test-agent", "a2", 300);
+        memory("echo", "e1", 7);
+        memory("test-agent", "a1", 2000);
         let gauge = |ty: &str| m.wasm_memory.with_label_values(&[ty]).get();
         assert_eq!(gauge("test-agent"), 2300);
         assert_eq!(gauge("echo"), 7);

@@ -96,7 +96,7 @@ impl Runtime {
             receivers = msg.receiver.len(),
             "message accepted"
         );
-        self.metrics.message_sent(msg.performative.as_str());
+        self.metrics.message_sent(msg.performative);
         self.events.publish(|| Event::Message {
             message: Box::new(msg.clone()),
         });
@@ -131,7 +131,7 @@ impl Runtime {
             let agent = agent.clone();
             tokio::spawn(async move { rt.drain(agent).await });
         }
-        self.metrics.message_received(perf.as_str());
+        self.metrics.message_received(perf);
         self.metrics.message_queue().inc();
         Ok(())
     }
@@ -148,7 +148,7 @@ impl Runtime {
     fn route_from(self: &Arc<Self>, mut msg: AclMessage, unsampled: bool) {
         let span = trace_context::route_span(&mut msg, unsampled);
         let _in_span = span.enter();
-        self.metrics.message_sent(msg.performative.as_str());
+        self.metrics.message_sent(msg.performative);
         self.events.publish(|| Event::Message {
             message: Box::new(msg.clone()),
         });
@@ -169,7 +169,7 @@ impl Runtime {
         if let Some(key) = &msg.in_reply_to {
             let waiter = self.pending_slots().remove(key);
             if let Some(tx) = waiter {
-                self.metrics.message_received(msg.performative.as_str());
+                self.metrics.message_received(msg.performative);
                 let _ = tx.send(msg);
             }
         }
@@ -220,21 +220,23 @@ impl Runtime {
             Err(e) => Err(crate::wasm::ExecError::Abi(e.to_string())),
         };
         let seconds = started.elapsed().as_secs_f64();
-        self.metrics
-            .execution(ty, &agent.id, result.is_ok(), seconds);
-        self.metrics
-            .message_processed(msg.performative.as_str(), seconds);
+        let series = agent
+            .series
+            .get_or_init(|| Box::new(self.metrics.agent_series(ty, &agent.id)));
+        self.metrics.execution(series, result.is_ok(), seconds);
+        self.metrics.message_processed(msg.performative, seconds);
         match result {
             Ok(exec) => {
-                self.metrics.wasm_memory(ty, &agent.id, exec.memory_bytes);
+                self.metrics
+                    .wasm_memory(series, &agent.id, exec.memory_bytes);
                 for mut out in exec.outgoing {
                     msg.address_reply(&mut out);
                     self.route_from(out, unsampled);
                 }
             }
             Err(e) => {
-                span.record("otel.status_code", "ERROR");
-                span.record("error.kind", e.kind());
+                span.set_error();
+                span.set_attribute(opentelemetry::KeyValue::new("error.kind", e.kind()));
                 self.metrics.message_error("execution_failed");
                 tracing::warn!(agent_id = %agent.id, agent_type = %ty, error = %e, "execution failed");
                 let mut failure = msg.reply(Performative::Failure, &agent.id);

@@ -146,7 +146,7 @@ impl Runtime {
         let span = crate::trace_context::create_span(&ty.name);
         let _in_span = span.enter();
         let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-        span.record("agent.id", &*id);
+        span.set_attribute(opentelemetry::KeyValue::new("agent.id", id.to_string()));
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let agent = Arc::new(Agent::new(id.clone(), name, ty, config, seq, now_ms()));
         {
@@ -163,7 +163,7 @@ impl Runtime {
                 self.metrics.agents_active().inc();
             }
             Err(e) => {
-                span.record("otel.status_code", "ERROR");
+                span.set_error();
                 agent.set_state(AgentState::Failed);
                 self.lifecycle(&agent);
                 return Err((Some(agent), RuntimeError::Init(e)));

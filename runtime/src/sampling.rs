@@ -27,6 +27,7 @@ use opentelemetry::trace::{
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample,
 };
+use tokio::task::futures::TaskLocalFuture;
 
 /// `trace_sample_rate` as f64 bits; set by `telemetry::init` with the SDK's sampler.
 static RATE: AtomicU64 = AtomicU64::new(0);
@@ -141,9 +142,9 @@ pub fn start_sampled<R>(new_trace: Option<TraceId>, start: impl FnOnce() -> R) -
     out
 }
 
-/// Runs `fut` as the unsampled request `request`.
-pub async fn unsampled<F: Future>(request: Unsampled, fut: F) -> F::Output {
-    UNSAMPLED.scope(request, fut).await
+/// `fut`, run as the unsampled request `request`.
+pub fn unsampled<F: Future>(request: Unsampled, fut: F) -> TaskLocalFuture<Unsampled, F> {
+    UNSAMPLED.scope(request, fut)
 }
 
 /// The unsampled context of the request this task serves, if it is one.

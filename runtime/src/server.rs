@@ -166,10 +166,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         runtime: runtime.clone(),
         reply_timeout: config.server.reply_timeout,
         ready: ready.clone(),
+        max_body_bytes: config.server.max_body_bytes,
     };
     let (stop, stop_rx) = watch::channel(false);
     let profiling = crate::profiling::start(&config.profiling, stop_rx.clone()).await?;
-    let api_app = api::router(state, config.server.max_body_bytes);
+    let api_app = api::router(state, crate::telemetry::tracing_enabled());
     let metrics_app = Router::new()
         .route("/metrics", get(serve_metrics))
         .with_state(Arc::new(MetricsState {

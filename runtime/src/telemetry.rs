@@ -1,7 +1,9 @@
 //! OTLP export of the three signals, set up from `[observability]`.
 //!
-//! - **Traces** (`enable_tracing`): a tracer for `tracing-opentelemetry`, parent-based
-//!   trace-id-ratio sampling at `trace_sample_rate`, batch export.
+//! - **Traces** (`enable_tracing`): one tracer, parent-based trace-id-ratio sampling at
+//!   `trace_sample_rate`, batch export. The runtime's own spans are built with it directly
+//!   ([`with_tracer`], `trace_context.rs`); `tracing` spans reach it through
+//!   `tracing-opentelemetry` (`logging.rs`).
 //! - **Logs** (`enable_logging`): a logger provider for the `opentelemetry-appender-tracing`
 //!   bridge that `logging.rs` installs, batch export.
 //! - **Metrics** (`enable_metrics`, and only when tracing or logging already talk to a
@@ -32,8 +34,8 @@
 //! counted: nothing runs to count them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderName, HeaderValue};
@@ -98,6 +100,18 @@ impl std::fmt::Debug for Telemetry {
 /// tracing off, no span is created and no trace context is propagated.
 static TRACING: AtomicBool = AtomicBool::new(false);
 
+/// The tracer of the installed pipeline, for the spans the runtime builds itself.
+static TRACER: RwLock<Option<opentelemetry_sdk::trace::Tracer>> = RwLock::new(None);
+
+/// `f` applied to the runtime's tracer, when a trace pipeline is installed.
+pub fn with_tracer<R>(f: impl FnOnce(&opentelemetry_sdk::trace::Tracer) -> R) -> Option<R> {
+    TRACER
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(f)
+}
+
 /// The meter provider and period for `otlp_metrics.rs`, set by [`init`] when metrics go over
 /// OTLP: `server::start` (which owns the registry) picks it up.
 static METRICS_EXPORT: std::sync::Mutex<Option<(SdkMeterProvider, Duration)>> =
@@ -148,6 +162,7 @@ impl Telemetry {
     /// their own threads): async callers run it on a blocking thread.
     pub fn shutdown(self) {
         TRACING.store(false, Ordering::Relaxed);
+        *TRACER.write().unwrap_or_else(|p| p.into_inner()) = None;
         *METRICS_EXPORT.lock().unwrap_or_else(|p| p.into_inner()) = None;
         // Errors here mean "could not flush": the drop counter already saw those records.
         if let Some(p) = self.tracer_provider {
@@ -212,6 +227,7 @@ pub fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
                 .with_span_processor(processor)
                 .build(),
         );
+        *TRACER.write().unwrap_or_else(|p| p.into_inner()) = telemetry.tracer();
         TRACING.store(true, Ordering::Relaxed);
     }
     if cfg.enable_logging {

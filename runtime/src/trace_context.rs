@@ -3,9 +3,10 @@
 //!
 //! The flow, which makes a whole conversation one trace:
 //! 1. `http_tracing.rs` opens the server span of a request, continuing the caller's
-//!    `traceparent` header when there is one.
+//!    `traceparent` header when there is one, and makes it the current OpenTelemetry context
+//!    while the request is served.
 //! 2. `Runtime::send` (a client's message) and `Runtime::route` (a message an agent sent)
-//!    open a `message.route` span under the current span and write its context into the
+//!    open a `message.route` span under the current context and write its context into the
 //!    message's `metadata`, replacing whatever trace context the message carried (an agent's
 //!    outgoing message inherits its trigger's metadata through `address_reply`; the new
 //!    context makes it a child of the execution that sent it).
@@ -13,26 +14,96 @@
 //!    so the execution hangs under the route span of the message that caused it, even though
 //!    it runs on another task, later.
 //!
+//! **These spans are built with the SDK's tracer directly** ([`RuntimeSpan`]), not as
+//! `tracing` spans: a sampled request cost ~50k instructions more through
+//! `tracing-subscriber`'s registry and `tracing-opentelemetry`'s per-span builder, layer
+//! filters and enter/exit bookkeeping (BENCHMARKS.md, issue 4). They still nest with `tracing`
+//! spans both ways: `tracing-opentelemetry` activates an entered span's context, and a
+//! `tracing` span opened under a [`RuntimeSpan`] takes the current context as its parent
+//! (`task_span.rs` is such a span).
+//!
 //! Work that belongs to an unsampled trace builds no span either (`sampling.rs`): the route
 //! writes the unsampled context into the message, and its execution, replies and their
 //! routes see it there and skip theirs.
 //!
-//! Every function here is a no-op returning a disabled span when tracing is off
+//! Every function here returns [`RuntimeSpan::none`] when tracing is off
 //! ([`crate::telemetry::tracing_enabled`]): no span is built and no metadata is touched.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use opentelemetry::Context;
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{SpanContext, TraceContextExt};
-use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, ContextGuard, KeyValue};
 
 use crate::fipa::AclMessage;
 use crate::sampling;
-use crate::telemetry::tracing_enabled;
+use crate::telemetry::{self, tracing_enabled};
 use crate::traceparent;
 pub use crate::traceparent::{TRACEPARENT, TRACESTATE};
+
+/// One of the runtime's spans, or none (tracing off, or the trace is not sampled). It ends
+/// when dropped, with the clones of its context.
+#[derive(Debug, Default)]
+pub struct RuntimeSpan(Option<Context>);
+
+impl RuntimeSpan {
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Starts `name` under `parent` with the runtime's tracer.
+    pub fn start(
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        attributes: Vec<KeyValue>,
+        parent: &Context,
+    ) -> Self {
+        Self(telemetry::with_tracer(|tracer| {
+            let span = tracer
+                .span_builder(name)
+                .with_kind(kind)
+                .with_attributes(attributes)
+                .start_with_context(tracer, parent);
+            parent.with_span(span)
+        }))
+    }
+
+    /// The context with this span in it, for futures (`with_context`) and propagation.
+    pub fn context(&self) -> Option<&Context> {
+        self.0.as_ref()
+    }
+
+    /// Makes this span the current context until the guard drops. For synchronous sections
+    /// only (the guard cannot cross an `.await`); futures take [`RuntimeSpan::context`].
+    pub fn enter(&self) -> Option<ContextGuard> {
+        self.0.as_ref().map(|cx| cx.clone().attach())
+    }
+
+    pub fn set_attribute(&self, attribute: KeyValue) {
+        if let Some(cx) = &self.0 {
+            cx.span().set_attribute(attribute);
+        }
+    }
+
+    /// Ends the span now, even while clones of its context are still alive.
+    pub fn end(&mut self) {
+        if let Some(cx) = self.0.take() {
+            cx.span().end();
+        }
+    }
+
+    /// Status Error (what `otel.status_code = "ERROR"` gave as a `tracing` span).
+    pub fn set_error(&self) {
+        if let Some(cx) = &self.0 {
+            cx.span().set_status(Status::error(""));
+        }
+    }
+}
 
 struct HeaderExtractor<'a>(&'a axum::http::HeaderMap);
 
@@ -91,10 +162,9 @@ fn write_context(metadata: &mut BTreeMap<String, String>, traceparent: String, s
     }
 }
 
-/// The trace id and W3C `traceparent` value of a span (for the `x-trace-id` and
-/// `traceresponse` response headers).
-pub fn traceparent_of(span: &Span) -> Option<(String, String)> {
-    traceparent::encode(span.context().span().span_context())
+/// Whether a span (the runtime's or a `tracing` one) is current on this thread.
+fn in_span() -> bool {
+    Context::map_current(|cx| cx.has_active_span())
 }
 
 /// Whether the work at hand belongs to an unsampled trace and builds no span: there is no
@@ -102,7 +172,7 @@ pub fn traceparent_of(span: &Span) -> Option<(String, String)> {
 /// written into `metadata`), or `metadata` already carries an unsampled context (an
 /// agent's message inherits its trigger's).
 fn skip_unsampled(metadata: &mut BTreeMap<String, String>) -> bool {
-    if !Span::current().is_none() {
+    if in_span() {
         return false;
     }
     // What `inject` would write, from the value formatted once at the edge.
@@ -112,60 +182,69 @@ fn skip_unsampled(metadata: &mut BTreeMap<String, String>) -> bool {
             && sampling::unsampled_parent(&from_metadata(metadata)))
 }
 
-/// `message.route` for `msg`, under the current span; its context goes into the message's
-/// metadata. Enter the returned span while routing. `from_unsampled` says the message comes
-/// from an execution of an unsampled trace (its metadata, inherited from the trigger, says
-/// so too; this spares parsing it again).
-pub fn route_span(msg: &mut AclMessage, from_unsampled: bool) -> Span {
+/// `message.route` for `msg`, under the current context; its context goes into the
+/// message's metadata. Enter the returned span while routing. `from_unsampled` says the
+/// message comes from an execution of an unsampled trace (its metadata, inherited from the
+/// trigger, says so too; this spares parsing it again).
+pub fn route_span(msg: &mut AclMessage, from_unsampled: bool) -> RuntimeSpan {
     if !tracing_enabled() || from_unsampled || skip_unsampled(&mut msg.metadata) {
-        return Span::none();
+        return RuntimeSpan::none();
     }
-    let span = tracing::info_span!(
+    let span = RuntimeSpan::start(
         "message.route",
-        fipa.performative = msg.performative.as_str(),
-        conversation_id = msg.conversation_id.as_deref().unwrap_or(""),
-        message.sender = %msg.sender,
-        message.receivers = msg.receiver.len(),
+        SpanKind::Internal,
+        vec![
+            KeyValue::new("fipa.performative", msg.performative.as_str()),
+            KeyValue::new(
+                "conversation_id",
+                msg.conversation_id.clone().unwrap_or_default(),
+            ),
+            KeyValue::new("message.sender", msg.sender.clone()),
+            KeyValue::new("message.receivers", msg.receiver.len() as i64),
+        ],
+        &Context::current(),
     );
-    inject(&span.context(), &mut msg.metadata);
+    if let Some(cx) = span.context() {
+        inject(cx, &mut msg.metadata);
+    }
     span
 }
 
 /// `agent.execute` for `msg` at agent `agent_id`, continuing the trace in its metadata.
-pub fn execute_span(msg: &AclMessage, agent_id: &str, agent_type: &str) -> Span {
+pub fn execute_span(msg: &AclMessage, agent_id: &str, agent_type: &str) -> RuntimeSpan {
     if !tracing_enabled() {
-        return Span::none();
+        return RuntimeSpan::none();
     }
     let parent = from_metadata(&msg.metadata);
     if sampling::unsampled_parent(&parent) {
-        return Span::none();
+        return RuntimeSpan::none();
     }
-    let span = tracing::info_span!(
-        parent: None,
+    RuntimeSpan::start(
         "agent.execute",
-        agent.id = agent_id,
-        "agent.type" = agent_type,
-        fipa.performative = msg.performative.as_str(),
-        conversation_id = msg.conversation_id.as_deref().unwrap_or(""),
-        otel.status_code = tracing::field::Empty,
-        error.kind = tracing::field::Empty,
-    );
-    if parent.span().span_context().is_valid() {
-        let _ = span.set_parent(parent);
-    }
-    span
+        SpanKind::Internal,
+        vec![
+            KeyValue::new("agent.id", agent_id.to_owned()),
+            KeyValue::new("agent.type", agent_type.to_owned()),
+            KeyValue::new("fipa.performative", msg.performative.as_str()),
+            KeyValue::new(
+                "conversation_id",
+                msg.conversation_id.clone().unwrap_or_default(),
+            ),
+        ],
+        &parent,
+    )
 }
 
-/// `agent.create` under the current span; `agent.id` is recorded once known.
-pub fn create_span(agent_type: &str) -> Span {
-    if !tracing_enabled() || (Span::current().is_none() && sampling::current().is_some()) {
-        return Span::none();
+/// `agent.create` under the current context; `agent.id` is recorded once known.
+pub fn create_span(agent_type: &str) -> RuntimeSpan {
+    if !tracing_enabled() || (!in_span() && sampling::current().is_some()) {
+        return RuntimeSpan::none();
     }
-    tracing::info_span!(
+    RuntimeSpan::start(
         "agent.create",
-        "agent.type" = agent_type,
-        agent.id = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
+        SpanKind::Internal,
+        vec![KeyValue::new("agent.type", agent_type.to_owned())],
+        &Context::current(),
     )
 }
 
