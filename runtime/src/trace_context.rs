@@ -43,7 +43,7 @@ use crate::traceparent;
 pub use crate::traceparent::{TRACEPARENT, TRACESTATE};
 
 /// One of the runtime's spans, or none (tracing off, or the trace is not sampled). It ends
-/// when dropped, with the clones of its context.
+/// when the last clone of its context is dropped, or at [`RuntimeSpan::end`].
 #[derive(Debug, Default)]
 pub struct RuntimeSpan(Option<Context>);
 
