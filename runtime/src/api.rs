@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::agent::{Agent, AgentState};
+use crate::events::Event;
 use crate::fipa::AclMessage;
 use crate::http_metrics::{self, GaugeGuard};
 use crate::http_tracing;
@@ -417,12 +418,20 @@ async fn ws(
 ) -> Result<Response, ApiError> {
     let Query(filter) = filter?;
     let rt = state.runtime.clone();
-    Ok(upgrade.on_upgrade(move |socket| stream_events(socket, rt, filter)))
+    // Subscribed before the 101 goes out: a client that sends a message as soon as its
+    // handshake completes must see that message's events (subscribing in the upgrade
+    // callback lost them under load).
+    let events = rt.events().subscribe();
+    Ok(upgrade.on_upgrade(move |socket| stream_events(socket, rt, events, filter)))
 }
 
-async fn stream_events(mut socket: WebSocket, rt: Arc<Runtime>, filter: WsFilter) {
+async fn stream_events(
+    mut socket: WebSocket,
+    rt: Arc<Runtime>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    filter: WsFilter,
+) {
     let _open = GaugeGuard::new(rt.metrics().websocket_connections());
-    let mut events = rt.events().subscribe();
     loop {
         tokio::select! {
             ev = events.recv() => {
