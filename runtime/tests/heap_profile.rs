@@ -4,28 +4,13 @@
 //! harness, because only the binary sets the global allocator and `malloc_conf`.
 #![cfg(feature = "jemalloc")]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod binary;
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use binary::{Serving, free_port};
 
 #[tokio::test]
 async fn binary_serves_an_inuse_heap_profile_of_itself() {
@@ -42,26 +27,9 @@ async fn binary_serves_an_inuse_heap_profile_of_itself() {
         ),
     )
     .unwrap();
-    let _caxton = Killed(
-        Command::new(env!("CARGO_BIN_EXE_caxton"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
+    let caxton = Serving::start(&config, api, &[], Duration::from_secs(30)).await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{api}");
-    let started = Instant::now();
-    while !matches!(http.get(format!("{base}/ready")).send().await, Ok(r) if r.status() == 200) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "caxton never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = &caxton.api;
     // Heap that is allocated after activation and retained: jemalloc samples one allocation
     // per 512 KiB on average, so small allocations would give a profile that is empty by
     // chance. Each agent keeps its `config` as one allocation: 64 x 512 KiB = 32 MiB.

@@ -7,10 +7,12 @@
 //! `opentelemetry-proto` types, exactly what a collector parses. The gRPC test uses rotel
 //! (`pip install rotel`, see ci/install-tools) as a real third-party receiver.
 
+mod binary;
+
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,8 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use serde_json::{Value, json};
+
+use binary::{Serving, free_port};
 
 const DEADLINE: Duration = Duration::from_secs(40);
 
@@ -135,16 +139,8 @@ async fn start_receiver() -> (SocketAddr, Shared) {
 
 // ---- the runtime process ----
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Caxton {
-    child: Child,
+    process: Serving,
     api: String,
     metrics: String,
     _dir: tempfile::TempDir,
@@ -168,45 +164,29 @@ impl Caxton {
         );
         let path = dir.path().join("caxton.toml");
         std::fs::write(&path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_caxton"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            // Export batches every 200 ms instead of 5 s so the test does not wait.
-            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-            .env("OTEL_BLRP_SCHEDULE_DELAY", "200")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let c = Caxton {
-            child,
-            api: format!("http://127.0.0.1:{api}"),
+        // Export batches every 200 ms instead of 5 s so the test does not wait.
+        let envs = [
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "200"),
+        ];
+        let process = Serving::start(&path, api, &envs, DEADLINE).await;
+        Caxton {
+            api: process.api.clone(),
+            process,
             metrics: format!("http://127.0.0.1:{metrics}/metrics"),
             _dir: dir,
             log_file,
-        };
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = client.get(format!("{}/ready", c.api)).send().await
-                && r.status() == 200
-            {
-                return c;
-            }
-            assert!(started.elapsed() < DEADLINE, "caxton never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// SIGTERM (graceful: telemetry is flushed) and wait for the exit.
     fn stop(mut self) -> String {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.process.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let exit = self.child.wait().unwrap();
+        let exit = self.process.child.wait().unwrap();
         assert!(exit.success(), "caxton exited with {exit}");
         read(&self.log_file)
     }
@@ -236,13 +216,6 @@ impl Caxton {
             .unwrap();
         assert_eq!(resp.status(), 200);
         resp
-    }
-}
-
-impl Drop for Caxton {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
