@@ -104,7 +104,8 @@ pub struct AgentsConfig {
     /// Default `1024`.
     pub mailbox_capacity: usize,
     /// Instance slots of the pooling allocator, i.e. executions that may run at the same time.
-    /// Default `1000`.
+    /// Threads' spare stores may keep up to half of them for spent instances (wasm.rs); with
+    /// fewer than 4 slots per CPU, stores are not reused. Default `1000`.
     pub max_instances: u32,
 }
 

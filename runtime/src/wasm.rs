@@ -19,16 +19,20 @@
 //! Instances are ephemeral: each execution instantiates from a pre-linked `InstancePre` in the
 //! pooling allocator, so an idle agent holds no instance and no linear memory. Each execution
 //! has a fuel budget, an epoch deadline (wall-clock timeout) and a memory cap; running out of
-//! any of them fails that execution only.
+//! any of them fails that execution only. Consecutive executions on a thread may share a
+//! `Store` (see `SpareStore`), never an instance: nothing an agent leaves in its memory,
+//! globals or table reaches the next message.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 use wasmtime::{
-    Caller, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    ModuleExport, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap, ValType,
+    Caller, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Memory, Module,
+    ModuleExport, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, Trap, ValType,
 };
 
 use crate::config::AgentsConfig;
@@ -41,6 +45,28 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 const MAX_OUTBOX: usize = 1024;
 /// Longest `console_log` line kept; the rest is cut so an agent cannot flood the logs.
 const MAX_LOG_BYTES: usize = 4096;
+/// Most executions one store serves (see [`SpareStore`]).
+const STORE_REUSE: u32 = 8;
+/// A store is only kept for another execution while its instances' memories total at most
+/// this: a spare store's spent instances keep their pool slots and pages until it drops.
+const SPARE_MEMORY_BYTES: u64 = 1 << 20;
+
+/// A store kept by a thread for its next execution. Creating and dropping a store (its
+/// module registry, limits, fuel and host state) cost ~7k instructions of the ~90k a
+/// message costs (callgrind, BENCHMARKS.md). Every execution still gets a fresh instance,
+/// so no memory, global or table passes between messages, whatever the load; what is
+/// shared is the store's bookkeeping, and fuel, deadline, agent id and outbox are set anew
+/// each time. Spent instances keep their pool slots until the store drops, hence the caps:
+/// [`STORE_REUSE`] executions, [`SPARE_MEMORY_BYTES`] of memory, no failed execution.
+struct SpareStore {
+    store: Store<HostState>,
+    uses: u32,
+    memory_bytes: u64,
+}
+
+thread_local! {
+    static SPARE: RefCell<Option<SpareStore>> = const { RefCell::new(None) };
+}
 
 /// Why an execution failed; `kind()` is the metric label.
 #[derive(Debug, Error)]
@@ -104,6 +130,11 @@ pub struct HostState {
     limits: StoreLimits,
     agent_id: Arc<str>,
     outbox: Vec<AclMessage>,
+    /// The running instance's memory, set right after instantiation; host calls read the
+    /// guest through it instead of looking the export up by name on every call. `None`
+    /// sends them to that lookup (a store shared by executions must never keep another
+    /// instance's memory here).
+    memory: Option<Memory>,
 }
 
 /// A compiled, pre-linked agent type; cheap to instantiate many times.
@@ -155,6 +186,9 @@ pub struct WasmEngine {
     fuel: u64,
     deadline_ticks: u64,
     memory_limit: usize,
+    /// Executions a store may serve: [`STORE_REUSE`], less where the pool is small enough
+    /// that spare stores' spent instances could exhaust it (1 turns reuse off).
+    store_reuse: u32,
     _ticker: EpochTicker,
 }
 
@@ -195,6 +229,7 @@ impl WasmEngine {
             fuel: cfg.fuel_per_message,
             deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
             memory_limit,
+            store_reuse: store_reuse(cfg.max_instances),
         })
     }
 
@@ -242,6 +277,7 @@ impl WasmEngine {
                 limits,
                 agent_id: agent_id.clone(),
                 outbox: Vec::new(),
+                memory: None,
             },
         );
         store.limiter(|s| &mut s.limits);
@@ -277,54 +313,123 @@ impl WasmEngine {
         agent_id: &Arc<str>,
         message: &[u8],
     ) -> Result<Execution, ExecError> {
-        let mut store = self.store(agent_id);
-        let instance = ty
-            .pre
-            .instantiate(&mut store)
-            .map_err(ExecError::classify)?;
+        let mut spare = self.spare_store(agent_id);
+        let result = self.run(ty, &mut spare, message);
+        let keep = match &result {
+            Ok(exec) => {
+                spare.uses += 1;
+                spare.memory_bytes += exec.memory_bytes;
+                spare.uses < self.store_reuse && spare.memory_bytes <= SPARE_MEMORY_BYTES
+            }
+            Err(_) => false,
+        };
+        if keep {
+            SPARE.with(|s| *s.borrow_mut() = Some(spare));
+        }
+        result
+    }
+
+    /// This thread's spare store if it belongs to this engine, else a new one; set up for
+    /// one execution by `agent_id`.
+    fn spare_store(&self, agent_id: &Arc<str>) -> SpareStore {
+        let spare = SPARE
+            .with(|s| s.borrow_mut().take())
+            .filter(|s| Engine::same(s.store.engine(), &self.engine));
+        match spare {
+            Some(mut spare) => {
+                let store = &mut spare.store;
+                let _ = store.set_fuel(self.fuel);
+                store.set_epoch_deadline(self.deadline_ticks);
+                let state = store.data_mut();
+                state.agent_id = agent_id.clone();
+                state.outbox.clear();
+                state.memory = None;
+                spare
+            }
+            None => SpareStore {
+                store: self.store(agent_id),
+                uses: 0,
+                memory_bytes: 0,
+            },
+        }
+    }
+
+    fn run(
+        &self,
+        ty: &AgentType,
+        spare: &mut SpareStore,
+        message: &[u8],
+    ) -> Result<Execution, ExecError> {
+        let instance = match ty.pre.instantiate(&mut spare.store) {
+            Ok(instance) => instance,
+            // The pool is full, possibly of spare stores' spent instances: this thread's go
+            // with its store; a fresh store tries once more.
+            Err(e) if spare.uses > 0 && e.is::<PoolConcurrencyLimitError>() => {
+                let agent_id = spare.store.data().agent_id.clone();
+                *spare = SpareStore {
+                    store: self.store(&agent_id),
+                    uses: 0,
+                    memory_bytes: 0,
+                };
+                ty.pre
+                    .instantiate(&mut spare.store)
+                    .map_err(ExecError::classify)?
+            }
+            Err(e) => return Err(ExecError::classify(e)),
+        };
+        let store = &mut spare.store;
         let export = |store: &mut Store<HostState>, e: &ModuleExport, what: &str| {
             instance
                 .get_module_export(&mut *store, e)
                 .ok_or_else(|| ExecError::Abi(format!("export `{what}` missing at run time")))
         };
-        let memory = export(&mut store, &ty.memory, "memory")?
+        let memory = export(store, &ty.memory, "memory")?
             .into_memory()
             .ok_or_else(|| ExecError::Abi("`memory` is not a memory".into()))?;
+        store.data_mut().memory = Some(memory);
         let func = |store: &mut Store<HostState>, e: &ModuleExport, what: &str| {
             export(store, e, what)?
                 .into_func()
                 .ok_or_else(|| ExecError::Abi(format!("`{what}` is not a function")))
         };
         // Signatures were checked by `check_abi` at compile time; `typed` re-checks cheaply.
-        let alloc = func(&mut store, &ty.alloc, "alloc")?
-            .typed::<i32, i32>(&store)
+        let alloc = func(store, &ty.alloc, "alloc")?
+            .typed::<i32, i32>(&*store)
             .map_err(|e| ExecError::Abi(format!("{e:#}")))?;
-        let handle = func(&mut store, &ty.handle, "handle_message")?
-            .typed::<(i32, i32), i32>(&store)
+        let handle = func(store, &ty.handle, "handle_message")?
+            .typed::<(i32, i32), i32>(&*store)
             .map_err(|e| ExecError::Abi(format!("{e:#}")))?;
         let len = i32::try_from(message.len())
             .map_err(|_| ExecError::Abi("message larger than 2 GiB".into()))?;
-        let ptr = alloc.call(&mut store, len).map_err(ExecError::classify)?;
+        let ptr = alloc.call(&mut *store, len).map_err(ExecError::classify)?;
         if ptr <= 0 {
             return Err(ExecError::MemoryLimit(format!(
                 "alloc({len}) returned {ptr}: no room for the message"
             )));
         }
         memory
-            .write(&mut store, ptr as usize, message)
+            .write(&mut *store, ptr as usize, message)
             .map_err(|e| ExecError::Abi(format!("alloc returned an out-of-bounds pointer: {e}")))?;
         let status = handle
-            .call(&mut store, (ptr, len))
+            .call(&mut *store, (ptr, len))
             .map_err(ExecError::classify)?;
         if status != 0 {
             return Err(ExecError::Status(status));
         }
-        let memory_bytes = memory.data_size(&store) as u64;
+        let memory_bytes = memory.data_size(&*store) as u64;
         Ok(Execution {
             outgoing: std::mem::take(&mut store.data_mut().outbox),
             memory_bytes,
         })
     }
+}
+
+/// [`STORE_REUSE`], cut so that every thread's spare store together holds at most half of
+/// the pool's `max_instances` slots.
+fn store_reuse(max_instances: u32) -> u32 {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = u32::try_from(threads).unwrap_or(u32::MAX);
+    (max_instances / threads.saturating_mul(2)).clamp(1, STORE_REUSE)
 }
 
 fn spawn_epoch_ticker(engine: &Engine) -> EpochTicker {
@@ -395,11 +500,14 @@ fn check_abi(module: &Module) -> Result<(), ModuleError> {
 }
 
 /// Reads `len` bytes at `ptr` of the caller's exported memory.
-fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Option<Vec<u8>> {
-    let memory = caller.get_export("memory")?.into_memory()?;
+fn guest_bytes<'c>(caller: &'c mut Caller<'_, HostState>, ptr: i32, len: i32) -> Option<&'c [u8]> {
+    let memory = match caller.data().memory {
+        Some(memory) => memory,
+        None => caller.get_export("memory")?.into_memory()?,
+    };
     let start = usize::try_from(ptr).ok()?;
     let end = start.checked_add(usize::try_from(len).ok()?)?;
-    memory.data(&*caller).get(start..end).map(<[u8]>::to_vec)
+    memory.data(&*caller).get(start..end)
 }
 
 fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
@@ -411,7 +519,7 @@ fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             let Some(bytes) = guest_bytes(&mut caller, ptr, len) else {
                 return -2;
             };
-            let Ok(mut msg) = serde_json::from_slice::<AclMessage>(&bytes) else {
+            let Ok(mut msg) = serde_json::from_slice::<AclMessage>(bytes) else {
                 return -1;
             };
             let state = caller.data_mut();
@@ -435,7 +543,7 @@ fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
             let len = len.clamp(0, MAX_LOG_BYTES as i32);
             if let Some(bytes) = guest_bytes(&mut caller, ptr, len) {
-                let line = String::from_utf8_lossy(&bytes);
+                let line = String::from_utf8_lossy(bytes).into_owned();
                 tracing::info!(agent_id = %caller.data().agent_id, "{line}");
             }
         },
@@ -504,14 +612,19 @@ mod tests {
 
     /// Teardown memsets the resident part of a slot and decommits the rest; pool slots are
     /// reused, so a page missed by either would leak one message's memory into the next
-    /// agent's execution.
+    /// agent's execution. Consecutive executions on this thread also share a store
+    /// ([`SpareStore`]): a global set by one must not be seen by the next.
     #[test]
     fn every_message_sees_a_fresh_instance() {
         let e = engine();
+        assert!(e.store_reuse > 1, "the test must cover reused stores");
         let wat = r#"(module (memory (export "memory") 1)
             (data (i32.const 100) "\07")
+            (global $seen (mut i32) (i32.const 0))
             (func (export "alloc") (param i32) (result i32) (i32.const 1024))
             (func (export "handle_message") (param i32 i32) (result i32) (local $i i32)
+              (if (global.get $seen) (then (return (i32.const 5))))
+              (global.set $seen (i32.const 1))
               (if (i32.ne (i32.load8_u (i32.const 100)) (i32.const 7)) (then (return (i32.const 1))))
               (if (i32.ne (memory.size) (i32.const 1)) (then (return (i32.const 2))))
               (if (i32.ne (i32.load (i32.const 40960)) (i32.const 0)) (then (return (i32.const 3))))
@@ -529,6 +642,50 @@ mod tests {
         for n in 0..64 {
             let out = e.execute(&ty, &"a".into(), &request());
             assert!(out.is_ok(), "execution {n} saw a used instance: {out:?}");
+        }
+    }
+
+    /// Spare stores keep spent instances' slots. When they have filled the pool, the
+    /// thread's own spare makes room instead of failing the message.
+    #[test]
+    fn a_full_pool_of_spent_instances_does_not_fail_a_message() {
+        let threads =
+            u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap();
+        let cfg = AgentsConfig {
+            max_instances: threads * 4,
+            ..AgentsConfig::default()
+        };
+        let e = Arc::new(WasmEngine::new(&cfg).unwrap());
+        assert_eq!(e.store_reuse, 2);
+        let ty = Arc::new(
+            e.compile("test-agent", builtin::TEST_AGENT.wat().as_bytes(), true)
+                .unwrap(),
+        );
+        // Other threads' spare stores hold all slots but one, and keep them while we run.
+        let holders = cfg.max_instances as usize - 1;
+        let held = Arc::new(std::sync::Barrier::new(holders + 1));
+        let done = Arc::new(std::sync::Barrier::new(holders + 1));
+        let handles: Vec<_> = (0..holders)
+            .map(|_| {
+                let (e, ty, held, done) = (e.clone(), ty.clone(), held.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let ok = e.execute(&ty, &"h".into(), &request()).is_ok();
+                    held.wait();
+                    done.wait();
+                    ok
+                })
+            })
+            .collect();
+        held.wait();
+        // The first takes the last slot and keeps it in this thread's spare store; the
+        // second finds the pool full.
+        for n in 0..2 {
+            let out = e.execute(&ty, &"a".into(), &request());
+            assert!(out.is_ok(), "execution {n}: {out:?}");
+        }
+        done.wait();
+        for h in handles {
+            assert!(h.join().unwrap(), "a holder's execution failed");
         }
     }
 
