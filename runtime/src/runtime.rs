@@ -146,7 +146,9 @@ impl Runtime {
         let span = crate::trace_context::create_span(&ty.name);
         let _in_span = span.enter();
         let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-        span.set_attribute(opentelemetry::KeyValue::new("agent.id", id.to_string()));
+        if !span.is_none() {
+            span.set_attribute(opentelemetry::KeyValue::new("agent.id", id.to_string()));
+        }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let agent = Arc::new(Agent::new(id.clone(), name, ty, config, seq, now_ms()));
         {

@@ -346,11 +346,15 @@ impl WasmEngine {
                 state.memory = None;
                 spare
             }
-            None => SpareStore {
-                store: self.store(agent_id),
-                uses: 0,
-                memory_bytes: 0,
-            },
+            None => self.fresh_spare(agent_id),
+        }
+    }
+
+    fn fresh_spare(&self, agent_id: &Arc<str>) -> SpareStore {
+        SpareStore {
+            store: self.store(agent_id),
+            uses: 0,
+            memory_bytes: 0,
         }
     }
 
@@ -366,11 +370,7 @@ impl WasmEngine {
             // with its store; a fresh store tries once more.
             Err(e) if spare.uses > 0 && e.is::<PoolConcurrencyLimitError>() => {
                 let agent_id = spare.store.data().agent_id.clone();
-                *spare = SpareStore {
-                    store: self.store(&agent_id),
-                    uses: 0,
-                    memory_bytes: 0,
-                };
+                *spare = self.fresh_spare(&agent_id);
                 ty.pre
                     .instantiate(&mut spare.store)
                     .map_err(ExecError::classify)?
