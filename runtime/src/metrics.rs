@@ -47,6 +47,7 @@ pub mod names {
 
     // Beyond the seed's list: OTLP export health (issue 4).
     pub const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
+    pub const TELEMETRY_QUEUED: &str = "caxton_telemetry_queued";
 }
 
 /// The 19 names of the seed's "Core Metrics" list, in its order.
@@ -164,6 +165,8 @@ pub struct Metrics {
     profiler: ProfilerCounters,
     /// Mirrors `telemetry::dropped` (process-wide atomics) at scrape/export time.
     telemetry_dropped: IntCounterVec,
+    /// Mirrors `telemetry::queued` at scrape/export time.
+    telemetry_queued: IntGaugeVec,
     /// The message metrics' children of each performative, resolved on first use: every
     /// message updates five of them, and `with_label_values` hashes the labels and looks the
     /// child up under a lock each time.
@@ -325,6 +328,17 @@ impl Metrics {
                 TELEMETRY_DROPPED_TOTAL,
                 "Spans, log records and metric exports the OTLP pipelines dropped",
                 &[("signal", true), ("reason", true)],
+            )?,
+            telemetry_queued: reg(
+                r,
+                TELEMETRY_QUEUED,
+                IntGaugeVec::new(
+                    Opts::new(
+                        TELEMETRY_QUEUED,
+                        "Spans and log records waiting for or inside an OTLP export",
+                    ),
+                    &["signal"],
+                ),
             )?,
             opt,
             registry,
@@ -528,9 +542,15 @@ impl Metrics {
 
 impl Metrics {
     /// Brings `caxton_telemetry_dropped_total` up to the telemetry pipelines' counts, which
-    /// only grow. Every signal/reason pair is present (0 until something drops).
-    pub fn sync_telemetry_dropped(&self) {
-        use crate::telemetry::{DropReason, Signal, dropped};
+    /// only grow, and sets `caxton_telemetry_queued` to their backlog. Every signal/reason
+    /// pair is present (0 until something drops).
+    pub fn sync_telemetry(&self) {
+        use crate::telemetry::{DropReason, QUEUED_SIGNALS, Signal, dropped, queued};
+        for signal in QUEUED_SIGNALS {
+            self.telemetry_queued
+                .with_label_values(&[signal.as_str()])
+                .set(i64::try_from(queued(signal)).unwrap_or(i64::MAX));
+        }
         for signal in Signal::ALL {
             for reason in DropReason::ALL {
                 let c = self

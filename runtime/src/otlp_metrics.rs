@@ -38,7 +38,7 @@ impl Snapshot {
         {
             return fams.clone();
         }
-        self.metrics.sync_telemetry_dropped();
+        self.metrics.sync_telemetry();
         let fams = Arc::new(self.metrics.registry().gather());
         *taken = Some((Instant::now(), fams.clone()));
         fams

@@ -32,10 +32,14 @@
 //!
 //! Records still queued when the process is killed without [`Telemetry::shutdown`] are not
 //! counted: nothing runs to count them.
+//!
+//! What is queued right now ([`queued`], `caxton_telemetry_queued{signal}`) is the backlog
+//! the admission limit is checked against: it climbs toward [`QUEUE_CAPACITY`] before any
+//! `queue_full` drop, and returns to 0 once an export has taken everything.
 
 use std::collections::HashMap;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderName, HeaderValue};
@@ -204,10 +208,8 @@ pub fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
     if cfg.enable_tracing {
         let exporter = CountingSpanExporter {
             inner: span_exporter(cfg, &headers)?,
-            pending: Arc::new(AtomicUsize::new(0)),
         };
         let processor = CountingSpanProcessor {
-            pending: exporter.pending.clone(),
             inner: BatchSpanProcessor::builder(exporter)
                 .with_batch_config(
                     BatchConfigBuilder::default()
@@ -233,10 +235,8 @@ pub fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
     if cfg.enable_logging {
         let exporter = CountingLogExporter {
             inner: log_exporter(cfg, &headers)?,
-            pending: Arc::new(AtomicUsize::new(0)),
         };
         let processor = CountingLogProcessor {
-            pending: exporter.pending.clone(),
             inner: BatchLogProcessor::builder(exporter)
                 .with_batch_config(
                     LogBatchConfigBuilder::default()
@@ -444,6 +444,40 @@ fn set_warn_interval(interval: Duration) {
     WARN_INTERVAL_MS.store(ms.max(1), Ordering::Relaxed);
 }
 
+/// Spans and log records admitted and not yet returned by an export, per queued signal
+/// (traces, logs; metrics are not queued). Process-wide like [`DROPPED`]: `init` runs once.
+static QUEUED: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// The signals that go through a bounded export queue.
+pub const QUEUED_SIGNALS: [Signal; 2] = [Signal::Traces, Signal::Logs];
+
+/// Records of `signal` waiting for or inside an export (read by `/metrics`); 0 for metrics.
+pub fn queued(signal: Signal) -> u64 {
+    QUEUED
+        .get(signal as usize)
+        .map_or(0, |q| q.load(Ordering::Acquire) as u64)
+}
+
+/// Takes one record of `signal` into the queue, or counts it dropped when [`QUEUE_CAPACITY`]
+/// are already there.
+fn admit(signal: Signal) -> bool {
+    let q = &QUEUED[signal as usize];
+    if q.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAPACITY {
+        q.fetch_sub(1, Ordering::AcqRel);
+        record_drop(signal, DropReason::QueueFull, 1);
+        return false;
+    }
+    true
+}
+
+/// `n` records of `signal` left the queue through an export that returned `result`.
+fn release(signal: Signal, n: usize, result: &OTelSdkResult) {
+    QUEUED[signal as usize].fetch_sub(n, Ordering::AcqRel);
+    if result.is_err() {
+        record_drop(signal, DropReason::ExportFailed, n as u64);
+    }
+}
+
 /// Cumulative drops since the process started (read by `/metrics`).
 pub fn dropped(signal: Signal, reason: DropReason) -> u64 {
     DROPPED[signal as usize][reason as usize].load(Ordering::Relaxed)
@@ -483,8 +517,6 @@ fn record_drop(signal: Signal, reason: DropReason, n: u64) {
 #[derive(Debug)]
 struct CountingSpanProcessor {
     inner: BatchSpanProcessor,
-    /// Spans admitted and not yet returned by an export (shared with the exporter).
-    pending: Arc<AtomicUsize>,
 }
 
 impl SpanProcessor for CountingSpanProcessor {
@@ -493,12 +525,9 @@ impl SpanProcessor for CountingSpanProcessor {
     }
 
     fn on_end(&self, span: SpanData) {
-        if self.pending.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAPACITY {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-            record_drop(Signal::Traces, DropReason::QueueFull, 1);
-            return;
+        if admit(Signal::Traces) {
+            self.inner.on_end(span);
         }
-        self.inner.on_end(span);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -517,17 +546,13 @@ impl SpanProcessor for CountingSpanProcessor {
 #[derive(Debug)]
 struct CountingSpanExporter {
     inner: opentelemetry_otlp::SpanExporter,
-    pending: Arc<AtomicUsize>,
 }
 
 impl SpanExporter for CountingSpanExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
         let result = self.inner.export(batch).await;
-        self.pending.fetch_sub(n, Ordering::AcqRel);
-        if result.is_err() {
-            record_drop(Signal::Traces, DropReason::ExportFailed, n as u64);
-        }
+        release(Signal::Traces, n, &result);
         result
     }
 
@@ -547,17 +572,13 @@ impl SpanExporter for CountingSpanExporter {
 #[derive(Debug)]
 struct CountingLogProcessor {
     inner: BatchLogProcessor,
-    pending: Arc<AtomicUsize>,
 }
 
 impl LogProcessor for CountingLogProcessor {
     fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
-        if self.pending.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAPACITY {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-            record_drop(Signal::Logs, DropReason::QueueFull, 1);
-            return;
+        if admit(Signal::Logs) {
+            self.inner.emit(data, instrumentation);
         }
-        self.inner.emit(data, instrumentation);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -576,17 +597,13 @@ impl LogProcessor for CountingLogProcessor {
 #[derive(Debug)]
 struct CountingLogExporter {
     inner: opentelemetry_otlp::LogExporter,
-    pending: Arc<AtomicUsize>,
 }
 
 impl LogExporter for CountingLogExporter {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let n = batch.iter().count();
         let result = self.inner.export(batch).await;
-        self.pending.fetch_sub(n, Ordering::AcqRel);
-        if result.is_err() {
-            record_drop(Signal::Logs, DropReason::ExportFailed, n as u64);
-        }
+        release(Signal::Logs, n, &result);
         result
     }
 

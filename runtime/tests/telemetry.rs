@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use binary::{Serving, free_port};
 
@@ -548,6 +550,96 @@ async fn with_the_collector_down_requests_still_answer_and_drops_are_counted() {
         "{warnings} warnings"
     );
     assert!(!lines.contains("test-key-123"));
+}
+
+fn queued(metrics_text: &str, signal: &str) -> f64 {
+    let series = format!("caxton_telemetry_queued{{signal=\"{signal}\"}} ");
+    metrics_text
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+/// A collector that takes trace exports but answers none until `open` turns true: a stalled
+/// collector, as the runtime sees one. Counts the spans of the exports it holds.
+async fn start_stalled_receiver() -> (SocketAddr, Arc<AtomicUsize>, watch::Sender<bool>) {
+    async fn held(
+        State((spans, open)): State<(Arc<AtomicUsize>, watch::Receiver<bool>)>,
+        body: Bytes,
+    ) -> Vec<u8> {
+        let req = ExportTraceServiceRequest::decode(body).expect("OTLP trace protobuf");
+        let n: usize = req
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum();
+        spans.fetch_add(n, Ordering::SeqCst);
+        let _ = open.clone().wait_for(|open| *open).await;
+        Vec::new()
+    }
+    let spans = Arc::new(AtomicUsize::new(0));
+    let (gate, open) = watch::channel(false);
+    let app = Router::new()
+        .route("/v1/traces", post(held))
+        .with_state((spans.clone(), open))
+        .route("/v1/logs", post(|| async { Vec::<u8>::new() }))
+        .route("/v1/metrics", post(|| async { Vec::<u8>::new() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, spans, gate)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_held_by_a_stalled_collector_show_as_queued_until_it_answers() {
+    let (addr, held, gate) = start_stalled_receiver().await;
+    // Long enough that the held export does not time out while the test looks at it.
+    let observability =
+        http_observability(addr, 1.0).replace("otlp_timeout = \"2s\"", "otlp_timeout = \"60s\"");
+    let caxton = Caxton::start(&observability).await;
+    let client = reqwest::Client::new();
+    let scrape = || async {
+        let resp = client.get(&caxton.metrics).send().await.unwrap();
+        resp.text().await.unwrap()
+    };
+    let agent = caxton.create_agent(&client).await;
+    for n in 0..5 {
+        caxton.message(&client, &agent, n).await;
+    }
+    let started = Instant::now();
+    while held.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < DEADLINE, "no trace export arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The export in flight is still the runtime's: its spans count until it returns.
+    let during = scrape().await;
+    let in_flight = held.load(Ordering::SeqCst) as f64;
+    assert!(
+        queued(&during, "traces") >= in_flight,
+        "{in_flight} spans held by the collector, but:\n{during}"
+    );
+    gate.send(true).unwrap();
+    let started = Instant::now();
+    loop {
+        let text = scrape().await;
+        if queued(&text, "traces") == 0.0 {
+            assert_eq!(dropped(&text, "traces", "export_failed"), 0.0, "{text}");
+            assert_eq!(dropped(&text, "traces", "queue_full"), 0.0, "{text}");
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the queue never drained:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    caxton.stop();
+    // At least the agent's creation (server span, agent.create) and 5 x (server, route,
+    // execute, reply route) reached the collector: nothing queued was lost.
+    let spans = held.load(Ordering::SeqCst);
+    assert!(spans >= 22, "{spans} spans exported");
 }
 
 /// Where pip put rotel's collector binary.
