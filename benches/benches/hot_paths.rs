@@ -27,7 +27,7 @@ use caxton_runtime::runtime::Runtime;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tower::ServiceExt;
 
-/// FIPA-ACL JSON: `serde_json::to_vec` as the router does before an execution, and
+/// FIPA-ACL JSON: `AclMessage::to_json` as the router does before an execution, and
 /// `from_slice` as the API does on `POST /api/messages`.
 fn fipa_json(c: &mut Criterion) {
     let mut g = c.benchmark_group("fipa");
@@ -36,7 +36,7 @@ fn fipa_json(c: &mut Criterion) {
         let bytes = serde_json::to_vec(&msg).expect("serialize");
         g.throughput(Throughput::Bytes(bytes.len() as u64));
         g.bench_function(format!("encode/{size}"), |b| {
-            b.iter(|| serde_json::to_vec(black_box(&msg)).expect("serialize"))
+            b.iter(|| black_box(&msg).to_json().expect("serialize"))
         });
         g.bench_function(format!("decode/{size}"), |b| {
             b.iter(|| serde_json::from_slice::<AclMessage>(black_box(&bytes)).expect("parse"))

@@ -81,7 +81,7 @@ pub fn test_agent_request() -> Vec<u8> {
     msg.content = serde_json::json!({"test": true});
     msg.conversation_id = Some("c-1".into());
     // A message built in code always serializes.
-    serde_json::to_vec(&msg).unwrap_or_default()
+    msg.to_json().unwrap_or_default()
 }
 
 /// A wasm engine with the default agent limits and the compiled `test-agent`.

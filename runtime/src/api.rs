@@ -69,6 +69,9 @@ impl FromRequest<ApiState> for Body {
     }
 }
 
+/// What axum's `Json` sets, for bodies serialized here.
+const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");
+
 /// A client-visible error: status plus `{error, detail}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -388,7 +391,14 @@ async fn send_message(
             if client_key.is_some() {
                 reply.in_reply_to = client_key;
             }
-            Ok(Json(reply).into_response())
+            let body = reply.to_json().map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unserializable reply",
+                    e.to_string(),
+                )
+            })?;
+            Ok(([(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response())
         }
         _ => {
             rt.metrics().message_error("reply_timeout");

@@ -142,6 +142,9 @@ pub struct AclMessage {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Room for a typical message's JSON: addressing, small content and a `traceparent`.
+pub const JSON_CAPACITY: usize = 512;
+
 impl AclMessage {
     /// A message with only a performative; the builder-style setters fill the rest.
     pub fn new(performative: Performative) -> Self {
@@ -159,6 +162,15 @@ impl AclMessage {
             reply_by: None,
             metadata: BTreeMap::new(),
         }
+    }
+
+    /// The message's JSON, as agents and HTTP clients receive it. The buffer starts at
+    /// [`JSON_CAPACITY`] bytes: serde_json's 128 grew twice for a reply carrying its trace
+    /// context (~290 bytes), two reallocations and copies per serialization.
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(JSON_CAPACITY);
+        serde_json::to_writer(&mut out, self)?;
+        Ok(out)
     }
 
     /// A reply to `self`: addressed to its sender, in its conversation, answering its

@@ -214,7 +214,7 @@ impl Runtime {
         // With tracing on, no span means the trigger's trace is unsampled: so are the replies.
         let unsampled = span.is_none();
         let _in_span = span.enter();
-        let result = match serde_json::to_vec(&msg) {
+        let result = match msg.to_json() {
             Ok(bytes) => self.engine.execute(&agent.agent_type, &agent.id, &bytes),
             // A message that deserialized always serializes; keep the branch total anyway.
             Err(e) => Err(crate::wasm::ExecError::Abi(e.to_string())),

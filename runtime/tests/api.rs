@@ -67,6 +67,8 @@ impl Harness {
             .send()
             .await
             .unwrap();
+        // Replies and errors alike: clients (k6, goose) parse by this header.
+        assert_eq!(r.headers()["content-type"], "application/json");
         (r.status(), r.json().await.unwrap())
     }
 
