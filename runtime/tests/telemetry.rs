@@ -494,14 +494,21 @@ async fn unsampled_requests_build_no_spans_yet_keep_their_trace_everywhere() {
     }
 }
 
-fn dropped(metrics_text: &str, signal: &str, reason: &str) -> f64 {
-    let series =
-        format!("caxton_telemetry_dropped_total{{reason=\"{reason}\",signal=\"{signal}\"}} ");
+/// The value of `series` (name and labels as Prometheus prints them) in a scrape.
+fn sample(metrics_text: &str, series: &str) -> f64 {
+    let prefix = format!("{series} ");
     metrics_text
         .lines()
-        .find_map(|l| l.strip_prefix(&series))
+        .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+fn dropped(metrics_text: &str, signal: &str, reason: &str) -> f64 {
+    sample(
+        metrics_text,
+        &format!("caxton_telemetry_dropped_total{{reason=\"{reason}\",signal=\"{signal}\"}}"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,12 +560,10 @@ async fn with_the_collector_down_requests_still_answer_and_drops_are_counted() {
 }
 
 fn queued(metrics_text: &str, signal: &str) -> f64 {
-    let series = format!("caxton_telemetry_queued{{signal=\"{signal}\"}} ");
-    metrics_text
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    sample(
+        metrics_text,
+        &format!("caxton_telemetry_queued{{signal=\"{signal}\"}}"),
+    )
 }
 
 /// A collector that takes trace exports but answers none until `open` turns true: a stalled
