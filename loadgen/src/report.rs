@@ -108,6 +108,9 @@ pub fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport, Report
         // Set by the run once its capture finished.
         flamegraph: None,
         distributed: None,
+        validity: Default::default(),
+        target_build: None,
+        interrupted: None,
     })
 }
 

@@ -351,6 +351,7 @@ async fn attack(
         report.flamegraph = path.map(|path| FlamegraphRef {
             path,
             stage: stage.clone(),
+            ..Default::default()
         });
         report.write(&report_path)?;
     }

@@ -220,6 +220,15 @@ pub fn merge(
                 worker_index: None,
                 merged_from,
             }),
+            // A merged run measured what its workers measured: one invalid worker makes
+            // the whole run invalid, for each of its reasons.
+            validity: crate::model::Validity::from_reasons(
+                all.iter()
+                    .flat_map(|r| r.validity.reasons.iter().cloned())
+                    .collect(),
+            ),
+            target_build: all.iter().find_map(|r| r.target_build.clone()),
+            interrupted: all.iter().find_map(|r| r.interrupted.clone()),
         },
         threshold_expressions,
     })
@@ -488,6 +497,9 @@ mod tests {
                 worker_index: Some(index),
                 merged_from: vec![],
             }),
+            validity: Default::default(),
+            target_build: None,
+            interrupted: None,
         };
         (PathBuf::from(format!("w{index}/report.json")), report)
     }

@@ -26,8 +26,11 @@ use thiserror::Error;
 /// [`OLDEST_READABLE_SCHEMA_VERSION`]`..=SCHEMA_VERSION` with [`ReportError::SchemaVersion`].
 ///
 /// History: 1 = the first report; 2 = adds the optional [`RunReport::flamegraph`]
-/// and [`RunReport::distributed`] (a v1 report reads as a v2 report without them).
-pub const SCHEMA_VERSION: u32 = 2;
+/// and [`RunReport::distributed`] (a v1 report reads as a v2 report without them);
+/// 3 = adds [`RunReport::validity`], [`RunReport::target_build`],
+/// [`RunReport::interrupted`] and the profile's sample counts in [`FlamegraphRef`] (an
+/// older report reads as valid, of an unknown build, not interrupted).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Reports of every version from this one on are read (and upgraded to [`SCHEMA_VERSION`]),
 /// so old baselines keep comparing and rendering.
@@ -119,6 +122,89 @@ pub struct RunReport {
     /// report and on the merged one (schema 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distributed: Option<Distributed>,
+    /// Whether the run produced the load it was asked for (schema 3). An invalid run never
+    /// passes, whatever its thresholds say, and histories and comparisons leave it out.
+    #[serde(default)]
+    pub validity: Validity,
+    /// The target's build, read from its `caxton_build_info` series (schema 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_build: Option<TargetBuild>,
+    /// Set when the run was stopped by a signal before its plan ended (schema 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interruption>,
+}
+
+/// Whether a run measured what it was asked to measure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validity {
+    pub valid: bool,
+    /// Why it is not valid; empty for a valid run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<InvalidReason>,
+}
+
+impl Default for Validity {
+    /// Reports older than schema 3 carry no verdict and read as valid.
+    fn default() -> Self {
+        Validity {
+            valid: true,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+impl Validity {
+    /// The verdict of a set of reasons: valid exactly when there are none.
+    pub fn from_reasons(reasons: Vec<InvalidReason>) -> Validity {
+        Validity {
+            valid: reasons.is_empty(),
+            reasons,
+        }
+    }
+}
+
+/// One reason a run is invalid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidReason {
+    pub kind: InvalidKind,
+    /// What was measured against what was asked, for a person.
+    pub detail: String,
+}
+
+/// The ways a run can fail to produce the load it was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvalidKind {
+    /// Open model: the arrival rate achieved fell short of the planned one.
+    ArrivalRateNotHeld,
+    /// Iterations were dropped (no free user, and the backlog queue was full or disabled).
+    DroppedIterations,
+    /// The generator's own CPU was saturated, so its timings include its own queueing.
+    GeneratorCpuSaturated,
+    /// The target's CPU profile lost most of its samples.
+    ProfileSamplesLost,
+}
+
+/// The build of the target, as its `caxton_build_info{version,commit}` series says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetBuild {
+    pub version: String,
+    pub commit: String,
+}
+
+/// How far an interrupted run got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interruption {
+    /// `SIGINT` or `SIGTERM`.
+    pub signal: String,
+    /// The stage that was running when the signal came.
+    pub stage: String,
+    /// Seconds into the run.
+    pub at_seconds: f64,
 }
 
 /// The place of a report in a distributed run.
@@ -135,7 +221,7 @@ pub struct Distributed {
 }
 
 /// Where a run's flamegraph is and what it profiled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlamegraphRef {
     /// SVG file, relative to the report's directory (`flamegraph.svg`), so a run directory
@@ -143,6 +229,25 @@ pub struct FlamegraphRef {
     pub path: String,
     /// The stage it was captured in.
     pub stage: String,
+    /// The pprof file the SVG was drawn from (`cpu.pb.gz`), relative like `path` (schema 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Sampling frequency of the profile, Hz (schema 3; 0 when unknown).
+    #[serde(default)]
+    pub frequency_hz: u32,
+    /// Samples the profile holds (schema 3; 0 when unknown).
+    #[serde(default)]
+    pub samples: u64,
+    /// Samples the sampler expected from the target's CPU time but could not take.
+    #[serde(default)]
+    pub lost_samples: u64,
+}
+
+impl FlamegraphRef {
+    /// The share of expected samples that were lost, 0 when nothing was expected.
+    pub fn lost_share(&self) -> f64 {
+        ratio(self.lost_samples, self.samples + self.lost_samples)
+    }
 }
 
 /// The file name a run's flamegraph is saved under, beside its `report.json`.
@@ -629,6 +734,9 @@ mod tests {
             }],
             flamegraph: None,
             distributed: None,
+            validity: Default::default(),
+            target_build: None,
+            interrupted: None,
         }
     }
 
@@ -701,6 +809,7 @@ mod tests {
         with.flamegraph = Some(FlamegraphRef {
             path: FLAMEGRAPH_FILE.into(),
             stage: "ramp-1".into(),
+            ..Default::default()
         });
         let text = serde_json::to_string(&with).unwrap();
         assert_eq!(

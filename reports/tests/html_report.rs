@@ -157,6 +157,7 @@ fn a_current_report_with_a_flamegraph_and_hostile_text_renders() {
     report.flamegraph = Some(FlamegraphRef {
         path: FLAMEGRAPH_FILE.into(),
         stage: "ramp-5".into(),
+        ..Default::default()
     });
     let json = work.join("report.json");
     report.write(&json).unwrap();
