@@ -196,7 +196,7 @@ pub struct TargetBuild {
 }
 
 /// How far an interrupted run got.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Interruption {
     /// `SIGINT` or `SIGTERM`.
