@@ -7,6 +7,7 @@ use caxton_reports::model::LoadModel;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
+use crate::arrival::Backlog;
 use crate::distributed::WorkerShare;
 use crate::plan::{self, K6_THINK_TIME, K6_THRESHOLDS, Plan, PlanError};
 use crate::progress::ProgressMode;
@@ -156,6 +157,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub concurrent_users: Option<u64>,
 
+    /// --arrival-rate: how many iterations may wait for a busy pool, each measured from its
+    /// intended start (wrk2); beyond it they are dropped and the run is invalid
+    /// [default: 10 s of the peak rate, at least 1000].
+    #[arg(long, value_name = "N", conflicts_with = "drop_iterations")]
+    pub max_queued_iterations: Option<u64>,
+
+    /// --arrival-rate: drop an iteration that finds every user busy, as k6 does, instead of
+    /// queueing it (a run that drops any is invalid).
+    #[arg(long)]
+    pub drop_iterations: bool,
+
     /// Multiply every stage duration by F (CI runs the k6 plan at 0.0625).
     #[arg(long, default_value_t = 1.0, value_name = "F")]
     pub time_scale: f64,
@@ -220,6 +232,12 @@ pub struct RunArgs {
     /// http://127.0.0.1:6060, for flamegraphs of a --target run.
     #[arg(long, value_name = "URL")]
     pub pprof: Option<String>,
+
+    /// The target's Prometheus endpoint, e.g. http://caxton-service:9090/metrics: its
+    /// `caxton_build_info` names the build the run measured (report and pushed labels).
+    /// The embedded runtime provides its own.
+    #[arg(long, value_name = "URL")]
+    pub target_metrics: Option<String>,
 
     /// Per-request timeout; a request that takes longer fails as `timeout`.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -337,8 +355,14 @@ impl RunArgs {
                 .clone()
                 .or_else(|| crate::flamegraph::default_stage(&plan))
         };
+        let backlog = match (self.drop_iterations, self.max_queued_iterations) {
+            (true, _) => Backlog::Drop,
+            (false, Some(n)) => Backlog::Queue(n),
+            (false, None) => Backlog::default_for(&plan),
+        };
         Ok(RunOptions {
             target: self.target.clone(),
+            backlog,
             pool_users: match plan.model {
                 LoadModel::Open => self
                     .concurrent_users
@@ -360,6 +384,7 @@ impl RunArgs {
             pushgateway: self.pushgateway.clone(),
             flamegraph,
             pprof: self.pprof.clone(),
+            target_metrics: self.target_metrics.clone(),
         })
     }
 }

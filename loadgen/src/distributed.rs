@@ -106,7 +106,7 @@ pub struct MergeOutcome {
 
 impl MergeOutcome {
     pub fn passed(&self) -> bool {
-        self.report.thresholds.iter().all(|t| t.ok)
+        self.report.passed()
     }
 }
 

@@ -1,5 +1,10 @@
 //! The runtime a run starts for itself when no `--target` is given: the real
 //! `caxton_runtime::server`, on free loopback ports, stopped when the run ends.
+//!
+//! It runs on a Tokio runtime of its own, on threads named as the runtime's
+//! (`caxton_runtime::threads`), and the process's profiler is told to keep only those
+//! threads: the flamegraph of a run is the target's alone, and the generator's CPU time is
+//! measured apart from the target's.
 
 use std::path::Path;
 
@@ -22,6 +27,7 @@ pub enum EmbeddedError {
 #[cfg(feature = "embedded")]
 pub struct Embedded {
     server: RunningServer,
+    runtime: tokio::runtime::Runtime,
 }
 
 #[cfg(not(feature = "embedded"))]
@@ -72,10 +78,18 @@ impl Embedded {
             config.profiling.enabled = true;
             config.profiling.server_address = loopback;
         }
-        let server = server::start(config)
+        caxton_profiles::threads::set_target_threads(caxton_runtime::threads::is_runtime_thread);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name(caxton_runtime::threads::WORKER)
+            .build()
+            .map_err(|e| EmbeddedError::Start(format!("its Tokio runtime: {e}")))?;
+        let server = runtime
+            .spawn(server::start(config))
             .await
+            .map_err(|e| EmbeddedError::Start(e.to_string()))?
             .map_err(|e| EmbeddedError::Start(e.to_string()))?;
-        Ok(Embedded { server })
+        Ok(Embedded { server, runtime })
     }
 
     pub fn base_url(&self) -> String {
@@ -91,6 +105,9 @@ impl Embedded {
     }
 
     pub async fn stop(self) {
-        self.server.shutdown().await;
+        let Embedded { server, runtime } = self;
+        let _ = runtime.spawn(server.shutdown()).await;
+        // Dropping a runtime blocks, which an async caller must not do.
+        runtime.shutdown_background();
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use caxton_reports::model::{FLAMEGRAPH_FILE, FlamegraphRef};
 use thiserror::Error;
 
 use crate::plan::Plan;
@@ -59,13 +60,40 @@ pub fn window(plan: &Plan, stage: &str) -> Result<(Duration, u64), FlamegraphErr
     Ok((start + len.mul_f64(0.1), seconds))
 }
 
+/// A capture saved beside the report.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// `flamegraph.svg` in the run directory.
+    pub svg: PathBuf,
+    /// Frequency, sample count and loss of the profile.
+    pub samples: caxton_profiles::Collected,
+}
+
+impl Captured {
+    /// How the report names this capture of `stage`.
+    pub fn reference(&self, stage: &str) -> FlamegraphRef {
+        let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        FlamegraphRef {
+            path: name(&self.svg).unwrap_or_else(|| FLAMEGRAPH_FILE.into()),
+            stage: stage.to_owned(),
+            profile: Some(PROFILE_FILE.into()),
+            frequency_hz: self.samples.frequency_hz,
+            samples: self.samples.samples,
+            lost_samples: self.samples.lost.unwrap_or(0),
+        }
+    }
+}
+
+/// The pprof file a run's profile is saved under, beside its flamegraph.
+pub const PROFILE_FILE: &str = "cpu.pb.gz";
+
 /// Waits for the stage, captures, and renames the files to their stable names in `run_dir`.
 pub async fn capture(
     pprof_base: String,
     started: &OnceLock<Instant>,
     (offset, seconds): (Duration, u64),
     run_dir: PathBuf,
-) -> Result<PathBuf, FlamegraphError> {
+) -> Result<Captured, FlamegraphError> {
     // The run clock starts when goose launches its first user; poll for it (bounded by the run,
     // which aborts this task when it ends).
     let t0 = loop {
@@ -86,10 +114,10 @@ pub async fn capture(
             url: pprof_base.clone(),
             source,
         })?;
-    let svg = run_dir.join("flamegraph.svg");
+    let svg = run_dir.join(FLAMEGRAPH_FILE);
     std::fs::rename(&got.flamegraph_path, &svg).map_err(save)?;
-    std::fs::rename(&got.pprof_path, run_dir.join("cpu.pb.gz")).map_err(save)?;
-    Ok(svg)
+    std::fs::rename(&got.pprof_path, run_dir.join(PROFILE_FILE)).map_err(save)?;
+    Ok(Captured { svg, samples: got })
 }
 
 #[cfg(test)]

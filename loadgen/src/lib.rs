@@ -17,6 +17,7 @@ pub mod collector;
 pub mod distributed;
 pub mod embedded;
 pub mod flamegraph;
+pub mod generator_cpu;
 pub mod plan;
 pub mod progress;
 pub mod push;
@@ -26,8 +27,10 @@ pub mod run;
 pub mod scenario;
 pub mod series;
 pub mod summary;
+pub mod target_build;
 pub mod thresholds;
 pub mod transport;
+pub mod validity;
 
 /// Exit status when every threshold passed.
 pub const EXIT_PASSED: u8 = 0;
@@ -35,3 +38,6 @@ pub const EXIT_PASSED: u8 = 0;
 pub const EXIT_BREACHED: u8 = 99;
 /// Exit status for a setup or runtime error.
 pub const EXIT_ERROR: u8 = 1;
+/// Exit status of a run that could not produce the load it was asked for (`validity`),
+/// whatever its thresholds say: not 0, and not k6's 99, which would blame the target.
+pub const EXIT_INVALID: u8 = 98;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use caxton_loadgen::cli::{Cli, Command, CompareArgs};
-use caxton_loadgen::{EXIT_BREACHED, EXIT_ERROR, EXIT_PASSED, push, run, summary};
+use caxton_loadgen::{EXIT_BREACHED, EXIT_ERROR, EXIT_INVALID, EXIT_PASSED, push, run, summary};
 use caxton_reports::model::RunReport;
 use caxton_reports::{compare, html};
 use clap::Parser as _;
@@ -52,7 +52,9 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             )?;
             let path = merged.report_path.display().to_string();
             println!("{}", summary::render(&merged.report, &path));
-            Ok(if merged.passed() {
+            Ok(if !merged.report.validity.valid {
+                EXIT_INVALID
+            } else if merged.passed() {
                 EXIT_PASSED
             } else {
                 EXIT_BREACHED
@@ -88,7 +90,9 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             if outcome.judged_by_merge() && !outcome.passed() {
                 eprintln!("caxton-bench: worker: thresholds are judged by `caxton-bench merge`");
             }
-            Ok(if outcome.passed() || outcome.judged_by_merge() {
+            Ok(if !outcome.report.validity.valid {
+                EXIT_INVALID
+            } else if outcome.passed() || outcome.judged_by_merge() {
                 EXIT_PASSED
             } else {
                 EXIT_BREACHED

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use caxton_reports::model::{FlamegraphRef, LoadModel, ReportError, RunReport};
+use caxton_reports::model::{LoadModel, ReportError, RunReport};
 use goose::client::GooseClientBuilder;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::arrival::{self, Arrivals};
+use crate::arrival::{self, Arrivals, Backlog, ScheduleOutcome};
 use crate::collector::{Collector, Tick};
 use crate::distributed::WorkerShare;
 use crate::embedded::{Embedded, EmbeddedError};
@@ -24,6 +24,7 @@ use crate::report::{self, RunMeta};
 use crate::scenario::{self, RunContext, WeightedScenario};
 use crate::series::{self, CommonLabels, LiveFigures};
 use crate::thresholds::{Threshold, ThresholdError};
+use crate::validity;
 use caxton_reports::model::Percentiles;
 use caxton_reports::remote_write::{SinkError, now_ms};
 
@@ -38,6 +39,8 @@ pub struct RunOptions {
     pub think_time: Duration,
     /// Open model: the user pool serving arrivals.
     pub pool_users: Option<u64>,
+    /// Open model: what happens to an iteration that finds every user busy.
+    pub backlog: Backlog,
     pub thresholds: Vec<Threshold>,
     /// The report goes to `<out_dir>/<run_id>/report.json`.
     pub out_dir: PathBuf,
@@ -53,6 +56,9 @@ pub struct RunOptions {
     pub flamegraph: Option<String>,
     /// The target's pprof base URL; the embedded runtime provides its own.
     pub pprof: Option<String>,
+    /// The target's `/metrics` URL, read for `caxton_build_info`; the embedded runtime
+    /// provides its own.
+    pub target_metrics: Option<String>,
     /// Distributed run: this worker's share (the plan above is already its share).
     pub worker: Option<WorkerShare>,
 }
@@ -90,8 +96,9 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
+    /// Valid, and every threshold passed.
     pub fn passed(&self) -> bool {
-        self.report.thresholds.iter().all(|t| t.ok)
+        self.report.passed()
     }
 
     /// A distributed worker's thresholds are informative: `merge` judges them globally.
@@ -132,7 +139,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         .clone()
         .or_else(|| embedded.as_ref().and_then(Embedded::pprof_url));
     let profile = window.zip(pprof);
-    let result = attack(&opts, &target, embedded.is_some(), profile).await;
+    let metrics = opts
+        .target_metrics
+        .clone()
+        .or_else(|| embedded.as_ref().map(Embedded::metrics_url));
+    let result = attack(&opts, &target, embedded.is_some(), profile, metrics).await;
     if let Some(e) = embedded {
         e.stop().await;
     }
@@ -224,8 +235,11 @@ async fn attack(
     target: &str,
     embedded: bool,
     profile: Option<((Duration, u64), String)>,
+    target_metrics: Option<String>,
 ) -> Result<RunOutcome, RunError> {
     preflight(target).await?;
+    // Read before the load, so the live pushes carry it too.
+    let target_build = crate::target_build::read(target_metrics.as_deref()).await;
     let sinks = Sinks::new(opts.prometheus.as_deref(), opts.pushgateway.as_deref())?;
     let report_path = match &opts.worker {
         Some(w) => w.report_path(&opts.out_dir, &opts.run_id),
@@ -244,6 +258,7 @@ async fn attack(
                 .join("+"),
             target: target.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            target_version: series::target_version(target_build.as_ref()),
             worker: opts
                 .worker
                 .map_or_else(|| "0".into(), |w| w.index.to_string()),
@@ -252,7 +267,7 @@ async fn attack(
     });
     let open = opts.plan.model == LoadModel::Open;
     let pool = open.then(|| opts.pool_users.unwrap_or_else(|| default_pool(&opts.plan)));
-    let arrivals = open.then(|| Arc::new(Arrivals::new()));
+    let arrivals = open.then(|| Arc::new(Arrivals::new(opts.backlog)));
     let ctx = Arc::new(RunContext::new(
         target,
         opts.plan.clone(),
@@ -278,12 +293,14 @@ async fn attack(
     // not here: goose sets up its users first, which takes a while on a busy machine, and
     // stages must not tick away before any request is sent.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let cpu = tokio::spawn(crate::generator_cpu::measure(stop_rx.clone()));
     let ticker = tokio::spawn(ticker(ctx.clone(), opts.progress, stop_rx, live));
     let scheduler = match (&arrivals, pool) {
         (Some(arrivals), Some(pool)) => Some(tokio::spawn(open_schedule(
             ctx.clone(),
             arrivals.clone(),
             pool,
+            opts.request_timeout,
         ))),
         _ => None,
     };
@@ -298,15 +315,18 @@ async fn attack(
         )
     });
     let goose_result = goose.execute().await;
-    if let Some(s) = scheduler {
-        s.abort();
-    }
+    // The scheduler ends the run (the killswitch), so it has finished by now.
+    let schedule = match scheduler {
+        Some(s) => s.await.ok(),
+        None => None,
+    };
     let ended = Instant::now();
     let wall_end = SystemTime::now();
     let _ = stop_tx.send(true);
     let collector = ticker
         .await
         .map_err(|e| RunError::Collector(e.to_string()))?;
+    let generator_cpu = cpu.await.ok();
     goose_result.map_err(goose_error)?;
 
     let started = ctx.started.get().copied().unwrap_or(ended);
@@ -325,15 +345,25 @@ async fn attack(
     };
     let mut report = report::build(&meta, &collector)?;
     report.distributed = opts.worker.map(|w| w.record());
+    report.generator_cpu = generator_cpu;
+    report.target_build = target_build;
+    let judge = |report: &RunReport| {
+        validity::judge(
+            report,
+            &validity::Evidence {
+                schedule,
+                generator: report.generator_cpu.as_ref(),
+                profile: report.flamegraph.as_ref(),
+            },
+        )
+    };
     report.thresholds = opts
         .thresholds
         .iter()
         .map(|t| t.evaluate(&report))
         .collect();
+    report.validity = judge(&report);
     report.write(&report_path)?;
-    if let Some(sinks) = &sinks {
-        push::push_final(sinks, &report, &report_path).await;
-    }
     let flamegraph = match flamegraph {
         // The capture window lies inside the stage, so it ends about when the run does;
         // allow for fetching and rendering, then give up.
@@ -344,17 +374,18 @@ async fn attack(
         },
         None => None,
     };
-    // The report names its flamegraph (so `caxton-bench report` embeds it); rewritten once
-    // the capture is known to have succeeded.
-    if let (Some(Ok(svg)), Some(stage)) = (&flamegraph, &opts.flamegraph) {
-        let path = svg.file_name().map(|n| n.to_string_lossy().into_owned());
-        report.flamegraph = path.map(|path| FlamegraphRef {
-            path,
-            stage: stage.clone(),
-            ..Default::default()
-        });
+    // The report names its flamegraph (so `caxton-bench report` embeds it) and its sample
+    // counts, which can make the run invalid; rewritten once the capture succeeded, before
+    // the final push so the pushed verdict is the report's.
+    if let (Some(Ok(captured)), Some(stage)) = (&flamegraph, &opts.flamegraph) {
+        report.flamegraph = Some(captured.reference(stage));
+        report.validity = judge(&report);
         report.write(&report_path)?;
     }
+    if let Some(sinks) = &sinks {
+        push::push_final(sinks, &report, &report_path).await;
+    }
+    let flamegraph = flamegraph.map(|r| r.map(|c| c.svg));
     Ok(RunOutcome {
         report,
         report_path,
@@ -367,16 +398,31 @@ pub fn report_path(out_dir: &Path, run_id: &str) -> PathBuf {
 }
 
 /// Open model: start the schedule once the user pool is up (at most 5 s of waiting), so
-/// the first arrivals are not dropped for users still starting; then end the run.
-async fn open_schedule(ctx: Arc<RunContext>, arrivals: Arc<Arrivals>, pool: u64) {
+/// the first arrivals are not dropped for users still starting; then end the run. The
+/// backlog left at the end gets one request timeout to start: no run outlives its plan by
+/// more.
+async fn open_schedule(
+    ctx: Arc<RunContext>,
+    arrivals: Arc<Arrivals>,
+    pool: u64,
+    grace: Duration,
+) -> ScheduleOutcome {
     let wait_from = Instant::now();
     while ctx.counters.users() < pool && wait_from.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let epoch = Instant::now();
     let _ = ctx.started.set(epoch);
-    arrival::run_schedule(ctx.plan.clone(), arrivals, ctx.counters.clone(), epoch).await;
+    let outcome = arrival::run_schedule(
+        ctx.plan.clone(),
+        arrivals,
+        ctx.counters.clone(),
+        epoch,
+        grace,
+    )
+    .await;
     goose::trigger_killswitch("arrival-rate schedule complete");
+    outcome
 }
 
 /// Where the live pushes go.
@@ -391,6 +437,7 @@ impl LivePush {
         let corrected = Percentiles::from_histogram(&collector.overall.corrected);
         let uncorrected = Percentiles::from_histogram(&collector.overall.uncorrected);
         let figures = LiveFigures {
+            histogram: &collector.overall.corrected,
             requests: tick.requests,
             failures: tick.failures,
             rps,

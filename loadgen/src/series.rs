@@ -2,8 +2,9 @@
 //! once, and the conversion of live figures and of a finished report into samples for the
 //! Prometheus sinks of `caxton-reports`.
 
-use caxton_reports::model::{Percentiles, QUANTILES, RunReport, Stats};
+use caxton_reports::model::{InvalidKind, Percentiles, QUANTILES, RunReport, Stats, TargetBuild};
 use caxton_reports::remote_write::Sample;
+use hdrhistogram::Histogram;
 
 pub const REQUESTS_TOTAL: &str = "caxton_bench_requests_total";
 pub const FAILURES_TOTAL: &str = "caxton_bench_failures_total";
@@ -15,8 +16,22 @@ pub const USERS: &str = "caxton_bench_users";
 pub const DROPPED_ITERATIONS_TOTAL: &str = "caxton_bench_dropped_iterations_total";
 pub const THRESHOLD_OK: &str = "caxton_bench_threshold_ok";
 pub const RUN_END_TIMESTAMP_SECONDS: &str = "caxton_bench_run_end_timestamp_seconds";
+/// 1 for a valid run, 0 for an invalid one; `..._invalid_reason{reason}` says why (1 for
+/// each reason that applies, 0 for the others).
+pub const RUN_VALID: &str = "caxton_bench_run_valid";
+pub const RUN_INVALID_REASON: &str = "caxton_bench_run_invalid_reason";
+/// Corrected latency as a cumulative Prometheus histogram (`_bucket{le}`, `_sum`,
+/// `_count`): unlike the quantile gauges, it sums across workers and over time, so
+/// `histogram_quantile(0.95, sum by (le) (rate(..._bucket[1m])))` is a global p95.
+pub const REQUEST_DURATION_SECONDS: &str = "caxton_bench_request_duration_seconds";
 
-pub const BENCH_METRIC_NAMES: [&str; 10] = [
+/// The histogram's bucket bounds, seconds: from 0.1 ms (a loopback request) to a minute.
+pub const DURATION_BUCKETS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+pub const BENCH_METRIC_NAMES: [&str; 13] = [
     REQUESTS_TOTAL,
     FAILURES_TOTAL,
     ERROR_RATE,
@@ -27,6 +42,9 @@ pub const BENCH_METRIC_NAMES: [&str; 10] = [
     DROPPED_ITERATIONS_TOTAL,
     THRESHOLD_OK,
     RUN_END_TIMESTAMP_SECONDS,
+    RUN_VALID,
+    RUN_INVALID_REASON,
+    REQUEST_DURATION_SECONDS,
 ];
 
 /// The stage label of whole-run figures.
@@ -40,7 +58,17 @@ pub struct CommonLabels {
     pub scenario: String,
     pub target: String,
     pub version: String,
+    /// The target's build (`version+commit` from its `caxton_build_info`), or "unknown".
+    pub target_version: String,
     pub worker: String,
+}
+
+/// How the target's build is labelled: `0.2.0+abc123`, or "unknown".
+pub fn target_version(build: Option<&TargetBuild>) -> String {
+    build.map_or_else(
+        || "unknown".into(),
+        |b| format!("{}+{}", b.version, b.commit),
+    )
 }
 
 impl CommonLabels {
@@ -57,6 +85,7 @@ impl CommonLabels {
                 .join("+"),
             target: report.target.clone(),
             version: report.tool.version.clone(),
+            target_version: target_version(report.target_build.as_ref()),
             worker: match &report.distributed {
                 Some(d) => d
                     .worker_index
@@ -76,6 +105,7 @@ impl CommonLabels {
                 ("stage".into(), stage.to_string()),
                 ("target".into(), self.target.clone()),
                 ("version".into(), self.version.clone()),
+                ("target_version".into(), self.target_version.clone()),
                 ("worker".into(), self.worker.clone()),
             ],
             value,
@@ -86,6 +116,8 @@ impl CommonLabels {
 
 /// Figures of the run so far, as the ticker has them.
 pub struct LiveFigures<'a> {
+    /// Corrected latency of the whole run so far, µs.
+    pub histogram: &'a Histogram<u64>,
     pub requests: u64,
     pub failures: u64,
     /// Requests per second over the last push interval.
@@ -141,6 +173,39 @@ fn counts(
     out.push(l.sample(RPS, stage, rps, ts));
 }
 
+/// The corrected-latency histogram (µs) as cumulative `_bucket`/`_sum`/`_count` samples.
+fn histogram(l: &CommonLabels, h: &Histogram<u64>, ts: i64, out: &mut Vec<Sample>) {
+    let bucket = format!("{REQUEST_DURATION_SECONDS}_bucket");
+    for le in DURATION_BUCKETS {
+        let us = (le * 1e6) as u64;
+        let n = h.count_between(0, us);
+        out.push(
+            l.sample(&bucket, STAGE_ALL, n as f64, ts)
+                .label("le", format!("{le}")),
+        );
+    }
+    out.push(
+        l.sample(&bucket, STAGE_ALL, h.len() as f64, ts)
+            .label("le", "+Inf"),
+    );
+    let sum_us: f64 = h
+        .iter_recorded()
+        .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+        .sum();
+    out.push(l.sample(
+        &format!("{REQUEST_DURATION_SECONDS}_sum"),
+        STAGE_ALL,
+        sum_us / 1e6,
+        ts,
+    ));
+    out.push(l.sample(
+        &format!("{REQUEST_DURATION_SECONDS}_count"),
+        STAGE_ALL,
+        h.len() as f64,
+        ts,
+    ));
+}
+
 fn checks(l: &CommonLabels, all: &[(&str, u64, u64)], ts: i64, out: &mut Vec<Sample>) {
     for (name, pass, fail) in all {
         for (result, n) in [("pass", pass), ("fail", fail)] {
@@ -158,6 +223,7 @@ pub fn live_samples(l: &CommonLabels, f: &LiveFigures<'_>, ts: i64) -> Vec<Sampl
     let mut out = Vec::new();
     counts(l, STAGE_ALL, f.requests, f.failures, f.rps, ts, &mut out);
     latency(l, STAGE_ALL, f.corrected, f.uncorrected, ts, &mut out);
+    histogram(l, f.histogram, ts, &mut out);
     checks(l, &f.checks, ts, &mut out);
     out.push(l.sample(USERS, STAGE_ALL, f.users as f64, ts));
     out.push(l.sample(DROPPED_ITERATIONS_TOTAL, STAGE_ALL, f.dropped as f64, ts));
@@ -190,6 +256,29 @@ pub fn final_samples(report: &RunReport, ts: i64) -> Vec<Sample> {
     stats(STAGE_ALL, &report.overall);
     for s in &report.stages {
         stats(&s.name, &s.stats);
+    }
+    // A report whose histogram cannot be decoded still pushes its other figures.
+    if let Ok(h) = report.overall.histograms.decode_corrected() {
+        histogram(&l, &h, ts, &mut out);
+    }
+    out.push(l.sample(
+        RUN_VALID,
+        STAGE_ALL,
+        if report.validity.valid { 1.0 } else { 0.0 },
+        ts,
+    ));
+    // Every reason has a series (0 or 1), so an alert on one needs no absent().
+    for kind in InvalidKind::ALL {
+        let found = report.validity.reasons.iter().any(|r| r.kind == kind);
+        out.push(
+            l.sample(
+                RUN_INVALID_REASON,
+                STAGE_ALL,
+                if found { 1.0 } else { 0.0 },
+                ts,
+            )
+            .label("reason", kind.as_str()),
+        );
     }
     let all: Vec<_> = report
         .checks
@@ -239,8 +328,13 @@ mod tests {
             scenario: "create-agent".into(),
             target: "t".into(),
             version: "v".into(),
+            target_version: "unknown".into(),
             worker: "0".into(),
         };
+        let mut h = caxton_reports::model::new_histogram();
+        for us in [200, 800, 3_000, 40_000] {
+            h.record(us).unwrap();
+        }
         let p = Percentiles {
             count: 1,
             p95: 12.0,
@@ -249,6 +343,7 @@ mod tests {
         let s = live_samples(
             &l,
             &LiveFigures {
+                histogram: &h,
                 requests: 10,
                 failures: 1,
                 rps: 5.0,
@@ -269,11 +364,34 @@ mod tests {
             })
             .unwrap();
         assert_eq!(p95.value, 0.012);
-        assert!(
-            s.iter()
-                .all(|s| BENCH_METRIC_NAMES.contains(&s.name.as_str()))
-        );
+        assert!(s.iter().all(|s| {
+            let base = s
+                .name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            BENCH_METRIC_NAMES.contains(&base)
+        }));
         let rate = s.iter().find(|s| s.name == ERROR_RATE).unwrap();
         assert_eq!(rate.value, 0.1);
+        // Buckets are cumulative: 200 µs is under 0.25 ms, all four under 0.05 s.
+        let bucket = |le: &str| {
+            s.iter()
+                .find(|s| {
+                    s.name == format!("{REQUEST_DURATION_SECONDS}_bucket")
+                        && s.labels.contains(&("le".into(), le.into()))
+                })
+                .unwrap()
+                .value
+        };
+        assert_eq!(
+            (
+                bucket("0.0001"),
+                bucket("0.00025"),
+                bucket("0.05"),
+                bucket("+Inf")
+            ),
+            (0.0, 1.0, 4.0, 4.0)
+        );
     }
 }

@@ -83,6 +83,20 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
             ""
         }
     );
+    if let Some(b) = &report.target_build {
+        let _ = writeln!(out, "  target build {} ({})\n", b.version, b.commit);
+    }
+    if !report.validity.valid {
+        let _ = writeln!(
+            out,
+            "  ✗ INVALID RUN: it could not produce the load it was asked for; its figures \
+             describe the generator, not the target"
+        );
+        for r in &report.validity.reasons {
+            let _ = writeln!(out, "    - {}: {}", r.kind.as_str(), r.detail);
+        }
+        out.push('\n');
+    }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "  THRESHOLDS");
         for t in &report.thresholds {
@@ -184,6 +198,33 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
         report.dropped_iterations
     );
     let _ = writeln!(out, "  {} {}", dotted("vus_max", w), report.max_users);
+    if let Some(g) = &report.generator_cpu {
+        let target = g
+            .target_mean_cores
+            .map_or_else(String::new, |t| format!("  target avg={t:.2}"));
+        let _ = writeln!(
+            out,
+            "  {} avg={:.2} max={:.2} of {} cores, saturated {}/{} s{target}",
+            dotted("generator_cpu", w),
+            g.mean_cores,
+            g.max_cores,
+            g.cores,
+            g.saturated_seconds,
+            g.seconds
+        );
+    }
+    if let Some(f) = &report.flamegraph {
+        let _ = writeln!(
+            out,
+            "  {} {} samples at {} Hz, {} lost ({:.1}%), stage {}",
+            dotted("profile", w),
+            f.samples,
+            f.frequency_hz,
+            f.lost_samples,
+            100.0 * f.lost_share(),
+            f.stage
+        );
+    }
     let _ = writeln!(
         out,
         "\n  {:<14} {:>8} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7}",

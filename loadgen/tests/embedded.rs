@@ -86,6 +86,32 @@ async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds()
     // hold-200 runs 200 users at ~1 iteration/s each for 3 s.
     let hold = &report.stages[3].stats;
     assert!(hold.throughput_rps > 100.0, "{hold:?}");
+    // The flamegraph is the runtime's alone: the generator shares the process, not the
+    // profile, and the report says how many samples it holds and lost.
+    let profile = report
+        .flamegraph
+        .as_ref()
+        .expect("a flamegraph of hold-200");
+    assert!(
+        profile.samples > 0 && profile.frequency_hz > 0,
+        "{profile:?}"
+    );
+    assert!(report.validity.valid, "{:?}", report.validity);
+    let generator = report.generator_cpu.as_ref().expect("the generator's CPU");
+    assert!(generator.target_mean_cores.is_some(), "{generator:?}");
+    let svg = std::fs::read_to_string(out.join("k6").join("flamegraph.svg")).unwrap();
+    for foreign in ["goose::", "caxton_loadgen", "caxton_bench"] {
+        assert!(
+            !svg.contains(foreign),
+            "the target's flamegraph shows {foreign}"
+        );
+    }
+    assert!(
+        svg.contains("caxton_runtime"),
+        "no runtime frame in the flamegraph"
+    );
+    let build = report.target_build.as_ref().expect("the target's build");
+    assert_eq!(build.version, env!("CARGO_PKG_VERSION"));
     std::fs::remove_dir_all(&out).unwrap();
 }
 

@@ -20,6 +20,13 @@ pub struct Collected {
     pub flamegraph_path: PathBuf,
     /// Samples in the profile (0 means the target was idle).
     pub samples: u64,
+    /// Sampling frequency, Hz, from the profile's period (0 when it has none).
+    pub frequency_hz: u32,
+    /// Samples the target's CPU time called for that were not taken, when the endpoint
+    /// says (this crate's does; Go's does not).
+    pub lost: Option<u64>,
+    /// Samples of the endpoint's other threads left out, when it says.
+    pub excluded: Option<u64>,
 }
 
 /// Why a collection failed; every variant names the URL or file.
@@ -111,6 +118,15 @@ pub async fn collect(
             body,
         });
     }
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let lost = header(crate::endpoints::LOST_HEADER);
+    let excluded = header(crate::endpoints::EXCLUDED_HEADER);
     let bytes = response.bytes().await.map_err(http)?;
     let profile = folded::decode_pprof(&bytes).map_err(|source| CollectError::Profile {
         url: shown.clone(),
@@ -125,6 +141,8 @@ pub async fn collect(
         .iter()
         .map(|s| s.value.first().copied().unwrap_or(0).max(0) as u64)
         .sum();
+    // pprof's period is nanoseconds of CPU per sample for a CPU profile.
+    let frequency_hz = u32::try_from(1_000_000_000 / profile.period.max(1)).unwrap_or(0);
     // Keep the `.pb.gz` name honest for servers that answer uncompressed.
     let pprof_gz = if bytes.starts_with(&[0x1f, 0x8b]) {
         bytes.to_vec()
@@ -156,6 +174,9 @@ pub async fn collect(
         pprof_path,
         flamegraph_path,
         samples,
+        frequency_hz: if profile.period > 0 { frequency_hz } else { 0 },
+        lost,
+        excluded,
     })
 }
 

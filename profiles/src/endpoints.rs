@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::capture::{CaptureError, MAX_CAPTURE_SECONDS};
+use crate::capture::{CaptureError, CpuProfile, MAX_CAPTURE_SECONDS};
 use crate::heap::{self, HeapError};
 use crate::profiler::Profiler;
 use crate::settings::ProfileType;
@@ -25,6 +25,25 @@ pub const FLAMEGRAPH_PATH: &str = "/debug/pprof/flamegraph";
 pub const HEAP_PATH: &str = "/debug/pprof/heap";
 /// Capture length when `seconds` is absent (Go's default).
 pub const DEFAULT_SECONDS: u64 = 30;
+
+/// Response headers of a CPU capture with its sample accounting ([`SampleCount`]), so a
+/// client can tell a thin profile from an idle target.
+pub const SAMPLES_HEADER: &str = "x-pprof-samples";
+/// Samples the target's CPU time called for that the sampler did not take.
+pub const LOST_HEADER: &str = "x-pprof-samples-lost";
+/// Samples of threads that are not the target's, left out.
+pub const EXCLUDED_HEADER: &str = "x-pprof-samples-excluded";
+/// The sampling frequency, Hz.
+pub const RATE_HEADER: &str = "x-pprof-sample-rate";
+
+fn sample_headers(p: &CpuProfile) -> [(&'static str, String); 4] {
+    [
+        (SAMPLES_HEADER, p.samples.taken.to_string()),
+        (LOST_HEADER, p.samples.lost().to_string()),
+        (EXCLUDED_HEADER, p.samples.excluded.to_string()),
+        (RATE_HEADER, p.frequency_hz.to_string()),
+    ]
+}
 
 impl Profiler {
     /// The `/debug/pprof/*` routes, ready to serve or to merge into another router.
@@ -108,6 +127,7 @@ async fn profile(
     require_cpu(&profiler)?;
     let profile = profiler.capture_cpu(seconds(&query)?).await?;
     Ok((
+        sample_headers(&profile),
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
             (
@@ -126,8 +146,9 @@ async fn flamegraph(
 ) -> Result<Response, ApiError> {
     require_cpu(&profiler)?;
     let profile = profiler.capture_cpu(seconds(&query)?).await?;
+    let headers = sample_headers(&profile);
     let svg = profile.flamegraph_svg.unwrap_or_default();
-    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+    Ok((headers, [(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 async fn heap(State(profiler): State<Profiler>) -> Result<Response, ApiError> {

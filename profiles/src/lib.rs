@@ -14,6 +14,7 @@ pub mod profiler;
 pub mod pyroscope;
 pub mod settings;
 pub mod stats;
+pub mod threads;
 
 pub use capture::{CaptureError, CpuProfile, SampleCount, capture_cpu, capture_in_progress};
 pub use collect::{CollectError, Collected, collect};

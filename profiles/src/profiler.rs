@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::capture::{self, CaptureError, CpuProfile, Requester};
+use crate::capture::{self, CaptureError, CpuProfile};
 use crate::pyroscope::{IngestTarget, PushError};
 use crate::settings::{ProfileType, ProfilingSettings, SettingsError};
 use crate::stats::{Counters, ProfilerStats};
@@ -78,16 +78,13 @@ impl Profiler {
     pub async fn capture_cpu(&self, duration: Duration) -> Result<CpuProfile, CaptureError> {
         let hz = self.inner.settings.sample_rate;
         capture::check(duration, hz)?;
-        let lease = capture::acquire(Requester::OnDemand).await?;
-        let profile = capture::run(lease, duration, hz, true).await?;
+        let profile = capture::capture(duration, hz, true).await?;
         self.record(&profile);
         Ok(profile)
     }
 
     fn record(&self, profile: &CpuProfile) {
-        self.inner
-            .counters
-            .record_capture(profile.samples.taken, profile.samples.expected);
+        self.inner.counters.record_capture(profile.samples);
     }
 
     /// Binds `server_address` (loopback unless configured otherwise).
@@ -159,12 +156,7 @@ async fn sample_loop(profiler: Profiler, tx: mpsc::Sender<CpuProfile>) {
     let hz = profiler.inner.settings.sample_rate;
     let window = profiler.inner.settings.push_interval;
     loop {
-        let lease = capture::acquire(Requester::Continuous).await;
-        let result = match lease {
-            Ok(lease) => capture::run(lease, window, hz, false).await,
-            Err(e) => Err(e),
-        };
-        match result {
+        match capture::capture(window, hz, false).await {
             Ok(profile) => {
                 profiler.record(&profile);
                 if tx.try_send(profile).is_err() {

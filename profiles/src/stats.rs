@@ -24,6 +24,9 @@ pub struct ProfilerStats {
     /// the kernel merges SIGPROFs that arrive while one is pending; none of that is counted by
     /// pprof-rs, so the loss is measured against CPU time instead.
     pub samples_lost: u64,
+    /// Samples of threads that are not the target's (a load generator embedding the
+    /// runtime), left out of every profile.
+    pub samples_excluded: u64,
 }
 
 impl ProfilerStats {
@@ -58,12 +61,13 @@ impl Counters {
         self.tx.subscribe()
     }
 
-    pub(crate) fn record_capture(&self, taken: u64, expected: u64) {
+    pub(crate) fn record_capture(&self, samples: crate::capture::SampleCount) {
         self.tx.send_modify(|s| {
             s.captures += 1;
-            s.samples_taken += taken;
-            s.samples_expected += expected;
-            s.samples_lost += expected.saturating_sub(taken);
+            s.samples_taken += samples.taken;
+            s.samples_expected += samples.expected;
+            s.samples_lost += samples.lost();
+            s.samples_excluded += samples.excluded;
         });
     }
 
@@ -84,18 +88,27 @@ mod tests {
     fn lost_samples_accumulate_per_capture() {
         let c = Counters::default();
         assert_eq!(c.snapshot().capture_ratio(), None);
-        c.record_capture(90, 100);
+        c.record_capture(crate::capture::SampleCount {
+            taken: 90,
+            expected: 100,
+            excluded: 7,
+        });
         // More samples than CPU time predicts (timer jitter) must not hide another capture's loss.
-        c.record_capture(12, 10);
+        c.record_capture(crate::capture::SampleCount {
+            taken: 12,
+            expected: 10,
+            excluded: 0,
+        });
         let s = c.snapshot();
         assert_eq!(
             (
                 s.captures,
                 s.samples_taken,
                 s.samples_expected,
-                s.samples_lost
+                s.samples_lost,
+                s.samples_excluded
             ),
-            (2, 102, 110, 10)
+            (2, 102, 110, 10, 7)
         );
         assert!((s.capture_ratio().unwrap() - 102.0 / 110.0).abs() < 1e-9);
     }

@@ -172,25 +172,53 @@ async fn flamegraph_is_svg_with_frames() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn second_concurrent_capture_gets_409() {
+async fn overlapping_captures_share_the_sampler_and_each_gets_its_own_window() {
     let _serial = serial().await;
     let (_profiler, base) = serve(ProfilingSettings::default()).await;
-    let first_url = format!("{base}/debug/pprof/profile?seconds=2");
+    let first_url = format!("{base}/debug/pprof/profile?seconds=3");
     let first = tokio::spawn(async move { reqwest::get(first_url).await.map(|r| r.status()) });
     while !caxton_profiles::capture_in_progress() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let asked = std::time::Instant::now();
     let second = reqwest::get(format!("{base}/debug/pprof/flamegraph?seconds=1"))
         .await
         .unwrap();
-    assert_eq!(second.status(), 409);
-    let error: serde_json::Value = second.json().await.unwrap();
-    assert_eq!(error["error"], "capture in progress");
+    // Its own one-second window (plus at most the segment under way), not the first's three.
+    assert_eq!(second.status(), 200);
     assert!(
-        error["detail"].as_str().unwrap().contains("one capture"),
-        "{error}"
+        asked.elapsed() < Duration::from_millis(2_900),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(
+        !first.is_finished(),
+        "the first capture ended with the second"
     );
     assert_eq!(first.await.unwrap().unwrap(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_at_another_frequency_waits_for_none_and_gets_409() {
+    let _serial = serial().await;
+    let first = tokio::spawn(caxton_profiles::capture_cpu(Duration::from_secs(2), 100));
+    while !caxton_profiles::capture_in_progress() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let err = caxton_profiles::capture_cpu(Duration::from_secs(1), 250)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            caxton_profiles::CaptureError::Busy {
+                running: 100,
+                asked: 250
+            }
+        ),
+        "{err}"
+    );
+    assert!(first.await.unwrap().is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,7 +113,14 @@ pub fn render_report(
 ) -> Result<String, HtmlError> {
     let mut body = String::new();
     let breached = report.thresholds.iter().filter(|t| !t.ok).count();
-    let (class, verdict) = if breached == 0 {
+    let (class, verdict) = if !report.validity.valid {
+        (
+            "fail",
+            "INVALID: the run could not produce the load it was asked for; its figures \
+             describe the generator, not the target"
+                .to_string(),
+        )
+    } else if breached == 0 {
         ("pass", "PASSED: every threshold held".to_string())
     } else {
         (
@@ -130,6 +137,18 @@ pub fn render_report(
         escape(&report.run_id),
         escape(&verdict)
     );
+    if !report.validity.valid {
+        body.push_str("<ul class=\"invalid\">");
+        for r in &report.validity.reasons {
+            let _ = write!(
+                body,
+                "<li><code>{}</code>: {}</li>",
+                r.kind.as_str(),
+                escape(&r.detail)
+            );
+        }
+        body.push_str("</ul>");
+    }
     let scenarios: Vec<String> = report
         .plan
         .scenarios
@@ -197,6 +216,26 @@ pub fn render_report(
         ),
         ("dropped iterations", report.dropped_iterations.to_string()),
     ];
+    let mut meta = meta;
+    if let Some(b) = &report.target_build {
+        meta.push(("target build", format!("{} ({})", b.version, b.commit)));
+    }
+    if let Some(g) = &report.generator_cpu {
+        meta.push((
+            "generator CPU",
+            format!(
+                "avg {:.2}, max {:.2} of {} cores; saturated {} of {} s{}",
+                g.mean_cores,
+                g.max_cores,
+                g.cores,
+                g.saturated_seconds,
+                g.seconds,
+                g.target_mean_cores
+                    .map(|t| format!("; embedded target avg {t:.2} cores"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
     body.push_str("<table class=\"meta\">");
     for (k, v) in meta {
         let _ = write!(
@@ -300,6 +339,16 @@ pub fn render_report(
                 "<p>CPU profile of the target{during}. <a href=\"{0}\">Open {0}</a> for the interactive version (search, zoom).</p>",
                 escape(&f.link)
             );
+            if let Some(r) = &report.flamegraph {
+                let _ = write!(
+                    body,
+                    "<p class=\"note\">{} samples at {} Hz; {} lost ({:.1}% of what the target's CPU time called for).</p>",
+                    r.samples,
+                    r.frequency_hz,
+                    r.lost_samples,
+                    100.0 * r.lost_share()
+                );
+            }
             match &f.svg {
                 Some(svg) => {
                     let _ = write!(

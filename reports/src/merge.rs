@@ -229,6 +229,8 @@ pub fn merge(
             ),
             target_build: all.iter().find_map(|r| r.target_build.clone()),
             interrupted: all.iter().find_map(|r| r.interrupted.clone()),
+            // Each worker's generator ran on its own machine: see the workers' reports.
+            generator_cpu: None,
         },
         threshold_expressions,
     })
@@ -500,6 +502,7 @@ mod tests {
             validity: Default::default(),
             target_build: None,
             interrupted: None,
+            generator_cpu: None,
         };
         (PathBuf::from(format!("w{index}/report.json")), report)
     }

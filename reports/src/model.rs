@@ -132,6 +132,29 @@ pub struct RunReport {
     /// Set when the run was stopped by a signal before its plan ended (schema 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<Interruption>,
+    /// The load generator's own CPU use during the run (schema 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cpu: Option<GeneratorCpu>,
+}
+
+/// CPU the load generator itself used, per second of the run, in cores. When the target is
+/// embedded, its threads are measured apart and `target_*` says what they used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorCpu {
+    /// Cores the machine offers the process.
+    pub cores: u32,
+    /// Mean over the run's seconds.
+    pub mean_cores: f64,
+    /// The busiest second.
+    pub max_cores: f64,
+    /// Seconds measured, and of those, seconds in which the generator (or, with an
+    /// embedded target, generator and target together) used at least 90 % of `cores`.
+    pub seconds: u64,
+    pub saturated_seconds: u64,
+    /// Embedded target only: its mean CPU, cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_mean_cores: Option<f64>,
 }
 
 /// Whether a run measured what it was asked to measure.
@@ -185,6 +208,25 @@ pub enum InvalidKind {
     GeneratorCpuSaturated,
     /// The target's CPU profile lost most of its samples.
     ProfileSamplesLost,
+}
+
+impl InvalidKind {
+    pub const ALL: [InvalidKind; 4] = [
+        InvalidKind::ArrivalRateNotHeld,
+        InvalidKind::DroppedIterations,
+        InvalidKind::GeneratorCpuSaturated,
+        InvalidKind::ProfileSamplesLost,
+    ];
+
+    /// The name report.json, the summary, the HTML and the pushed series use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidKind::ArrivalRateNotHeld => "arrival_rate_not_held",
+            InvalidKind::DroppedIterations => "dropped_iterations",
+            InvalidKind::GeneratorCpuSaturated => "generator_cpu_saturated",
+            InvalidKind::ProfileSamplesLost => "profile_samples_lost",
+        }
+    }
 }
 
 /// The build of the target, as its `caxton_build_info{version,commit}` series says.
@@ -529,6 +571,11 @@ pub struct SecondSample {
 }
 
 impl RunReport {
+    /// The run's verdict: valid, and every threshold passed.
+    pub fn passed(&self) -> bool {
+        self.validity.valid && self.thresholds.iter().all(|t| t.ok)
+    }
+
     /// Writes the report as pretty JSON, creating parent directories. The file is written
     /// to a temporary name and renamed, so a reader never sees half a report.
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
@@ -643,6 +690,16 @@ pub fn ratio(part: u64, whole: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn invalid_kinds_are_named_as_serde_writes_them() {
+        for kind in super::InvalidKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::from(kind.as_str())
+            );
+        }
+    }
+
     use super::*;
 
     fn histogram(values: &[u64]) -> Histogram<u64> {
@@ -737,6 +794,7 @@ mod tests {
             validity: Default::default(),
             target_build: None,
             interrupted: None,
+            generator_cpu: None,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod server;
 pub mod system;
 pub mod task_span;
 pub mod telemetry;
+pub mod threads;
 pub mod trace_context;
 pub mod traceparent;
 pub mod wasm;

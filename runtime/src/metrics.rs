@@ -42,6 +42,10 @@ pub mod names {
     // Beyond the seed's list: the profiler's own health (issue 5).
     pub const PROFILER_SAMPLES_TAKEN_TOTAL: &str = "caxton_profiler_samples_taken_total";
     pub const PROFILER_SAMPLES_LOST_TOTAL: &str = "caxton_profiler_samples_lost_total";
+    pub const PROFILER_SAMPLES_EXCLUDED_TOTAL: &str = "caxton_profiler_samples_excluded_total";
+
+    // Beyond the seed's list: which build serves (a load test records it with its figures).
+    pub const BUILD_INFO: &str = "caxton_build_info";
     pub const PROFILER_PROFILES_PUSHED_TOTAL: &str = "caxton_profiler_profiles_pushed_total";
     pub const PROFILER_PROFILES_DROPPED_TOTAL: &str = "caxton_profiler_profiles_dropped_total";
 
@@ -49,6 +53,11 @@ pub mod names {
     pub const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
     pub const TELEMETRY_QUEUED: &str = "caxton_telemetry_queued";
 }
+
+/// The version `caxton_build_info` reports: the crate's.
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit `caxton_build_info` reports (`build.rs`; "unknown" outside a checkout).
+pub const BUILD_COMMIT: &str = env!("CAXTON_COMMIT");
 
 /// The 19 names of the seed's "Core Metrics" list, in its order.
 pub const ALL_METRIC_NAMES: [&str; 19] = [
@@ -136,6 +145,7 @@ fn as_i64(v: u64) -> i64 {
 
 pub struct Metrics {
     registry: Registry,
+    build_info: IntGaugeVec,
     opt: Optional,
     agents_total: IntCounterVec,
     agents_active: IntGauge,
@@ -191,6 +201,7 @@ struct PerformativeSeries {
 struct ProfilerCounters {
     taken: IntCounter,
     lost: IntCounter,
+    excluded: IntCounter,
     pushed: IntCounter,
     dropped: IntCounter,
     last: Mutex<ProfilerStats>,
@@ -312,7 +323,12 @@ impl Metrics {
                 taken: plain_counter(PROFILER_SAMPLES_TAKEN_TOTAL, "CPU profile samples recorded")?,
                 lost: plain_counter(
                     PROFILER_SAMPLES_LOST_TOTAL,
-                    "CPU profile samples the process CPU time called for but pprof did not record",
+                    "CPU profile samples the target's CPU time called for but pprof did not record",
+                )?,
+                excluded: plain_counter(
+                    PROFILER_SAMPLES_EXCLUDED_TOTAL,
+                    "CPU profile samples of threads that are not the runtime's (an embedding \
+                     load generator), left out of the profile",
                 )?,
                 pushed: plain_counter(
                     PROFILER_PROFILES_PUSHED_TOTAL,
@@ -340,10 +356,21 @@ impl Metrics {
                     &["signal"],
                 ),
             )?,
+            build_info: reg(
+                r,
+                BUILD_INFO,
+                IntGaugeVec::new(
+                    Opts::new(BUILD_INFO, "Always 1: the version and commit of this build"),
+                    &["version", "commit"],
+                ),
+            )?,
             opt,
             registry,
             by_performative: Default::default(),
         };
+        m.build_info
+            .with_label_values(&[BUILD_VERSION, BUILD_COMMIT])
+            .set(1);
         // The process collector exports only process_* names, so it cannot clash with ours.
         #[cfg(target_os = "linux")]
         m.registry
@@ -532,6 +559,8 @@ impl Metrics {
             .inc_by(s.samples_taken.saturating_sub(last.samples_taken));
         p.lost
             .inc_by(s.samples_lost.saturating_sub(last.samples_lost));
+        p.excluded
+            .inc_by(s.samples_excluded.saturating_sub(last.samples_excluded));
         p.pushed
             .inc_by(s.profiles_pushed.saturating_sub(last.profiles_pushed));
         p.dropped

@@ -439,7 +439,7 @@ fn spawn_epoch_ticker(engine: &Engine) -> EpochTicker {
     // A plain thread: the deadline must advance even when every tokio worker is busy running
     // a runaway agent.
     let _ = std::thread::Builder::new()
-        .name("caxton-epoch".into())
+        .name(crate::threads::EPOCH_TICKER.into())
         .spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);

@@ -1,0 +1,108 @@
+//! On-demand captures beside continuous push: with a Pyroscope `endpoint` configured (the
+//! guide's `[profiling]` table), `/debug/pprof/flamegraph?seconds=2` under load answers
+//! with its own window in about two seconds, with frames, while pushes keep going. One test
+//! per binary: pprof-rs has one sampler per process.
+//!
+//! Pyroscope does not install here, so the ingest side is a loopback server that takes
+//! what Pyroscope's `/ingest` takes (a pprof body, 200) and counts it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::post;
+use caxton_runtime::config::Config;
+use caxton_runtime::server;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_demand_flamegraph_in_continuous_mode_takes_its_own_window() {
+    let pushes = Arc::new(AtomicU64::new(0));
+    let counted = pushes.clone();
+    let ingest = Router::new().route(
+        "/ingest",
+        post(move |body: axum::body::Bytes| {
+            let counted = counted.clone();
+            async move {
+                if !body.is_empty() {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pyroscope = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, ingest).await.unwrap() });
+
+    let mut cfg = Config::for_tests();
+    cfg.profiling.enabled = true;
+    cfg.profiling.server_address = "127.0.0.1:0".parse().unwrap();
+    cfg.profiling.endpoint = Some(format!("http://{pyroscope}"));
+    let srv = server::start(cfg).await.unwrap();
+    let pprof = srv.pprof_addr().expect("pprof server started");
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", srv.api_addr());
+    let agent: Value = http
+        .post(format!("{base}/api/agents"))
+        .json(&json!({"agent_type": "cpu-heavy"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = agent["id"].as_str().unwrap().to_owned();
+    let load = {
+        let (http, base) = (http.clone(), base.clone());
+        tokio::spawn(async move {
+            for _ in 0..20_000 {
+                let msg = json!({"performative": "REQUEST", "receiver": id});
+                let _ = http
+                    .post(format!("{base}/api/messages?wait=true"))
+                    .json(&msg)
+                    .send()
+                    .await;
+            }
+        })
+    };
+    // Continuous mode is sampling before the capture is asked for.
+    while !caxton_profiles::capture_in_progress() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let resp = http
+            .get(format!("http://{pprof}/debug/pprof/flamegraph?seconds=2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let samples: u64 = resp.headers()[caxton_profiles::endpoints::SAMPLES_HEADER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let svg = resp.text().await.unwrap();
+        let took = asked.elapsed();
+        assert!(took < Duration::from_secs(4), "seconds=2 took {took:?}");
+        assert!(samples > 0, "no samples under load");
+        assert!(
+            svg.contains("caxton_runtime"),
+            "no runtime frame: {}",
+            &svg[..200.min(svg.len())]
+        );
+    }
+    load.abort();
+    // Pushes went on beside the captures.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pushes.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        pushes.load(Ordering::SeqCst) > 0,
+        "no profile reached the ingest endpoint"
+    );
+    srv.shutdown().await;
+}
