@@ -64,6 +64,9 @@ pub struct Envelope {
     pub msg: AclMessage,
     /// [`AclMessage::heap_bytes`], counted against each receiver's mailbox.
     pub bytes: usize,
+    /// The JSON agents receive, written once for all receivers: a 1 MiB message to 1024
+    /// receivers is otherwise serialized 1024 times.
+    json: OnceLock<Result<Vec<u8>, String>>,
     _charge: Option<Charge>,
 }
 
@@ -72,8 +75,20 @@ impl Envelope {
         Arc::new(Self {
             msg,
             bytes,
+            json: OnceLock::new(),
             _charge: charge,
         })
+    }
+
+    /// [`AclMessage::to_json`] of the message, computed by the first receiver.
+    pub fn json(&self) -> Result<&[u8], &str> {
+        match self
+            .json
+            .get_or_init(|| self.msg.to_json().map_err(|e| e.to_string()))
+        {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -330,20 +330,21 @@ impl Runtime {
     /// One message the pool took from `agent`'s mailbox.
     pub(crate) fn execute_queued(self: &Arc<Self>, agent: &Arc<Agent>, env: &Envelope) {
         self.metrics.message_queue().dec();
-        self.process(agent, &env.msg);
+        self.process(agent, env);
     }
 
-    fn process(self: &Arc<Self>, agent: &Arc<Agent>, msg: &AclMessage) {
+    fn process(self: &Arc<Self>, agent: &Arc<Agent>, env: &Envelope) {
+        let msg = &env.msg;
         let started = Instant::now();
         let ty = &agent.agent_type.name;
         let span = trace_context::execute_span(msg, &agent.id, ty);
         // With tracing on, no span means the trigger's trace is unsampled: so are the replies.
         let unsampled = span.is_none();
         let _in_span = span.enter();
-        let result = match msg.to_json() {
-            Ok(bytes) => self.engine.execute(&agent.agent_type, &agent.id, &bytes),
+        let result = match env.json() {
+            Ok(bytes) => self.engine.execute(&agent.agent_type, &agent.id, bytes),
             // A message that deserialized always serializes; keep the branch total anyway.
-            Err(e) => Err(crate::wasm::ExecError::Abi(e.to_string())),
+            Err(e) => Err(crate::wasm::ExecError::Abi(e.to_owned())),
         };
         let seconds = started.elapsed().as_secs_f64();
         let series = agent
