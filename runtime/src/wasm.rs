@@ -485,8 +485,8 @@ fn spawn_epoch_ticker(engine: &Engine) -> EpochTicker {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let weak = engine.weak();
-    // A plain thread: the deadline must advance even when every tokio worker is busy running
-    // a runaway agent.
+    // A plain thread: the deadline must advance even when every thread that runs
+    // executions is busy with a runaway agent.
     let _ = std::thread::Builder::new()
         .name("caxton-epoch".into())
         .spawn(move || {
@@ -766,6 +766,25 @@ mod tests {
         for h in handles {
             assert!(h.join().unwrap(), "a holder's execution failed");
         }
+    }
+
+    /// A loop of host calls used to cost almost no fuel and ran to the wall-clock deadline;
+    /// now each call pays for the bytes it reads, and the fuel budget ends the loop.
+    #[test]
+    fn host_calls_pay_fuel_for_their_bytes() {
+        let e = engine();
+        let wat = format!(
+            r#"(module (import "caxton" "console_log" (func $log (param i32 i32)))
+               (memory (export "memory") 1) (data (i32.const 0) "{}")
+               (func (export "alloc") (param i32) (result i32) (i32.const 8192))
+               (func (export "handle_message") (param i32 i32) (result i32)
+                 (loop $l (call $log (i32.const 0) (i32.const 4096)) (br $l)) (i32.const 0)))"#,
+            "z".repeat(4096)
+        );
+        let ty = e.compile("logger", wat.as_bytes(), false).unwrap();
+        // Without the charge this loop runs to the deadline and fails with `timeout`.
+        let err = e.execute(&ty, &"x".into(), &request()).unwrap_err();
+        assert_eq!(err.kind(), "fuel_exhausted", "{err}");
     }
 
     #[test]
