@@ -45,6 +45,29 @@ impl Shared {
         // Every critical section is a few field updates: a poisoned lock is consistent.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Waits on `quiet` until `done` holds or `deadline` passes; says whether `done` held.
+    fn wait_for<'q>(
+        &self,
+        mut q: MutexGuard<'q, Queue>,
+        deadline: Instant,
+        done: impl Fn(&Queue) -> bool,
+    ) -> (MutexGuard<'q, Queue>, bool) {
+        loop {
+            if done(&q) {
+                return (q, true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (q, false);
+            }
+            q = self
+                .quiet
+                .wait_timeout(q, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
 }
 
 pub struct ExecPool {
@@ -93,42 +116,22 @@ impl ExecPool {
 
     /// Waits until nothing is ready or running, or until `deadline`; true when quiet.
     pub fn wait_quiet(&self, deadline: Instant) -> bool {
-        let mut q = self.shared.lock();
-        loop {
-            if q.ready.is_empty() && q.running == 0 {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            q = self
-                .shared
-                .quiet
-                .wait_timeout(q, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let q = self.shared.lock();
+        self.shared
+            .wait_for(q, deadline, |q| q.ready.is_empty() && q.running == 0)
+            .1
     }
 
-    /// Stops taking turns: threads finish the turn they run and exit. Returns the agents
-    /// still in the ready queue; their mailboxes keep their messages.
+    /// Stops taking turns: threads finish the turn they run (waited for until
+    /// `running_deadline`) and exit. Returns the agents still in the ready queue; their
+    /// mailboxes keep their messages.
     pub fn stop(&self, running_deadline: Instant) -> Vec<Arc<Agent>> {
         let mut q = self.shared.lock();
         q.stopped = true;
         self.shared.work.notify_all();
-        while q.running > 0 {
-            let left = running_deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            q = self
-                .shared
-                .quiet
-                .wait_timeout(q, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let (mut q, _) = self
+            .shared
+            .wait_for(q, running_deadline, |q| q.running == 0);
         q.ready.drain(..).collect()
     }
 }

@@ -87,6 +87,14 @@ impl Caxton {
             .unwrap()
     }
 
+    /// Queues `n` REQUESTs for `receiver`, each accepted.
+    async fn queue(&self, receiver: &str, n: usize) {
+        let msg = json!({"performative": "REQUEST", "receiver": receiver});
+        for _ in 0..n {
+            assert_eq!(self.post(&msg, false).await.status(), StatusCode::ACCEPTED);
+        }
+    }
+
     async fn metrics(&self) -> String {
         let r = self.http.get(&self.metrics_url).send().await.unwrap();
         r.text().await.unwrap()
@@ -224,10 +232,8 @@ async fn delete_stops_a_backlogged_agent_within_the_execution_timeout() {
     )
     .await;
     let slow = c.custom(&burner()).await;
+    c.queue(&slow, 16).await;
     let msg = json!({"performative": "REQUEST", "receiver": &slow});
-    for _ in 0..16 {
-        assert_eq!(c.post(&msg, false).await.status(), StatusCode::ACCEPTED);
-    }
     // Let the first execution start.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
@@ -351,10 +357,7 @@ async fn a_console_log_loop_and_a_failure_storm_write_under_20_mib_of_log() {
     // The storm's target first: a sender whose mailbox stays full (one message running for
     // a second, two queued), so every FAILURE sent to it is undeliverable.
     let full = c.custom(&burner()).await;
-    let fill = json!({"performative": "REQUEST", "receiver": &full});
-    for _ in 0..3 {
-        assert_eq!(c.post(&fill, false).await.status(), StatusCode::ACCEPTED);
-    }
+    c.queue(&full, 3).await;
     // console_log of 4 KiB lines until the execution's deadline, as in the issue.
     let logger = c
         .custom(&agent_wat(
@@ -363,10 +366,7 @@ async fn a_console_log_loop_and_a_failure_storm_write_under_20_mib_of_log() {
             "(loop $l (call $log (i32.const 0) (i32.const 4096)) (br $l))",
         ))
         .await;
-    for _ in 0..3 {
-        let msg = json!({"performative": "REQUEST", "receiver": &logger});
-        assert_eq!(c.post(&msg, false).await.status(), StatusCode::ACCEPTED);
-    }
+    c.queue(&logger, 3).await;
     // A trapping agent answers each request with a FAILURE to `full`, for 1.5 s.
     let trap = c.custom(&agent_wat("", "", "unreachable")).await;
     let storm = json!({"performative": "REQUEST", "sender": &full, "receiver": &trap});
@@ -414,10 +414,7 @@ async fn well_behaved_requests_stay_under_250ms_while_three_agents_burn_their_bu
     let good = c.create(json!({"agent_type": "test-agent"})).await;
     for _ in 0..3 {
         let burner = c.custom(&burner()).await;
-        for _ in 0..16 {
-            let msg = json!({"performative": "REQUEST", "receiver": &burner});
-            assert_eq!(c.post(&msg, false).await.status(), StatusCode::ACCEPTED);
-        }
+        c.queue(&burner, 16).await;
     }
     let ask = json!({"performative": "REQUEST", "receiver": &good, "content": {"q": 1}});
     let (mut asks, mut healths) = (Vec::new(), Vec::new());
