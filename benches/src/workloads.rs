@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use caxton_runtime::agent::Agent;
+use caxton_runtime::agent::{Agent, Envelope, MailboxLimits};
 use caxton_runtime::builtin;
 use caxton_runtime::config::Config;
 use caxton_runtime::fipa::{AclMessage, Performative};
@@ -126,7 +126,12 @@ impl Routing {
                     reason: e.to_string(),
                 })?;
             // `Ok(true)`: we now own the drain of this mailbox.
-            if agent.enqueue(AclMessage::new(Performative::Inform), capacity) != Ok(true) {
+            let parked = Envelope::new(AclMessage::new(Performative::Inform), 0, None);
+            let limits = MailboxLimits {
+                messages: capacity,
+                bytes: usize::MAX,
+            };
+            if agent.enqueue(parked, limits) != Ok(true) {
                 return Err(WorkloadError::Park(agent.id.to_string()));
             }
             list.push(agent);

@@ -136,13 +136,24 @@ impl From<SendError> for ApiError {
             SendError::UnknownReceiver(_) => (StatusCode::NOT_FOUND, "unknown receiver"),
             SendError::NotAccepting { .. } => (StatusCode::CONFLICT, "receiver not running"),
             SendError::MailboxFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "mailbox full"),
+            SendError::TooManyReceivers { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too many receivers")
+            }
+            SendError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "message too large"),
+            SendError::InFlightFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "runtime busy"),
+            SendError::HopLimit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "hop limit"),
+            SendError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
         };
         let mut err = Self::new(status, error, e.to_string());
-        if let SendError::MailboxFull { accepted, .. } = &e {
-            err.retry_after = Some(1);
-            if !accepted.is_empty() {
-                err.detail = format!("{e}; already queued for: {}", accepted.join(", "));
+        match &e {
+            SendError::MailboxFull { accepted, .. } => {
+                err.retry_after = Some(1);
+                if !accepted.is_empty() {
+                    err.detail = format!("{e}; already queued for: {}", accepted.join(", "));
+                }
             }
+            SendError::InFlightFull { .. } => err.retry_after = Some(1),
+            _ => {}
         }
         err
     }
@@ -400,7 +411,13 @@ async fn send_message(
             })?;
             Ok(([(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response())
         }
-        _ => {
+        // The runtime dropped the reply slot: it shut down before the message executed.
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down",
+            format!("the runtime shut down before `{key}` was answered"),
+        )),
+        Err(_) => {
             rt.metrics().message_error("reply_timeout");
             Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,

@@ -70,6 +70,11 @@ pub struct ServerConfig {
     /// Default `"5s"`.
     #[serde(with = "duration_text")]
     pub reply_timeout: Duration,
+    /// On SIGTERM, how long queued messages may still execute before the rest are dropped
+    /// (counted in `caxton_messages_dropped_total{reason="shutdown"}` and logged). The k8s
+    /// Deployment's `terminationGracePeriodSeconds` leaves room for it. Default `"10s"`.
+    #[serde(with = "duration_text")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +86,7 @@ impl Default for ServerConfig {
             max_agents: 200_000,
             data_dir: PathBuf::from("./data"),
             reply_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -107,6 +113,34 @@ pub struct AgentsConfig {
     /// Threads' spare stores may keep up to half of them for spent instances (wasm.rs); with
     /// fewer than 4 slots per CPU, stores are not reused. Default `1000`.
     pub max_instances: u32,
+    /// Threads that run executions, apart from the async workers that serve HTTP, so that
+    /// `/health`, `/metrics` and other agents never wait behind a slow agent. `0` picks
+    /// twice the CPUs, at least 4: a slow agent holds one thread for up to
+    /// `execution_timeout`, and a few of them must not take every thread. Default `0`.
+    pub execution_threads: usize,
+    /// Bytes of messages one agent's mailbox holds (the same size units as `memory_limit`);
+    /// a send past it is refused (429), a message larger than it can never be queued (413).
+    /// Default `"16MiB"`.
+    #[serde(with = "byte_size")]
+    pub mailbox_bytes: u64,
+    /// Bytes of messages queued or executing in the whole runtime; a message shared by
+    /// several receivers counts once. A send past it is refused (429). Default `"256MiB"`.
+    #[serde(with = "byte_size")]
+    pub in_flight_bytes: u64,
+    /// Most receivers one message may name (client or agent); more is refused (413).
+    /// Default `1024`.
+    pub max_receivers: usize,
+    /// Most hops of a conversation chain: a message an agent sends while handling a message
+    /// of hop `n` is hop `n + 1` (FIPA metadata `caxton-hops`); past this it is refused and
+    /// its sender gets a FAILURE. Bounds how long one request can keep agents busy.
+    /// Default `16`.
+    pub max_hops: u32,
+    /// `console_log` lines one execution may write; the rest are dropped and counted in one
+    /// warning. Default `100`.
+    pub log_lines_per_execution: u32,
+    /// `console_log` bytes one execution may write. Default `"64KiB"`.
+    #[serde(with = "byte_size")]
+    pub log_bytes_per_execution: u64,
 }
 
 impl Default for AgentsConfig {
@@ -117,7 +151,25 @@ impl Default for AgentsConfig {
             execution_timeout: Duration::from_secs(1),
             mailbox_capacity: 1024,
             max_instances: 1000,
+            execution_threads: 0,
+            mailbox_bytes: 16 * MIB,
+            in_flight_bytes: 256 * MIB,
+            max_receivers: 1024,
+            max_hops: 16,
+            log_lines_per_execution: 100,
+            log_bytes_per_execution: 64 * KIB,
         }
+    }
+}
+
+impl AgentsConfig {
+    /// `execution_threads` with `0` resolved.
+    pub fn execution_pool_size(&self) -> usize {
+        if self.execution_threads > 0 {
+            return self.execution_threads;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (2 * cpus).max(4)
     }
 }
 
@@ -442,6 +494,7 @@ impl Config {
         positive("server.max_body_bytes", server.max_body_bytes as u64)?;
         positive("server.max_agents", server.max_agents as u64)?;
         nonzero_duration("server.reply_timeout", server.reply_timeout)?;
+        nonzero_duration("server.shutdown_timeout", server.shutdown_timeout)?;
 
         let agents = &self.agents;
         ensure(
@@ -454,6 +507,10 @@ impl Config {
         nonzero_duration("agents.execution_timeout", agents.execution_timeout)?;
         positive("agents.mailbox_capacity", agents.mailbox_capacity as u64)?;
         positive("agents.max_instances", u64::from(agents.max_instances))?;
+        positive("agents.mailbox_bytes", agents.mailbox_bytes)?;
+        positive("agents.in_flight_bytes", agents.in_flight_bytes)?;
+        positive("agents.max_receivers", agents.max_receivers as u64)?;
+        positive("agents.max_hops", u64::from(agents.max_hops))?;
 
         let obs = &self.observability;
         http_url("observability.otlp_endpoint", &obs.otlp_endpoint)?;
@@ -1069,6 +1126,15 @@ mod tests {
         assert_eq!(c.agents.fuel_per_message, 10_000_000);
         assert_eq!(c.agents.mailbox_capacity, 1024);
         assert_eq!(c.agents.max_instances, 1000);
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.agents.execution_threads, 0);
+        assert!(c.agents.execution_pool_size() >= 4);
+        assert_eq!(c.agents.mailbox_bytes, 16 << 20);
+        assert_eq!(c.agents.in_flight_bytes, 256 << 20);
+        assert_eq!(c.agents.max_receivers, 1024);
+        assert_eq!(c.agents.max_hops, 16);
+        assert_eq!(c.agents.log_lines_per_execution, 100);
+        assert_eq!(c.agents.log_bytes_per_execution, 65536);
         let o = &c.observability;
         assert!((!o.enable_tracing, o.enable_metrics, !o.enable_logging) == (true, true, true));
         assert_eq!(o.trace_sample_rate, 0.1);
@@ -1349,6 +1415,9 @@ mod tests {
             ("agents", "mailbox_capacity"),
             ("agents", "fuel_per_message"),
             ("agents", "max_instances"),
+            ("agents", "mailbox_bytes"),
+            ("agents", "max_receivers"),
+            ("agents", "max_hops"),
             ("server", "max_agents"),
             ("server", "max_body_bytes"),
         ] {

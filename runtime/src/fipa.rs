@@ -142,6 +142,11 @@ pub struct AclMessage {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// The `metadata` key of a message's hop count: how many agent executions led to it. A
+/// client's message is hop 0 (the key absent); what an agent sends while handling hop `n`
+/// is hop `n + 1`, set by the runtime whatever the agent wrote.
+pub const HOPS_KEY: &str = "caxton-hops";
+
 /// Room for a typical message's JSON: addressing, small content and a `traceparent`.
 pub const JSON_CAPACITY: usize = 512;
 
@@ -173,6 +178,59 @@ impl AclMessage {
         Ok(out)
     }
 
+    /// The message's hop count (see [`HOPS_KEY`]); absent or unreadable is 0.
+    pub fn hops(&self) -> u32 {
+        self.metadata
+            .get(HOPS_KEY)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn set_hops(&mut self, hops: u32) {
+        self.metadata.insert(HOPS_KEY.to_owned(), hops.to_string());
+    }
+
+    /// True for the performatives nobody answers: a reply to a FAILURE or NOT_UNDERSTOOD
+    /// could only be another one, and two agents would answer each other forever.
+    pub fn ends_conversation(&self) -> bool {
+        matches!(
+            self.performative,
+            Performative::Failure | Performative::NotUnderstood
+        )
+    }
+
+    /// Roughly the heap memory this message holds: every string's bytes plus a JSON node's
+    /// size per content value. What the byte budgets count: a JSON array of a million `0`s
+    /// is 2 MB on the wire and ~32 MB parsed.
+    pub fn heap_bytes(&self) -> usize {
+        let strings = [
+            &self.language,
+            &self.ontology,
+            &self.protocol,
+            &self.conversation_id,
+            &self.reply_with,
+            &self.in_reply_to,
+            &self.reply_by,
+        ];
+        std::mem::size_of::<Self>()
+            + self.sender.len()
+            + self
+                .receiver
+                .iter()
+                .map(|r| r.len() + std::mem::size_of::<String>())
+                .sum::<usize>()
+            + strings
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2 * std::mem::size_of::<String>())
+                .sum::<usize>()
+            + json_heap_bytes(&self.content)
+    }
+
     /// A reply to `self`: addressed to its sender, in its conversation, answering its
     /// `reply_with`, carrying its metadata (and so its trace context).
     pub fn reply(&self, performative: Performative, from: &str) -> AclMessage {
@@ -200,6 +258,22 @@ impl AclMessage {
         for (k, v) in &self.metadata {
             reply.metadata.entry(k.clone()).or_insert_with(|| v.clone());
         }
+    }
+}
+
+fn json_heap_bytes(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let node = std::mem::size_of::<Value>();
+    match v {
+        Value::String(s) => node + s.len(),
+        Value::Array(a) => node + a.iter().map(json_heap_bytes).sum::<usize>(),
+        Value::Object(o) => {
+            node + o
+                .iter()
+                .map(|(k, v)| k.len() + std::mem::size_of::<String>() + json_heap_bytes(v))
+                .sum::<usize>()
+        }
+        _ => node,
     }
 }
 
@@ -257,6 +331,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `x`"), "{err}");
+    }
+
+    #[test]
+    fn hops_default_to_zero_and_heap_bytes_count_parsed_nodes() {
+        let mut m = AclMessage::new(Performative::Inform);
+        assert_eq!(m.hops(), 0);
+        m.set_hops(3);
+        assert_eq!(m.hops(), 3);
+        m.metadata.insert(HOPS_KEY.into(), "junk".into());
+        assert_eq!(m.hops(), 0);
+        let small = m.heap_bytes();
+        m.content = serde_json::Value::Array(vec![serde_json::Value::from(0); 1000]);
+        assert!(m.heap_bytes() >= small + 1000 * std::mem::size_of::<serde_json::Value>());
+        m.content = serde_json::Value::from("x".repeat(1 << 20));
+        assert!(m.heap_bytes() > 1 << 20);
     }
 
     #[test]

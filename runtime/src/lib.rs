@@ -3,12 +3,15 @@
 
 pub mod agent;
 pub mod api;
+pub mod budget;
 pub mod builtin;
 pub mod config;
 pub mod events;
+pub mod execution;
 pub mod fipa;
 pub mod http_metrics;
 pub mod http_tracing;
+pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
 pub mod otlp_metrics;

@@ -52,12 +52,20 @@ pub mod names {
     // Beyond the seed's list: OTLP export health (issue 4).
     pub const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
     pub const TELEMETRY_QUEUED: &str = "caxton_telemetry_queued";
+
+    // Beyond the seed's list: message accounting under hostile load (issue 17).
+    pub const MESSAGES_ACCEPTED_TOTAL: &str = "caxton_messages_accepted_total";
+    pub const MESSAGES_DROPPED_TOTAL: &str = "caxton_messages_dropped_total";
+    pub const MESSAGE_BYTES_IN_FLIGHT: &str = "caxton_message_bytes_in_flight";
 }
 
 /// The version `caxton_build_info` reports: the crate's.
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit `caxton_build_info` reports (`build.rs`; "unknown" outside a checkout).
 pub const BUILD_COMMIT: &str = env!("CAXTON_COMMIT");
+
+/// The `reason`s of `caxton_messages_dropped_total`: why an accepted message never executed.
+pub const DROP_REASONS: [&str; 2] = ["agent_deleted", "shutdown"];
 
 /// The 19 names of the seed's "Core Metrics" list, in its order.
 pub const ALL_METRIC_NAMES: [&str; 19] = [
@@ -177,6 +185,9 @@ pub struct Metrics {
     telemetry_dropped: IntCounterVec,
     /// Mirrors `telemetry::queued` at scrape/export time.
     telemetry_queued: IntGaugeVec,
+    messages_accepted: IntCounter,
+    messages_dropped: IntCounterVec,
+    message_bytes_in_flight: IntGauge,
     /// The message metrics' children of each performative, resolved on first use: every
     /// message updates five of them, and `with_label_values` hashes the labels and looks the
     /// child up under a lock each time.
@@ -364,6 +375,19 @@ impl Metrics {
                     &["version", "commit"],
                 ),
             )?,
+            messages_accepted: plain_counter(
+                MESSAGES_ACCEPTED_TOTAL,
+                "Messages a mailbox accepted, one per receiver",
+            )?,
+            messages_dropped: counter(
+                MESSAGES_DROPPED_TOTAL,
+                "Accepted messages that were never executed, by reason",
+                &[("reason", true)],
+            )?,
+            message_bytes_in_flight: gauge(
+                MESSAGE_BYTES_IN_FLIGHT,
+                "Bytes of messages queued or executing (agents.in_flight_bytes bounds it)",
+            )?,
             opt,
             registry,
             by_performative: Default::default(),
@@ -371,6 +395,10 @@ impl Metrics {
         m.build_info
             .with_label_values(&[BUILD_VERSION, BUILD_COMMIT])
             .set(1);
+        // Present at 0 from the start, so the accounting can be checked before any drop.
+        for reason in DROP_REASONS {
+            m.messages_dropped.with_label_values(&[reason]);
+        }
         // The process collector exports only process_* names, so it cannot clash with ours.
         #[cfg(target_os = "linux")]
         m.registry
@@ -507,6 +535,18 @@ impl Metrics {
 
     pub fn message_queue(&self) -> &IntGauge {
         &self.message_queue
+    }
+
+    pub fn message_accepted(&self) {
+        self.messages_accepted.inc();
+    }
+
+    pub fn messages_dropped(&self, reason: &str, n: u64) {
+        self.messages_dropped.with_label_values(&[reason]).inc_by(n);
+    }
+
+    pub fn message_bytes_in_flight(&self) -> &IntGauge {
+        &self.message_bytes_in_flight
     }
 
     pub fn message_error(&self, kind: &str) {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,9 +11,11 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::agent::{Agent, AgentState};
+use crate::budget::ByteBudget;
 use crate::builtin;
 use crate::config::{AgentsConfig, Config};
 use crate::events::{Event, Events};
+use crate::execution::ExecPool;
 use crate::fipa::AclMessage;
 use crate::metrics::Metrics;
 use crate::wasm::{AgentType, ExecError, ModuleError, WasmEngine};
@@ -49,6 +51,12 @@ pub struct Runtime {
     pub(crate) pending: Mutex<HashMap<String, oneshot::Sender<AclMessage>>>,
     seq: AtomicU64,
     max_agents: usize,
+    /// Runs executions off the async workers.
+    pub(crate) pool: ExecPool,
+    /// Bytes of messages queued or executing (`[agents] in_flight_bytes`).
+    pub(crate) in_flight: Arc<ByteBudget>,
+    /// False once shutdown has begun: clients' messages are refused.
+    pub(crate) accepting: AtomicBool,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -89,7 +97,6 @@ impl Runtime {
         }
         Ok(Self {
             engine,
-            metrics,
             events: Events::default(),
             agents_cfg: config.agents.clone(),
             agents: RwLock::new(HashMap::new()),
@@ -98,6 +105,13 @@ impl Runtime {
             pending: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             max_agents: config.server.max_agents,
+            pool: ExecPool::new(config.agents.execution_pool_size()),
+            in_flight: ByteBudget::new(
+                usize::try_from(config.agents.in_flight_bytes).unwrap_or(usize::MAX),
+                metrics.message_bytes_in_flight().clone(),
+            ),
+            accepting: AtomicBool::new(true),
+            metrics,
         })
     }
 
@@ -183,6 +197,11 @@ impl Runtime {
         read(&self.agents).len()
     }
 
+    /// Every registered agent, in no order.
+    pub(crate) fn all_agents(&self) -> Vec<Arc<Agent>> {
+        read(&self.agents).values().cloned().collect()
+    }
+
     /// A page of agents in creation order.
     pub fn list_agents(&self, offset: usize, limit: usize) -> Vec<Arc<Agent>> {
         let mut all: Vec<Arc<Agent>> = read(&self.agents).values().cloned().collect();
@@ -190,9 +209,11 @@ impl Runtime {
         all.into_iter().skip(offset).take(limit).collect()
     }
 
-    /// Deletes an agent: it stops taking messages, finishes its mailbox (Draining), then
-    /// leaves the registry (Stopped). Returns the state it reached now.
-    pub fn stop_agent(&self, id: &str) -> Result<AgentState, RuntimeError> {
+    /// Deletes an agent: it stops taking messages, its queued messages are dropped (each
+    /// sender gets a FAILURE), and once its current execution ends (within
+    /// `execution_timeout`) it leaves the registry (Draining -> Stopped). Returns the state
+    /// it reached now.
+    pub fn stop_agent(self: &Arc<Self>, id: &str) -> Result<AgentState, RuntimeError> {
         let agent = self
             .agent(id)
             .ok_or_else(|| RuntimeError::NoSuchAgent(id.to_owned()))?;
@@ -205,6 +226,7 @@ impl Runtime {
             AgentState::Loaded | AgentState::Failed => agent.set_state(AgentState::Draining),
             AgentState::Draining | AgentState::Stopped => {}
         }
+        self.discard_mailbox(&agent);
         if !agent.busy() {
             self.finish_stop(&agent);
         }

@@ -21,11 +21,12 @@ use crate::config::Config;
 use crate::http_metrics::CountingListener;
 use crate::metrics::{Metrics, MetricsError};
 use crate::profiling::ProfilingService;
+use crate::routing::ShutdownReport;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::system::SystemSampler;
 
 /// How long shutdown waits for open connections (WebSockets never end on their own).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -52,9 +53,14 @@ pub struct RunningServer {
     metrics_addr: SocketAddr,
     runtime: Arc<Runtime>,
     ready: Arc<AtomicBool>,
+    /// Stops the API listener, first.
+    stop_api: watch::Sender<bool>,
+    /// Stops the rest (metrics, profiling, the OTLP mirror), last.
     stop: watch::Sender<bool>,
+    api_task: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
     profiling: Option<ProfilingService>,
+    shutdown_timeout: Duration,
 }
 
 impl RunningServer {
@@ -75,19 +81,55 @@ impl RunningServer {
         self.profiling.as_ref().map(|p| p.addr)
     }
 
-    /// Stops taking connections, lets open requests finish (bounded), and returns.
-    pub async fn shutdown(self) {
+    /// Shuts down in the order that loses nothing silently: the API stops taking
+    /// connections; queued messages execute for up to `[server] shutdown_timeout`; what is
+    /// left is dropped, counted (`caxton_messages_dropped_total{reason="shutdown"}`) and
+    /// logged, and waiting clients are answered; open requests finish (bounded by
+    /// [`SHUTDOWN_GRACE`]); `/metrics` closes last, so a scrape during all of this works.
+    pub async fn shutdown(self) -> ShutdownReport {
         self.ready.store(false, Ordering::Relaxed);
+        let _ = self.stop_api.send(true);
+        let rt = self.runtime.clone();
+        let timeout = self.shutdown_timeout;
+        let report = tokio::task::spawn_blocking(move || rt.drain_for_shutdown(timeout))
+            .await
+            .unwrap_or(ShutdownReport {
+                drained: false,
+                dropped: 0,
+                waiting_clients: 0,
+            });
+        let n = report.dropped;
+        if n > 0 {
+            tracing::warn!(
+                dropped = n,
+                drained = report.drained,
+                waiting_clients = report.waiting_clients,
+                "shutdown: {n} accepted messages were not executed"
+            );
+        } else {
+            tracing::info!(
+                dropped = 0,
+                waiting_clients = report.waiting_clients,
+                "shutdown: every accepted message was executed"
+            );
+        }
+        bounded(self.api_task).await;
         let _ = self.stop.send(true);
         if let Some(p) = self.profiling {
             p.shutdown().await;
         }
         for task in self.tasks {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
-                abort.abort();
-            }
+            bounded(task).await;
         }
+        report
+    }
+}
+
+/// Awaits `task` for up to [`SHUTDOWN_GRACE`], then aborts it.
+async fn bounded(task: JoinHandle<()>) {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+        abort.abort();
     }
 }
 
@@ -169,6 +211,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         max_body_bytes: config.server.max_body_bytes,
     };
     let (stop, stop_rx) = watch::channel(false);
+    let (stop_api, stop_api_rx) = watch::channel(false);
     let profiling = crate::profiling::start(&config.profiling, stop_rx.clone()).await?;
     let api_app = api::router(state, crate::telemetry::tracing_enabled());
     let metrics_app = Router::new()
@@ -178,14 +221,16 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             sampler: Mutex::new(SystemSampler::new(config.server.data_dir.clone())),
             profiler: profiling.as_ref().map(|p| p.profiler.clone()),
         }));
-    let mut tasks = vec![
-        spawn_serving(
-            CountingListener::new(api_listener, metrics.http_active_connections()),
-            api_app,
-            stop_rx.clone(),
-        ),
-        spawn_serving(metrics_listener, metrics_app, stop_rx.clone()),
-    ];
+    let api_task = spawn_serving(
+        CountingListener::new(api_listener, metrics.http_active_connections()),
+        api_app,
+        stop_api_rx,
+    );
+    let mut tasks = vec![spawn_serving(
+        metrics_listener,
+        metrics_app,
+        stop_rx.clone(),
+    )];
     if let Some((provider, interval)) = crate::telemetry::metrics_export() {
         let mirror = crate::otlp_metrics::spawn(&provider, metrics.clone(), interval, stop_rx);
         tasks.push(mirror);
@@ -196,9 +241,12 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         metrics_addr,
         runtime,
         ready,
+        stop_api,
         stop,
+        api_task,
         tasks,
         profiling,
+        shutdown_timeout: config.server.shutdown_timeout,
     })
 }
 

@@ -12,6 +12,9 @@ pub const PREFIX: &str = "caxton-rt";
 /// The name of the runtime's Tokio worker and blocking threads.
 pub const WORKER: &str = "caxton-rt";
 
+/// The execution pool's threads (`caxton-rt-exec-N`; Linux keeps the first 15 bytes).
+pub const EXECUTOR: &str = "caxton-rt-exec";
+
 /// The wasmtime epoch ticker.
 pub const EPOCH_TICKER: &str = "caxton-rt-epoch";
 
@@ -31,6 +34,7 @@ mod tests {
     fn runtime_threads_are_told_from_an_embedding_generator() {
         assert!(is_runtime_thread(WORKER));
         assert!(is_runtime_thread(EPOCH_TICKER));
+        assert!(is_runtime_thread(EXECUTOR));
         assert!(is_runtime_thread("OpenTelemetry.T"));
         assert!(!is_runtime_thread("caxton-bench"));
         assert!(!is_runtime_thread("tokio-runtime-w"));

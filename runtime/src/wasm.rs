@@ -12,6 +12,12 @@
 //!   -2 out of bounds, -3 outbox full), `current_timestamp() -> i64` (ms since the Unix
 //!   epoch) and `console_log(ptr, len)`.
 //!
+//! Host calls are not free: `send_message` and `console_log` cost one unit of fuel per byte
+//! they read, so a loop of host calls ends with the fuel budget like any other loop. One
+//! execution may send at most [`MAX_OUTBOX`] messages of [`MAX_OUTBOX_BYTES`] in all, and
+//! log `log_lines_per_execution` lines of `log_bytes_per_execution` bytes; log lines past
+//! that are dropped and counted in one rate-limited warning.
+//!
 //! A sent message may leave `receiver`, `conversation_id` and `in_reply_to` out: they default
 //! to a reply to the message being handled, so `{"performative":"INFORM"}` is a valid reply.
 //!
@@ -43,8 +49,13 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// An agent may send at most this many messages per execution (a loop of sends is a bug,
 /// and the outbox lives in host memory).
 const MAX_OUTBOX: usize = 1024;
+/// Most bytes of messages one execution may send (the outbox lives in host memory, out of
+/// reach of the agent's memory cap).
+const MAX_OUTBOX_BYTES: usize = 16 << 20;
 /// Longest `console_log` line kept; the rest is cut so an agent cannot flood the logs.
 const MAX_LOG_BYTES: usize = 4096;
+
+static LOG_BUDGET_SPENT: crate::log_throttle::Throttle = crate::log_throttle::Throttle::new();
 /// Most executions one store serves (see [`SpareStore`]).
 const STORE_REUSE: u32 = 8;
 /// A store is only kept for another execution while its instances' memories total at most
@@ -130,11 +141,30 @@ pub struct HostState {
     limits: StoreLimits,
     agent_id: Arc<str>,
     outbox: Vec<AclMessage>,
+    /// Bytes of JSON behind `outbox`.
+    outbox_bytes: usize,
+    /// This execution's `console_log` use and what its budget turned away.
+    log: LogUse,
+    log_budget: LogBudget,
     /// The running instance's memory, set right after instantiation; host calls read the
     /// guest through it instead of looking the export up by name on every call. `None`
     /// sends them to that lookup (a store shared by executions must never keep another
     /// instance's memory here).
     memory: Option<Memory>,
+}
+
+/// `[agents] log_lines_per_execution` and `log_bytes_per_execution`.
+#[derive(Clone, Copy)]
+struct LogBudget {
+    lines: u32,
+    bytes: usize,
+}
+
+#[derive(Default, Clone, Copy)]
+struct LogUse {
+    lines: u32,
+    bytes: usize,
+    suppressed: u32,
 }
 
 /// A compiled, pre-linked agent type; cheap to instantiate many times.
@@ -189,6 +219,7 @@ pub struct WasmEngine {
     /// Executions a store may serve: [`STORE_REUSE`], less where the pool is small enough
     /// that spare stores' spent instances could exhaust it (1 turns reuse off).
     store_reuse: u32,
+    log_budget: LogBudget,
     _ticker: EpochTicker,
 }
 
@@ -229,7 +260,11 @@ impl WasmEngine {
             fuel: cfg.fuel_per_message,
             deadline_ticks: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
             memory_limit,
-            store_reuse: store_reuse(cfg.max_instances),
+            store_reuse: store_reuse(cfg.max_instances, cfg.execution_pool_size()),
+            log_budget: LogBudget {
+                lines: cfg.log_lines_per_execution,
+                bytes: usize::try_from(cfg.log_bytes_per_execution).unwrap_or(usize::MAX),
+            },
         })
     }
 
@@ -277,6 +312,9 @@ impl WasmEngine {
                 limits,
                 agent_id: agent_id.clone(),
                 outbox: Vec::new(),
+                outbox_bytes: 0,
+                log: LogUse::default(),
+                log_budget: self.log_budget,
                 memory: None,
             },
         );
@@ -315,6 +353,14 @@ impl WasmEngine {
     ) -> Result<Execution, ExecError> {
         let mut spare = self.spare_store(agent_id);
         let result = self.run(ty, &mut spare, message);
+        let log = spare.store.data().log;
+        if log.suppressed > 0
+            && let Some(suppressed) = LOG_BUDGET_SPENT.admit()
+        {
+            tracing::warn!(agent_id = %agent_id, lines_dropped = log.suppressed,
+                lines_kept = log.lines, suppressed,
+                "console_log budget of the execution spent; lines dropped");
+        }
         let keep = match &result {
             Ok(exec) => {
                 spare.uses += 1;
@@ -343,6 +389,8 @@ impl WasmEngine {
                 let state = store.data_mut();
                 state.agent_id = agent_id.clone();
                 state.outbox.clear();
+                state.outbox_bytes = 0;
+                state.log = LogUse::default();
                 state.memory = None;
                 spare
             }
@@ -425,10 +473,11 @@ impl WasmEngine {
 }
 
 /// [`STORE_REUSE`], cut so that every thread's spare store together holds at most half of
-/// the pool's `max_instances` slots.
-fn store_reuse(max_instances: u32) -> u32 {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = u32::try_from(threads).unwrap_or(u32::MAX);
+/// the pool's `max_instances` slots. Executions run on the execution pool's threads, but
+/// tests and benches call `execute` from others too: count whichever is more.
+fn store_reuse(max_instances: u32, pool_threads: usize) -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = u32::try_from(cpus.max(pool_threads)).unwrap_or(u32::MAX);
     (max_instances / threads.saturating_mul(2)).clamp(1, STORE_REUSE)
 }
 
@@ -436,8 +485,8 @@ fn spawn_epoch_ticker(engine: &Engine) -> EpochTicker {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let weak = engine.weak();
-    // A plain thread: the deadline must advance even when every tokio worker is busy running
-    // a runaway agent.
+    // A plain thread: the deadline must advance even when every thread that runs
+    // executions is busy with a runaway agent.
     let _ = std::thread::Builder::new()
         .name(crate::threads::EPOCH_TICKER.into())
         .spawn(move || {
@@ -510,23 +559,41 @@ fn guest_bytes<'c>(caller: &'c mut Caller<'_, HostState>, ptr: i32, len: i32) ->
     memory.data(&*caller).get(start..end)
 }
 
+/// Takes `bytes` units of fuel for host work on the guest's behalf; at zero, the guest's
+/// next instruction fails the execution with `fuel_exhausted`.
+fn charge_fuel(caller: &mut Caller<'_, HostState>, bytes: usize) {
+    if let Ok(fuel) = caller.get_fuel() {
+        let _ = caller.set_fuel(fuel.saturating_sub(bytes as u64));
+    }
+}
+
 fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     linker.func_wrap(
         "caxton",
         "send_message",
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> i32 {
+            let state = caller.data();
+            let full = state.outbox.len() >= MAX_OUTBOX
+                || state
+                    .outbox_bytes
+                    .saturating_add(usize::try_from(len).unwrap_or(0))
+                    > MAX_OUTBOX_BYTES;
+            if full {
+                return -3;
+            }
             let Some(bytes) = guest_bytes(&mut caller, ptr, len) else {
                 return -2;
             };
-            let Ok(mut msg) = serde_json::from_slice::<AclMessage>(bytes) else {
+            let parsed = serde_json::from_slice::<AclMessage>(bytes);
+            let n = bytes.len();
+            charge_fuel(&mut caller, n);
+            let Ok(mut msg) = parsed else {
                 return -1;
             };
             let state = caller.data_mut();
-            if state.outbox.len() >= MAX_OUTBOX {
-                return -3;
-            }
             msg.sender = state.agent_id.to_string();
+            state.outbox_bytes += n;
             state.outbox.push(msg);
             0
         },
@@ -542,6 +609,16 @@ fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
         "console_log",
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
             let len = len.clamp(0, MAX_LOG_BYTES as i32);
+            let state = caller.data_mut();
+            let (used, budget) = (state.log, state.log_budget);
+            if used.lines >= budget.lines || used.bytes + len as usize > budget.bytes {
+                state.log.suppressed += 1;
+                charge_fuel(&mut caller, len as usize);
+                return;
+            }
+            state.log.lines += 1;
+            state.log.bytes += len as usize;
+            charge_fuel(&mut caller, len as usize);
             if let Some(bytes) = guest_bytes(&mut caller, ptr, len) {
                 let line = String::from_utf8_lossy(bytes).into_owned();
                 tracing::info!(agent_id = %caller.data().agent_id, "{line}");
@@ -560,6 +637,7 @@ mod tests {
     fn engine() -> WasmEngine {
         let cfg = AgentsConfig {
             max_instances: 16,
+            execution_threads: 1,
             ..AgentsConfig::default()
         };
         WasmEngine::new(&cfg).unwrap()
@@ -653,6 +731,7 @@ mod tests {
             u32::try_from(std::thread::available_parallelism().map_or(1, |n| n.get())).unwrap();
         let cfg = AgentsConfig {
             max_instances: threads * 4,
+            execution_threads: 1,
             ..AgentsConfig::default()
         };
         let e = Arc::new(WasmEngine::new(&cfg).unwrap());
@@ -687,6 +766,25 @@ mod tests {
         for h in handles {
             assert!(h.join().unwrap(), "a holder's execution failed");
         }
+    }
+
+    /// A loop of host calls used to cost almost no fuel and ran to the wall-clock deadline;
+    /// now each call pays for the bytes it reads, and the fuel budget ends the loop.
+    #[test]
+    fn host_calls_pay_fuel_for_their_bytes() {
+        let e = engine();
+        let wat = format!(
+            r#"(module (import "caxton" "console_log" (func $log (param i32 i32)))
+               (memory (export "memory") 1) (data (i32.const 0) "{}")
+               (func (export "alloc") (param i32) (result i32) (i32.const 8192))
+               (func (export "handle_message") (param i32 i32) (result i32)
+                 (loop $l (call $log (i32.const 0) (i32.const 4096)) (br $l)) (i32.const 0)))"#,
+            "z".repeat(4096)
+        );
+        let ty = e.compile("logger", wat.as_bytes(), false).unwrap();
+        // Without the charge this loop runs to the deadline and fails with `timeout`.
+        let err = e.execute(&ty, &"x".into(), &request()).unwrap_err();
+        assert_eq!(err.kind(), "fuel_exhausted", "{err}");
     }
 
     #[test]

@@ -1,0 +1,192 @@
+//! The execution pool: dedicated threads that run agents' messages, apart from the async
+//! workers that serve HTTP. A runaway agent holds one of these threads for at most
+//! `execution_timeout`; `/health`, `/metrics` and replies to clients never wait behind it.
+//!
+//! Scheduling is round-robin over agents with work: an agent with messages is in the ready
+//! queue once (its mailbox's `scheduled` flag), a thread takes it for one turn (a few
+//! messages or a time slice, whichever ends first) and puts it back at the end of the queue
+//! when messages remain. One agent's backlog therefore delays another agent by at most one
+//! turn per thread, and one agent never runs on two threads at once (per-agent order).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, Weak};
+use std::time::{Duration, Instant};
+
+use crate::agent::Agent;
+use crate::runtime::Runtime;
+
+/// Most messages of one agent per turn. A busy agent's replies then leave in bursts, which
+/// costs its clients fewer wake-ups than one reply per turn (measured: BENCHMARKS.md).
+const TURN_MESSAGES: u32 = 8;
+/// A turn ends after this much time even if messages remain.
+const TURN_SLICE: Duration = Duration::from_millis(2);
+
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<Arc<Agent>>,
+    /// Threads waiting for work.
+    idle: usize,
+    /// Turns being run right now.
+    running: usize,
+    stopped: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when an agent becomes ready or the pool stops.
+    work: Condvar,
+    /// Signalled when the pool may have become quiet (nothing ready, nothing running).
+    quiet: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Every critical section is a few field updates: a poisoned lock is consistent.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits on `quiet` until `done` holds or `deadline` passes; says whether `done` held.
+    fn wait_for<'q>(
+        &self,
+        mut q: MutexGuard<'q, Queue>,
+        deadline: Instant,
+        done: impl Fn(&Queue) -> bool,
+    ) -> (MutexGuard<'q, Queue>, bool) {
+        loop {
+            if done(&q) {
+                return (q, true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (q, false);
+            }
+            q = self
+                .quiet
+                .wait_timeout(q, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+pub struct ExecPool {
+    shared: Arc<Shared>,
+    threads: usize,
+    started: Once,
+}
+
+impl ExecPool {
+    pub fn new(threads: usize) -> Self {
+        Self {
+            shared: Arc::default(),
+            threads: threads.max(1),
+            started: Once::new(),
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Puts `agent` at the end of the ready queue. Its mailbox must have just become
+    /// scheduled (`Agent::enqueue` returned true). Threads start with the first message.
+    pub(crate) fn schedule(&self, runtime: &Arc<Runtime>, agent: Arc<Agent>) {
+        self.started
+            .call_once(|| self.spawn(Arc::downgrade(runtime)));
+        let mut q = self.shared.lock();
+        q.ready.push_back(agent);
+        if q.idle > 0 {
+            self.shared.work.notify_one();
+        }
+    }
+
+    fn spawn(&self, runtime: Weak<Runtime>) {
+        for n in 0..self.threads {
+            let shared = self.shared.clone();
+            let runtime = runtime.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-{n}", crate::threads::EXECUTOR))
+                .spawn(move || work(&shared, &runtime));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, thread = n, "cannot start an execution thread");
+            }
+        }
+    }
+
+    /// Waits until nothing is ready or running, or until `deadline`; true when quiet.
+    pub fn wait_quiet(&self, deadline: Instant) -> bool {
+        let q = self.shared.lock();
+        self.shared
+            .wait_for(q, deadline, |q| q.ready.is_empty() && q.running == 0)
+            .1
+    }
+
+    /// Stops taking turns: threads finish the turn they run (waited for until
+    /// `running_deadline`) and exit. Returns the agents still in the ready queue; their
+    /// mailboxes keep their messages.
+    pub fn stop(&self, running_deadline: Instant) -> Vec<Arc<Agent>> {
+        let mut q = self.shared.lock();
+        q.stopped = true;
+        self.shared.work.notify_all();
+        let (mut q, _) = self
+            .shared
+            .wait_for(q, running_deadline, |q| q.running == 0);
+        q.ready.drain(..).collect()
+    }
+}
+
+impl Drop for ExecPool {
+    fn drop(&mut self) {
+        let mut q = self.shared.lock();
+        q.stopped = true;
+        self.shared.work.notify_all();
+    }
+}
+
+fn work(shared: &Shared, runtime: &Weak<Runtime>) {
+    let mut q = shared.lock();
+    loop {
+        if q.stopped {
+            return;
+        }
+        let Some(agent) = q.ready.pop_front() else {
+            q.idle += 1;
+            q = shared.work.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.idle -= 1;
+            continue;
+        };
+        q.running += 1;
+        drop(q);
+        let again = match runtime.upgrade() {
+            Some(rt) => turn(&rt, &agent),
+            None => return,
+        };
+        q = shared.lock();
+        q.running -= 1;
+        if again {
+            q.ready.push_back(agent);
+        } else if q.ready.is_empty() && q.running == 0 {
+            shared.quiet.notify_all();
+        }
+        if q.stopped {
+            shared.quiet.notify_all();
+        }
+    }
+}
+
+/// One turn of `agent`; true when it still has messages and goes back in the queue.
+fn turn(rt: &Arc<Runtime>, agent: &Arc<Agent>) -> bool {
+    let started = Instant::now();
+    for _ in 0..TURN_MESSAGES {
+        let Some(env) = agent.next_message() else {
+            rt.unscheduled(agent);
+            return false;
+        };
+        rt.execute_queued(agent, &env);
+        if started.elapsed() >= TURN_SLICE {
+            break;
+        }
+    }
+    true
+}
