@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,7 +22,8 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::agent::{Agent, AgentState};
-use crate::events::Event;
+use crate::create_request::{self, BodyError, Encoding};
+use crate::events::Published;
 use crate::fipa::AclMessage;
 use crate::http_metrics::{self, GaugeGuard};
 use crate::http_tracing;
@@ -30,6 +32,9 @@ use crate::runtime::{AgentSource, Runtime, RuntimeError};
 
 /// Largest page `GET /api/agents` returns.
 const MAX_PAGE: usize = 1000;
+/// Longest `?timeout` of `POST /api/messages?wait=true`: a waiting client holds a connection
+/// and a reply slot, so "wait forever" is refused rather than granted.
+const MAX_WAIT: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -99,7 +104,11 @@ impl IntoResponse for ApiError {
             Json(json!({"error": self.error, "detail": self.detail})),
         )
             .into_response();
-        if let Some(secs) = self.retry_after {
+        // Every 429 says when to come back: capacity frees as agents finish or are deleted.
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+        if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -110,6 +119,25 @@ impl IntoResponse for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad query string", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::new(r.status(), "bad path", r.body_text())
+    }
+}
+
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(r: WebSocketUpgradeRejection) -> Self {
+        Self::new(
+            r.status(),
+            "websocket upgrade required",
+            format!(
+                "GET /ws is a WebSocket endpoint (Connection: Upgrade, Upgrade: websocket): {}",
+                r.body_text()
+            ),
+        )
     }
 }
 
@@ -124,6 +152,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::TooManyAgents(_) => (StatusCode::TOO_MANY_REQUESTS, "too many agents"),
             RuntimeError::Init(_) => (StatusCode::UNPROCESSABLE_ENTITY, "agent_init failed"),
             RuntimeError::NoSuchAgent(_) => (StatusCode::NOT_FOUND, "agent not found"),
+            RuntimeError::CacheFull(_) => (StatusCode::TOO_MANY_REQUESTS, "module cache full"),
         };
         Self::new(status, error, e.to_string())
     }
@@ -150,15 +179,18 @@ impl From<SendError> for ApiError {
 
 /// Parses a JSON body, reporting where it broke.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let what = if e.is_data() {
-            "invalid request"
+    create_request::parse_json(body).map_err(ApiError::from)
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        let status = if e.is_invalid_value() {
+            StatusCode::UNPROCESSABLE_ENTITY
         } else {
-            "malformed JSON"
+            StatusCode::BAD_REQUEST
         };
-        // serde_json's Display already ends in "at line L column C".
-        ApiError::new(StatusCode::BAD_REQUEST, what, e.to_string())
-    })
+        Self::new(status, e.class(), e.to_string())
+    }
 }
 
 /// The API's routes. The server-span middleware is layered only when `tracing` is on:
@@ -184,7 +216,20 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
         .route("/ws", get(ws))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found", "no such route") })
+        .fallback(|req: Request| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not found",
+                format!("no route for {} {}", req.method(), req.uri().path()),
+            )
+        })
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                format!("{} is not served on {}", req.method(), req.uri().path()),
+            )
+        })
         .layer(http_metrics::TrackLayer::new(metrics));
     let app = if tracing {
         app.layer(http_tracing::TraceLayer)
@@ -200,17 +245,6 @@ async fn ready(State(state): State<ApiState>) -> Response {
     } else {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down", "draining").into_response()
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateAgent {
-    agent_type: Option<String>,
-    name: Option<String>,
-    /// Opaque agent configuration, kept and returned as given.
-    config: Option<serde_json::Value>,
-    /// Base64 of a wasm binary (or WAT text) following the agent ABI.
-    wasm_module: Option<String>,
 }
 
 /// The JSON view of an agent.
@@ -247,9 +281,13 @@ impl AgentView {
 
 async fn create_agent(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Json<AgentView>, ApiError> {
-    let req: CreateAgent = parse_json(&body)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let req = create_request::parse(Encoding::of(content_type), &body)?;
     let source = match (req.wasm_module, req.agent_type) {
         (Some(b64), name) => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -301,6 +339,8 @@ struct Page {
     #[serde(default)]
     offset: usize,
     limit: Option<usize>,
+    /// The previous page's `next`: continues after it without counting `offset` agents.
+    after: Option<u64>,
 }
 
 async fn list_agents(
@@ -309,24 +349,31 @@ async fn list_agents(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(page) = page?;
     let limit = page.limit.unwrap_or(100).min(MAX_PAGE);
-    let agents: Vec<AgentView> = state
-        .runtime
-        .list_agents(page.offset, limit)
-        .iter()
-        .map(|a| AgentView::of(a))
-        .collect();
+    let rt = &state.runtime;
+    let listed = match page.after {
+        Some(after) => rt.list_agents_after(after, limit),
+        None => rt.list_agents(page.offset, limit),
+    };
+    let next = if listed.len() == limit {
+        listed.last().map(|a| a.seq)
+    } else {
+        None
+    };
+    let agents: Vec<AgentView> = listed.iter().map(|a| AgentView::of(a)).collect();
     Ok(Json(json!({
         "agents": agents,
-        "total": state.runtime.agent_count(),
+        "total": rt.agent_count(),
         "offset": page.offset,
         "limit": limit,
+        "next": next,
     })))
 }
 
 async fn get_agent(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AgentView>, ApiError> {
+    let Path(id) = id?;
     let agent = state
         .runtime
         .agent(&id)
@@ -336,8 +383,9 @@ async fn get_agent(
 
 async fn delete_agent(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(id) = id?;
     let reached = state.runtime.stop_agent(&id)?;
     Ok(Json(json!({"id": id, "state": reached})))
 }
@@ -369,13 +417,23 @@ async fn send_message(
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let timeout = match params.timeout.as_deref() {
-        Some(t) => humantime::parse_duration(t).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad query string",
-                format!("timeout `{t}`: {e}"),
-            )
-        })?,
+        Some(t) => {
+            let bad = |why: String| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad query string",
+                    format!("timeout `{t}`: {why}"),
+                )
+            };
+            let d = humantime::parse_duration(t).map_err(|e| bad(e.to_string()))?;
+            if d > MAX_WAIT {
+                return Err(bad(format!(
+                    "longer than the limit of {}",
+                    humantime::format_duration(MAX_WAIT)
+                )));
+            }
+            d
+        }
         None => state.reply_timeout,
     };
     // The runtime owns `reply_with` while a client waits: clients' own values collide (two
@@ -424,9 +482,10 @@ struct WsFilter {
 async fn ws(
     State(state): State<ApiState>,
     filter: Result<Query<WsFilter>, QueryRejection>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(filter) = filter?;
+    let upgrade = upgrade?;
     let rt = state.runtime.clone();
     // Subscribed before the 101 goes out: a client that sends a message as soon as its
     // handshake completes must see that message's events (subscribing in the upgrade
@@ -438,7 +497,7 @@ async fn ws(
 async fn stream_events(
     mut socket: WebSocket,
     rt: Arc<Runtime>,
-    mut events: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<Published>>,
     filter: WsFilter,
 ) {
     let _open = GaugeGuard::new(rt.metrics().websocket_connections());
@@ -446,8 +505,8 @@ async fn stream_events(
         tokio::select! {
             ev = events.recv() => {
                 let text = match ev {
-                    Ok(ev) if ev.matches(filter.agent.as_deref(), filter.conversation.as_deref()) => {
-                        serde_json::to_string(&*ev).unwrap_or_default()
+                    Ok(ev) if ev.event.matches(filter.agent.as_deref(), filter.conversation.as_deref()) => {
+                        ev.json.clone()
                     }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => json!({"type": "lagged", "skipped": n}).to_string(),

@@ -70,7 +70,20 @@ pub struct ServerConfig {
     /// Default `"5s"`.
     #[serde(with = "duration_text")]
     pub reply_timeout: Duration,
+    /// Time a new connection (or a request begun on it) has to send its complete headers
+    /// before it is closed. Default `"10s"`.
+    #[serde(with = "duration_text")]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed. Default `"30s"`.
+    #[serde(with = "duration_text")]
+    pub idle_timeout: Duration,
+    /// Most open API connections; more wait in the listen backlog. Lowered at start to stay
+    /// below the open-files limit (`ulimit -n`), with a log line saying so. Default `10000`.
+    pub max_connections: usize,
 }
+
+/// What [`Config::redacted`] writes in place of a secret.
+pub const REDACTED: &str = "<redacted>";
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -81,6 +94,9 @@ impl Default for ServerConfig {
             max_agents: 200_000,
             data_dir: PathBuf::from("./data"),
             reply_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }
@@ -107,6 +123,11 @@ pub struct AgentsConfig {
     /// Threads' spare stores may keep up to half of them for spent instances (wasm.rs); with
     /// fewer than 4 slots per CPU, stores are not reused. Default `1000`.
     pub max_instances: u32,
+    /// Compiled custom agent types kept (compiled code plus module bytes); past it the least
+    /// recently used types no agent holds are evicted, and an upload that cannot fit is
+    /// refused (429). Same units as `memory_limit`. Default `"256MiB"`.
+    #[serde(with = "byte_size")]
+    pub module_cache_bytes: u64,
 }
 
 impl Default for AgentsConfig {
@@ -117,6 +138,7 @@ impl Default for AgentsConfig {
             execution_timeout: Duration::from_secs(1),
             mailbox_capacity: 1024,
             max_instances: 1000,
+            module_cache_bytes: 256 * MIB,
         }
     }
 }
@@ -437,11 +459,31 @@ impl Config {
         config
     }
 
+    /// This configuration with its secrets replaced by [`REDACTED`], for printing: the
+    /// values of `otlp_headers` (API keys, bearer tokens) and any user info in
+    /// `otlp_endpoint` (`https://user:pass@host`).
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        let o = &mut shown.observability;
+        for value in o.otlp_headers.values_mut() {
+            *value = REDACTED.to_owned();
+        }
+        if let Some((scheme, rest)) = o.otlp_endpoint.split_once("://")
+            && let Some((_userinfo, host)) = rest.split_once('@')
+        {
+            o.otlp_endpoint = format!("{scheme}://{REDACTED}@{host}");
+        }
+        shown
+    }
+
     fn check(&self) -> Result<(), Violation> {
         let server = &self.server;
         positive("server.max_body_bytes", server.max_body_bytes as u64)?;
         positive("server.max_agents", server.max_agents as u64)?;
         nonzero_duration("server.reply_timeout", server.reply_timeout)?;
+        nonzero_duration("server.header_read_timeout", server.header_read_timeout)?;
+        nonzero_duration("server.idle_timeout", server.idle_timeout)?;
+        positive("server.max_connections", server.max_connections as u64)?;
 
         let agents = &self.agents;
         ensure(
@@ -1046,6 +1088,25 @@ mod tests {
         Config::default().validate().unwrap();
         Config::for_tests().validate().unwrap();
         assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn redacted_hides_header_values_and_endpoint_credentials_only() {
+        let mut c = Config::default();
+        c.observability
+            .otlp_headers
+            .insert("api-key".into(), "s3cret".into());
+        c.observability.otlp_endpoint = "https://user:pw@collector:4318".into();
+        let shown = toml::to_string(&c.redacted()).unwrap();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("api-key") && shown.contains("collector:4318"),
+            "{shown}"
+        );
+        assert_eq!(c.redacted().server, c.server);
     }
 
     #[test]
