@@ -13,7 +13,7 @@ use crate::wasm::AgentType;
 
 /// Lifecycle: Loaded (created, `agent_init` pending) -> Running -> Draining (deleted, finishing
 /// its mailbox) -> Stopped; Failed when `agent_init` fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum AgentState {
     Loaded,
     Running,

@@ -49,7 +49,7 @@ pub struct ApiState {
 /// A request body of at most [`ApiState::max_body_bytes`]. An extractor rather than axum's
 /// `DefaultBodyLimit` layer: a layer is one more boxed service cloned on every request of
 /// every route, for a limit only two handlers read.
-struct Body(Bytes);
+pub(crate) struct Body(Bytes);
 
 impl FromRequest<ApiState> for Body {
     type Rejection = ApiError;
@@ -77,6 +77,13 @@ impl FromRequest<ApiState> for Body {
 /// What axum's `Json` sets, for bodies serialized here.
 const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");
 
+/// The body of every error: what class of mistake, and what exactly was wrong where.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub detail: String,
+}
+
 /// A client-visible error: status plus `{error, detail}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -99,11 +106,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (
-            self.status,
-            Json(json!({"error": self.error, "detail": self.detail})),
-        )
-            .into_response();
+        let body = ErrorBody {
+            error: self.error.to_owned(),
+            detail: self.detail,
+        };
+        let mut resp = (self.status, Json(body)).into_response();
         // Every 429 says when to come back: capacity frees as agents finish or are deleted.
         let retry_after = self
             .retry_after
@@ -213,8 +220,9 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
     }
     let metrics = state.runtime.metrics.clone();
     let app = app
+        .route("/api/openapi.json", get(openapi_json))
         .route("/ws", get(ws))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(|req: Request| async move {
             ApiError::new(
@@ -239,16 +247,49 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
     app.with_state(state)
 }
 
-async fn ready(State(state): State<ApiState>) -> Response {
+/// `GET /health` and `GET /ready`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Status {
+    status: &'static str,
+    /// Agents registered (`/ready` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agents: Option<usize>,
+}
+
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],
+        crate::openapi::document_json(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/health", tag = "probes",
+    responses((status = 200, description = "The process serves HTTP", body = Status)))]
+pub(crate) async fn health() -> Json<Status> {
+    Json(Status {
+        status: "ok",
+        agents: None,
+    })
+}
+
+#[utoipa::path(get, path = "/ready", tag = "probes", responses(
+    (status = 200, description = "Taking traffic", body = Status),
+    (status = 503, description = "Shutting down", body = ErrorBody)))]
+pub(crate) async fn ready(State(state): State<ApiState>) -> Response {
     if state.ready.load(Ordering::Relaxed) {
-        Json(json!({"status": "ready", "agents": state.runtime.agent_count()})).into_response()
+        Json(Status {
+            status: "ready",
+            agents: Some(state.runtime.agent_count()),
+        })
+        .into_response()
     } else {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down", "draining").into_response()
     }
 }
 
 /// The JSON view of an agent.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentView {
     id: String,
     agent_type: String,
@@ -259,6 +300,31 @@ pub struct AgentView {
     mailbox: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     config: Option<serde_json::Value>,
+}
+
+/// A page of `GET /api/agents`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentPage {
+    agents: Vec<AgentView>,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    /// Pass as `after` for the next page; null on the last page.
+    next: Option<u64>,
+}
+
+/// The answer to `DELETE /api/agents/{id}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    id: String,
+    state: AgentState,
+}
+
+/// The answer to `POST /api/messages` without `wait`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    accepted: bool,
+    receivers: usize,
 }
 
 impl AgentView {
@@ -279,7 +345,19 @@ impl AgentView {
     }
 }
 
-async fn create_agent(
+#[utoipa::path(post, path = "/api/agents", tag = "agents",
+    request_body(content(
+        (crate::create_request::JsonBody = "application/json"),
+        (crate::create_request::FormBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Created and Running", body = AgentView),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 409, description = "The type name belongs to another module", body = ErrorBody),
+        (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+        (status = 422, description = "Unknown type, invalid module, name too long, agent_init failed", body = ErrorBody),
+        (status = 429, description = "max_agents reached or the module cache full", body = ErrorBody,
+            headers(("retry-after" = u32, description = "Seconds to wait")))))]
+pub(crate) async fn create_agent(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Body(body): Body,
@@ -333,20 +411,26 @@ async fn create_agent(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct Page {
+pub(crate) struct Page {
+    /// Agents to skip, in creation order.
     #[serde(default)]
     offset: usize,
+    /// Page size, at most 1000; default 100.
     limit: Option<usize>,
     /// The previous page's `next`: continues after it without counting `offset` agents.
     after: Option<u64>,
 }
 
-async fn list_agents(
+#[utoipa::path(get, path = "/api/agents", tag = "agents", params(Page), responses(
+    (status = 200, description = "A page in creation order", body = AgentPage),
+    (status = 400, description = "Bad query string", body = ErrorBody)))]
+pub(crate) async fn list_agents(
     State(state): State<ApiState>,
     page: Result<Query<Page>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AgentPage>, ApiError> {
     let Query(page) = page?;
     let limit = page.limit.unwrap_or(100).min(MAX_PAGE);
     let rt = &state.runtime;
@@ -360,16 +444,21 @@ async fn list_agents(
         None
     };
     let agents: Vec<AgentView> = listed.iter().map(|a| AgentView::of(a)).collect();
-    Ok(Json(json!({
-        "agents": agents,
-        "total": rt.agent_count(),
-        "offset": page.offset,
-        "limit": limit,
-        "next": next,
-    })))
+    Ok(Json(AgentPage {
+        agents,
+        total: rt.agent_count(),
+        offset: page.offset,
+        limit,
+        next,
+    }))
 }
 
-async fn get_agent(
+#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")), responses(
+    (status = 200, description = "The agent", body = AgentView),
+    (status = 400, description = "Undecodable id", body = ErrorBody),
+    (status = 404, description = "No such agent", body = ErrorBody)))]
+pub(crate) async fn get_agent(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AgentView>, ApiError> {
@@ -381,25 +470,43 @@ async fn get_agent(
     Ok(Json(AgentView::of(&agent)))
 }
 
-async fn delete_agent(
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")), responses(
+    (status = 200, description = "Stopped, or Draining its mailbox", body = Deleted),
+    (status = 400, description = "Undecodable id", body = ErrorBody),
+    (status = 404, description = "No such agent", body = ErrorBody)))]
+pub(crate) async fn delete_agent(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     let Path(id) = id?;
     let reached = state.runtime.stop_agent(&id)?;
-    Ok(Json(json!({"id": id, "state": reached})))
+    Ok(Json(Deleted { id, state: reached }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct SendParams {
+pub(crate) struct SendParams {
+    /// Wait for the receiver's reply and return it.
     #[serde(default)]
     wait: bool,
     /// Reply timeout for `wait=true`, e.g. `500ms`; defaults to `server.reply_timeout`.
     timeout: Option<String>,
 }
 
-async fn send_message(
+#[utoipa::path(post, path = "/api/messages", tag = "messages", params(SendParams),
+    request_body = AclMessage, responses(
+    (status = 200, description = "The reply (wait=true)", body = AclMessage),
+    (status = 202, description = "Queued for every receiver", body = Accepted),
+    (status = 400, description = "Malformed message or query", body = ErrorBody),
+    (status = 404, description = "Unknown receiver", body = ErrorBody),
+    (status = 409, description = "Receiver not running", body = ErrorBody),
+    (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+    (status = 429, description = "A receiver's mailbox is full", body = ErrorBody,
+        headers(("retry-after" = u32, description = "Seconds to wait"))),
+    (status = 504, description = "No reply within the timeout", body = ErrorBody)))]
+pub(crate) async fn send_message(
     State(state): State<ApiState>,
     params: Result<Query<SendParams>, QueryRejection>,
     Body(body): Body,
@@ -413,7 +520,10 @@ async fn send_message(
     if !params.wait {
         let receivers = msg.receiver.len();
         rt.send(msg)?;
-        let body = json!({"accepted": true, "receivers": receivers});
+        let body = Accepted {
+            accepted: true,
+            receivers,
+        };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let timeout = match params.timeout.as_deref() {

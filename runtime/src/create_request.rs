@@ -29,19 +29,31 @@ pub struct CreateAgent {
     pub wasm_module: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `POST /api/agents` as JSON: `agent_type` (a built-in or an uploaded type's name) or
+/// `wasm_module`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonBody {
+pub struct JsonBody {
+    /// test-agent, echo, cpu-heavy, or the name of an uploaded type; with `wasm_module`,
+    /// the name to register it under.
+    #[schema(max_length = 128)]
     agent_type: Option<String>,
+    #[schema(max_length = 128)]
     name: Option<String>,
+    /// Opaque agent configuration, kept and returned as given.
     config: Option<serde_json::Value>,
+    /// Base64 of a wasm binary (or WAT text) following the agent ABI.
     wasm_module: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `POST /api/agents` as a form: the same fields; `config` is JSON text, or any other text
+/// kept as a JSON string.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FormBody {
+pub struct FormBody {
+    #[schema(max_length = 128)]
     agent_type: Option<String>,
+    #[schema(max_length = 128)]
     name: Option<String>,
     config: Option<String>,
     wasm_module: Option<String>,

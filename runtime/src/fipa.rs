@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The 22 communicative acts of FIPA SC00037J.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Performative {
     AcceptProposal,
@@ -104,7 +104,7 @@ impl fmt::Display for Performative {
 ///
 /// Field order matters: the runtime serializes `performative` first, so a WebAssembly agent
 /// can dispatch on a fixed prefix without a JSON parser (see `agents/builtin.rs`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclMessage {
     pub performative: Performative,
@@ -119,6 +119,7 @@ pub struct AclMessage {
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schema(value_type = Receivers)]
     pub receiver: Vec<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub content: serde_json::Value,
@@ -140,6 +141,14 @@ pub struct AclMessage {
     /// Free-form string metadata; W3C trace context (`traceparent`, `tracestate`) rides here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// The wire forms of [`AclMessage::receiver`]: one id or a list.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Receivers {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// Room for a typical message's JSON: addressing, small content and a `traceparent`.
@@ -204,15 +213,9 @@ impl AclMessage {
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(de)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
+    Ok(match Receivers::deserialize(de)? {
+        Receivers::One(s) => vec![s],
+        Receivers::Many(v) => v,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod http_tracing;
 pub mod logging;
 pub mod metrics;
 pub mod module_cache;
+pub mod openapi;
 pub mod otlp_metrics;
 pub mod profiling;
 pub mod routing;

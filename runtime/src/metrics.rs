@@ -176,6 +176,14 @@ pub struct Metrics {
     retiring: Mutex<Vec<(String, String)>>,
 }
 
+/// The `kind`s of `caxton_message_errors_total` the runtime counts from its start.
+const ERROR_KINDS: [&str; 4] = [
+    "mailbox_full",
+    "receiver_stopped",
+    "execution_failed",
+    "reply_timeout",
+];
+
 /// Most deleted agents whose series wait for a scrape; past it (nobody scrapes) the oldest
 /// go at once, so the wait cannot grow the registry without bound.
 const MAX_RETIRING: usize = 10_000;
@@ -357,6 +365,10 @@ impl Metrics {
             by_performative: Default::default(),
             retiring: Mutex::new(Vec::new()),
         };
+        // Present at 0 from the start, so the seed's name is on /metrics before any error.
+        for kind in ERROR_KINDS {
+            m.message_errors.with_label_values(&[kind]);
+        }
         // The process collector exports only process_* names, so it cannot clash with ours.
         #[cfg(target_os = "linux")]
         m.registry
