@@ -442,6 +442,21 @@ impl Config {
         Ok(config)
     }
 
+    /// The `config_parse` fuzz target (fuzz/) and its corpus replay: any text parses or is
+    /// refused with an error; an accepted configuration validates and prints.
+    #[doc(hidden)]
+    pub fn fuzz_parse(data: &[u8]) {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        if let Ok(config) = Config::from_toml_str(text, "fuzz.toml") {
+            config
+                .validate()
+                .expect("an accepted configuration validates");
+            toml::to_string(&config.redacted()).expect("an accepted configuration prints");
+        }
+    }
+
     /// Checks the rules a value's type cannot express (ranges, orderings, URL shapes). The error
     /// carries no file position; [`Config::from_toml_str`] adds it.
     pub fn validate(&self) -> Result<(), ConfigError> {

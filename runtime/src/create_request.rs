@@ -176,6 +176,23 @@ pub fn parse(encoding: Encoding, body: &[u8]) -> Result<CreateAgent, BodyError> 
     Ok(req)
 }
 
+/// The `create_agent_body` fuzz target (fuzz/) and its corpus replay: the first byte picks
+/// the encoding, the rest is the body; any body parses or is refused with an error.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let encoding = if first % 2 == 0 {
+        Encoding::Json
+    } else {
+        Encoding::Form
+    };
+    if let Err(e) = parse(encoding, body) {
+        assert!(!e.to_string().is_empty());
+    }
+}
+
 fn check_len(field: &'static str, value: Option<&str>) -> Result<(), BodyError> {
     match value {
         Some(v) if v.len() > MAX_NAME_BYTES => Err(BodyError::NameTooLong {

@@ -176,6 +176,23 @@ impl AclMessage {
     /// The message's JSON, as agents and HTTP clients receive it. The buffer starts at
     /// [`JSON_CAPACITY`] bytes: serde_json's 128 grew twice for a reply carrying its trace
     /// context (~290 bytes), two reallocations and copies per serialization.
+    /// The `fipa_decode` fuzz target (fuzz/) and its corpus replay: any bytes either fail
+    /// to decode or give a message that encodes and decodes back to itself.
+    #[doc(hidden)]
+    pub fn fuzz_decode(data: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<AclMessage>(data) else {
+            return;
+        };
+        let json = msg.to_json().expect("a decoded message encodes");
+        let back: AclMessage = serde_json::from_slice(&json).expect("an encoded message decodes");
+        assert_eq!(
+            back,
+            msg,
+            "round trip of {}",
+            String::from_utf8_lossy(&json)
+        );
+    }
+
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(JSON_CAPACITY);
         serde_json::to_writer(&mut out, self)?;

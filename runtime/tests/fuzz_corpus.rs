@@ -1,0 +1,55 @@
+//! Replays the cargo-fuzz corpora (fuzz/corpus/<target>) on stable: every file goes through
+//! the same function its fuzz target calls, so a crash the fuzzer found and kept is a test
+//! failure in CI, without a nightly build.
+
+use std::path::PathBuf;
+
+use caxton_runtime::{abi_probe, config::Config, create_request, fipa::AclMessage};
+
+fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no corpus in {}", dir.display());
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn fipa_decode_corpus() {
+    for (_, data) in corpus("fipa_decode") {
+        AclMessage::fuzz_decode(&data);
+    }
+}
+
+#[test]
+fn create_agent_body_corpus() {
+    for (_, data) in corpus("create_agent_body") {
+        create_request::fuzz_parse(&data);
+    }
+}
+
+#[test]
+fn config_parse_corpus() {
+    for (_, data) in corpus("config_parse") {
+        Config::fuzz_parse(&data);
+    }
+}
+
+#[test]
+fn wasm_abi_corpus() {
+    let engine = abi_probe::engine().unwrap();
+    for (path, data) in corpus("wasm_abi") {
+        abi_probe::run(&engine, &data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
