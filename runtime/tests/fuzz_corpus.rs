@@ -25,33 +25,36 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// Feeds every file of `target`'s corpus to `f`.
+fn replay(target: &str, mut f: impl FnMut(&PathBuf, &[u8])) {
+    for (path, data) in corpus(target) {
+        f(&path, &data);
+    }
+}
+
 #[test]
 fn fipa_decode_corpus() {
-    for (_, data) in corpus("fipa_decode") {
-        AclMessage::fuzz_decode(&data);
-    }
+    replay("fipa_decode", |_, data| AclMessage::fuzz_decode(data));
 }
 
 #[test]
 fn create_agent_body_corpus() {
-    for (_, data) in corpus("create_agent_body") {
-        create_request::fuzz_parse(&data);
-    }
+    replay("create_agent_body", |_, data| {
+        create_request::fuzz_parse(data)
+    });
 }
 
 #[test]
 fn config_parse_corpus() {
-    for (_, data) in corpus("config_parse") {
-        Config::fuzz_parse(&data);
-    }
+    replay("config_parse", |_, data| Config::fuzz_parse(data));
 }
 
 #[test]
 fn wasm_abi_corpus() {
     let engine = abi_probe::engine().unwrap();
-    for (path, data) in corpus("wasm_abi") {
+    replay("wasm_abi", |path, data| {
         // The execution may fail (that is what the probe provokes); compiling must not.
         let _execution =
-            abi_probe::run(&engine, &data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
+            abi_probe::run(&engine, data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    });
 }

@@ -80,12 +80,11 @@ async fn refused_uploads_claim_no_name_and_the_module_cache_stays_bounded() {
     .await;
     let first = h.agent("echo").await;
     let r = h
-        .http
-        .post(format!("{}/api/agents", h.base))
-        .json(&json!({"agent_type": "mine", "wasm_module": module(0)}))
-        .send()
-        .await
-        .unwrap();
+        .post(
+            "/api/agents",
+            &json!({"agent_type": "mine", "wasm_module": module(0)}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(
@@ -93,32 +92,20 @@ async fn refused_uploads_claim_no_name_and_the_module_cache_stays_bounded() {
         0,
         "nothing was compiled for a refused upload"
     );
-    h.http
-        .delete(format!("{}/api/agents/{first}", h.base))
-        .send()
-        .await
-        .unwrap();
+    h.delete(&first).await;
     // The real owner of the name uploads a different module: not 409.
     let (status, body) = h
         .create(json!({"agent_type": "mine", "wasm_module": module(1)}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
-    h.http
-        .delete(format!("{}/api/agents/{id}", h.base))
-        .send()
-        .await
-        .unwrap();
+    h.delete(&id).await;
 
     for n in 2..40 {
         let (status, body) = h.create(json!({"wasm_module": module(n)})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let id = body["id"].as_str().unwrap();
-        h.http
-            .delete(format!("{}/api/agents/{id}", h.base))
-            .send()
-            .await
-            .unwrap();
+        h.delete(&id).await;
         let (_, bytes) = h.server.runtime().module_cache_usage();
         assert!(bytes <= cap, "cache {bytes} bytes > bound {cap}");
     }
@@ -308,13 +295,7 @@ async fn every_error_is_json_and_says_what_was_wrong() {
     let rest = page(format!("limit=2&after={}", first["next"])).await;
     assert_eq!(rest["agents"].as_array().unwrap().len(), 1, "{rest}");
     assert_eq!(rest["next"], Value::Null);
-    let r = h
-        .http
-        .post(format!("{}/api/agents", h.base))
-        .json(&json!({"agent_type": "echo"}))
-        .send()
-        .await
-        .unwrap();
+    let r = h.post("/api/agents", &json!({"agent_type": "echo"})).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
     h.server.shutdown().await;
@@ -332,13 +313,7 @@ async fn a_websocket_client_that_does_not_read_is_told_what_it_missed() {
     let big = "x".repeat(caxton_runtime::events::MAX_EVENT_CONTENT_BYTES - 1024);
     for _ in 0..3000 {
         let msg = json!({"performative": "INFORM", "receiver": id, "content": big});
-        let r = h
-            .http
-            .post(format!("{}/api/messages", h.base))
-            .json(&msg)
-            .send()
-            .await
-            .unwrap();
+        let r = h.post("/api/messages", &msg).await;
         assert_eq!(r.status(), StatusCode::ACCEPTED);
     }
     let mut skipped = 0u64;
@@ -372,12 +347,7 @@ async fn deleting_agents_loses_no_counts_and_no_names() {
         let (status, _) = h.ask(&id, "REQUEST").await;
         assert_eq!(status, StatusCode::OK);
     }
-    let r = h
-        .http
-        .delete(format!("{}/api/agents/{id}", h.base))
-        .send()
-        .await
-        .unwrap();
+    let r = h.delete(&id).await;
     assert_eq!(r.status(), StatusCode::OK);
     let last = h.metrics().await;
     let series = format!(

@@ -55,16 +55,22 @@ impl Harness {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// `POST {path}` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        self.http.post(url).json(body).send().await.unwrap()
+    }
+
+    /// `DELETE /api/agents/{id}`.
+    pub async fn delete(&self, id: &str) -> reqwest::Response {
+        let url = format!("{}/api/agents/{id}", self.base);
+        self.http.delete(url).send().await.unwrap()
+    }
+
     pub async fn ask(&self, receiver: &str, performative: &str) -> (StatusCode, Value) {
         let msg = json!({"performative": performative, "sender": "tester", "receiver": receiver,
                          "content": {"q": 1}, "conversation_id": "conv-1"});
-        let r = self
-            .http
-            .post(format!("{}/api/messages?wait=true", self.base))
-            .json(&msg)
-            .send()
-            .await
-            .unwrap();
+        let r = self.post("/api/messages?wait=true", &msg).await;
         // Replies and errors alike: clients (k6, goose) parse by this header.
         assert_eq!(r.headers()["content-type"], "application/json");
         (r.status(), r.json().await.unwrap())
