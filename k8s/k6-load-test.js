@@ -1,9 +1,6 @@
-// k6-load-test.js: the seed's k6 script, kept for side-by-side runs with caxton-bench
-// (`caxton-bench --plan k6` is the same plan). Target: k6 run -e TARGET=http://127.0.0.1:8080 ...
+// k6-load-test.js
 import http from 'k6/http';
 import { check, sleep } from 'k6';
-
-const TARGET = __ENV.TARGET || 'http://caxton.local:8080';
 
 export let options = {
   stages: [
@@ -20,12 +17,10 @@ export let options = {
 };
 
 export default function() {
-  // The seed passed a plain object, which k6 sends form-encoded (config becomes
-  // "[object Object]"); the API takes JSON, as caxton-bench sends it.
-  const response = http.post(`${TARGET}/api/agents`, JSON.stringify({
+  const response = http.post('http://caxton.local:8080/api/agents', {
     agent_type: 'test-agent',
     config: { test: true }
-  }), { headers: { 'Content-Type': 'application/json' } });
+  });
 
   check(response, {
     'status is 200': (r) => r.status === 200,

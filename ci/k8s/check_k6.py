@@ -1,79 +1,101 @@
 #!/usr/bin/env python3
-"""k8s/k6-load-test.js keeps the seed's plan and really targets $TARGET.
+"""k8s/k6-load-test.js is the seed's script, and it passes against the real runtime.
 
-1. `k6 inspect` of the script and of the seed's block give the same stages and
-   thresholds (skipped without the seed).
-2. One iteration with `-e TARGET=` pointed at a loopback server: the request
-   arrives as POST /api/agents with the JSON body the runtime's API takes.
-Usage: check_k6.py SCRIPT [SEED_MD]
+1. The script's text is the seed's block, byte for byte (skipped without the seed).
+2. The real `caxton` (CAXTON binary) serves on loopback ports it picks; the UNMODIFIED
+   script runs under the real k6 with only CLI overrides: `--stage` shortens the 16-minute
+   plan, and a `--config` file maps the script's `caxton.local:8080` to that loopback
+   address (k6's `hosts` option), so no request leaves 127.0.0.1. k6 posts the script's
+   plain object as a form; every check and both thresholds must pass.
+Usage: check_k6.py SCRIPT CAXTON [SEED_MD]
 """
-import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
-import threading
+import time
+import urllib.request
 
 from seed_blocks import blocks
 
+# Ramp, hold, ramp down: ~20 s in all, against the seed's 16 minutes.
+STAGES = "5s:20,10s:20,5s:0"
 
-def inspect(path):
-    out = subprocess.run(["k6", "inspect", path], capture_output=True, text=True, timeout=60, check=True).stdout
-    o = json.loads(out)
-    return {"stages": o.get("stages"), "thresholds": o.get("thresholds")}
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url, proc, deadline):
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"caxton exited {proc.returncode} before answering {url}"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return None
+        except OSError:
+            time.sleep(0.1)
+    return f"{url} not ready within the deadline"
+
+
+def run_against_runtime(script, caxton, errors):
+    api, metrics = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = os.path.join(tmp, "caxton.toml")
+        with open(cfg, "w") as f:
+            f.write(f'[server]\napi_address = "127.0.0.1:{api}"\n'
+                    f'metrics_address = "127.0.0.1:{metrics}"\ndata_dir = "{tmp}"\n')
+        k6_cfg = os.path.join(tmp, "k6.json")
+        with open(k6_cfg, "w") as f:
+            json.dump({"hosts": {"caxton.local:8080": f"127.0.0.1:{api}"}}, f)
+        summary = os.path.join(tmp, "summary.json")
+        proc = subprocess.Popen([caxton, "serve", "--config", cfg],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            err = wait_ready(f"http://127.0.0.1:{api}/ready", proc, time.monotonic() + 60)
+            if err:
+                errors.append(err)
+                return
+            run = subprocess.run(["k6", "run", "--quiet", "--no-usage-report", "--stage", STAGES,
+                                  "--config", k6_cfg, "--summary-export", summary, script],
+                                 capture_output=True, text=True, timeout=180)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if run.returncode != 0:
+            errors.append(f"k6 run exited {run.returncode}: {run.stdout[-800:]} {run.stderr[-800:]}")
+        if not os.path.exists(summary):
+            errors.append("k6 wrote no summary")
+            return
+        with open(summary) as f:
+            s = json.load(f)
+        checks = s.get("root_group", {}).get("checks", {})
+        if not checks:
+            errors.append("the summary has no checks: did any iteration run?")
+        for name, c in checks.items():
+            if c.get("fails", 0) or not c.get("passes", 0):
+                errors.append(f"check '{name}': {c.get('passes')} passed, {c.get('fails')} failed")
+        reqs = s.get("metrics", {}).get("http_reqs", {}).get("count", 0)
+        print(f"k6: {reqs} requests, checks {json.dumps(checks)}")
 
 
 def main():
-    script = sys.argv[1]
+    script, caxton = sys.argv[1], sys.argv[2]
     errors = []
-    if len(sys.argv) > 2 and os.path.exists(sys.argv[2]):
-        with tempfile.NamedTemporaryFile("w", suffix=".js", delete=False) as f:
-            f.write(blocks(sys.argv[2])["k6-load-test.js"])
-        try:
-            if inspect(script) != inspect(f.name):
-                errors.append(f"stages/thresholds differ from the seed: {inspect(script)} vs {inspect(f.name)}")
-        finally:
-            os.unlink(f.name)
-
-    seen = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            seen.append((self.path, self.headers.get("Content-Type"), body))
-            reply = b'{"id":"00000000-0000-0000-0000-000000000000","agent_type":"test-agent","state":"Running"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        target = f"http://127.0.0.1:{server.server_address[1]}"
-        # --vus/--iterations replace the 16-minute stages: one bounded request.
-        run = subprocess.run(["k6", "run", "--quiet", "--no-usage-report", "--vus", "1", "--iterations", "1",
-                              "-e", f"TARGET={target}", script], capture_output=True, text=True, timeout=120)
-    finally:
-        server.shutdown()
-    if run.returncode != 0:
-        errors.append(f"k6 run exited {run.returncode}: {run.stderr[-500:]}")
-    if len(seen) != 1:
-        errors.append(f"expected 1 request at {target}, got {len(seen)}")
-    else:
-        path, ctype, body = seen[0]
-        if path != "/api/agents" or ctype != "application/json":
-            errors.append(f"request was {path} with Content-Type {ctype}")
-        try:
-            if json.loads(body) != {"agent_type": "test-agent", "config": {"test": True}}:
-                errors.append(f"body {body!r}")
-        except json.JSONDecodeError:
-            errors.append(f"body is not JSON: {body!r}")
+    if len(sys.argv) > 3 and os.path.exists(sys.argv[3]):
+        seed = blocks(sys.argv[3])["k6-load-test.js"]
+        with open(script, encoding="utf-8") as f:
+            if f.read() != seed:
+                errors.append("the script differs from the seed's k6-load-test.js block")
+    run_against_runtime(script, caxton, errors)
     for e in errors:
         print(f"FAIL {script}: {e}")
     return 1 if errors else 0

@@ -607,6 +607,15 @@ impl RunReport {
         Self::from_json(&text, path)
     }
 
+    /// The `run_report_read` fuzz target (fuzz/) and its corpus replay: the bytes of a
+    /// report file, as [`RunReport::read`] parses them.
+    #[doc(hidden)]
+    pub fn fuzz_read(data: &[u8]) {
+        if let Ok(report) = Self::from_json(data, Path::new("fuzz/report.json")) {
+            serde_json::to_vec(&report).expect("a read report serializes");
+        }
+    }
+
     /// Parses report JSON; `origin` names it in errors.
     pub fn from_json(text: &[u8], origin: &Path) -> Result<RunReport, ReportError> {
         let parse_err = |source| ReportError::Parse {

@@ -15,7 +15,7 @@ use crate::wasm::AgentType;
 /// Lifecycle: Loaded (created, `agent_init` pending) -> Running -> Draining (deleted: its
 /// mailbox discarded, its current execution finishing) -> Stopped; Failed when `agent_init`
 /// fails. Only a Running agent takes messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum AgentState {
     Loaded,
     Running,

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,7 +22,8 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::agent::{Agent, AgentState};
-use crate::events::Event;
+use crate::create_request::{self, BodyError, Encoding};
+use crate::events::Published;
 use crate::fipa::AclMessage;
 use crate::http_metrics::{self, GaugeGuard};
 use crate::http_tracing;
@@ -30,6 +32,9 @@ use crate::runtime::{AgentSource, Runtime, RuntimeError};
 
 /// Largest page `GET /api/agents` returns.
 const MAX_PAGE: usize = 1000;
+/// Longest `?timeout` of `POST /api/messages?wait=true`: a waiting client holds a connection
+/// and a reply slot, so "wait forever" is refused rather than granted.
+const MAX_WAIT: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -44,7 +49,7 @@ pub struct ApiState {
 /// A request body of at most [`ApiState::max_body_bytes`]. An extractor rather than axum's
 /// `DefaultBodyLimit` layer: a layer is one more boxed service cloned on every request of
 /// every route, for a limit only two handlers read.
-struct Body(Bytes);
+pub(crate) struct Body(Bytes);
 
 impl FromRequest<ApiState> for Body {
     type Rejection = ApiError;
@@ -72,6 +77,13 @@ impl FromRequest<ApiState> for Body {
 /// What axum's `Json` sets, for bodies serialized here.
 const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");
 
+/// The body of every error: what class of mistake, and what exactly was wrong where.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    pub detail: String,
+}
+
 /// A client-visible error: status plus `{error, detail}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -94,12 +106,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (
-            self.status,
-            Json(json!({"error": self.error, "detail": self.detail})),
-        )
-            .into_response();
-        if let Some(secs) = self.retry_after {
+        let body = ErrorBody {
+            error: self.error.to_owned(),
+            detail: self.detail,
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        // Every 429 says when to come back: capacity frees as agents finish or are deleted.
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+        if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -110,6 +126,25 @@ impl IntoResponse for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad query string", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::new(r.status(), "bad path", r.body_text())
+    }
+}
+
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(r: WebSocketUpgradeRejection) -> Self {
+        Self::new(
+            r.status(),
+            "websocket upgrade required",
+            format!(
+                "GET /ws is a WebSocket endpoint (Connection: Upgrade, Upgrade: websocket): {}",
+                r.body_text()
+            ),
+        )
     }
 }
 
@@ -124,6 +159,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::TooManyAgents(_) => (StatusCode::TOO_MANY_REQUESTS, "too many agents"),
             RuntimeError::Init(_) => (StatusCode::UNPROCESSABLE_ENTITY, "agent_init failed"),
             RuntimeError::NoSuchAgent(_) => (StatusCode::NOT_FOUND, "agent not found"),
+            RuntimeError::CacheFull(_) => (StatusCode::TOO_MANY_REQUESTS, "module cache full"),
         };
         Self::new(status, error, e.to_string())
     }
@@ -161,15 +197,18 @@ impl From<SendError> for ApiError {
 
 /// Parses a JSON body, reporting where it broke.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let what = if e.is_data() {
-            "invalid request"
+    create_request::parse_json(body).map_err(ApiError::from)
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        let status = if e.is_invalid_value() {
+            StatusCode::UNPROCESSABLE_ENTITY
         } else {
-            "malformed JSON"
+            StatusCode::BAD_REQUEST
         };
-        // serde_json's Display already ends in "at line L column C".
-        ApiError::new(StatusCode::BAD_REQUEST, what, e.to_string())
-    })
+        Self::new(status, e.class(), e.to_string())
+    }
 }
 
 /// The API's routes. The server-span middleware is layered only when `tracing` is on:
@@ -192,10 +231,24 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
     }
     let metrics = state.runtime.metrics.clone();
     let app = app
+        .route("/api/openapi.json", get(openapi_json))
         .route("/ws", get(ws))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/health", get(health))
         .route("/ready", get(ready))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found", "no such route") })
+        .fallback(|req: Request| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not found",
+                format!("no route for {} {}", req.method(), req.uri().path()),
+            )
+        })
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                format!("{} is not served on {}", req.method(), req.uri().path()),
+            )
+        })
         .layer(http_metrics::TrackLayer::new(metrics));
     let app = if tracing {
         app.layer(http_tracing::TraceLayer)
@@ -205,27 +258,49 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
     app.with_state(state)
 }
 
-async fn ready(State(state): State<ApiState>) -> Response {
+/// `GET /health` and `GET /ready`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Status {
+    status: &'static str,
+    /// Agents registered (`/ready` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agents: Option<usize>,
+}
+
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],
+        crate::openapi::document_json(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/health", tag = "probes",
+    responses((status = 200, description = "The process serves HTTP", body = Status)))]
+pub(crate) async fn health() -> Json<Status> {
+    Json(Status {
+        status: "ok",
+        agents: None,
+    })
+}
+
+#[utoipa::path(get, path = "/ready", tag = "probes", responses(
+    (status = 200, description = "Taking traffic", body = Status),
+    (status = 503, description = "Shutting down", body = ErrorBody)))]
+pub(crate) async fn ready(State(state): State<ApiState>) -> Response {
     if state.ready.load(Ordering::Relaxed) {
-        Json(json!({"status": "ready", "agents": state.runtime.agent_count()})).into_response()
+        Json(Status {
+            status: "ready",
+            agents: Some(state.runtime.agent_count()),
+        })
+        .into_response()
     } else {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down", "draining").into_response()
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateAgent {
-    agent_type: Option<String>,
-    name: Option<String>,
-    /// Opaque agent configuration, kept and returned as given.
-    config: Option<serde_json::Value>,
-    /// Base64 of a wasm binary (or WAT text) following the agent ABI.
-    wasm_module: Option<String>,
-}
-
 /// The JSON view of an agent.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentView {
     id: String,
     agent_type: String,
@@ -236,6 +311,31 @@ pub struct AgentView {
     mailbox: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     config: Option<serde_json::Value>,
+}
+
+/// A page of `GET /api/agents`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentPage {
+    agents: Vec<AgentView>,
+    total: usize,
+    offset: usize,
+    limit: usize,
+    /// Pass as `after` for the next page; null on the last page.
+    next: Option<u64>,
+}
+
+/// The answer to `DELETE /api/agents/{id}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    id: String,
+    state: AgentState,
+}
+
+/// The answer to `POST /api/messages` without `wait`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    accepted: bool,
+    receivers: usize,
 }
 
 impl AgentView {
@@ -256,11 +356,27 @@ impl AgentView {
     }
 }
 
-async fn create_agent(
+#[utoipa::path(post, path = "/api/agents", tag = "agents",
+    request_body(content(
+        (crate::create_request::JsonBody = "application/json"),
+        (crate::create_request::FormBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Created and Running", body = AgentView),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 409, description = "The type name belongs to another module", body = ErrorBody),
+        (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+        (status = 422, description = "Unknown type, invalid module, name too long, agent_init failed", body = ErrorBody),
+        (status = 429, description = "max_agents reached or the module cache full", body = ErrorBody,
+            headers(("retry-after" = u32, description = "Seconds to wait")))))]
+pub(crate) async fn create_agent(
     State(state): State<ApiState>,
+    headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Json<AgentView>, ApiError> {
-    let req: CreateAgent = parse_json(&body)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let req = create_request::parse(Encoding::of(content_type), &body)?;
     let source = match (req.wasm_module, req.agent_type) {
         (Some(b64), name) => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -306,38 +422,58 @@ async fn create_agent(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct Page {
+pub(crate) struct Page {
+    /// Agents to skip, in creation order.
     #[serde(default)]
     offset: usize,
+    /// Page size, at most 1000; default 100.
     limit: Option<usize>,
+    /// The previous page's `next`: continues after it without counting `offset` agents.
+    after: Option<u64>,
 }
 
-async fn list_agents(
+#[utoipa::path(get, path = "/api/agents", tag = "agents", params(Page), responses(
+    (status = 200, description = "A page in creation order", body = AgentPage),
+    (status = 400, description = "Bad query string", body = ErrorBody)))]
+pub(crate) async fn list_agents(
     State(state): State<ApiState>,
     page: Result<Query<Page>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AgentPage>, ApiError> {
     let Query(page) = page?;
     let limit = page.limit.unwrap_or(100).min(MAX_PAGE);
-    let agents: Vec<AgentView> = state
-        .runtime
-        .list_agents(page.offset, limit)
-        .iter()
-        .map(|a| AgentView::of(a))
-        .collect();
-    Ok(Json(json!({
-        "agents": agents,
-        "total": state.runtime.agent_count(),
-        "offset": page.offset,
-        "limit": limit,
-    })))
+    let rt = &state.runtime;
+    let listed = match page.after {
+        Some(after) => rt.list_agents_after(after, limit),
+        None => rt.list_agents(page.offset, limit),
+    };
+    let next = if listed.len() == limit {
+        listed.last().map(|a| a.seq)
+    } else {
+        None
+    };
+    let agents: Vec<AgentView> = listed.iter().map(|a| AgentView::of(a)).collect();
+    Ok(Json(AgentPage {
+        agents,
+        total: rt.agent_count(),
+        offset: page.offset,
+        limit,
+        next,
+    }))
 }
 
-async fn get_agent(
+#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")), responses(
+    (status = 200, description = "The agent", body = AgentView),
+    (status = 400, description = "Undecodable id", body = ErrorBody),
+    (status = 404, description = "No such agent", body = ErrorBody)))]
+pub(crate) async fn get_agent(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AgentView>, ApiError> {
+    let Path(id) = id?;
     let agent = state
         .runtime
         .agent(&id)
@@ -345,24 +481,43 @@ async fn get_agent(
     Ok(Json(AgentView::of(&agent)))
 }
 
-async fn delete_agent(
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents",
+    params(("id" = String, Path, description = "Agent id")), responses(
+    (status = 200, description = "Stopped, or Draining its mailbox", body = Deleted),
+    (status = 400, description = "Undecodable id", body = ErrorBody),
+    (status = 404, description = "No such agent", body = ErrorBody)))]
+pub(crate) async fn delete_agent(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Deleted>, ApiError> {
+    let Path(id) = id?;
     let reached = state.runtime.stop_agent(&id)?;
-    Ok(Json(json!({"id": id, "state": reached})))
+    Ok(Json(Deleted { id, state: reached }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct SendParams {
+pub(crate) struct SendParams {
+    /// Wait for the receiver's reply and return it.
     #[serde(default)]
     wait: bool,
     /// Reply timeout for `wait=true`, e.g. `500ms`; defaults to `server.reply_timeout`.
     timeout: Option<String>,
 }
 
-async fn send_message(
+#[utoipa::path(post, path = "/api/messages", tag = "messages", params(SendParams),
+    request_body = AclMessage, responses(
+    (status = 200, description = "The reply (wait=true)", body = AclMessage),
+    (status = 202, description = "Queued for every receiver", body = Accepted),
+    (status = 400, description = "Malformed message or query", body = ErrorBody),
+    (status = 404, description = "Unknown receiver", body = ErrorBody),
+    (status = 409, description = "Receiver not running", body = ErrorBody),
+    (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
+    (status = 429, description = "A receiver's mailbox is full", body = ErrorBody,
+        headers(("retry-after" = u32, description = "Seconds to wait"))),
+    (status = 504, description = "No reply within the timeout", body = ErrorBody)))]
+pub(crate) async fn send_message(
     State(state): State<ApiState>,
     params: Result<Query<SendParams>, QueryRejection>,
     Body(body): Body,
@@ -376,17 +531,30 @@ async fn send_message(
     if !params.wait {
         let receivers = msg.receiver.len();
         rt.send(msg)?;
-        let body = json!({"accepted": true, "receivers": receivers});
+        let body = Accepted {
+            accepted: true,
+            receivers,
+        };
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let timeout = match params.timeout.as_deref() {
-        Some(t) => humantime::parse_duration(t).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad query string",
-                format!("timeout `{t}`: {e}"),
-            )
-        })?,
+        Some(t) => {
+            let bad = |why: String| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad query string",
+                    format!("timeout `{t}`: {why}"),
+                )
+            };
+            let d = humantime::parse_duration(t).map_err(|e| bad(e.to_string()))?;
+            if d > MAX_WAIT {
+                return Err(bad(format!(
+                    "longer than the limit of {}",
+                    humantime::format_duration(MAX_WAIT)
+                )));
+            }
+            d
+        }
         None => state.reply_timeout,
     };
     // The runtime owns `reply_with` while a client waits: clients' own values collide (two
@@ -441,9 +609,10 @@ struct WsFilter {
 async fn ws(
     State(state): State<ApiState>,
     filter: Result<Query<WsFilter>, QueryRejection>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(filter) = filter?;
+    let upgrade = upgrade?;
     let rt = state.runtime.clone();
     // Subscribed before the 101 goes out: a client that sends a message as soon as its
     // handshake completes must see that message's events (subscribing in the upgrade
@@ -455,7 +624,7 @@ async fn ws(
 async fn stream_events(
     mut socket: WebSocket,
     rt: Arc<Runtime>,
-    mut events: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<Published>>,
     filter: WsFilter,
 ) {
     let _open = GaugeGuard::new(rt.metrics().websocket_connections());
@@ -463,8 +632,8 @@ async fn stream_events(
         tokio::select! {
             ev = events.recv() => {
                 let text = match ev {
-                    Ok(ev) if ev.matches(filter.agent.as_deref(), filter.conversation.as_deref()) => {
-                        serde_json::to_string(&*ev).unwrap_or_default()
+                    Ok(ev) if ev.event.matches(filter.agent.as_deref(), filter.conversation.as_deref()) => {
+                        ev.json.clone()
                     }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => json!({"type": "lagged", "skipped": n}).to_string(),

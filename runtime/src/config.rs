@@ -75,7 +75,20 @@ pub struct ServerConfig {
     /// Deployment's `terminationGracePeriodSeconds` leaves room for it. Default `"10s"`.
     #[serde(with = "duration_text")]
     pub shutdown_timeout: Duration,
+    /// Time a new connection (or a request begun on it) has to send its complete headers
+    /// before it is closed. Default `"10s"`.
+    #[serde(with = "duration_text")]
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed. Default `"30s"`.
+    #[serde(with = "duration_text")]
+    pub idle_timeout: Duration,
+    /// Most open API connections; more wait in the listen backlog. Lowered at start to stay
+    /// below the open-files limit (`ulimit -n`), with a log line saying so. Default `10000`.
+    pub max_connections: usize,
 }
+
+/// What [`Config::redacted`] writes in place of a secret.
+pub const REDACTED: &str = "<redacted>";
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -87,6 +100,9 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             reply_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
         }
     }
 }
@@ -141,6 +157,11 @@ pub struct AgentsConfig {
     /// `console_log` bytes one execution may write. Default `"64KiB"`.
     #[serde(with = "byte_size")]
     pub log_bytes_per_execution: u64,
+    /// Compiled custom agent types kept (compiled code plus module bytes); past it the least
+    /// recently used types no agent holds are evicted, and an upload that cannot fit is
+    /// refused (429). Same units as `memory_limit`. Default `"256MiB"`.
+    #[serde(with = "byte_size")]
+    pub module_cache_bytes: u64,
 }
 
 impl Default for AgentsConfig {
@@ -158,6 +179,7 @@ impl Default for AgentsConfig {
             max_hops: 16,
             log_lines_per_execution: 100,
             log_bytes_per_execution: 64 * KIB,
+            module_cache_bytes: 256 * MIB,
         }
     }
 }
@@ -472,6 +494,21 @@ impl Config {
         Ok(config)
     }
 
+    /// The `config_parse` fuzz target (fuzz/) and its corpus replay: any text parses or is
+    /// refused with an error; an accepted configuration validates and prints.
+    #[doc(hidden)]
+    pub fn fuzz_parse(data: &[u8]) {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        if let Ok(config) = Config::from_toml_str(text, "fuzz.toml") {
+            config
+                .validate()
+                .expect("an accepted configuration validates");
+            toml::to_string(&config.redacted()).expect("an accepted configuration prints");
+        }
+    }
+
     /// Checks the rules a value's type cannot express (ranges, orderings, URL shapes). The error
     /// carries no file position; [`Config::from_toml_str`] adds it.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -489,12 +526,32 @@ impl Config {
         config
     }
 
+    /// This configuration with its secrets replaced by [`REDACTED`], for printing: the
+    /// values of `otlp_headers` (API keys, bearer tokens) and any user info in
+    /// `otlp_endpoint` (`https://user:pass@host`).
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        let o = &mut shown.observability;
+        for value in o.otlp_headers.values_mut() {
+            *value = REDACTED.to_owned();
+        }
+        if let Some((scheme, rest)) = o.otlp_endpoint.split_once("://")
+            && let Some((_userinfo, host)) = rest.split_once('@')
+        {
+            o.otlp_endpoint = format!("{scheme}://{REDACTED}@{host}");
+        }
+        shown
+    }
+
     fn check(&self) -> Result<(), Violation> {
         let server = &self.server;
         positive("server.max_body_bytes", server.max_body_bytes as u64)?;
         positive("server.max_agents", server.max_agents as u64)?;
         nonzero_duration("server.reply_timeout", server.reply_timeout)?;
         nonzero_duration("server.shutdown_timeout", server.shutdown_timeout)?;
+        nonzero_duration("server.header_read_timeout", server.header_read_timeout)?;
+        nonzero_duration("server.idle_timeout", server.idle_timeout)?;
+        positive("server.max_connections", server.max_connections as u64)?;
 
         let agents = &self.agents;
         ensure(
@@ -1103,6 +1160,25 @@ mod tests {
         Config::default().validate().unwrap();
         Config::for_tests().validate().unwrap();
         assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn redacted_hides_header_values_and_endpoint_credentials_only() {
+        let mut c = Config::default();
+        c.observability
+            .otlp_headers
+            .insert("api-key".into(), "s3cret".into());
+        c.observability.otlp_endpoint = "https://user:pw@collector:4318".into();
+        let shown = toml::to_string(&c.redacted()).unwrap();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw@"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("api-key") && shown.contains("collector:4318"),
+            "{shown}"
+        );
+        assert_eq!(c.redacted().server, c.server);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The 22 communicative acts of FIPA SC00037J.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Performative {
     AcceptProposal,
@@ -104,7 +104,7 @@ impl fmt::Display for Performative {
 ///
 /// Field order matters: the runtime serializes `performative` first, so a WebAssembly agent
 /// can dispatch on a fixed prefix without a JSON parser (see `agents/builtin.rs`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclMessage {
     pub performative: Performative,
@@ -119,6 +119,7 @@ pub struct AclMessage {
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schema(value_type = Receivers)]
     pub receiver: Vec<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub content: serde_json::Value,
@@ -147,6 +148,14 @@ pub struct AclMessage {
 /// is hop `n + 1`, set by the runtime whatever the agent wrote.
 pub const HOPS_KEY: &str = "caxton-hops";
 
+/// The wire forms of [`AclMessage::receiver`]: one id or a list.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Receivers {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// Room for a typical message's JSON: addressing, small content and a `traceparent`.
 pub const JSON_CAPACITY: usize = 512;
 
@@ -172,6 +181,23 @@ impl AclMessage {
     /// The message's JSON, as agents and HTTP clients receive it. The buffer starts at
     /// [`JSON_CAPACITY`] bytes: serde_json's 128 grew twice for a reply carrying its trace
     /// context (~290 bytes), two reallocations and copies per serialization.
+    /// The `fipa_decode` fuzz target (fuzz/) and its corpus replay: any bytes either fail
+    /// to decode or give a message that encodes and decodes back to itself.
+    #[doc(hidden)]
+    pub fn fuzz_decode(data: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<AclMessage>(data) else {
+            return;
+        };
+        let json = msg.to_json().expect("a decoded message encodes");
+        let back: AclMessage = serde_json::from_slice(&json).expect("an encoded message decodes");
+        assert_eq!(
+            back,
+            msg,
+            "round trip of {}",
+            String::from_utf8_lossy(&json)
+        );
+    }
+
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(JSON_CAPACITY);
         serde_json::to_writer(&mut out, self)?;
@@ -278,15 +304,9 @@ fn json_heap_bytes(v: &serde_json::Value) -> usize {
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match OneOrMany::deserialize(de)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
+    Ok(match Receivers::deserialize(de)? {
+        Receivers::One(s) => vec![s],
+        Receivers::Many(v) => v,
     })
 }
 

@@ -1,9 +1,8 @@
 //! HTTP request and connection accounting: the middleware behind
-//! `caxton_http_requests_total`/`caxton_http_request_duration_seconds` and the listener
-//! behind `caxton_http_active_connections`.
+//! `caxton_http_requests_total`/`caxton_http_request_duration_seconds`, and the gauge guard
+//! behind `caxton_http_active_connections` (counted by connections.rs).
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -13,8 +12,6 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
 use prometheus::IntGauge;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, Service};
 
 use crate::metrics::Metrics;
@@ -126,87 +123,5 @@ impl GaugeGuard {
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// A TCP listener whose connections are counted while open, with Nagle off (small JSON
-/// replies must not wait for a delayed ACK).
-pub struct CountingListener {
-    inner: TcpListener,
-    gauge: IntGauge,
-}
-
-impl CountingListener {
-    pub fn new(inner: TcpListener, gauge: &IntGauge) -> Self {
-        Self {
-            inner,
-            gauge: gauge.clone(),
-        }
-    }
-}
-
-impl axum::serve::Listener for CountingListener {
-    type Io = CountedStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let _ = stream.set_nodelay(true);
-        (
-            CountedStream {
-                stream,
-                _open: GaugeGuard::new(&self.gauge),
-            },
-            addr,
-        )
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-pub struct CountedStream {
-    stream: TcpStream,
-    _open: GaugeGuard,
-}
-
-impl AsyncRead for CountedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for CountedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -1,11 +1,14 @@
 //! The Caxton runtime: WebAssembly agents that talk in FIPA-ACL messages behind an HTTP API,
 //! with Prometheus metrics. ARCHITECTURE.md at the repository root has the map.
 
+pub mod abi_probe;
 pub mod agent;
 pub mod api;
 pub mod budget;
 pub mod builtin;
 pub mod config;
+pub mod connections;
+pub mod create_request;
 pub mod events;
 pub mod execution;
 pub mod fipa;
@@ -14,6 +17,8 @@ pub mod http_tracing;
 pub mod log_throttle;
 pub mod logging;
 pub mod metrics;
+pub mod module_cache;
+pub mod openapi;
 pub mod otlp_metrics;
 pub mod profiling;
 pub mod routing;

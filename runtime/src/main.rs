@@ -21,7 +21,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Parse and validate a configuration file, print the effective configuration, and exit.
+    /// Parse and validate a configuration file, print the effective configuration (secrets
+    /// redacted), and exit.
     CheckConfig {
         /// The TOML file to check.
         config: PathBuf,
@@ -48,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
             let cfg = load(Some(&config))?;
             println!(
                 "{}",
-                toml::to_string_pretty(&cfg).context("printing the configuration")?
+                toml::to_string_pretty(&cfg.redacted()).context("printing the configuration")?
             );
             println!("# {}: ok", config.display());
             Ok(())

@@ -192,7 +192,27 @@ pub struct Metrics {
     /// message updates five of them, and `with_label_values` hashes the labels and looks the
     /// child up under a lock each time.
     by_performative: [OnceLock<PerformativeSeries>; Performative::ALL.len()],
+    /// Deleted agents (type, id) whose series stay until the next scrape has read them, so
+    /// executions counted since the previous scrape are not lost with the agent.
+    retiring: Mutex<Vec<(String, String)>>,
 }
+
+/// The `kind`s of `caxton_message_errors_total` the runtime counts from its start.
+const ERROR_KINDS: [&str; 4] = [
+    "mailbox_full",
+    "receiver_stopped",
+    "execution_failed",
+    "reply_timeout",
+];
+
+/// Most deleted agents whose series wait for a scrape; past it (nobody scrapes) the oldest
+/// go at once, so the wait cannot grow the registry without bound.
+const MAX_RETIRING: usize = 10_000;
+
+/// The `agent_id` of a type's placeholder series (always 0): they keep the per-agent names
+/// on /metrics when no agent of the type exists. An empty label is, to PromQL, no label,
+/// so `sum by (agent_type)` and the seed's rules read them as 0.
+const PLACEHOLDER_AGENT_ID: &str = "";
 
 /// See [`Metrics::agent_series`].
 pub struct AgentSeries {
@@ -391,6 +411,7 @@ impl Metrics {
             opt,
             registry,
             by_performative: Default::default(),
+            retiring: Mutex::new(Vec::new()),
         };
         m.build_info
             .with_label_values(&[BUILD_VERSION, BUILD_COMMIT])
@@ -398,6 +419,10 @@ impl Metrics {
         // Present at 0 from the start, so the accounting can be checked before any drop.
         for reason in DROP_REASONS {
             m.messages_dropped.with_label_values(&[reason]);
+        }
+        // Present at 0 from the start, so the seed's name is on /metrics before any error.
+        for kind in ERROR_KINDS {
+            m.message_errors.with_label_values(&[kind]);
         }
         // The process collector exports only process_* names, so it cannot clash with ours.
         #[cfg(target_os = "linux")]
@@ -416,17 +441,26 @@ impl Metrics {
         &self.registry
     }
 
-    /// The text exposition of every metric.
+    /// The text exposition of every metric. The series of agents deleted before this
+    /// scrape are in it one last time, then removed.
     pub fn encode_text(&self) -> String {
+        let retired = std::mem::take(&mut *lock(&self.retiring));
         let mut out = Vec::with_capacity(16 * 1024);
         // Encoding our own well-formed families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        for (agent_type, agent_id) in &retired {
+            self.remove_agent_series(agent_type, agent_id);
+        }
         String::from_utf8(out).unwrap_or_default()
     }
 
     pub fn agent_created(&self, agent_type: &str) {
         let l = Labels::new().opt(self.opt.agent_type, agent_type);
         self.agents_total.with_label_values(l.get()).inc();
+        if self.opt.agent_id {
+            // Idempotent: a lookup of existing children after the type's first agent.
+            self.agent_series(agent_type, PLACEHOLDER_AGENT_ID);
+        }
     }
 
     pub fn agents_active(&self) -> &IntGauge {
@@ -484,9 +518,25 @@ impl Metrics {
         gauge.add(as_i64(bytes) - as_i64(prev));
     }
 
-    /// Drops a deleted agent's per-agent series so they do not pile up; with `agent_id`
-    /// disabled, takes its memory out of its type's total instead.
+    /// Drops a deleted agent's per-agent series (after the next scrape has read them) so
+    /// they do not pile up; with `agent_id` disabled, takes its memory out of its type's
+    /// total instead.
     pub fn forget_agent(&self, agent_type: &str, agent_id: &str) {
+        if self.memory_by_agent.is_some() {
+            self.remove_agent_series(agent_type, agent_id);
+            return;
+        }
+        let overflow = {
+            let mut retiring = lock(&self.retiring);
+            retiring.push((agent_type.to_owned(), agent_id.to_owned()));
+            (retiring.len() > MAX_RETIRING).then(|| retiring.remove(0))
+        };
+        if let Some((t, id)) = overflow {
+            self.remove_agent_series(&t, &id);
+        }
+    }
+
+    fn remove_agent_series(&self, agent_type: &str, agent_id: &str) {
         let o = self.opt;
         if let Some(by_agent) = &self.memory_by_agent {
             let mut by_agent = lock(by_agent);
@@ -846,6 +896,11 @@ mod tests {
         m.wasm_memory(&a2, "a2", 1024);
         m.forget_agent("test-agent", "a1");
         m.forget_agent("test-agent", "never-ran");
+        let last = m.encode_text();
+        assert!(
+            last.contains(r#"agent_id="a1""#),
+            "the next scrape still reads a1: {last}"
+        );
         let text = m.encode_text();
         assert!(!text.contains(r#"agent_id="a1""#), "{text}");
         assert!(text.contains(

@@ -1,8 +1,7 @@
 //! The runtime proper: agent types, the agent registry and the lifecycle. Message movement
 //! is in `routing.rs`; the HTTP API in `api.rs` calls only what is public here.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,6 +17,7 @@ use crate::events::{Event, Events};
 use crate::execution::ExecPool;
 use crate::fipa::AclMessage;
 use crate::metrics::Metrics;
+use crate::module_cache::{self, CacheFull, Lookup, ModuleCache};
 use crate::wasm::{AgentType, ExecError, ModuleError, WasmEngine};
 
 #[derive(Debug, Error)]
@@ -34,6 +34,8 @@ pub enum RuntimeError {
     Init(ExecError),
     #[error("no agent `{0}`")]
     NoSuchAgent(String),
+    #[error(transparent)]
+    CacheFull(#[from] CacheFull),
 }
 
 /// Everything the API needs, shared behind one `Arc`.
@@ -42,9 +44,11 @@ pub struct Runtime {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) events: Events,
     pub(crate) agents_cfg: AgentsConfig,
-    agents: RwLock<HashMap<Arc<str>, Arc<Agent>>>,
-    /// Type name -> (hash of the module bytes, compiled type).
-    types: RwLock<HashMap<String, (u64, Arc<AgentType>)>>,
+    agents: RwLock<Registry>,
+    /// The built-in types, compiled at start and never evicted.
+    builtins: HashMap<String, Arc<AgentType>>,
+    /// Custom types, bounded in bytes (module_cache.rs).
+    modules: ModuleCache,
     /// Serializes custom-module compilation so one module is compiled once.
     compile_lock: Mutex<()>,
     /// Clients waiting for a reply, by the `reply_with` of their message.
@@ -66,16 +70,18 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn module_hash(bytes: &[u8]) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
+/// The agents, by id and in creation order: a page of `GET /api/agents` walks the ordered
+/// index from its offset instead of copying and sorting the registry.
+#[derive(Default)]
+struct Registry {
+    by_id: HashMap<Arc<str>, Arc<Agent>>,
+    by_seq: BTreeMap<u64, Arc<Agent>>,
 }
 
 /// How a new agent gets its code.
 pub enum AgentSource {
     Builtin(String),
-    /// Module bytes (binary or WAT), registered under `name` or `custom-<hash>`.
+    /// Module bytes (binary or WAT), registered under `name` or `custom-<digest>`.
     Module {
         name: Option<String>,
         bytes: Vec<u8>,
@@ -86,21 +92,18 @@ impl Runtime {
     /// Compiles the built-in types; fails only if the engine cannot be set up.
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, RuntimeError> {
         let engine = WasmEngine::new(&config.agents)?;
-        let mut types = HashMap::new();
+        let mut builtins = HashMap::new();
         for b in builtin::ALL {
-            let wat = b.wat();
-            let ty = engine.compile(b.name, wat.as_bytes(), true)?;
-            types.insert(
-                b.name.to_owned(),
-                (module_hash(wat.as_bytes()), Arc::new(ty)),
-            );
+            let ty = engine.compile(b.name, b.wat().as_bytes(), true)?;
+            builtins.insert(b.name.to_owned(), Arc::new(ty));
         }
         Ok(Self {
             engine,
             events: Events::default(),
             agents_cfg: config.agents.clone(),
-            agents: RwLock::new(HashMap::new()),
-            types: RwLock::new(types),
+            agents: RwLock::new(Registry::default()),
+            builtins,
+            modules: ModuleCache::new(config.agents.module_cache_bytes),
             compile_lock: Mutex::new(()),
             pending: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
@@ -124,29 +127,43 @@ impl Runtime {
     }
 
     /// Resolves (and for modules, compiles once) the type of a new agent. Compilation is
-    /// CPU-heavy: async callers run this on a blocking thread.
+    /// CPU-heavy: async callers run this on a blocking thread. What would refuse the agent
+    /// anyway (`max_agents`, a full module cache) is checked before compiling.
     pub fn resolve_type(&self, source: AgentSource) -> Result<Arc<AgentType>, RuntimeError> {
         match source {
-            AgentSource::Builtin(name) => read(&self.types)
+            AgentSource::Builtin(name) => self
+                .builtins
                 .get(&name)
-                .map(|(_, t)| t.clone())
+                .cloned()
+                .or_else(|| self.modules.by_name(&name))
                 .ok_or(RuntimeError::UnknownType(name)),
             AgentSource::Module { name, bytes } => {
-                let hash = module_hash(&bytes);
-                let name = name.unwrap_or_else(|| format!("custom-{hash:016x}"));
-                let _one_at_a_time = self.compile_lock.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some((h, t)) = read(&self.types).get(&name) {
-                    return if *h == hash {
-                        Ok(t.clone())
-                    } else {
-                        Err(RuntimeError::TypeConflict(name))
-                    };
+                let digest = module_cache::digest(&bytes);
+                let name = name.unwrap_or_else(|| module_cache::anonymous_name(&digest));
+                if self.builtins.contains_key(&name) {
+                    return Err(RuntimeError::TypeConflict(name));
                 }
+                let _one_at_a_time = self.compile_lock.lock().unwrap_or_else(|p| p.into_inner());
+                match self.modules.lookup(&name, &digest) {
+                    Lookup::Hit(ty) => return Ok(ty),
+                    Lookup::Conflict => return Err(RuntimeError::TypeConflict(name)),
+                    Lookup::Miss => {}
+                }
+                if self.agent_count() >= self.max_agents {
+                    return Err(RuntimeError::TooManyAgents(self.max_agents));
+                }
+                self.modules.precheck(bytes.len() as u64)?;
                 let ty = Arc::new(self.engine.compile(&name, &bytes, false)?);
-                write(&self.types).insert(name, (hash, ty.clone()));
+                let size = ty.code_bytes() + bytes.len() as u64;
+                self.modules.insert(name, digest, ty.clone(), size)?;
                 Ok(ty)
             }
         }
+    }
+
+    /// Custom types cached and their bytes.
+    pub fn module_cache_usage(&self) -> (usize, u64) {
+        self.modules.usage()
     }
 
     /// Creates an agent of `ty` and runs its `agent_init`. An agent whose init fails stays
@@ -167,10 +184,11 @@ impl Runtime {
         let agent = Arc::new(Agent::new(id.clone(), name, ty, config, seq, now_ms()));
         {
             let mut agents = write(&self.agents);
-            if agents.len() >= self.max_agents {
+            if agents.by_id.len() >= self.max_agents {
                 return Err((None, RuntimeError::TooManyAgents(self.max_agents)));
             }
-            agents.insert(id.clone(), agent.clone());
+            agents.by_id.insert(id.clone(), agent.clone());
+            agents.by_seq.insert(seq, agent.clone());
         }
         self.metrics.agent_created(&agent.agent_type.name);
         match self.engine.init(&agent.agent_type, &id) {
@@ -190,23 +208,38 @@ impl Runtime {
     }
 
     pub fn agent(&self, id: &str) -> Option<Arc<Agent>> {
-        read(&self.agents).get(id).cloned()
+        read(&self.agents).by_id.get(id).cloned()
     }
 
     pub fn agent_count(&self) -> usize {
-        read(&self.agents).len()
+        read(&self.agents).by_id.len()
     }
 
     /// Every registered agent, in no order.
     pub(crate) fn all_agents(&self) -> Vec<Arc<Agent>> {
-        read(&self.agents).values().cloned().collect()
+        read(&self.agents).by_id.values().cloned().collect()
     }
 
-    /// A page of agents in creation order.
+    /// A page of agents in creation order: `offset` agents skipped, at most `limit` taken.
     pub fn list_agents(&self, offset: usize, limit: usize) -> Vec<Arc<Agent>> {
-        let mut all: Vec<Arc<Agent>> = read(&self.agents).values().cloned().collect();
-        all.sort_unstable_by_key(|a| a.seq);
-        all.into_iter().skip(offset).take(limit).collect()
+        read(&self.agents)
+            .by_seq
+            .values()
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// A page of agents created after the one with sequence number `after` (the `next`
+    /// cursor of the previous page): O(log n + limit) however deep the page is.
+    pub fn list_agents_after(&self, after: u64, limit: usize) -> Vec<Arc<Agent>> {
+        read(&self.agents)
+            .by_seq
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .map(|(_, a)| a.clone())
+            .collect()
     }
 
     /// Deletes an agent: it stops taking messages, its queued messages are dropped (each
@@ -242,7 +275,8 @@ impl Runtime {
                 return;
             }
             agent.set_state(AgentState::Stopped);
-            agents.remove(&agent.id).is_some()
+            agents.by_seq.remove(&agent.seq);
+            agents.by_id.remove(&agent.id).is_some()
         };
         if removed {
             self.metrics.forget_agent(&agent.agent_type.name, &agent.id);

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus::IntGauge;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::http_metrics::CountingListener;
+use crate::connections;
 use crate::metrics::{Metrics, MetricsError};
 use crate::profiling::ProfilingService;
 use crate::routing::ShutdownReport;
@@ -170,21 +171,14 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Serve
         .map_err(|source| ServerError::Bind { addr, what, source })
 }
 
-fn spawn_serving<L>(listener: L, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
-    tokio::spawn(async move {
-        let graceful = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
-    })
+fn spawn_serving(
+    listener: TcpListener,
+    app: Router,
+    limits: connections::Limits,
+    open: Option<IntGauge>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(connections::serve(listener, app, limits, open, stop))
 }
 
 /// Builds the runtime (compiling the built-in agents) and starts both listeners. Returns
@@ -221,14 +215,24 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             sampler: Mutex::new(SystemSampler::new(config.server.data_dir.clone())),
             profiler: profiling.as_ref().map(|p| p.profiler.clone()),
         }));
+    let api_limits = api_connection_limits(&config);
+    let metrics_limits = connections::Limits {
+        max_connections: connections::METRICS_CONNECTIONS,
+        ..api_limits
+    };
+    // The API stops first (its own signal); /metrics stays up through the drain.
     let api_task = spawn_serving(
-        CountingListener::new(api_listener, metrics.http_active_connections()),
+        api_listener,
         api_app,
+        api_limits,
+        Some(metrics.http_active_connections().clone()),
         stop_api_rx,
     );
     let mut tasks = vec![spawn_serving(
         metrics_listener,
         metrics_app,
+        metrics_limits,
+        None,
         stop_rx.clone(),
     )];
     if let Some((provider, interval)) = crate::telemetry::metrics_export() {
@@ -248,6 +252,27 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         profiling,
         shutdown_timeout: config.server.shutdown_timeout,
     })
+}
+
+/// The API listener's bounds, its connection limit fitted under the open-files limit (and
+/// said so in the log: a limit lower than configured explains waiting clients).
+fn api_connection_limits(config: &Config) -> connections::Limits {
+    let configured = config.server.max_connections;
+    let open_files = crate::system::open_files_limit();
+    let max_connections = connections::effective_max_connections(configured, open_files);
+    if max_connections < configured {
+        tracing::warn!(
+            max_connections,
+            configured,
+            open_files_limit = open_files,
+            "server.max_connections lowered to stay below the open-files limit (ulimit -n)"
+        );
+    }
+    connections::Limits {
+        header_read_timeout: config.server.header_read_timeout,
+        idle_timeout: config.server.idle_timeout,
+        max_connections,
+    }
 }
 
 fn local(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {

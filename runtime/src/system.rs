@@ -172,6 +172,19 @@ pub fn parse_net_dev(dev: &str) -> Result<(u64, u64), SystemError> {
     Ok((rx, tx))
 }
 
+/// The soft open-files limit (`ulimit -n`) from /proc/self/limits; `None` when unlimited or
+/// unreadable.
+pub fn open_files_limit() -> Option<u64> {
+    parse_open_files_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+pub fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let rest = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -189,6 +202,18 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_files_limit_is_the_soft_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max processes             63457                63457                processes\n\
+                      Max open files            256                  524288               files\n";
+        assert_eq!(parse_open_files_limit(limits), Some(256));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limit(unlimited), None);
+        assert!(open_files_limit().is_some(), "this process has a limit");
+    }
 
     #[test]
     fn stat_is_parsed_from_the_last_parenthesis() {

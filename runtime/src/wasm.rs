@@ -188,6 +188,14 @@ impl std::fmt::Debug for AgentType {
     }
 }
 
+impl AgentType {
+    /// Bytes of compiled code and data this type keeps mapped: what caching it costs.
+    pub fn code_bytes(&self) -> u64 {
+        let range = self.pre.module().image_range();
+        (range.end as usize).saturating_sub(range.start as usize) as u64
+    }
+}
+
 /// What one successful execution produced.
 #[derive(Debug)]
 pub struct Execution {

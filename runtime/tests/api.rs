@@ -2,96 +2,13 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use caxton_runtime::config::Config;
 use caxton_runtime::metrics::ALL_METRIC_NAMES;
-use caxton_runtime::server::{self, RunningServer};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-struct Harness {
-    server: RunningServer,
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Harness {
-    async fn start(edit: impl FnOnce(&mut Config)) -> Self {
-        let mut cfg = Config::for_tests();
-        let data = std::env::temp_dir().join(format!("caxton-api-test-{}", std::process::id()));
-        std::fs::create_dir_all(&data).unwrap();
-        cfg.server.data_dir = data;
-        edit(&mut cfg);
-        let server = server::start(cfg).await.expect("runtime starts");
-        let base = format!("http://{}", server.api_addr());
-        Self {
-            server,
-            http: reqwest::Client::new(),
-            base,
-        }
-    }
-
-    async fn create(&self, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/agents", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.json().await.unwrap())
-    }
-
-    async fn agent(&self, agent_type: &str) -> String {
-        let (status, body) = self.create(json!({"agent_type": agent_type})).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn custom(&self, wat: &str) -> String {
-        let wasm = wat::parse_str(wat).unwrap();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(wasm);
-        let (status, body) = self.create(json!({"wasm_module": b64})).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn ask(&self, receiver: &str, performative: &str) -> (StatusCode, Value) {
-        let msg = json!({"performative": performative, "sender": "tester", "receiver": receiver,
-                         "content": {"q": 1}, "conversation_id": "conv-1"});
-        let r = self
-            .http
-            .post(format!("{}/api/messages?wait=true", self.base))
-            .json(&msg)
-            .send()
-            .await
-            .unwrap();
-        // Replies and errors alike: clients (k6, goose) parse by this header.
-        assert_eq!(r.headers()["content-type"], "application/json");
-        (r.status(), r.json().await.unwrap())
-    }
-
-    async fn metrics(&self) -> String {
-        let url = format!("http://{}/metrics", self.server.metrics_addr());
-        self.http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-}
-
-fn misbehaving(body: &str) -> String {
-    format!(
-        r#"(module (memory (export "memory") 1)
-             (func (export "alloc") (param i32) (result i32) (i32.const 1024))
-             (func (export "handle_message") (param i32 i32) (result i32) {body} (i32.const 0)))"#
-    )
-}
+mod support;
+use support::{Harness, misbehaving};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_are_created_listed_fetched_and_deleted() {

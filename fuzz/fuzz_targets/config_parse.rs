@@ -1,0 +1,7 @@
+//! `caxton.toml` parsing and validation.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    caxton_runtime::config::Config::fuzz_parse(data);
+});

@@ -1,0 +1,7 @@
+//! The `POST /api/agents` body: the first byte picks JSON or form, the rest is the body.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    caxton_runtime::create_request::fuzz_parse(data);
+});
