@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod charts;
 pub mod compare;
 pub mod html;
+pub mod history;
 pub mod merge;
 pub mod model;
 #[cfg(feature = "testkit")]
@@ -13,3 +14,4 @@ pub mod prometheus_server;
 pub mod pushgateway;
 pub mod remote_write;
 pub mod sink;
+pub mod table;
