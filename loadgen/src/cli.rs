@@ -57,7 +57,7 @@ pub struct HistoryArgs {
     /// Print JSON: {"change_points": [...], "noise": {...}, ...}.
     #[arg(long)]
     pub json: bool,
-    /// Significance level of a change point (Welch t-test either side).
+    /// Significance level of a change point (rank permutation test either side).
     #[arg(long, default_value_t = 0.001, value_name = "P")]
     pub p_value: f64,
     /// Smallest relative change of the medians either side of a change point.

@@ -123,7 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_, per_run) = loaded.observations();
     let all = history::series::build(&per_run);
     #[allow(unused_mut)] // mutated with `--features augurs`
-    let mut detectors: Vec<(&str, Detector)> = vec![("e-divisive + welch", edivisive)];
+    let mut detectors: Vec<(&str, Detector)> = vec![("e-divisive + rank test", edivisive)];
     #[cfg(feature = "augurs")]
     detectors.push(("augurs bocpd", bocpd));
     println!(

@@ -419,7 +419,7 @@ impl History {
 
     fn preamble(&self) -> Vec<String> {
         let mut lines = vec![format!(
-            "{} runs; detector: E-Divisive means, Welch t-test p < {}, change >= {}, >= {} runs each side",
+            "{} runs; detector: E-Divisive means, rank permutation test p < {}, change >= {}, >= {} runs each side",
             self.runs.len(),
             self.options.p_value,
             pct(self.options.min_magnitude),

@@ -43,7 +43,8 @@ fn standard_normal() -> Option<Normal> {
 /// `threshold`.
 pub fn false_positive_rate(sigma: f64, threshold: f64) -> f64 {
     if sigma <= 0.0 {
-        return if threshold > 0.0 { 0.0 } else { 1.0 };
+        // No noise: only a threshold below zero is ever crossed.
+        return if threshold >= 0.0 { 0.0 } else { 1.0 };
     }
     standard_normal().map_or(1.0, |n| 1.0 - n.cdf(threshold / sigma))
 }
