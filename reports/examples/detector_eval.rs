@@ -88,11 +88,9 @@ fn measure(detector: Detector, residuals: &[f64], seed: u64) -> Rates {
                 continue;
             }
             // Night by night: the first night the step is seen at its place.
-            if let Some(d) = (STEP_AT + 1..=LEN).find(|&end| {
-                detector(&h[..end])
-                    .iter()
-                    .any(|i| i.abs_diff(STEP_AT) <= 1)
-            }) {
+            if let Some(d) = (STEP_AT + 1..=LEN)
+                .find(|&end| detector(&h[..end]).iter().any(|i| i.abs_diff(STEP_AT) <= 1))
+            {
                 delays.push((d - STEP_AT) as f64);
             }
         }

@@ -5,8 +5,8 @@
 pub mod bootstrap;
 pub mod charts;
 pub mod compare;
-pub mod html;
 pub mod history;
+pub mod html;
 pub mod merge;
 pub mod model;
 #[cfg(feature = "testkit")]

@@ -495,7 +495,6 @@ impl History {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,7 +527,10 @@ mod tests {
             .map(|i| {
                 let wobble = 1.0 + 0.02 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
                 let p95 = if i < 20 { 10.0 } else { 13.0 } * wobble;
-                vec![(key(Metric::P95), p95), (key(Metric::Throughput), 100.0 * wobble)]
+                vec![
+                    (key(Metric::P95), p95),
+                    (key(Metric::Throughput), 100.0 * wobble),
+                ]
             })
             .collect()
     }
@@ -540,7 +542,10 @@ mod tests {
         assert_eq!(found.len(), 1, "{}", h.to_text());
         let (k, c) = found[0];
         assert_eq!(k.metric, Metric::P95);
-        assert_eq!((c.before.version.as_str(), c.after.version.as_str()), ("1.0", "1.1"));
+        assert_eq!(
+            (c.before.version.as_str(), c.after.version.as_str()),
+            ("1.0", "1.1")
+        );
         assert_eq!(c.after.run_id, "night-20");
         assert_eq!(c.direction, Direction::Regression);
         // Ten nights after the step it is old news: exit 0.
@@ -551,7 +556,10 @@ mod tests {
         assert_eq!(json["change_points"][0]["direction"], "regression");
         assert!(json["change_points"][0]["ci"][0].as_f64().unwrap() > 0.2);
         let text = h.to_text();
-        assert!(text.contains("night-19 → night-20") && text.contains("1.0 → 1.1"), "{text}");
+        assert!(
+            text.contains("night-19 → night-20") && text.contains("1.0 → 1.1"),
+            "{text}"
+        );
         assert!(h.to_markdown().contains("| p95{"), "{}", h.to_markdown());
         // The first night it can be seen, the newest run starts it: exit 1.
         let first = (21..=30)
@@ -572,7 +580,10 @@ mod tests {
         let h = analyse(runs(4), &observations(4), &DetectOptions::default());
         assert_eq!(h.too_short().count(), 2);
         let text = h.to_text();
-        assert!(text.contains("too short to judge") && text.contains("has 4 runs, needs 6"), "{text}");
+        assert!(
+            text.contains("too short to judge") && text.contains("has 4 runs, needs 6"),
+            "{text}"
+        );
         assert_eq!(h.to_json()["too_short"].as_array().unwrap().len(), 2);
     }
 }

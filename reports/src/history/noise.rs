@@ -82,7 +82,10 @@ mod tests {
     fn noise_scales_with_the_spread_and_sets_a_one_percent_threshold() {
         let quiet: Vec<f64> = (0..50).map(|i| 100.0 + (i % 5) as f64 * 0.5).collect();
         let loud: Vec<f64> = (0..50).map(|i| 100.0 + (i % 5) as f64 * 5.0).collect();
-        let (q, l) = (measure(&quiet, true).unwrap(), measure(&loud, true).unwrap());
+        let (q, l) = (
+            measure(&quiet, true).unwrap(),
+            measure(&loud, true).unwrap(),
+        );
         assert!(l.sigma > 5.0 * q.sigma, "{q:?} {l:?}");
         assert!((q.false_positive_rate(q.threshold) - 0.01).abs() < 1e-6);
         // A fixed 10 % is far too loose for the quiet series and about right for the loud.
