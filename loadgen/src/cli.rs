@@ -39,6 +39,31 @@ pub enum Command {
     /// Compare a run with a baseline. Exit status: 0 nothing regressed, 1 a metric
     /// regressed (beyond its threshold and significant), 2 bad input.
     Compare(CompareArgs),
+    /// Change points in a history of runs (e.g. the nightly volume): series per plan,
+    /// target, scenario, stage and metric, their noise, and whether the newest run starts a
+    /// regression. Exit status: 0 it does not, 1 it does, 2 bad input.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// A directory of run directories, each with its report.json (any depth).
+    pub dir: PathBuf,
+    /// Warn about a report that cannot be read instead of failing.
+    #[arg(long)]
+    pub skip_unreadable: bool,
+    /// Print Markdown (for CI comments) instead of text.
+    #[arg(long, conflicts_with = "json")]
+    pub markdown: bool,
+    /// Print JSON: {"change_points": [...], "noise": {...}, ...}.
+    #[arg(long)]
+    pub json: bool,
+    /// Significance level of a change point (rank permutation test either side).
+    #[arg(long, default_value_t = 0.001, value_name = "P")]
+    pub p_value: f64,
+    /// Smallest relative change of the medians either side of a change point.
+    #[arg(long, default_value = "5%", value_name = "PERCENT")]
+    pub min_change: String,
 }
 
 #[derive(Debug, Args)]

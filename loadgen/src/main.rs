@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use caxton_loadgen::cli::{Cli, Command, CompareArgs};
+use caxton_loadgen::cli::{Cli, Command, CompareArgs, HistoryArgs};
 use caxton_loadgen::{EXIT_BREACHED, EXIT_ERROR, EXIT_INVALID, EXIT_PASSED, push, run, summary};
 use caxton_reports::model::RunReport;
-use caxton_reports::{compare, html};
+use caxton_reports::{compare, history, html};
 use clap::Parser as _;
 
 caxton_profiles::jemalloc_global_allocator!();
@@ -70,6 +70,10 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("caxton-bench: error: {e}");
             compare::EXIT_BAD_INPUT
         })),
+        Some(Command::History(args)) => Ok(history(&args).unwrap_or_else(|e| {
+            eprintln!("caxton-bench: error: {e}");
+            compare::EXIT_BAD_INPUT
+        })),
         None => {
             let argv: Vec<String> = std::env::args().collect();
             let opts = cli.run.resolve(argv).context("invalid arguments")?;
@@ -116,6 +120,40 @@ fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
     if let Some(out) = &args.html {
         html::write_file(out, &html::render_comparison(&baseline, &current, &result)?)?;
         println!("html: {}", out.display());
+    }
+    Ok(result.exit_code())
+}
+
+/// Exit 0, or 1 when the newest run starts a regression; errors become exit 2 in the caller,
+/// so an unreadable history is never mistaken for a regression.
+fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
+    let options = history::DetectOptions {
+        p_value: args.p_value,
+        min_magnitude: compare::parse_percent(&args.min_change, "--min-change")?,
+        ..Default::default()
+    };
+    let loaded = history::load_dir(&args.dir, args.skip_unreadable)?;
+    for u in &loaded.unreadable {
+        eprintln!("caxton-bench: warning: left out: {u}");
+    }
+    if loaded.runs.is_empty() {
+        anyhow::bail!(
+            "no valid, readable run under {} ({} invalid, {} unreadable)",
+            args.dir.display(),
+            loaded.invalid.len(),
+            loaded.unreadable.len()
+        );
+    }
+    let (runs, per_run) = loaded.observations();
+    let mut result = history::analyse(runs, &per_run, &options);
+    result.invalid = loaded.invalid;
+    result.unreadable = loaded.unreadable;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result.to_json())?);
+    } else if args.markdown {
+        print!("{}", result.to_markdown());
+    } else {
+        print!("{}", result.to_text());
     }
     Ok(result.exit_code())
 }

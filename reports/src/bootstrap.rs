@@ -174,6 +174,56 @@ pub fn ratio_difference(
     Some(percentile_interval(diffs, cfg.confidence))
 }
 
+/// Interval of `median(after) / median(before) − 1`, resampling runs either side (a
+/// history's change point); a zero interval when a side is empty.
+pub fn median_change(before: &[f64], after: &[f64], cfg: &Bootstrap) -> Interval {
+    if before.is_empty() || after.is_empty() || cfg.resamples == 0 {
+        return Interval {
+            low: 0.0,
+            high: 0.0,
+        };
+    }
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6d65_6469_616e);
+    let draw = |xs: &[f64], rng: &mut StdRng| {
+        let v: Vec<f64> = (0..xs.len())
+            .map(|_| xs[rng.random_range(0..xs.len())])
+            .collect();
+        median(&v)
+    };
+    let changes = (0..cfg.resamples)
+        .map(|_| {
+            let b = draw(before, &mut rng);
+            relative_step(b, draw(after, &mut rng))
+        })
+        .collect();
+    percentile_interval(changes, cfg.confidence)
+}
+
+/// The median (mean of the middle two for an even count; 0 when empty).
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// `after / before − 1`; a change away from 0 counts as ±100 % (error rates start at 0), so
+/// a history's magnitudes stay finite.
+pub fn relative_step(before: f64, after: f64) -> f64 {
+    if before == 0.0 {
+        if after == 0.0 { 0.0 } else { after.signum() }
+    } else {
+        after / before - 1.0
+    }
+}
+
 fn percentile_interval(mut diffs: Vec<f64>, confidence: f64) -> Interval {
     diffs.sort_by(f64::total_cmp);
     let alpha = (1.0 - confidence.clamp(0.0, 1.0)) / 2.0;

@@ -5,6 +5,7 @@
 pub mod bootstrap;
 pub mod charts;
 pub mod compare;
+pub mod history;
 pub mod html;
 pub mod merge;
 pub mod model;
@@ -13,3 +14,4 @@ pub mod prometheus_server;
 pub mod pushgateway;
 pub mod remote_write;
 pub mod sink;
+pub mod table;

@@ -44,13 +44,18 @@ pub fn out_dir(test: &str) -> PathBuf {
 }
 
 pub async fn bench(args: &[&str], out: &Path) -> Output {
+    bench_as("t", args, out).await
+}
+
+/// A run with its own run id: its report goes to `out/<run_id>/report.json`.
+pub async fn bench_as(run_id: &str, args: &[&str], out: &Path) -> Output {
     let run = tokio::process::Command::new(BENCH)
         .args(args)
         .args([
             "--out",
             out.to_str().unwrap(),
             "--run-id",
-            "t",
+            run_id,
             "--progress",
             "plain",
         ])

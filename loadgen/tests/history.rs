@@ -1,0 +1,254 @@
+//! `caxton-bench history` on real runs: a loopback server with a programmed, noisy latency
+//! distribution whose tail steps up at a known night, and a twin history without the step.
+//! Both have one outlier night. Every night is a real short `caxton-bench` run.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use caxton_reports::compare::Metric;
+use caxton_reports::history::{self, DetectOptions, History, series::ALL};
+use common::{BENCH, bench_as, text};
+
+/// Nights per history.
+const NIGHTS: u64 = 32;
+/// The first night of the slower tail.
+const STEP_AT: u64 = 20;
+/// The night whose tail is far slower, once.
+const OUTLIER: u64 = 8;
+/// Share of requests in the tail: above 5 %, so p95 and p99 sit in it and p50 does not.
+const TAIL_SHARE: f64 = 0.08;
+
+/// A request's latency: most wait `BASE_US` plus a little, a `TAIL_SHARE` wait the night's
+/// tail.
+const BASE_US: u64 = 1_000;
+
+struct Program {
+    requests: AtomicU64,
+    tail_us: AtomicU64,
+}
+
+/// A deterministic pseudo-random number in [0, 1) for the i-th draw (splitmix64).
+fn unit(i: u64) -> f64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn programmed_server(program: Arc<Program>) -> SocketAddr {
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/api/agents",
+            post(|State(p): State<Arc<Program>>| async move {
+                let i = p.requests.fetch_add(1, Ordering::Relaxed);
+                let wait = if unit(2 * i) < TAIL_SHARE {
+                    let tail = p.tail_us.load(Ordering::Relaxed) as f64;
+                    (tail * (0.9 + 0.2 * unit(2 * i + 1))) as u64
+                } else {
+                    BASE_US + (unit(2 * i + 1) * 300.0) as u64
+                };
+                tokio::time::sleep(Duration::from_micros(wait)).await;
+                r#"{"id":"a","agent_type":"test-agent","state":"Running"}"#
+            }),
+        )
+        .with_state(program);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// The tail of a night: 20 ms ± 10 % night to night, ×1.6 from `step_at` on, ×3 on the
+/// outlier night. Long enough that a loaded machine's scheduling delays do not drown it.
+fn tail_us(night: u64, step_at: Option<u64>) -> u64 {
+    let jitter = 1.0 + 0.2 * (unit(1_000_003 * (night + 1)) - 0.5);
+    let level = match step_at {
+        Some(s) if night >= s => 1.6,
+        _ => 1.0,
+    };
+    let outlier = if night == OUTLIER { 3.0 } else { 1.0 };
+    (20_000.0 * jitter * level * outlier) as u64
+}
+
+/// Runs every night of one history into `dir`, one real caxton-bench run each.
+async fn nights(dir: PathBuf, step_at: Option<u64>) {
+    let program = Arc::new(Program {
+        requests: AtomicU64::new(0),
+        tail_us: AtomicU64::new(0),
+    });
+    let target = format!("http://{}", programmed_server(program.clone()).await);
+    for night in 0..NIGHTS {
+        program
+            .tail_us
+            .store(tail_us(night, step_at), Ordering::Relaxed);
+        let o = bench_as(
+            &format!("night-{night:02}"),
+            &[
+                "--target",
+                &target,
+                "--duration",
+                "1s",
+                "--concurrent-users",
+                "2",
+                "--think-time",
+                "0s",
+                "--no-flamegraph",
+                "--no-default-thresholds",
+            ],
+            &dir,
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(0), "night {night}: {}", text(&o));
+    }
+}
+
+fn analyse(dir: &Path, nights: Option<usize>) -> History {
+    let mut loaded = history::load_dir(dir, false).unwrap();
+    if let Some(n) = nights {
+        loaded.runs.truncate(n);
+    }
+    let (runs, per_run) = loaded.observations();
+    history::analyse(runs, &per_run, &DetectOptions::default())
+}
+
+/// Nights of the change points of `metric` over the whole run (every request, every stage).
+fn found_at(h: &History, metric: Metric) -> Vec<usize> {
+    h.change_points()
+        .filter(|(k, _)| k.metric == metric && k.stage == ALL && k.scenario == ALL)
+        .map(|(_, c)| c.after.run_id["night-".len()..].parse().unwrap())
+        .collect()
+}
+
+fn history_cli(dir: &Path, extra: &[&str]) -> Output {
+    std::process::Command::new(BENCH)
+        .arg("history")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_step_is_found_at_its_night_and_nothing_else_is() {
+    let root = common::out_dir("history");
+    let (stepped, steady) = (root.join("stepped"), root.join("steady"));
+    // One after the other: side by side, each history's runs would load the other's.
+    nights(stepped.clone(), Some(STEP_AT)).await;
+    nights(steady.clone(), None).await;
+
+    let h = analyse(&stepped, None);
+    for metric in [Metric::P95, Metric::P99] {
+        let at = found_at(&h, metric);
+        assert!(
+            at.len() == 1 && at[0].abs_diff(STEP_AT as usize) <= 1,
+            "{metric:?} change points at nights {at:?}, expected one at {STEP_AT} ± 1\n{}",
+            h.to_text()
+        );
+    }
+    let p50: Vec<_> = h
+        .change_points()
+        .filter(|(k, _)| k.metric == Metric::P50)
+        .map(|(k, c)| format!("{k} at {}", c.after.run_id))
+        .collect();
+    assert!(p50.is_empty(), "p50 has change points: {p50:?}");
+    let up = h
+        .change_points()
+        .find(|(k, _)| k.metric == Metric::P99 && k.stage == ALL && k.scenario == ALL)
+        .unwrap()
+        .1;
+    assert_eq!(up.direction, history::Direction::Regression);
+    assert!(
+        up.point.ci.low > 0.2 && up.point.p_value < 0.001,
+        "{:?}",
+        up.point
+    );
+
+    // Without the step, the same noise and the same outlier night give nothing at all.
+    let flat = analyse(&steady, None);
+    let any: Vec<_> = flat
+        .change_points()
+        .filter(|(k, _)| k.metric != Metric::Throughput)
+        .map(|(k, c)| format!("{k} at {}", c.after.run_id))
+        .collect();
+    assert!(
+        any.is_empty(),
+        "steady history: {any:?}\n{}",
+        flat.to_text()
+    );
+
+    // Night by night, as the CronJob sees it: the first history that shows the step exits 1,
+    // naming the regression; the full history (the step long past) exits 0.
+    let first = (STEP_AT as usize + 1..=NIGHTS as usize)
+        .find(|&n| !found_at(&analyse(&stepped, Some(n)), Metric::P99).is_empty())
+        .expect("the step is never found night by night");
+    assert!(
+        first <= STEP_AT as usize + 6,
+        "found only after {first} nights"
+    );
+    let prefix = root.join("prefix");
+    for night in 0..first {
+        let name = format!("night-{night:02}");
+        let to = prefix.join(&name);
+        std::fs::create_dir_all(&to).unwrap();
+        std::fs::copy(
+            stepped.join(&name).join("report.json"),
+            to.join("report.json"),
+        )
+        .unwrap();
+    }
+    let o = history_cli(&prefix, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("REGRESSION"),
+        "{}",
+        text(&o)
+    );
+    let o = history_cli(&stepped, &["--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p95 = json["change_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == "p95" && c["stage"] == "all" && c["scenario"] == "all")
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert_eq!(p95["direction"], "regression");
+    let ci = p95["ci"].as_array().unwrap();
+    assert!(ci[0].as_f64().unwrap() <= p95["change"].as_f64().unwrap());
+    assert!(p95["p_value"].as_f64().unwrap() < 0.001);
+    assert!(json["noise"].as_object().unwrap().len() >= 6, "{json:#}");
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn an_unreadable_report_is_named_unless_skipped() {
+    let root = common::out_dir("history-unreadable");
+    let bad = root.join("night-00");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("report.json"), "{\"schema_version\": 3, ").unwrap();
+    let o = history_cli(&root, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("night-00/report.json") && stderr.contains("--skip-unreadable"),
+        "{stderr}"
+    );
+    // Skipped, nothing is left: that is said too, not an empty verdict.
+    let o = history_cli(&root, &["--skip-unreadable"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("night-00/report.json"),
+        "{}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(root);
+}

@@ -1,0 +1,589 @@
+//! History of runs: series per (plan, target, scenario, stage, metric), their noise and their
+//! change points, and the verdict of the newest run.
+//!
+//! `series` extracts and names the series, `noise` measures run-to-run noise, `detect` finds
+//! change points (a pure function); this module loads a directory of reports, applies them
+//! and renders the result (text, Markdown, JSON).
+
+pub mod detect;
+pub mod noise;
+pub mod series;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::compare::format_change as pct;
+use crate::model::{ReportError, RunReport};
+use crate::table::{markdown_table, text_table};
+pub use detect::{ChangePoint, DetectOptions};
+pub use noise::Noise;
+pub use series::{RunInfo, Series, SeriesKey};
+
+/// The file name of a run's report in a run directory.
+pub const REPORT_FILE: &str = "report.json";
+
+/// Exit status of `caxton-bench history` when the newest run starts a regression.
+pub const EXIT_REGRESSION: u8 = 1;
+
+#[derive(Debug, Error)]
+pub enum HistoryError {
+    #[error("cannot read history directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no {REPORT_FILE} under {0}")]
+    Empty(PathBuf),
+    #[error("{0} (pass --skip-unreadable to leave unreadable reports out)")]
+    Unreadable(ReportError),
+}
+
+/// A run left out of the history, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Excluded {
+    pub run_id: String,
+    pub path: PathBuf,
+    pub reasons: Vec<String>,
+}
+
+/// Reports as read from a history: the valid runs in time order, the rest accounted for.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// (where it was read, the report).
+    pub runs: Vec<(PathBuf, RunReport)>,
+    /// Runs marked invalid: left out.
+    pub invalid: Vec<Excluded>,
+    /// Reports that could not be read (only with `skip_unreadable`), with the reason.
+    pub unreadable: Vec<String>,
+}
+
+/// Every `report.json` under `dir` (run directories, any depth), in path order. Worker
+/// reports of a distributed run are parts of the merged one and are left out.
+fn report_files(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| HistoryError::Dir {
+            path: d.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| HistoryError::Dir {
+                path: d.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == REPORT_FILE) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads every report under `dir`. An unreadable one is an error naming the file and the
+/// reason, or with `skip_unreadable` a line in [`Loaded::unreadable`].
+pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryError> {
+    let files = report_files(dir)?;
+    if files.is_empty() {
+        return Err(HistoryError::Empty(dir.to_path_buf()));
+    }
+    let mut loaded = Loaded::default();
+    for path in files {
+        let report = match RunReport::read(&path) {
+            Ok(r) => r,
+            Err(e) if skip_unreadable => {
+                loaded.unreadable.push(e.to_string());
+                continue;
+            }
+            Err(e) => return Err(HistoryError::Unreadable(e)),
+        };
+        if report
+            .distributed
+            .as_ref()
+            .is_some_and(|d| d.worker_index.is_some())
+        {
+            continue;
+        }
+        if !report.validity.valid {
+            loaded.invalid.push(Excluded {
+                run_id: report.run_id.clone(),
+                path: path.clone(),
+                reasons: report
+                    .validity
+                    .reasons
+                    .iter()
+                    .map(|r| r.detail.clone())
+                    .collect(),
+            });
+            continue;
+        }
+        loaded.runs.push((path, report));
+    }
+    loaded.runs.sort_by(|a, b| {
+        (a.1.started_unix_ms, &a.1.run_id).cmp(&(b.1.started_unix_ms, &b.1.run_id))
+    });
+    Ok(loaded)
+}
+
+impl Loaded {
+    /// The runs' identities and their observations, in time order.
+    pub fn observations(&self) -> (Vec<RunInfo>, Vec<Vec<(SeriesKey, f64)>>) {
+        self.runs
+            .iter()
+            .map(|(path, r)| {
+                let info = RunInfo {
+                    run_id: r.run_id.clone(),
+                    version: series::version_of(r),
+                    started_unix_ms: r.started_unix_ms,
+                    profile: r.flamegraph.as_ref().and_then(|f| {
+                        let dir = path.parent().unwrap_or(Path::new(""));
+                        f.profile.as_ref().map(|p| dir.join(p))
+                    }),
+                };
+                (info, series::observations(r))
+            })
+            .unzip()
+    }
+}
+
+/// Improvement or regression: the direction of a change point for its metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Regression,
+    Improvement,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Regression => "regression",
+            Direction::Improvement => "improvement",
+        }
+    }
+}
+
+/// A change point placed in its history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub point: ChangePoint,
+    /// The last run before and the first run after the change.
+    pub before: RunInfo,
+    pub after: RunInfo,
+    pub direction: Direction,
+    /// The newest run is what revealed it: without that run it was not found.
+    pub new: bool,
+}
+
+/// One series judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesVerdict {
+    pub series: Series,
+    /// `None` when too short to measure.
+    pub noise: Option<Noise>,
+    /// Fewer runs than the detector needs: nothing can be said.
+    pub too_short: bool,
+    pub change_points: Vec<Found>,
+}
+
+/// Every series of a history judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub runs: Vec<RunInfo>,
+    pub verdicts: Vec<SeriesVerdict>,
+    pub invalid: Vec<Excluded>,
+    pub unreadable: Vec<String>,
+    pub options: DetectOptions,
+}
+
+/// Judges every series of the given runs (in time order).
+pub fn analyse(
+    runs: Vec<RunInfo>,
+    per_run: &[Vec<(SeriesKey, f64)>],
+    options: &DetectOptions,
+) -> History {
+    let verdicts = series::build(per_run)
+        .into_iter()
+        .map(|s| judge_series(s, &runs, options))
+        .collect();
+    History {
+        runs,
+        verdicts,
+        invalid: Vec::new(),
+        unreadable: Vec::new(),
+        options: *options,
+    }
+}
+
+fn judge_series(series: Series, runs: &[RunInfo], options: &DetectOptions) -> SeriesVerdict {
+    let worse = series.key.metric.higher_is_worse();
+    let values = &series.values;
+    let too_short = values.len() < options.min_len();
+    let points = detect::detect(values, options);
+    // The newest run of the history (not of the series) must be in this series for it to
+    // reveal anything.
+    let has_newest = series.runs.last() == Some(&(runs.len().saturating_sub(1)));
+    let earlier = if has_newest && !points.is_empty() {
+        detect::detect(&values[..values.len() - 1], options)
+    } else {
+        Vec::new()
+    };
+    let change_points = points
+        .into_iter()
+        .map(|point| {
+            let up = point.change > 0.0;
+            let direction = if up == worse {
+                Direction::Regression
+            } else {
+                Direction::Improvement
+            };
+            let new = has_newest && !earlier.iter().any(|e| e.index.abs_diff(point.index) <= 1);
+            Found {
+                before: runs[series.runs[point.index - 1]].clone(),
+                after: runs[series.runs[point.index]].clone(),
+                point,
+                direction,
+                new,
+            }
+        })
+        .collect();
+    SeriesVerdict {
+        noise: noise::measure(values, worse),
+        too_short,
+        change_points,
+        series,
+    }
+}
+
+impl History {
+    /// Change points in series order.
+    pub fn change_points(&self) -> impl Iterator<Item = (&SeriesKey, &Found)> {
+        self.verdicts
+            .iter()
+            .flat_map(|v| v.change_points.iter().map(move |c| (&v.series.key, c)))
+    }
+
+    /// A regression the newest run revealed.
+    pub fn newest_regresses(&self) -> bool {
+        self.change_points()
+            .any(|(_, c)| c.new && c.direction == Direction::Regression)
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        if self.newest_regresses() {
+            EXIT_REGRESSION
+        } else {
+            0
+        }
+    }
+
+    /// The verdicts of series too short to judge.
+    pub fn too_short(&self) -> impl Iterator<Item = &SeriesVerdict> {
+        self.verdicts.iter().filter(|v| v.too_short)
+    }
+
+    /// `{"change_points": [...], "noise": {series: {...}}, ...}`.
+    pub fn to_json(&self) -> Value {
+        let change_points: Vec<Value> = self
+            .change_points()
+            .map(|(key, c)| {
+                json!({
+                    "metric": key.metric.key(),
+                    "stage": key.stage,
+                    "scenario": key.scenario,
+                    "plan": key.plan,
+                    "target": key.target,
+                    "series": key.to_string(),
+                    "run_id": c.after.run_id,
+                    "version": c.after.version,
+                    "previous_run_id": c.before.run_id,
+                    "previous_version": c.before.version,
+                    "index": c.point.index,
+                    "direction": c.direction.as_str(),
+                    "change": c.point.change,
+                    "ci": [c.point.ci.low, c.point.ci.high],
+                    "p_value": c.point.p_value,
+                    "new": c.new,
+                })
+            })
+            .collect();
+        let noise: serde_json::Map<String, Value> = self
+            .verdicts
+            .iter()
+            .map(|v| {
+                let value = match &v.noise {
+                    Some(n) => json!({
+                        "runs": v.series.values.len(),
+                        "sigma": n.sigma,
+                        "threshold": n.threshold,
+                        "expected_false_positive_rate": n.false_positive_rate(n.threshold),
+                        "default_threshold_false_positive_rate":
+                            n.false_positive_rate(crate::compare::DEFAULT_THRESHOLD),
+                        "observed_false_positive_rate": n.observed_false_positive_rate,
+                    }),
+                    None => json!({"runs": v.series.values.len()}),
+                };
+                (v.series.key.to_string(), value)
+            })
+            .collect();
+        json!({
+            "runs": self.runs.len(),
+            "change_points": change_points,
+            "noise": noise,
+            "too_short": self.too_short().map(|v| v.series.key.to_string()).collect::<Vec<_>>(),
+            "invalid": self.invalid,
+            "unreadable": self.unreadable,
+            "regression": self.newest_regresses(),
+        })
+    }
+
+    fn change_rows(&self) -> Vec<[String; 6]> {
+        self.change_points()
+            .map(|(key, c)| {
+                [
+                    key.to_string(),
+                    format!("{} → {}", c.before.run_id, c.after.run_id),
+                    format!("{} → {}", c.before.version, c.after.version),
+                    format!(
+                        "{} [{}, {}]",
+                        pct(c.point.change),
+                        pct(c.point.ci.low),
+                        pct(c.point.ci.high)
+                    ),
+                    format!("{:.1e}", c.point.p_value),
+                    format!(
+                        "{}{}",
+                        c.direction.as_str(),
+                        if c.new { " (newest run)" } else { "" }
+                    ),
+                ]
+            })
+            .collect()
+    }
+
+    fn noise_rows(&self) -> Vec<[String; 5]> {
+        self.verdicts
+            .iter()
+            .map(|v| {
+                let runs = v.series.values.len().to_string();
+                match &v.noise {
+                    Some(n) => [
+                        v.series.key.to_string(),
+                        runs,
+                        pct(n.sigma),
+                        format!(
+                            "{} ({:.1}% FP)",
+                            pct(n.threshold),
+                            100.0 * n.false_positive_rate(n.threshold)
+                        ),
+                        format!(
+                            "{:.1}%",
+                            100.0 * n.false_positive_rate(crate::compare::DEFAULT_THRESHOLD)
+                        ),
+                    ],
+                    None => [
+                        v.series.key.to_string(),
+                        runs,
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                    ],
+                }
+            })
+            .collect()
+    }
+
+    const CHANGE_HEADERS: [&str; 6] = [
+        "series",
+        "runs (before → after)",
+        "version",
+        "change [95% CI]",
+        "p-value",
+        "direction",
+    ];
+    const NOISE_HEADERS: [&str; 5] = [
+        "series",
+        "runs",
+        "noise (run-to-run, MAD)",
+        "calibrated threshold",
+        "FP of a 10% threshold",
+    ];
+
+    fn preamble(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "{} runs; detector: E-Divisive means, rank permutation test p < {}, change >= {}, >= {} runs each side",
+            self.runs.len(),
+            self.options.p_value,
+            pct(self.options.min_magnitude),
+            self.options.min_segment
+        )];
+        for x in &self.invalid {
+            lines.push(format!(
+                "left out (invalid): {} ({}): {}",
+                x.run_id,
+                x.path.display(),
+                x.reasons.join("; ")
+            ));
+        }
+        for u in &self.unreadable {
+            lines.push(format!("left out (unreadable): {u}"));
+        }
+        for v in self.too_short() {
+            lines.push(format!(
+                "too short to judge: {} has {} runs, needs {}",
+                v.series.key,
+                v.series.values.len(),
+                self.options.min_len()
+            ));
+        }
+        lines
+    }
+
+    fn verdict_line(&self) -> String {
+        let n = self.change_points().count();
+        if self.newest_regresses() {
+            format!("REGRESSION: the newest run starts a regression ({n} change points in all)")
+        } else if n == 0 {
+            "no change points".to_string()
+        } else {
+            format!("{n} change points; none is a regression started by the newest run")
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for l in self.preamble() {
+            let _ = writeln!(out, "{l}");
+        }
+        out.push('\n');
+        let rows = self.change_rows();
+        if !rows.is_empty() {
+            let _ = writeln!(out, "change points:");
+            out.push_str(&text_table(&Self::CHANGE_HEADERS, &rows));
+            out.push('\n');
+        }
+        let _ = writeln!(out, "noise:");
+        out.push_str(&text_table(&Self::NOISE_HEADERS, &self.noise_rows()));
+        let _ = writeln!(out, "\n{}", self.verdict_line());
+        out
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::from("### Performance history\n\n");
+        for l in self.preamble() {
+            let _ = writeln!(out, "- {l}");
+        }
+        out.push('\n');
+        let rows = self.change_rows();
+        if !rows.is_empty() {
+            out.push_str(&markdown_table(&Self::CHANGE_HEADERS, &rows));
+            out.push('\n');
+        }
+        out.push_str("<details><summary>noise per series</summary>\n\n");
+        out.push_str(&markdown_table(&Self::NOISE_HEADERS, &self.noise_rows()));
+        out.push_str("\n</details>\n\n");
+        let _ = writeln!(out, "**{}**", self.verdict_line());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::Metric;
+
+    fn key(metric: Metric) -> SeriesKey {
+        SeriesKey {
+            plan: "constant(hold:1s@4)".into(),
+            target: "embedded".into(),
+            scenario: series::ALL.into(),
+            stage: series::ALL.into(),
+            metric,
+        }
+    }
+
+    fn runs(n: usize) -> Vec<RunInfo> {
+        (0..n)
+            .map(|i| RunInfo {
+                run_id: format!("night-{i:02}"),
+                version: if i < 20 { "1.0".into() } else { "1.1".into() },
+                started_unix_ms: i as u64,
+                profile: None,
+            })
+            .collect()
+    }
+
+    /// p95 steps up by 30 % at night 20; throughput is flat.
+    fn observations(n: usize) -> Vec<Vec<(SeriesKey, f64)>> {
+        (0..n)
+            .map(|i| {
+                let wobble = 1.0 + 0.02 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
+                let p95 = if i < 20 { 10.0 } else { 13.0 } * wobble;
+                vec![
+                    (key(Metric::P95), p95),
+                    (key(Metric::Throughput), 100.0 * wobble),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_regression_names_its_runs_and_versions_and_the_newest_run_flags_it() {
+        let h = analyse(runs(30), &observations(30), &DetectOptions::default());
+        let found: Vec<_> = h.change_points().collect();
+        assert_eq!(found.len(), 1, "{}", h.to_text());
+        let (k, c) = found[0];
+        assert_eq!(k.metric, Metric::P95);
+        assert_eq!(
+            (c.before.version.as_str(), c.after.version.as_str()),
+            ("1.0", "1.1")
+        );
+        assert_eq!(c.after.run_id, "night-20");
+        assert_eq!(c.direction, Direction::Regression);
+        // Ten nights after the step it is old news: exit 0.
+        assert!(!c.new && h.exit_code() == 0);
+        let json = h.to_json();
+        assert_eq!(json["change_points"][0]["metric"], "p95");
+        assert_eq!(json["change_points"][0]["stage"], "all");
+        assert_eq!(json["change_points"][0]["direction"], "regression");
+        assert!(json["change_points"][0]["ci"][0].as_f64().unwrap() > 0.2);
+        let text = h.to_text();
+        assert!(
+            text.contains("night-19 → night-20") && text.contains("1.0 → 1.1"),
+            "{text}"
+        );
+        assert!(h.to_markdown().contains("| p95{"), "{}", h.to_markdown());
+        // The first night it can be seen, the newest run starts it: exit 1.
+        let first = (21..=30)
+            .find(|&n| {
+                analyse(runs(n), &observations(n), &DetectOptions::default())
+                    .change_points()
+                    .next()
+                    .is_some()
+            })
+            .unwrap();
+        let h = analyse(runs(first), &observations(first), &DetectOptions::default());
+        assert_eq!(h.exit_code(), EXIT_REGRESSION, "{}", h.to_text());
+        assert!(h.to_text().contains("REGRESSION"));
+    }
+
+    #[test]
+    fn a_short_series_says_it_is_too_short() {
+        let h = analyse(runs(4), &observations(4), &DetectOptions::default());
+        assert_eq!(h.too_short().count(), 2);
+        let text = h.to_text();
+        assert!(
+            text.contains("too short to judge") && text.contains("has 4 runs, needs 6"),
+            "{text}"
+        );
+        assert_eq!(h.to_json()["too_short"].as_array().unwrap().len(), 2);
+    }
+}
