@@ -90,6 +90,14 @@ async fn a_small_pool_keeps_the_latency_a_large_pool_measures() {
     let (large_code, large, large_log) = stall_run("400").await;
     let (small_code, small, small_log) = stall_run("5").await;
     let p95 = |r: &RunReport| r.overall.latency_ms.corrected.p95;
+    eprintln!(
+        "corrected p95: 400 users {:.1} ms (valid {}), 5 users {:.1} ms (valid {}, dropped {})",
+        p95(&large),
+        large.validity.valid,
+        p95(&small),
+        small.validity.valid,
+        small.dropped_iterations
+    );
     // Both runs saw the stalls: neither may pass a 100 ms p95 (k6 reported 4.4 ms here).
     assert_ne!(large_code, Some(0), "{large_log}");
     assert_ne!(small_code, Some(0), "{small_log}");
