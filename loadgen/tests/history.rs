@@ -62,10 +62,7 @@ async fn programmed_server(program: Arc<Program>) -> SocketAddr {
             }),
         )
         .with_state(program);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    common::serve(app).await
 }
 
 /// The tail of a night: 20 ms ± 10 % night to night, ×2 from `step_at` on, ×3 on the
