@@ -31,6 +31,11 @@ pub async fn test_server(stall_at: u64, stall: Duration) -> SocketAddr {
             }),
         )
         .with_state(count);
+    serve(app).await
+}
+
+/// Serves `app` on a free loopback port until the test ends.
+pub async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
