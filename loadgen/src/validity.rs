@@ -20,6 +20,10 @@ pub const MAX_SATURATED_SHARE: f64 = 0.5;
 /// little about where the time went.
 pub const MAX_PROFILE_LOST_SHARE: f64 = 0.5;
 
+/// Below this many samples called for (half a CPU-second at 100 Hz), a profile's loss is
+/// a handful of samples either way and says nothing about the run.
+pub const MIN_PROFILE_SAMPLES: u64 = 50;
+
 /// Everything that decides a run's validity, gathered by `run.rs`.
 pub struct Evidence<'a> {
     pub schedule: Option<ScheduleOutcome>,
@@ -79,6 +83,7 @@ pub fn judge(report: &RunReport, evidence: &Evidence) -> Validity {
         );
     }
     if let Some(p) = evidence.profile
+        && p.samples + p.lost_samples >= MIN_PROFILE_SAMPLES
         && p.lost_share() > MAX_PROFILE_LOST_SHARE
     {
         invalid(

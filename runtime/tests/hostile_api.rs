@@ -305,7 +305,13 @@ async fn every_error_is_json_and_says_what_was_wrong() {
 /// is told how many events it missed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_client_that_does_not_read_is_told_what_it_missed() {
-    let h = Harness::start(|c| c.agents.mailbox_capacity = 100_000).await;
+    // Room in the mailbox for every message, by count and by bytes: the events are the
+    // point here, not the mailbox budgets.
+    let h = Harness::start(|c| {
+        c.agents.mailbox_capacity = 100_000;
+        c.agents.mailbox_bytes = 1 << 30;
+    })
+    .await;
     let id = h.agent("echo").await;
     let url = format!("ws://{}/ws", h.server.api_addr());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
