@@ -17,6 +17,7 @@ pub mod collector;
 pub mod distributed;
 pub mod embedded;
 pub mod flamegraph;
+pub mod interrupt;
 pub mod plan;
 pub mod progress;
 pub mod push;
@@ -33,5 +34,7 @@ pub mod transport;
 pub const EXIT_PASSED: u8 = 0;
 /// Exit status when a threshold was breached (k6's).
 pub const EXIT_BREACHED: u8 = 99;
+/// Exit status of a run stopped by SIGINT/SIGTERM (k6's external abort).
+pub const EXIT_INTERRUPTED: u8 = 105;
 /// Exit status for a setup or runtime error.
 pub const EXIT_ERROR: u8 = 1;

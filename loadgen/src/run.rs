@@ -297,7 +297,12 @@ async fn attack(
             async move { crate::flamegraph::capture(pprof, &ctx.started, window, dir).await },
         )
     });
-    let goose_result = goose.execute().await;
+    let goose_result = crate::interrupt::bounded(
+        goose.execute(),
+        opts.plan.total_duration(),
+        opts.request_timeout,
+    )
+    .await;
     if let Some(s) = scheduler {
         s.abort();
     }
@@ -307,7 +312,9 @@ async fn attack(
     let collector = ticker
         .await
         .map_err(|e| RunError::Collector(e.to_string()))?;
-    goose_result.map_err(goose_error)?;
+    if let Some(result) = goose_result {
+        result.map_err(goose_error)?;
+    }
 
     let started = ctx.started.get().copied().unwrap_or(ended);
     let meta = RunMeta {
@@ -330,6 +337,7 @@ async fn attack(
         .iter()
         .map(|t| t.evaluate(&report))
         .collect();
+    report.interrupted = crate::interrupt::interruption(&opts.plan, ctx.started.get().copied());
     report.write(&report_path)?;
     if let Some(sinks) = &sinks {
         push::push_final(sinks, &report, &report_path).await;

@@ -83,6 +83,9 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
             ""
         }
     );
+    if let Some(i) = &report.interrupted {
+        let _ = writeln!(out, "  INTERRUPTED: {}\n", i.describe());
+    }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "  THRESHOLDS");
         for t in &report.thresholds {

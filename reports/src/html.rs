@@ -130,6 +130,13 @@ pub fn render_report(
         escape(&report.run_id),
         escape(&verdict)
     );
+    if let Some(i) = &report.interrupted {
+        let _ = write!(
+            body,
+            "<p class=\"verdict fail\">INTERRUPTED: {}; the figures cover the run until then</p>",
+            escape(&i.describe())
+        );
+    }
     let scenarios: Vec<String> = report
         .plan
         .scenarios

@@ -48,7 +48,16 @@ pub mod names {
     // Beyond the seed's list: OTLP export health (issue 4).
     pub const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
     pub const TELEMETRY_QUEUED: &str = "caxton_telemetry_queued";
+
+    // Beyond the seed's list: the agent registry's store (issue 18).
+    pub const STORE_OPERATION_DURATION_SECONDS: &str = "caxton_store_operation_duration_seconds";
 }
+
+/// Buckets of `caxton_store_operation_duration_seconds`: a group commit's fsync is about a
+/// millisecond on a local disk, a restore of many agents seconds.
+const STORE_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
 
 /// The 19 names of the seed's "Core Metrics" list, in its order.
 pub const ALL_METRIC_NAMES: [&str; 19] = [
@@ -167,6 +176,7 @@ pub struct Metrics {
     telemetry_dropped: IntCounterVec,
     /// Mirrors `telemetry::queued` at scrape/export time.
     telemetry_queued: IntGaugeVec,
+    store_duration: HistogramVec,
     /// The message metrics' children of each performative, resolved on first use: every
     /// message updates five of them, and `with_label_values` hashes the labels and looks the
     /// child up under a lock each time.
@@ -340,6 +350,12 @@ impl Metrics {
                     &["signal"],
                 ),
             )?,
+            store_duration: histogram(
+                STORE_OPERATION_DURATION_SECONDS,
+                "Agent store operations, from the request's submit to durable (insert, delete) or the whole restore (load)",
+                &STORE_BUCKETS,
+                &[("operation", true)],
+            )?,
             opt,
             registry,
             by_performative: Default::default(),
@@ -355,6 +371,13 @@ impl Metrics {
                 source,
             })?;
         Ok(m)
+    }
+
+    /// One store operation (`insert`, `delete`, `load`) and how long it took.
+    pub fn store_operation(&self, operation: &str, seconds: f64) {
+        self.store_duration
+            .with_label_values(&[operation])
+            .observe(seconds);
     }
 
     pub fn registry(&self) -> &Registry {
