@@ -124,6 +124,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::TooManyAgents(_) => (StatusCode::TOO_MANY_REQUESTS, "too many agents"),
             RuntimeError::Init(_) => (StatusCode::UNPROCESSABLE_ENTITY, "agent_init failed"),
             RuntimeError::NoSuchAgent(_) => (StatusCode::NOT_FOUND, "agent not found"),
+            RuntimeError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable"),
         };
         Self::new(status, error, e.to_string())
     }
@@ -284,10 +285,14 @@ async fn create_agent(
     };
     let config = req.config.map(|c| c.to_string().into_boxed_str());
     match state.runtime.create_agent(ty, req.name, config) {
-        Ok(agent) => Ok(Json(AgentView::of(&agent))),
+        Ok(agent) => {
+            state.runtime.persist_created(&agent).await?;
+            Ok(Json(AgentView::of(&agent)))
+        }
         Err((agent, e)) => {
             let mut err = ApiError::from(e);
             if let Some(agent) = agent {
+                state.runtime.persist_created(&agent).await?;
                 err.detail = format!("{}; agent {} is Failed", err.detail, agent.id);
             }
             Err(err)
@@ -339,6 +344,7 @@ async fn delete_agent(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let reached = state.runtime.stop_agent(&id)?;
+    state.runtime.persist_deleted(&id).await?;
     Ok(Json(json!({"id": id, "state": reached})))
 }
 

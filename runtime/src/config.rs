@@ -66,6 +66,9 @@ pub struct ServerConfig {
     /// Directory for the runtime's files; `caxton_disk_usage_bytes` measures it.
     /// Default `"./data"`.
     pub data_dir: PathBuf,
+    /// Keep the agent registry (agents and custom modules) in `<data_dir>/registry.sqlite3`,
+    /// so a restart restores every agent not deleted. Mailboxes are not kept. Default `true`.
+    pub persist_agents: bool,
     /// How long `POST /api/messages?wait=true` waits for the agent's reply before answering 504.
     /// Default `"5s"`.
     #[serde(with = "duration_text")]
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             max_body_bytes: MIB as usize,
             max_agents: 200_000,
             data_dir: PathBuf::from("./data"),
+            persist_agents: true,
             reply_timeout: Duration::from_secs(5),
         }
     }
@@ -434,6 +438,8 @@ impl Config {
         config.server.api_address = SocketAddr::new(LOCALHOST, 0);
         config.server.metrics_address = SocketAddr::new(LOCALHOST, 0);
         config.server.data_dir = std::env::temp_dir();
+        // Tests share the temp dir: one that wants a store gives its own directory.
+        config.server.persist_agents = false;
         config
     }
 

@@ -17,6 +17,7 @@ pub mod routing;
 pub mod runtime;
 pub mod sampling;
 pub mod server;
+pub mod store;
 pub mod system;
 pub mod task_span;
 pub mod telemetry;

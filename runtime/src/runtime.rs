@@ -16,6 +16,7 @@ use crate::config::{AgentsConfig, Config};
 use crate::events::{Event, Events};
 use crate::fipa::AclMessage;
 use crate::metrics::Metrics;
+use crate::store::{self, AgentRecord, Contents, ModuleRecord, Store, StoreError};
 use crate::wasm::{AgentType, ExecError, ModuleError, WasmEngine};
 
 #[derive(Debug, Error)]
@@ -32,6 +33,8 @@ pub enum RuntimeError {
     Init(ExecError),
     #[error("no agent `{0}`")]
     NoSuchAgent(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Everything the API needs, shared behind one `Arc`.
@@ -45,6 +48,10 @@ pub struct Runtime {
     types: RwLock<HashMap<String, (u64, Arc<AgentType>)>>,
     /// Serializes custom-module compilation so one module is compiled once.
     compile_lock: Mutex<()>,
+    /// Custom type name -> SHA-256 of its module, as the store keys modules.
+    module_hashes: RwLock<HashMap<String, String>>,
+    /// The registry on disk (`[server] persist_agents`).
+    store: Option<Store>,
     /// Clients waiting for a reply, by the `reply_with` of their message.
     pub(crate) pending: Mutex<HashMap<String, oneshot::Sender<AclMessage>>>,
     seq: AtomicU64,
@@ -75,7 +82,9 @@ pub enum AgentSource {
 }
 
 impl Runtime {
-    /// Compiles the built-in types; fails only if the engine cannot be set up.
+    /// Compiles the built-in types and, with `[server] persist_agents`, opens the store
+    /// and restores its agents. Fails if the engine cannot be set up or the store cannot
+    /// be read (the error names the file).
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, RuntimeError> {
         let engine = WasmEngine::new(&config.agents)?;
         let mut types = HashMap::new();
@@ -87,7 +96,18 @@ impl Runtime {
                 (module_hash(wat.as_bytes()), Arc::new(ty)),
             );
         }
-        Ok(Self {
+        let opened = match config.server.persist_agents {
+            true => {
+                let path = config.server.data_dir.join(store::FILE_NAME);
+                Some(Store::open(&path, metrics.clone())?)
+            }
+            false => None,
+        };
+        let (store, contents) = match opened {
+            Some((store, contents)) => (Some(store), Some(contents)),
+            None => (None, None),
+        };
+        let runtime = Self {
             engine,
             metrics,
             events: Events::default(),
@@ -95,10 +115,122 @@ impl Runtime {
             agents: RwLock::new(HashMap::new()),
             types: RwLock::new(types),
             compile_lock: Mutex::new(()),
+            module_hashes: RwLock::new(HashMap::new()),
+            store,
             pending: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             max_agents: config.server.max_agents,
-        })
+        };
+        if let Some(contents) = contents {
+            runtime.restore(contents)?;
+        }
+        Ok(runtime)
+    }
+
+    /// Rebuilds the registry from the store: each module compiled once, each agent in the
+    /// state its creation left it in (its `agent_init` already ran).
+    fn restore(&self, contents: Contents) -> Result<(), RuntimeError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let fail = |detail: String| StoreError::Restore {
+            path: store.path().to_path_buf(),
+            detail,
+        };
+        let modules = contents.modules.len();
+        for m in contents.modules {
+            let ty = self
+                .engine
+                .compile(&m.type_name, &m.bytes, false)
+                .map_err(|e| fail(format!("module {} (type `{}`): {e}", m.hash, m.type_name)))?;
+            write(&self.types).insert(m.type_name.clone(), (module_hash(&m.bytes), Arc::new(ty)));
+            write(&self.module_hashes).insert(m.type_name, m.hash);
+        }
+        let types = read(&self.types);
+        let mut agents = write(&self.agents);
+        let mut next_seq = 0;
+        let mut running = 0;
+        for rec in contents.agents {
+            let ty = types
+                .get(&rec.agent_type)
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| {
+                    fail(format!(
+                        "agent {} has type `{}`, neither built in nor stored",
+                        rec.id, rec.agent_type
+                    ))
+                })?;
+            let state = match rec.state.as_str() {
+                "Running" => AgentState::Running,
+                "Failed" => AgentState::Failed,
+                other => return Err(fail(format!("agent {} has state `{other}`", rec.id)).into()),
+            };
+            next_seq = next_seq.max(rec.seq + 1);
+            let id: Arc<str> = rec.id.into();
+            let agent = Agent::new(
+                id.clone(),
+                rec.name,
+                ty,
+                rec.config.map(String::into_boxed_str),
+                rec.seq,
+                rec.created_at_ms,
+            );
+            agent.set_state(state);
+            running += u64::from(state == AgentState::Running);
+            agents.insert(id, Arc::new(agent));
+        }
+        self.seq.store(next_seq, Ordering::Relaxed);
+        self.metrics.agents_active().add(running as i64);
+        tracing::info!(
+            agents = agents.len(),
+            modules,
+            seconds = started.elapsed().as_secs_f64(),
+            store = %store.path().display(),
+            "agent registry restored"
+        );
+        Ok(())
+    }
+
+    /// Makes a created agent durable; the create is acknowledged only after this. If the
+    /// store cannot take it, the agent is taken out of the registry again.
+    pub async fn persist_created(&self, agent: &Agent) -> Result<(), RuntimeError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let record = AgentRecord {
+            id: agent.id.to_string(),
+            seq: agent.seq,
+            agent_type: agent.agent_type.name.clone(),
+            module_hash: read(&self.module_hashes)
+                .get(&agent.agent_type.name)
+                .cloned(),
+            name: agent.name.clone(),
+            config: agent.config.as_deref().map(str::to_owned),
+            state: format!("{:?}", agent.state()),
+            created_at_ms: agent.created_at_ms,
+        };
+        if let Err(e) = store.insert(record).await {
+            let removed = write(&self.agents).remove(&agent.id).is_some();
+            if removed {
+                if agent.state() == AgentState::Running {
+                    self.metrics.agents_active().dec();
+                }
+                agent.set_state(AgentState::Stopped);
+                self.metrics.forget_agent(&agent.agent_type.name, &agent.id);
+                self.lifecycle(agent);
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Makes a delete durable: the agent is not restored after a restart.
+    pub async fn persist_deleted(&self, id: &str) -> Result<(), RuntimeError> {
+        match &self.store {
+            Some(store) => Ok(store.delete(id).await?),
+            None => Ok(()),
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -129,6 +261,17 @@ impl Runtime {
                     };
                 }
                 let ty = Arc::new(self.engine.compile(&name, &bytes, false)?);
+                // Stored before it is usable: an agent of this type is never written
+                // without its module.
+                let content_hash = store::module_hash(&bytes);
+                if let Some(store) = &self.store {
+                    store.insert_module_blocking(ModuleRecord {
+                        hash: content_hash.clone(),
+                        type_name: name.clone(),
+                        bytes,
+                    })?;
+                }
+                write(&self.module_hashes).insert(name.clone(), content_hash);
                 write(&self.types).insert(name, (hash, ty.clone()));
                 Ok(ty)
             }

@@ -277,9 +277,7 @@ fn open_checked(path: &Path) -> Result<(Connection, Contents), StoreError> {
     if version > SCHEMA_VERSION {
         return Err(StoreError::Restore {
             path: path.to_path_buf(),
-            detail: format!(
-                "schema version {version} is newer than this build's {SCHEMA_VERSION}"
-            ),
+            detail: format!("schema version {version} is newer than this build's {SCHEMA_VERSION}"),
         });
     }
     conn.pragma_update(None, "journal_mode", "WAL")
