@@ -17,6 +17,7 @@ pub mod collector;
 pub mod distributed;
 pub mod embedded;
 pub mod flamegraph;
+pub mod headers;
 pub mod interrupt;
 pub mod plan;
 pub mod progress;

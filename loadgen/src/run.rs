@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub pprof: Option<String>,
     /// Distributed run: this worker's share (the plan above is already its share).
     pub worker: Option<WorkerShare>,
+    /// Sent with every request (`--header`, `--token-file`).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 #[derive(Debug, Error)]
@@ -259,6 +261,7 @@ async fn attack(
         opts.think_time,
         arrivals.clone(),
         opts.request_timeout,
+        opts.headers.clone(),
     )?);
     let steps = goose_steps(&opts.plan, pool);
     // Users send through the shared transport above; goose's own client is never used, so

@@ -122,6 +122,7 @@ impl RunContext {
         think_time: Duration,
         arrivals: Option<Arc<Arrivals>>,
         request_timeout: Duration,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
     ) -> Result<RunContext, TransportError> {
         let base = target.trim_end_matches('/');
         Ok(RunContext {
@@ -131,7 +132,7 @@ impl RunContext {
             think_time,
             started: OnceLock::new(),
             arrivals,
-            transport: Transport::new(base, request_timeout)?,
+            transport: Transport::new(base, request_timeout, headers)?,
             agents: Endpoint::parse(&format!("{base}/api/agents"))?,
             messages: Endpoint::parse(&format!("{base}/api/messages?wait=true"))?,
         })

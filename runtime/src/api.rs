@@ -39,6 +39,8 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// `[server] max_body_bytes`: larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// `[server] api_token`: when set, `/api/*` and `/ws` need it (`access.rs`).
+    pub api_token: Option<crate::access::Token>,
 }
 
 /// A request body of at most [`ApiState::max_body_bytes`]. An extractor rather than axum's
@@ -82,7 +84,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
             error,
@@ -181,8 +183,16 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
             .route(&format!("{prefix}/messages"), post(send_message));
     }
     let metrics = state.runtime.metrics.clone();
+    let mut app = app.route("/ws", get(ws));
+    // Only the routes above need the token; a layer costs a boxed service per request, so
+    // an open API has none.
+    if let Some(token) = state.api_token.clone() {
+        app = app.route_layer(axum::middleware::from_fn_with_state(
+            token,
+            crate::access::require_token,
+        ));
+    }
     let app = app
-        .route("/ws", get(ws))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not found", "no such route") })

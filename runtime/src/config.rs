@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::access::Secret;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -73,6 +74,15 @@ pub struct ServerConfig {
     /// Default `"5s"`.
     #[serde(with = "duration_text")]
     pub reply_timeout: Duration,
+    /// A token every `/api/*` and `/ws` request must carry as `Authorization: Bearer <token>`
+    /// (else 401); `/health` and `/ready` stay open. Never logged nor printed. Default:
+    /// absent, the API is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token: Option<Secret>,
+    /// A file holding the token (e.g. a mounted Kubernetes Secret), read on start; trailing
+    /// newlines are ignored. Not together with `api_token`. Default: absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +95,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             persist_agents: true,
             reply_timeout: Duration::from_secs(5),
+            api_token: None,
+            api_token_file: None,
         }
     }
 }
@@ -448,6 +460,20 @@ impl Config {
         positive("server.max_body_bytes", server.max_body_bytes as u64)?;
         positive("server.max_agents", server.max_agents as u64)?;
         nonzero_duration("server.reply_timeout", server.reply_timeout)?;
+        if let Some(token) = &server.api_token {
+            ensure(
+                !token.expose().is_empty(),
+                "server.api_token",
+                "\"\"",
+                "must not be empty (leave it out for an open API)",
+            )?;
+            ensure(
+                server.api_token_file.is_none(),
+                "server.api_token_file",
+                "set",
+                "give server.api_token or server.api_token_file, not both",
+            )?;
+        }
 
         let agents = &self.agents;
         ensure(
@@ -1156,6 +1182,8 @@ mod tests {
         let mut every_key_set = Config::default();
         every_key_set.observability.otlp_protocol = Some(OtlpProtocol::Grpc);
         every_key_set.profiling.endpoint = Some("http://127.0.0.1:4040".into());
+        every_key_set.server.api_token = Some(Secret::new("t"));
+        every_key_set.server.api_token_file = Some("/run/secrets/caxton/api-token".into());
         let mut expected = Vec::new();
         leaves(
             &toml::Value::try_from(every_key_set).unwrap(),

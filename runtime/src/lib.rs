@@ -1,6 +1,7 @@
 //! The Caxton runtime: WebAssembly agents that talk in FIPA-ACL messages behind an HTTP API,
 //! with Prometheus metrics. ARCHITECTURE.md at the repository root has the map.
 
+pub mod access;
 pub mod agent;
 pub mod api;
 pub mod builtin;
