@@ -30,7 +30,7 @@ async fn a_token_protected_target_passes_with_the_header_and_fails_without() {
     let bearer = format!("Authorization: Bearer {TOKEN}");
 
     let out = out_dir("access-header");
-    let o = bench(&[&plan[..], &["--header", &bearer]].concat(), &out).await;
+    let o = bench(&[&plan[..], &["--header", bearer.as_str()]].concat(), &out).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let report = RunReport::read(&out.join("t").join("report.json")).unwrap();
     assert!(report.overall.requests > 0);
