@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::{get, post};
 use caxton_reports::model::RunReport;
-use common::{BENCH, bench, out_dir, test_server, text};
+use common::{bench, out_dir, test_server, text};
 
 /// A target that answers every POST with 200 and a body that is not an agent.
 async fn garbage_server() -> String {
@@ -26,19 +26,9 @@ async fn garbage_server() -> String {
 }
 
 fn spawn_bench(args: &[&str], out: &Path) -> tokio::process::Child {
-    tokio::process::Command::new(BENCH)
-        .args(args)
-        .args([
-            "--out",
-            out.to_str().unwrap(),
-            "--run-id",
-            "t",
-            "--progress",
-            "plain",
-        ])
+    common::bench_command(args, out)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap()
 }
@@ -163,23 +153,31 @@ async fn a_second_sigint_exits_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_without_an_agent_fails_the_id_check_and_the_messaging_step() {
     let target = garbage_server().await;
-    let out = out_dir("garbage");
-    let o = bench(
-        &[
-            "--target",
-            &target,
-            "--duration",
-            "1s",
-            "--concurrent-users",
-            "2",
-            "--think-time",
-            "20ms",
-            "--threshold",
-            "checks: rate>0.99",
-        ],
-        &out,
-    )
-    .await;
+    let run = |scenario: &'static str, out: std::path::PathBuf| {
+        let target = target.clone();
+        async move {
+            let o = bench(
+                &[
+                    "--target",
+                    &target,
+                    "--duration",
+                    "1s",
+                    "--concurrent-users",
+                    "2",
+                    "--think-time",
+                    "20ms",
+                    "--scenario",
+                    scenario,
+                    "--threshold",
+                    "checks: rate>0.99",
+                ],
+                &out,
+            )
+            .await;
+            (o, out)
+        }
+    };
+    let (o, out) = run("create-agent", out_dir("garbage")).await;
     assert_eq!(o.status.code(), Some(99), "{}", text(&o));
     let report = RunReport::read(&out.join("t").join("report.json")).unwrap();
     let id = report
@@ -193,24 +191,9 @@ async fn a_200_without_an_agent_fails_the_id_check_and_the_messaging_step() {
     assert_eq!(status.map(|c| c.fails), Some(0));
     // The seed's script has no step after the create: a check fails, not the request.
     assert_eq!(report.overall.failures, 0);
+    let _ = std::fs::remove_dir_all(out);
 
-    let out = out_dir("garbage-messaging");
-    let o = bench(
-        &[
-            "--target",
-            &target,
-            "--duration",
-            "1s",
-            "--concurrent-users",
-            "2",
-            "--think-time",
-            "20ms",
-            "--scenario",
-            "messaging",
-        ],
-        &out,
-    )
-    .await;
+    let (o, out) = run("messaging", out_dir("garbage-messaging")).await;
     assert_eq!(o.status.code(), Some(99), "{}", text(&o));
     let report = RunReport::read(&out.join("t").join("report.json")).unwrap();
     assert!(report.overall.requests > 0);

@@ -43,8 +43,10 @@ pub fn out_dir(test: &str) -> PathBuf {
     dir
 }
 
-pub async fn bench(args: &[&str], out: &Path) -> Output {
-    let run = tokio::process::Command::new(BENCH)
+/// `caxton-bench ARGS` writing its report to `out/t/`, killed when dropped.
+pub fn bench_command(args: &[&str], out: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(BENCH);
+    command
         .args(args)
         .args([
             "--out",
@@ -54,8 +56,12 @@ pub async fn bench(args: &[&str], out: &Path) -> Output {
             "--progress",
             "plain",
         ])
-        .kill_on_drop(true)
-        .output();
+        .kill_on_drop(true);
+    command
+}
+
+pub async fn bench(args: &[&str], out: &Path) -> Output {
+    let run = bench_command(args, out).output();
     tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("caxton-bench did not stop by itself within 60 s")
