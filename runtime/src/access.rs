@@ -69,6 +69,12 @@ pub enum AccessError {
 #[derive(Clone)]
 pub struct Token(Arc<[u8]>);
 
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
 impl Token {
     /// The configured token: `api_token`, or the contents of `api_token_file` (trailing
     /// newline trimmed, as `kubectl create secret --from-file` keeps it); `None` when

@@ -70,6 +70,11 @@ pub struct ServerConfig {
     /// Keep the agent registry (agents and custom modules) in `<data_dir>/registry.sqlite3`,
     /// so a restart restores every agent not deleted. Mailboxes are not kept. Default `true`.
     pub persist_agents: bool,
+    /// When a create or delete counts as on disk: `"full"` (the store's commit is fsynced
+    /// first: it survives a power loss) or `"normal"` (written to the OS: it survives a
+    /// crash of the runtime, not of the machine; group commits then cost no fsync).
+    /// Default `"full"`.
+    pub store_sync: StoreSync,
     /// How long `POST /api/messages?wait=true` waits for the agent's reply before answering 504.
     /// Default `"5s"`.
     #[serde(with = "duration_text")]
@@ -94,11 +99,20 @@ impl Default for ServerConfig {
             max_agents: 200_000,
             data_dir: PathBuf::from("./data"),
             persist_agents: true,
+            store_sync: StoreSync::Full,
             reply_timeout: Duration::from_secs(5),
             api_token: None,
             api_token_file: None,
         }
     }
+}
+
+/// `[server] store_sync`: SQLite's `synchronous` for the agent store (WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreSync {
+    Full,
+    Normal,
 }
 
 /// `[agents]`

@@ -99,7 +99,11 @@ impl Runtime {
         let opened = match config.server.persist_agents {
             true => {
                 let path = config.server.data_dir.join(store::FILE_NAME);
-                Some(Store::open(&path, metrics.clone())?)
+                Some(Store::open(
+                    &path,
+                    config.server.store_sync,
+                    metrics.clone(),
+                )?)
             }
             false => None,
         };

@@ -3,7 +3,8 @@
 //! The in-memory registry (`runtime.rs`) stays the read path; the store is written before a
 //! create or delete is acknowledged, and read once, on start. One writer thread owns the
 //! connection: each round it takes everything queued and writes it in one transaction, so
-//! concurrent creates share one commit (and its fsync: WAL with `synchronous = FULL`).
+//! concurrent creates share one commit (and its fsync: WAL with `synchronous = FULL`, or
+//! none with `[server] store_sync = "normal"`).
 //!
 //! Tables: `agents` (id, seq, type, module hash, name, config, state, created_at) and
 //! `modules` (the bytes of custom modules by SHA-256, so each is stored once however many
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+use crate::config::StoreSync;
 use crate::metrics::Metrics;
 use crate::trace_context::store_span;
 
@@ -122,10 +124,14 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store at `path`, checks it and reads everything in it, and
     /// starts the writer thread.
-    pub fn open(path: &Path, metrics: Arc<Metrics>) -> Result<(Store, Contents), StoreError> {
+    pub fn open(
+        path: &Path,
+        sync: StoreSync,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Store, Contents), StoreError> {
         let started = Instant::now();
         let mut span = store_span("store.load", "SELECT");
-        let opened = open_checked(path);
+        let opened = open_checked(path, sync);
         let (conn, contents) = match opened {
             Ok(x) => x,
             Err(e) => {
@@ -241,7 +247,7 @@ impl Store {
     }
 }
 
-fn open_checked(path: &Path) -> Result<(Connection, Contents), StoreError> {
+fn open_checked(path: &Path, sync: StoreSync) -> Result<(Connection, Contents), StoreError> {
     let open_err = |detail: String| StoreError::Open {
         path: path.to_path_buf(),
         detail,
@@ -283,8 +289,13 @@ fn open_checked(path: &Path) -> Result<(Connection, Contents), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(corrupt)?;
     // FULL: a commit is on disk (WAL fsynced) before it returns, so an acknowledged create
-    // survives a power loss, not only a crash.
-    conn.pragma_update(None, "synchronous", "FULL")
+    // survives a power loss. NORMAL: the WAL is fsynced only at checkpoints; a commit
+    // survives the process, not the machine.
+    let synchronous = match sync {
+        StoreSync::Full => "FULL",
+        StoreSync::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
         .map_err(corrupt)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(corrupt)?;

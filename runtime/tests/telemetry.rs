@@ -387,7 +387,12 @@ async fn store_operations_are_child_spans_of_the_request() {
             .filter(|s| s.trace_id == trace_id)
             .cloned()
             .collect();
-        let names = ["POST /api/agents", "DELETE /api/agents/{id}", "store.insert", "store.delete"];
+        let names = [
+            "POST /api/agents",
+            "DELETE /api/agents/{id}",
+            "store.insert",
+            "store.delete",
+        ];
         names
             .iter()
             .all(|n| ours.iter().any(|s| s.name == *n))
