@@ -118,6 +118,34 @@ async fn sigint_writes_an_interrupted_report_and_exits_105() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// SIGTERM (what Kubernetes sends a Job's pod) ends a run the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_run_like_sigint() {
+    let addr = test_server(0, Duration::ZERO).await;
+    let out = out_dir("sigterm");
+    let child = spawn_bench(
+        &[
+            "--target",
+            &format!("http://{addr}"),
+            "--duration",
+            "10s",
+            "--concurrent-users",
+            "2",
+            "--think-time",
+            "20ms",
+        ],
+        &out,
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&child, "-TERM");
+    let o = finish(child, Duration::from_secs(10)).await;
+    assert_eq!(o.status.code(), Some(105), "{}", text(&o));
+    let report = RunReport::read(&out.join("t").join("report.json")).unwrap();
+    let i = report.interrupted.expect("marked interrupted");
+    assert_eq!((i.signal.as_str(), i.stage.as_str()), ("SIGTERM", "hold-2"));
+    let _ = std::fs::remove_dir_all(out);
+}
+
 /// A second SIGINT does not wait for a stuck request to time out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigint_exits_at_once() {

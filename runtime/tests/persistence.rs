@@ -84,16 +84,23 @@ async fn create(client: &reqwest::Client, api: &str, body: Value) -> reqwest::Re
         .unwrap()
 }
 
+/// Every agent, page by page, in creation order.
 async fn all_agents(client: &reqwest::Client, api: &str) -> Vec<Value> {
-    let page: Value = client
-        .get(format!("{api}/api/agents?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    page["agents"].as_array().cloned().unwrap_or_default()
+    let mut all = Vec::new();
+    loop {
+        let page: Value = client
+            .get(format!("{api}/api/agents?limit=1000&offset={}", all.len()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match page["agents"].as_array() {
+            Some(agents) if !agents.is_empty() => all.extend(agents.iter().cloned()),
+            _ => return all,
+        }
+    }
 }
 
 async fn ask(client: &reqwest::Client, api: &str, agent: &str) -> (u16, Value) {
@@ -236,27 +243,7 @@ async fn kill_9_during_creates_loses_no_acknowledged_agent() {
     assert!(acked.len() >= 300, "only {} creates answered", acked.len());
 
     let second = node.start().await;
-    let mut restored = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page: Value = client
-            .get(format!(
-                "{}/api/agents?limit=1000&offset={offset}",
-                second.api
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let agents = page["agents"].as_array().unwrap().clone();
-        if agents.is_empty() {
-            break;
-        }
-        offset += agents.len();
-        restored.extend(agents);
-    }
+    let restored = all_agents(&client, &second.api).await;
     let ids: HashSet<&str> = restored.iter().map(|a| a["id"].as_str().unwrap()).collect();
     let missing: Vec<&String> = acked
         .iter()
