@@ -96,20 +96,12 @@ impl Runtime {
                 (module_hash(wat.as_bytes()), Arc::new(ty)),
             );
         }
-        let opened = match config.server.persist_agents {
-            true => {
-                let path = config.server.data_dir.join(store::FILE_NAME);
-                Some(Store::open(
-                    &path,
-                    config.server.store_sync,
-                    metrics.clone(),
-                )?)
-            }
-            false => None,
-        };
-        let (store, contents) = match opened {
-            Some((store, contents)) => (Some(store), Some(contents)),
-            None => (None, None),
+        let (store, contents) = if config.server.persist_agents {
+            let path = config.server.data_dir.join(store::FILE_NAME);
+            let (store, contents) = Store::open(&path, config.server.store_sync, metrics.clone())?;
+            (Some(store), Some(contents))
+        } else {
+            (None, None)
         };
         let runtime = Self {
             engine,
