@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use caxton_loadgen::cli::{Cli, Command, CompareArgs, HistoryArgs};
 use caxton_loadgen::{
-    EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt, push,
-    run, summary,
+    EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt, push, run,
+    summary,
 };
 use caxton_reports::model::RunReport;
 use caxton_reports::{compare, history, html};

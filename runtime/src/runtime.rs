@@ -149,8 +149,11 @@ impl Runtime {
             detail,
         };
         let modules = contents.modules.len();
-        let used: std::collections::HashSet<&str> =
-            contents.agents.iter().map(|a| a.agent_type.as_str()).collect();
+        let used: std::collections::HashSet<&str> = contents
+            .agents
+            .iter()
+            .map(|a| a.agent_type.as_str())
+            .collect();
         // Held here until the agents hold them, so restoring one module never evicts
         // another that a restored agent needs.
         let mut types: HashMap<String, Arc<AgentType>> = HashMap::new();
@@ -174,11 +177,9 @@ impl Runtime {
                 .insert(m.type_name.clone(), digest, ty.clone(), size)
             {
                 if used.contains(m.type_name.as_str()) {
-                    return Err(fail(format!(
-                        "module {} (type `{}`): {e}",
-                        m.hash, m.type_name
-                    ))
-                    .into());
+                    return Err(
+                        fail(format!("module {} (type `{}`): {e}", m.hash, m.type_name)).into(),
+                    );
                 }
                 tracing::warn!(agent_type = %m.type_name, error = %e, "stored module not restored");
                 continue;
