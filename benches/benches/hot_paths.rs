@@ -145,6 +145,7 @@ fn http_in_process(c: &mut Criterion) {
         reply_timeout: cfg.server.reply_timeout,
         ready: Arc::new(AtomicBool::new(true)),
         max_body_bytes: cfg.server.max_body_bytes,
+        api_token: None,
     };
     let app = api::router(state, false);
     let call = |req: Request<Body>| {

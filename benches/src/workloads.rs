@@ -112,6 +112,8 @@ impl Routing {
     pub fn new(agents: usize) -> Result<Routing, WorkloadError> {
         let mut cfg = Config::default();
         cfg.server.max_agents = agents.max(1);
+        // The message path in memory: no store opened under ./data.
+        cfg.server.persist_agents = false;
         let metrics = Arc::new(Metrics::new(&cfg.observability.metrics)?);
         let runtime = Arc::new(Runtime::new(&cfg, metrics)?);
         let ty = runtime.resolve_type(AgentSource::Builtin("test-agent".into()))?;

@@ -263,6 +263,16 @@ pub struct RunArgs {
     /// The embedded runtime provides its own.
     #[arg(long, value_name = "URL")]
     pub target_metrics: Option<String>,
+    /// A header every request carries, repeatable: 'Authorization: Bearer …' for a target
+    /// with `[server] api_token`. Values are left out of the report's command line.
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+
+    /// A file holding the target's API token (e.g. a mounted Kubernetes Secret): every
+    /// request carries `Authorization: Bearer <token>`. Default: $CAXTON_BENCH_TOKEN_FILE
+    /// when set (so a manifest can add it without changing the command line).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Per-request timeout; a request that takes longer fails as `timeout`.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -298,6 +308,8 @@ pub enum CliError {
     RunId(String),
     #[error(transparent)]
     Distributed(#[from] crate::distributed::DistributedError),
+    #[error(transparent)]
+    Header(#[from] crate::headers::HeaderError),
 }
 
 fn check_run_id(id: &str) -> Result<(), CliError> {
@@ -315,6 +327,9 @@ fn check_run_id(id: &str) -> Result<(), CliError> {
 }
 
 const DEFAULT_CONSTANT_USERS: u64 = 10;
+
+/// The environment variable `--token-file` defaults to.
+pub const TOKEN_FILE_ENV: &str = "CAXTON_BENCH_TOKEN_FILE";
 
 impl RunArgs {
     /// Resolves the flags into a run; `argv` is recorded in the report.
@@ -401,7 +416,14 @@ impl RunArgs {
             thresholds,
             out_dir: self.out.clone(),
             run_id,
-            command_line: argv,
+            command_line: crate::headers::redact_argv(argv),
+            headers: crate::headers::parse(
+                &self.headers,
+                self.token_file
+                    .clone()
+                    .or_else(|| std::env::var_os(TOKEN_FILE_ENV).map(PathBuf::from))
+                    .as_deref(),
+            )?,
             runtime_config: self.runtime_config.clone(),
             request_timeout: self.request_timeout,
             progress: self.progress,

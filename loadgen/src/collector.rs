@@ -168,6 +168,7 @@ mod tests {
             correction: Correction::ExpectedInterval(0),
             status: Some(200),
             error: None,
+            has_id: None,
         };
         for _ in 0..10 {
             hub.record(&ok(0, 1_000));

@@ -68,6 +68,8 @@ impl Embedded {
             None => {
                 let mut c = Config::default();
                 c.server.data_dir = std::env::temp_dir();
+                // A load run's agents are its own: none restored from, or left for, another.
+                c.server.persist_agents = false;
                 c
             }
         };

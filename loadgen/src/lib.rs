@@ -18,6 +18,8 @@ pub mod distributed;
 pub mod embedded;
 pub mod flamegraph;
 pub mod generator_cpu;
+pub mod headers;
+pub mod interrupt;
 pub mod plan;
 pub mod progress;
 pub mod push;
@@ -36,6 +38,8 @@ pub mod validity;
 pub const EXIT_PASSED: u8 = 0;
 /// Exit status when a threshold was breached (k6's).
 pub const EXIT_BREACHED: u8 = 99;
+/// Exit status of a run stopped by SIGINT/SIGTERM (k6's external abort).
+pub const EXIT_INTERRUPTED: u8 = 105;
 /// Exit status for a setup or runtime error.
 pub const EXIT_ERROR: u8 = 1;
 /// Exit status of a run that could not produce the load it was asked for (`validity`),

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use caxton_loadgen::cli::{Cli, Command, CompareArgs, HistoryArgs};
-use caxton_loadgen::{EXIT_BREACHED, EXIT_ERROR, EXIT_INVALID, EXIT_PASSED, push, run, summary};
+use caxton_loadgen::{
+    EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt, push, run,
+    summary,
+};
 use caxton_reports::model::RunReport;
 use caxton_reports::{compare, history, html};
 use clap::Parser as _;
@@ -77,6 +80,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
         None => {
             let argv: Vec<String> = std::env::args().collect();
             let opts = cli.run.resolve(argv).context("invalid arguments")?;
+            interrupt::install()?;
             let outcome = run::run(opts).await?;
             let path = outcome.report_path.display().to_string();
             println!("{}", summary::render(&outcome.report, &path));
@@ -93,6 +97,10 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             }
             if outcome.judged_by_merge() && !outcome.passed() {
                 eprintln!("caxton-bench: worker: thresholds are judged by `caxton-bench merge`");
+            }
+            if let Some(i) = &outcome.report.interrupted {
+                eprintln!("caxton-bench: {}", i.describe());
+                return Ok(EXIT_INTERRUPTED);
             }
             Ok(if !outcome.report.validity.valid {
                 EXIT_INVALID

@@ -47,7 +47,15 @@ pub enum PlanError {
     TimeScale(f64),
     #[error("{what}: the plan never has any users or arrivals")]
     NoLoad { what: &'static str },
+    #[error(
+        "{what}: the plan lasts {lasts:?}, less than the {RESOLUTION:?} the load generator resolves; give a longer duration"
+    )]
+    TooShort { what: &'static str, lasts: Duration },
 }
+
+/// The shortest plan a run can carry out: goose schedules its steps in whole milliseconds,
+/// so a shorter plan would be a zero-length schedule (which goose never ends).
+pub const RESOLUTION: Duration = Duration::from_millis(1);
 
 /// A stage: move linearly from the previous target to `target` over `duration`.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +174,15 @@ impl Plan {
                 target,
             });
             previous = target;
+        }
+        let lasts: Duration = named.iter().map(|s| s.duration).sum();
+        if lasts < RESOLUTION {
+            let what = match name {
+                "constant" => "--duration",
+                "k6" => "--time-scale",
+                _ => what,
+            };
+            return Err(PlanError::TooShort { what, lasts });
         }
         Ok(Plan {
             name: name.to_string(),
@@ -307,6 +324,21 @@ mod tests {
         assert!(matches!(err, PlanError::Target { index: 1, .. }));
         let zero = parse_stages("5s:0").unwrap();
         assert!(Plan::from_stages("stages", LoadModel::Closed, 0.0, zero, 1.0).is_err());
+    }
+
+    #[test]
+    fn a_plan_shorter_than_a_millisecond_is_refused_naming_the_flag() {
+        let err = Plan::constant(10, Duration::ZERO, 1.0).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--duration: the plan lasts 0ns"),
+            "{err}"
+        );
+        let err = Plan::constant(10, Duration::from_micros(900), 1.0).unwrap_err();
+        assert!(matches!(err, PlanError::TooShort { .. }), "{err}");
+        assert!(Plan::constant(10, Duration::from_millis(1), 1.0).is_ok());
+        let err = Plan::k6(1e-9).unwrap_err();
+        assert!(err.to_string().starts_with("--time-scale:"), "{err}");
     }
 
     #[test]

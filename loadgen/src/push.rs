@@ -1,9 +1,10 @@
 //! Delivery of the `caxton_bench_*` series: remote write to Prometheus and/or a
 //! Pushgateway (the sinks of `caxton-reports`), every 10 s during a run and once at the end.
 //!
-//! A push that fails (after the sinks' own retries) never fails the run: the samples are
-//! appended to `unsent-samples.jsonl` beside the report and `caxton-bench push REPORT.json`
-//! sends them later.
+//! A push that fails (after the sinks' own retries) or does not finish within
+//! [`PUSH_BOUND`] never fails nor stretches the run: the samples are appended to
+//! `unsent-samples.jsonl` beside the report and `caxton-bench push REPORT.json` sends them
+//! later.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +20,10 @@ use crate::series;
 
 /// Interval of the live pushes.
 pub const PUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The longest one push may take, retries included, before its samples are spooled: a
+/// hanging receiver adds at most this to a run's end.
+pub const PUSH_BOUND: Duration = Duration::from_secs(5);
 
 /// Samples that could not be delivered, beside the report.
 pub const SPOOL_FILE: &str = "unsent-samples.jsonl";
@@ -81,9 +86,13 @@ impl Sinks {
         }
     }
 
-    /// Sends, or keeps the samples in `spool_path` and says so on stderr.
+    /// Sends within [`PUSH_BOUND`], or keeps the samples in `spool_path` and says so on
+    /// stderr.
     pub async fn send_or_spool(&self, samples: &[Sample], spool_path: &Path) -> bool {
-        match self.send(samples).await {
+        let sent = tokio::time::timeout(PUSH_BOUND, self.send(samples))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {PUSH_BOUND:?}")));
+        match sent {
             Ok(()) => true,
             Err(e) => {
                 let kept = match spool_path.parent().map(std::fs::create_dir_all) {

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Body,
     /// Anything else the HTTP client reports.
     Request,
+    /// A scenario step needed the created agent's id and the reply carried none.
+    NoAgentId,
 }
 
 impl ErrorKind {
@@ -44,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Status => "status",
             ErrorKind::Body => "body",
             ErrorKind::Request => "request",
+            ErrorKind::NoAgentId => "no_agent_id",
         }
     }
 
@@ -60,8 +63,9 @@ impl ErrorKind {
     }
 }
 
-/// The k6 checks of the seed's script, counted per request, never fatal.
-pub const CHECKS: [&str; 2] = ["status is 200", "response time < 1000ms"];
+/// The k6 checks of the seed's script, counted per request, never fatal; then ours:
+/// `body has an id`, counted on each agent creation.
+pub const CHECKS: [&str; 3] = ["status is 200", "response time < 1000ms", "body has an id"];
 
 /// The latency under which `response time < 1000ms` passes, in microseconds.
 const CHECK_FAST_US: u64 = 1_000_000;
@@ -86,6 +90,8 @@ pub struct Outcome {
     pub correction: Correction,
     pub status: Option<u16>,
     pub error: Option<ErrorKind>,
+    /// `body has an id`, on requests that create an agent; `None` where it does not apply.
+    pub has_id: Option<bool>,
 }
 
 impl Outcome {
@@ -183,14 +189,15 @@ impl Interval {
     fn record(&mut self, o: &Outcome) {
         self.cells.entry((o.name, o.stage)).or_default().record(o);
         let results = [
-            o.error.is_none() && o.status == Some(200),
-            o.latency_us < CHECK_FAST_US,
+            Some(o.status == Some(200) && o.error.is_none_or(|e| e == ErrorKind::NoAgentId)),
+            Some(o.latency_us < CHECK_FAST_US),
+            o.has_id,
         ];
         for (slot, passed) in self.checks.iter_mut().zip(results) {
-            if passed {
-                slot.0 += 1;
-            } else {
-                slot.1 += 1;
+            match passed {
+                Some(true) => slot.0 += 1,
+                Some(false) => slot.1 += 1,
+                None => {}
             }
         }
     }
@@ -293,6 +300,7 @@ mod tests {
             correction,
             status,
             error: None,
+            has_id: None,
         }
     }
 
@@ -367,6 +375,15 @@ mod tests {
         assert_eq!(cell.status_codes[&500], 1);
         assert_eq!(i.checks[0], (1, 2));
         assert_eq!(i.checks[1], (2, 1));
+        // Counted only where it applies, like a k6 check in one branch of a script.
+        assert_eq!(i.checks[2], (0, 0));
+        let mut created = outcome(10, Correction::IntendedStart(10), Some(200));
+        created.has_id = Some(false);
+        created.error = Some(ErrorKind::NoAgentId);
+        hub.record(&created);
+        let i = &hub.drain()[0];
+        assert_eq!((i.checks[0], i.checks[2]), ((1, 0), (0, 1)));
+        assert_eq!(i.cells[&(0, 0)].errors[&ErrorKind::NoAgentId], 1);
         assert_eq!(
             cell.corrected.max(),
             cell.corrected.highest_equivalent(2_500_000)

@@ -61,6 +61,8 @@ pub struct RunOptions {
     pub target_metrics: Option<String>,
     /// Distributed run: this worker's share (the plan above is already its share).
     pub worker: Option<WorkerShare>,
+    /// Sent with every request (`--header`, `--token-file`).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 #[derive(Debug, Error)]
@@ -274,6 +276,7 @@ async fn attack(
         opts.think_time,
         arrivals.clone(),
         opts.request_timeout,
+        opts.headers.clone(),
     )?);
     let steps = goose_steps(&opts.plan, pool);
     // Users send through the shared transport above; goose's own client is never used, so
@@ -314,9 +317,19 @@ async fn attack(
             async move { crate::flamegraph::capture(pprof, &ctx.started, window, dir).await },
         )
     });
-    let goose_result = goose.execute().await;
-    // The scheduler ends the run (the killswitch), so it has finished by now.
+    let goose_result = crate::interrupt::bounded(
+        goose.execute(),
+        opts.plan.total_duration(),
+        opts.request_timeout,
+    )
+    .await;
+    // On its own the scheduler ends the run (the killswitch), so it has finished by now; a
+    // run interrupted or abandoned may have left it scheduling: stop it instead.
     let schedule = match scheduler {
+        Some(s) if goose_result.is_none() || crate::interrupt::caught().is_some() => {
+            s.abort();
+            None
+        }
         Some(s) => s.await.ok(),
         None => None,
     };
@@ -327,7 +340,9 @@ async fn attack(
         .await
         .map_err(|e| RunError::Collector(e.to_string()))?;
     let generator_cpu = cpu.await.ok();
-    goose_result.map_err(goose_error)?;
+    if let Some(result) = goose_result {
+        result.map_err(goose_error)?;
+    }
 
     let started = ctx.started.get().copied().unwrap_or(ended);
     let meta = RunMeta {
@@ -363,6 +378,7 @@ async fn attack(
         .map(|t| t.evaluate(&report))
         .collect();
     report.validity = judge(&report);
+    report.interrupted = crate::interrupt::interruption(&opts.plan, ctx.started.get().copied());
     report.write(&report_path)?;
     let flamegraph = match flamegraph {
         // The capture window lies inside the stage, so it ends about when the run does;

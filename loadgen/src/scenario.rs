@@ -122,6 +122,7 @@ impl RunContext {
         think_time: Duration,
         arrivals: Option<Arc<Arrivals>>,
         request_timeout: Duration,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
     ) -> Result<RunContext, TransportError> {
         let base = target.trim_end_matches('/');
         Ok(RunContext {
@@ -131,7 +132,7 @@ impl RunContext {
             think_time,
             started: OnceLock::new(),
             arrivals,
-            transport: Transport::new(base, request_timeout)?,
+            transport: Transport::new(base, request_timeout, headers)?,
             agents: Endpoint::parse(&format!("{base}/api/agents"))?,
             messages: Endpoint::parse(&format!("{base}/api/messages?wait=true"))?,
         })
@@ -256,7 +257,7 @@ async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
                 CREATE_AGENT,
                 bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
                 intended,
-                false,
+                Expect::Id,
             )
             .await;
         }
@@ -268,21 +269,21 @@ async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
                 Some(id) => id,
                 None => {
                     // The first iteration creates this user's agent; that request is
-                    // measured as `create-agent`.
-                    let body = request(
+                    // measured as `create-agent`. Without an id the next iteration tries
+                    // again, and this one counts as failed (`no_agent_id`).
+                    let id = request(
                         ctx,
                         user,
                         CREATE_AGENT,
                         bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
                         intended,
-                        true,
+                        Expect::IdToContinue,
                     )
                     .await;
-                    if let Some(created) =
-                        body.and_then(|b| serde_json::from_slice::<CreatedAgent>(&b).ok())
+                    if let Some(id) = id
                         && let Some(state) = user.get_session_data_mut::<UserState>()
                     {
-                        state.agent_id = Some(created.id);
+                        state.agent_id = Some(id);
                     }
                     return;
                 }
@@ -309,35 +310,61 @@ async fn send_message(
     let body = format!(
         r#"{{"performative":"REQUEST","sender":"bench-{user_no}","receiver":"{agent}","content":{{"n":{n}}},"conversation_id":"c-{user_no}","reply_with":"r-{user_no}-{n}"}}"#
     );
-    request(ctx, user, SEND_MESSAGE, body.into(), intended, false).await;
+    request(
+        ctx,
+        user,
+        SEND_MESSAGE,
+        body.into(),
+        intended,
+        Expect::Nothing,
+    )
+    .await;
 }
 
-/// Sends one POST, reads the whole body, records the outcome; returns the body of a
-/// successful response when `want_body`.
+/// What a request's reply must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Nothing,
+    /// The created agent's id: the `body has an id` check.
+    Id,
+    /// The id, which the next step needs: without it the request fails (`no_agent_id`).
+    IdToContinue,
+}
+
+/// Sends one POST, reads the whole body, records the outcome; returns the created agent's
+/// id when one is expected and present.
 async fn request(
     ctx: &RunContext,
     user: &mut GooseUser,
     name: usize,
     body: bytes::Bytes,
     intended: Option<Instant>,
-    want_body: bool,
-) -> Option<Vec<u8>> {
+    expect: Expect,
+) -> Option<String> {
     let to = if name == SEND_MESSAGE {
         &ctx.messages
     } else {
         &ctx.agents
     };
     let started = Instant::now();
-    let (status, error, body) = match ctx.transport.post_json(to, body).await {
+    let (status, mut error, id) = match ctx.transport.post_json(to, body).await {
         Ok(reply) if reply.status < 400 => (
             Some(reply.status),
             None,
-            want_body.then(|| reply.body.to_vec()),
+            (expect != Expect::Nothing)
+                .then(|| serde_json::from_slice::<CreatedAgent>(&reply.body).ok())
+                .flatten()
+                .map(|c| c.id)
+                .filter(|id| !id.is_empty()),
         ),
         Ok(reply) => (Some(reply.status), Some(ErrorKind::Status), None),
         Err(Failure { status, kind }) => (status, Some(kind), None),
     };
     let ended = Instant::now();
+    let has_id = (expect != Expect::Nothing).then_some(id.is_some());
+    if expect == Expect::IdToContinue && error.is_none() && id.is_none() {
+        error = Some(ErrorKind::NoAgentId);
+    }
     let latency_us = micros(ended - started);
     let correction = match intended {
         Some(at) => Correction::IntendedStart(micros(ended.saturating_duration_since(at))),
@@ -356,8 +383,9 @@ async fn request(
         correction,
         status,
         error,
+        has_id,
     });
-    body
+    id
 }
 
 fn micros(d: Duration) -> u64 {

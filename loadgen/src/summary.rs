@@ -97,6 +97,9 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
         }
         out.push('\n');
     }
+    if let Some(i) = &report.interrupted {
+        let _ = writeln!(out, "  INTERRUPTED: {}\n", i.describe());
+    }
     if !report.thresholds.is_empty() {
         let _ = writeln!(out, "  THRESHOLDS");
         for t in &report.thresholds {

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Uri, header};
+use http::{HeaderName, HeaderValue, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -73,14 +73,21 @@ enum Inner {
 pub struct Transport {
     inner: Inner,
     timeout: Duration,
+    /// Sent with every request (`--header`, `--token-file`).
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Transport {
     /// A client for `target` (`http://` takes the hyper path); every request is bounded
-    /// by `timeout`, from sending to the end of the body.
-    pub fn new(target: &str, timeout: Duration) -> Result<Transport, TransportError> {
+    /// by `timeout`, from sending to the end of the body, and carries `headers`.
+    pub fn new(
+        target: &str,
+        timeout: Duration,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<Transport, TransportError> {
         let inner = if target.starts_with("https://") {
             let client = reqwest::Client::builder()
+                .default_headers(headers.iter().cloned().collect())
                 .timeout(timeout)
                 .build()
                 .map_err(|e| TransportError::Client(e.to_string()))?;
@@ -94,20 +101,26 @@ impl Transport {
                 Client::builder(TokioExecutor::new()).build(connector),
             ))
         };
-        Ok(Transport { inner, timeout })
+        Ok(Transport {
+            inner,
+            timeout,
+            headers,
+        })
     }
 
     /// POSTs a JSON `body` and reads the response to its end.
     pub async fn post_json(&self, to: &Endpoint, body: Bytes) -> Result<Reply, Failure> {
         match &self.inner {
             Inner::Plain(client) => {
-                let request = Request::post(to.uri.clone())
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(body))
-                    .map_err(|_| Failure {
-                        status: None,
-                        kind: ErrorKind::Request,
-                    })?;
+                let mut request =
+                    Request::post(to.uri.clone()).header(header::CONTENT_TYPE, "application/json");
+                for (name, value) in &self.headers {
+                    request = request.header(name, value);
+                }
+                let request = request.body(Full::new(body)).map_err(|_| Failure {
+                    status: None,
+                    kind: ErrorKind::Request,
+                })?;
                 let exchange = async {
                     let response = client.request(request).await.map_err(|e| Failure {
                         status: None,
@@ -194,7 +207,7 @@ mod tests {
     #[tokio::test]
     async fn statuses_bodies_timeouts_and_refusals_are_told_apart() {
         let base = server().await;
-        let t = Transport::new(&base, Duration::from_millis(300)).unwrap();
+        let t = Transport::new(&base, Duration::from_millis(300), Vec::new()).unwrap();
         let at = |path: &str| Endpoint::parse(&format!("{base}{path}")).unwrap();
 
         let ok = t

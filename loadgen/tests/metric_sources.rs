@@ -80,11 +80,13 @@ async fn every_metric_in_rules_and_dashboards_exists_at_its_source() {
     let used = used_names();
     assert!(used.len() > 15, "too few names found: {used:?}");
     let prom = PrometheusServer::start(&[]).await.unwrap();
-    let server = caxton_runtime::server::start(Config::for_tests())
-        .await
-        .unwrap();
-    let target = format!("http://{}", server.api_addr());
     let out = std::env::temp_dir().join(format!("caxton-metric-sources-{}", std::process::id()));
+    // With its store, so the store's series exist too.
+    let mut config = Config::for_tests();
+    config.server.persist_agents = true;
+    config.server.data_dir = out.join("data");
+    let server = caxton_runtime::server::start(config).await.unwrap();
+    let target = format!("http://{}", server.api_addr());
 
     // Traffic: both scenarios, its series remote-written to the real Prometheus.
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))

@@ -149,6 +149,13 @@ pub fn render_report(
         }
         body.push_str("</ul>");
     }
+    if let Some(i) = &report.interrupted {
+        let _ = write!(
+            body,
+            "<p class=\"verdict fail\">INTERRUPTED: {}; the figures cover the run until then</p>",
+            escape(&i.describe())
+        );
+    }
     let scenarios: Vec<String> = report
         .plan
         .scenarios

@@ -249,6 +249,16 @@ pub struct Interruption {
     pub at_seconds: f64,
 }
 
+impl Interruption {
+    /// One line for a person: which signal, when, in which stage.
+    pub fn describe(&self) -> String {
+        format!(
+            "interrupted by {} at {:.1} s, in stage {}",
+            self.signal, self.at_seconds, self.stage
+        )
+    }
+}
+
 /// The place of a report in a distributed run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

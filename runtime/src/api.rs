@@ -44,6 +44,8 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     /// `[server] max_body_bytes`: larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// `[server] api_token`: when set, `/api/*` and `/ws` need it (`access.rs`).
+    pub api_token: Option<crate::access::Token>,
 }
 
 /// A request body of at most [`ApiState::max_body_bytes`]. An extractor rather than axum's
@@ -94,7 +96,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
             error,
@@ -160,6 +162,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Init(_) => (StatusCode::UNPROCESSABLE_ENTITY, "agent_init failed"),
             RuntimeError::NoSuchAgent(_) => (StatusCode::NOT_FOUND, "agent not found"),
             RuntimeError::CacheFull(_) => (StatusCode::TOO_MANY_REQUESTS, "module cache full"),
+            RuntimeError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable"),
         };
         Self::new(status, error, e.to_string())
     }
@@ -230,9 +233,17 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
             .route(&format!("{prefix}/messages"), post(send_message));
     }
     let metrics = state.runtime.metrics.clone();
+    let mut app = app.route("/ws", get(ws));
+    // Only the routes above need the token; a layer costs a boxed service per request, so
+    // an open API has none.
+    if let Some(token) = state.api_token.clone() {
+        app = app.route_layer(axum::middleware::from_fn_with_state(
+            token,
+            crate::access::require_token,
+        ));
+    }
     let app = app
         .route("/api/openapi.json", get(openapi_json))
-        .route("/ws", get(ws))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(|req: Request| async move {
@@ -367,7 +378,8 @@ impl AgentView {
         (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
         (status = 422, description = "Unknown type, invalid module, name too long, agent_init failed", body = ErrorBody),
         (status = 429, description = "max_agents reached or the module cache full", body = ErrorBody,
-            headers(("retry-after" = u32, description = "Seconds to wait")))))]
+            headers(("retry-after" = u32, description = "Seconds to wait"))),
+        (status = 503, description = "The agent store could not record the agent", body = ErrorBody)))]
 pub(crate) async fn create_agent(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -411,10 +423,14 @@ pub(crate) async fn create_agent(
     };
     let config = req.config.map(|c| c.to_string().into_boxed_str());
     match state.runtime.create_agent(ty, req.name, config) {
-        Ok(agent) => Ok(Json(AgentView::of(&agent))),
+        Ok(agent) => {
+            state.runtime.persist_created(&agent).await?;
+            Ok(Json(AgentView::of(&agent)))
+        }
         Err((agent, e)) => {
             let mut err = ApiError::from(e);
             if let Some(agent) = agent {
+                state.runtime.persist_created(&agent).await?;
                 err.detail = format!("{}; agent {} is Failed", err.detail, agent.id);
             }
             Err(err)
@@ -485,13 +501,15 @@ pub(crate) async fn get_agent(
     params(("id" = String, Path, description = "Agent id")), responses(
     (status = 200, description = "Stopped, or Draining its mailbox", body = Deleted),
     (status = 400, description = "Undecodable id", body = ErrorBody),
-    (status = 404, description = "No such agent", body = ErrorBody)))]
+    (status = 404, description = "No such agent", body = ErrorBody),
+    (status = 503, description = "The agent store could not record the delete", body = ErrorBody)))]
 pub(crate) async fn delete_agent(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Deleted>, ApiError> {
     let Path(id) = id?;
     let reached = state.runtime.stop_agent(&id)?;
+    state.runtime.persist_deleted(&id).await?;
     Ok(Json(Deleted { id, state: reached }))
 }
 

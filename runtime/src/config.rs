@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::access::Secret;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -66,6 +67,14 @@ pub struct ServerConfig {
     /// Directory for the runtime's files; `caxton_disk_usage_bytes` measures it.
     /// Default `"./data"`.
     pub data_dir: PathBuf,
+    /// Keep the agent registry (agents and custom modules) in `<data_dir>/registry.sqlite3`,
+    /// so a restart restores every agent not deleted. Mailboxes are not kept. Default `true`.
+    pub persist_agents: bool,
+    /// When a create or delete counts as on disk: `"full"` (the store's commit is fsynced
+    /// first: it survives a power loss) or `"normal"` (written to the OS: it survives a
+    /// crash of the runtime, not of the machine; group commits then cost no fsync).
+    /// Default `"full"`.
+    pub store_sync: StoreSync,
     /// How long `POST /api/messages?wait=true` waits for the agent's reply before answering 504.
     /// Default `"5s"`.
     #[serde(with = "duration_text")]
@@ -85,6 +94,15 @@ pub struct ServerConfig {
     /// Most open API connections; more wait in the listen backlog. Lowered at start to stay
     /// below the open-files limit (`ulimit -n`), with a log line saying so. Default `10000`.
     pub max_connections: usize,
+    /// A token every `/api/*` and `/ws` request must carry as `Authorization: Bearer <token>`
+    /// (else 401); `/health` and `/ready` stay open. Never logged nor printed. Default:
+    /// absent, the API is open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token: Option<Secret>,
+    /// A file holding the token (e.g. a mounted Kubernetes Secret), read on start; trailing
+    /// newlines are ignored. Not together with `api_token`. Default: absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 /// What [`Config::redacted`] writes in place of a secret.
@@ -98,13 +116,25 @@ impl Default for ServerConfig {
             max_body_bytes: MIB as usize,
             max_agents: 200_000,
             data_dir: PathBuf::from("./data"),
+            persist_agents: true,
+            store_sync: StoreSync::Full,
             reply_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            api_token: None,
+            api_token_file: None,
         }
     }
+}
+
+/// `[server] store_sync`: SQLite's `synchronous` for the agent store (WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreSync {
+    Full,
+    Normal,
 }
 
 /// `[agents]`
@@ -523,6 +553,8 @@ impl Config {
         config.server.api_address = SocketAddr::new(LOCALHOST, 0);
         config.server.metrics_address = SocketAddr::new(LOCALHOST, 0);
         config.server.data_dir = std::env::temp_dir();
+        // Tests share the temp dir: one that wants a store gives its own directory.
+        config.server.persist_agents = false;
         config
     }
 
@@ -552,6 +584,20 @@ impl Config {
         nonzero_duration("server.header_read_timeout", server.header_read_timeout)?;
         nonzero_duration("server.idle_timeout", server.idle_timeout)?;
         positive("server.max_connections", server.max_connections as u64)?;
+        if let Some(token) = &server.api_token {
+            ensure(
+                !token.expose().is_empty(),
+                "server.api_token",
+                "\"\"",
+                "must not be empty (leave it out for an open API)",
+            )?;
+            ensure(
+                server.api_token_file.is_none(),
+                "server.api_token_file",
+                "set",
+                "give server.api_token or server.api_token_file, not both",
+            )?;
+        }
 
         let agents = &self.agents;
         ensure(
@@ -1292,6 +1338,8 @@ mod tests {
         let mut every_key_set = Config::default();
         every_key_set.observability.otlp_protocol = Some(OtlpProtocol::Grpc);
         every_key_set.profiling.endpoint = Some("http://127.0.0.1:4040".into());
+        every_key_set.server.api_token = Some(Secret::new("t"));
+        every_key_set.server.api_token_file = Some("/run/secrets/caxton/api-token".into());
         let mut expected = Vec::new();
         leaves(
             &toml::Value::try_from(every_key_set).unwrap(),

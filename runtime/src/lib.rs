@@ -2,6 +2,7 @@
 //! with Prometheus metrics. ARCHITECTURE.md at the repository root has the map.
 
 pub mod abi_probe;
+pub mod access;
 pub mod agent;
 pub mod api;
 pub mod budget;
@@ -25,6 +26,7 @@ pub mod routing;
 pub mod runtime;
 pub mod sampling;
 pub mod server;
+pub mod store;
 pub mod system;
 pub mod task_span;
 pub mod telemetry;

@@ -57,6 +57,9 @@ pub mod names {
     pub const MESSAGES_ACCEPTED_TOTAL: &str = "caxton_messages_accepted_total";
     pub const MESSAGES_DROPPED_TOTAL: &str = "caxton_messages_dropped_total";
     pub const MESSAGE_BYTES_IN_FLIGHT: &str = "caxton_message_bytes_in_flight";
+
+    // Beyond the seed's list: the agent registry's store (issue 18).
+    pub const STORE_OPERATION_DURATION_SECONDS: &str = "caxton_store_operation_duration_seconds";
 }
 
 /// The version `caxton_build_info` reports: the crate's.
@@ -66,6 +69,12 @@ pub const BUILD_COMMIT: &str = env!("CAXTON_COMMIT");
 
 /// The `reason`s of `caxton_messages_dropped_total`: why an accepted message never executed.
 pub const DROP_REASONS: [&str; 2] = ["agent_deleted", "shutdown"];
+
+/// Buckets of `caxton_store_operation_duration_seconds`: a group commit's fsync is about a
+/// millisecond on a local disk, a restore of many agents seconds.
+const STORE_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
 
 /// The 19 names of the seed's "Core Metrics" list, in its order.
 pub const ALL_METRIC_NAMES: [&str; 19] = [
@@ -188,6 +197,7 @@ pub struct Metrics {
     messages_accepted: IntCounter,
     messages_dropped: IntCounterVec,
     message_bytes_in_flight: IntGauge,
+    store_duration: HistogramVec,
     /// The message metrics' children of each performative, resolved on first use: every
     /// message updates five of them, and `with_label_values` hashes the labels and looks the
     /// child up under a lock each time.
@@ -408,6 +418,12 @@ impl Metrics {
                 MESSAGE_BYTES_IN_FLIGHT,
                 "Bytes of messages queued or executing (agents.in_flight_bytes bounds it)",
             )?,
+            store_duration: histogram(
+                STORE_OPERATION_DURATION_SECONDS,
+                "Agent store operations, from the request's submit to durable (insert, delete) or the whole restore (load)",
+                &STORE_BUCKETS,
+                &[("operation", true)],
+            )?,
             opt,
             registry,
             by_performative: Default::default(),
@@ -435,6 +451,13 @@ impl Metrics {
                 source,
             })?;
         Ok(m)
+    }
+
+    /// One store operation (`insert`, `delete`, `load`) and how long it took.
+    pub fn store_operation(&self, operation: &str, seconds: f64) {
+        self.store_duration
+            .with_label_values(&[operation])
+            .observe(seconds);
     }
 
     pub fn registry(&self) -> &Registry {

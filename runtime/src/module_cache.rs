@@ -23,6 +23,15 @@ pub fn digest(bytes: &[u8]) -> ModuleDigest {
     Sha256::digest(bytes).into()
 }
 
+/// A digest in lowercase hex, as the store keys modules (`store::module_hash`).
+pub fn hex(digest: &ModuleDigest) -> String {
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
 /// The name an anonymous upload gets: its digest's first 8 bytes in hex.
 pub fn anonymous_name(digest: &ModuleDigest) -> String {
     let mut name = String::from("custom-");
@@ -101,6 +110,11 @@ impl ModuleCache {
             entry.last_used = now;
             entry.ty.clone()
         })
+    }
+
+    /// The digest of the module registered under `name`, if any.
+    pub fn digest_of(&self, name: &str) -> Option<ModuleDigest> {
+        self.lock().by_name.get(name).map(|entry| entry.digest)
     }
 
     pub fn lookup(&self, name: &str, digest: &ModuleDigest) -> Lookup {

@@ -18,6 +18,7 @@ use crate::execution::ExecPool;
 use crate::fipa::AclMessage;
 use crate::metrics::Metrics;
 use crate::module_cache::{self, CacheFull, Lookup, ModuleCache};
+use crate::store::{self, AgentRecord, Contents, ModuleRecord, Store, StoreError};
 use crate::wasm::{AgentType, ExecError, ModuleError, WasmEngine};
 
 #[derive(Debug, Error)]
@@ -36,6 +37,8 @@ pub enum RuntimeError {
     NoSuchAgent(String),
     #[error(transparent)]
     CacheFull(#[from] CacheFull),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Everything the API needs, shared behind one `Arc`.
@@ -51,6 +54,8 @@ pub struct Runtime {
     modules: ModuleCache,
     /// Serializes custom-module compilation so one module is compiled once.
     compile_lock: Mutex<()>,
+    /// The registry on disk (`[server] persist_agents`).
+    store: Option<Store>,
     /// Clients waiting for a reply, by the `reply_with` of their message.
     pub(crate) pending: Mutex<HashMap<String, oneshot::Sender<AclMessage>>>,
     seq: AtomicU64,
@@ -89,7 +94,9 @@ pub enum AgentSource {
 }
 
 impl Runtime {
-    /// Compiles the built-in types; fails only if the engine cannot be set up.
+    /// Compiles the built-in types and, with `[server] persist_agents`, opens the store
+    /// and restores its agents. Fails if the engine cannot be set up or the store cannot
+    /// be read (the error names the file).
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, RuntimeError> {
         let engine = WasmEngine::new(&config.agents)?;
         let mut builtins = HashMap::new();
@@ -97,7 +104,14 @@ impl Runtime {
             let ty = engine.compile(b.name, b.wat().as_bytes(), true)?;
             builtins.insert(b.name.to_owned(), Arc::new(ty));
         }
-        Ok(Self {
+        let (store, contents) = if config.server.persist_agents {
+            let path = config.server.data_dir.join(store::FILE_NAME);
+            let (store, contents) = Store::open(&path, config.server.store_sync, metrics.clone())?;
+            (Some(store), Some(contents))
+        } else {
+            (None, None)
+        };
+        let runtime = Self {
             engine,
             events: Events::default(),
             agents_cfg: config.agents.clone(),
@@ -105,6 +119,7 @@ impl Runtime {
             builtins,
             modules: ModuleCache::new(config.agents.module_cache_bytes),
             compile_lock: Mutex::new(()),
+            store,
             pending: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             max_agents: config.server.max_agents,
@@ -115,7 +130,157 @@ impl Runtime {
             ),
             accepting: AtomicBool::new(true),
             metrics,
-        })
+        };
+        if let Some(contents) = contents {
+            runtime.restore(contents)?;
+        }
+        Ok(runtime)
+    }
+
+    /// Rebuilds the registry from the store: each module compiled once, each agent in the
+    /// state its creation left it in (its `agent_init` already ran).
+    fn restore(&self, contents: Contents) -> Result<(), RuntimeError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let fail = |detail: String| StoreError::Restore {
+            path: store.path().to_path_buf(),
+            detail,
+        };
+        let modules = contents.modules.len();
+        let used: std::collections::HashSet<&str> = contents
+            .agents
+            .iter()
+            .map(|a| a.agent_type.as_str())
+            .collect();
+        // Held here until the agents hold them, so restoring one module never evicts
+        // another that a restored agent needs.
+        let mut types: HashMap<String, Arc<AgentType>> = HashMap::new();
+        for m in contents.modules {
+            if self.builtins.contains_key(&m.type_name) {
+                return Err(fail(format!(
+                    "module {} has the built-in type name `{}`",
+                    m.hash, m.type_name
+                ))
+                .into());
+            }
+            let ty = self
+                .engine
+                .compile(&m.type_name, &m.bytes, false)
+                .map_err(|e| fail(format!("module {} (type `{}`): {e}", m.hash, m.type_name)))?;
+            let ty = Arc::new(ty);
+            let size = ty.code_bytes() + m.bytes.len() as u64;
+            let digest = module_cache::digest(&m.bytes);
+            if let Err(e) = self
+                .modules
+                .insert(m.type_name.clone(), digest, ty.clone(), size)
+            {
+                if used.contains(m.type_name.as_str()) {
+                    return Err(
+                        fail(format!("module {} (type `{}`): {e}", m.hash, m.type_name)).into(),
+                    );
+                }
+                tracing::warn!(agent_type = %m.type_name, error = %e, "stored module not restored");
+                continue;
+            }
+            types.insert(m.type_name, ty);
+        }
+        let mut agents = write(&self.agents);
+        let mut next_seq = 0;
+        let mut running = 0;
+        for rec in contents.agents {
+            let ty = self
+                .builtins
+                .get(&rec.agent_type)
+                .or_else(|| types.get(&rec.agent_type))
+                .cloned()
+                .ok_or_else(|| {
+                    fail(format!(
+                        "agent {} has type `{}`, neither built in nor stored",
+                        rec.id, rec.agent_type
+                    ))
+                })?;
+            let state = match rec.state.as_str() {
+                "Running" => AgentState::Running,
+                "Failed" => AgentState::Failed,
+                other => return Err(fail(format!("agent {} has state `{other}`", rec.id)).into()),
+            };
+            next_seq = next_seq.max(rec.seq + 1);
+            let id: Arc<str> = rec.id.into();
+            let agent = Agent::new(
+                id.clone(),
+                rec.name,
+                ty,
+                rec.config.map(String::into_boxed_str),
+                rec.seq,
+                rec.created_at_ms,
+            );
+            agent.set_state(state);
+            running += u64::from(state == AgentState::Running);
+            let agent = Arc::new(agent);
+            agents.by_seq.insert(rec.seq, agent.clone());
+            agents.by_id.insert(id, agent);
+        }
+        self.seq.store(next_seq, Ordering::Relaxed);
+        self.metrics.agents_active().add(running as i64);
+        tracing::info!(
+            agents = agents.by_id.len(),
+            modules,
+            seconds = started.elapsed().as_secs_f64(),
+            store = %store.path().display(),
+            "agent registry restored"
+        );
+        Ok(())
+    }
+
+    /// Makes a created agent durable; the create is acknowledged only after this. If the
+    /// store cannot take it, the agent is taken out of the registry again.
+    pub async fn persist_created(&self, agent: &Agent) -> Result<(), RuntimeError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let record = AgentRecord {
+            id: agent.id.to_string(),
+            seq: agent.seq,
+            agent_type: agent.agent_type.name.clone(),
+            module_hash: if self.builtins.contains_key(&agent.agent_type.name) {
+                None
+            } else {
+                self.modules
+                    .digest_of(&agent.agent_type.name)
+                    .map(|d| module_cache::hex(&d))
+            },
+            name: agent.name.clone(),
+            config: agent.config.as_deref().map(str::to_owned),
+            state: format!("{:?}", agent.state()),
+            created_at_ms: agent.created_at_ms,
+        };
+        if let Err(e) = store.insert(record).await {
+            let removed = {
+                let mut agents = write(&self.agents);
+                agents.by_seq.remove(&agent.seq);
+                agents.by_id.remove(&agent.id).is_some()
+            };
+            if removed {
+                if agent.state() == AgentState::Running {
+                    self.metrics.agents_active().dec();
+                }
+                agent.set_state(AgentState::Stopped);
+                self.metrics.forget_agent(&agent.agent_type.name, &agent.id);
+                self.lifecycle(agent);
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Makes a delete durable: the agent is not restored after a restart.
+    pub async fn persist_deleted(&self, id: &str) -> Result<(), RuntimeError> {
+        match &self.store {
+            Some(store) => Ok(store.delete(id).await?),
+            None => Ok(()),
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -155,6 +320,15 @@ impl Runtime {
                 self.modules.precheck(bytes.len() as u64)?;
                 let ty = Arc::new(self.engine.compile(&name, &bytes, false)?);
                 let size = ty.code_bytes() + bytes.len() as u64;
+                // Stored before it is usable: an agent of this type is never written
+                // without its module.
+                if let Some(store) = &self.store {
+                    store.insert_module_blocking(ModuleRecord {
+                        hash: module_cache::hex(&digest),
+                        type_name: name.clone(),
+                        bytes,
+                    })?;
+                }
                 self.modules.insert(name, digest, ty.clone(), size)?;
                 Ok(ty)
             }

@@ -45,6 +45,8 @@ pub enum ServerError {
     Setup(String),
     #[error(transparent)]
     Profiling(#[from] crate::profiling::ProfilingError),
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
 }
 
 /// A started runtime. Dropping it without `shutdown` leaves the listeners running until the
@@ -184,6 +186,7 @@ fn spawn_serving(
 /// Builds the runtime (compiling the built-in agents) and starts both listeners. Returns
 /// once both are bound, so the addresses are ready for clients.
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    let api_token = crate::access::Token::from_config(&config.server)?;
     let metrics = Arc::new(Metrics::new(&config.observability.metrics)?);
     let setup_cfg = config.clone();
     let setup_metrics = metrics.clone();
@@ -203,6 +206,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         reply_timeout: config.server.reply_timeout,
         ready: ready.clone(),
         max_body_bytes: config.server.max_body_bytes,
+        api_token,
     };
     let (stop, stop_rx) = watch::channel(false);
     let (stop_api, stop_api_rx) = watch::channel(false);

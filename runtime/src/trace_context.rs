@@ -248,6 +248,26 @@ pub fn create_span(agent_type: &str) -> RuntimeSpan {
     )
 }
 
+/// A span of one agent-store operation (`store.insert`, `store.delete`, `store.load`), a
+/// child of the current span (the request's), after OpenTelemetry's database conventions.
+/// None when tracing is off or the request was not sampled.
+pub fn store_span(name: &'static str, operation: &'static str) -> RuntimeSpan {
+    if !tracing_enabled() || (!in_span() && sampling::current().is_some()) {
+        return RuntimeSpan::none();
+    }
+    RuntimeSpan::start(
+        name,
+        SpanKind::Client,
+        vec![
+            KeyValue::new("db.system", "sqlite"),
+            KeyValue::new("db.system.name", "sqlite"),
+            KeyValue::new("db.operation.name", operation),
+            KeyValue::new("db.collection.name", "agents"),
+        ],
+        &Context::current(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +312,6 @@ mod tests {
         assert!(msg.metadata.is_empty());
         assert!(execute_span(&msg, "a", "t").is_none());
         assert!(create_span("t").is_none());
+        assert!(store_span("store.insert", "INSERT").is_none());
     }
 }

@@ -353,6 +353,65 @@ async fn a_request_traceparent_links_server_route_execute_and_reply_spans() {
     assert_eq!(accepted[0]["level"], "DEBUG");
 }
 
+/// One trace from the client to the disk: a sampled `POST /api/agents` has a
+/// `store.insert` child (OpenTelemetry's database attributes), and a delete a `store.delete`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_operations_are_child_spans_of_the_request() {
+    let (addr, shared) = start_receiver().await;
+    let caxton = Caxton::start(&http_observability(addr, 0.0)).await;
+    let client = reqwest::Client::new();
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let created: Value = client
+        .post(format!("{}/api/agents", caxton.api))
+        .header("traceparent", &traceparent)
+        .json(&json!({"agent_type": "test-agent"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let r = client
+        .delete(format!("{}/api/agents/{id}", caxton.api))
+        .header("traceparent", &traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let spans = wait_for(&shared, "store.insert and store.delete", |r| {
+        let ours: Vec<_> = r
+            .spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect();
+        let names = [
+            "POST /api/agents",
+            "DELETE /api/agents/{id}",
+            "store.insert",
+            "store.delete",
+        ];
+        names
+            .iter()
+            .all(|n| ours.iter().any(|s| s.name == *n))
+            .then_some(ours)
+    })
+    .await;
+    let named = |name: &str| spans.iter().find(|s| s.name == name).unwrap().clone();
+    for (server, store, operation) in [
+        ("POST /api/agents", "store.insert", "INSERT"),
+        ("DELETE /api/agents/{id}", "store.delete", "DELETE"),
+    ] {
+        let (server, store) = (named(server), named(store));
+        assert_eq!(store.parent_span_id, server.span_id, "{spans:#?}");
+        assert_eq!(store.attributes["db.system"], "sqlite");
+        assert_eq!(store.attributes["db.operation.name"], operation);
+    }
+    caxton.stop();
+}
+
 async fn traces_sent_at_rate(rate: f64, requests: u32) -> Vec<ReceivedSpan> {
     let (addr, shared) = start_receiver().await;
     let caxton = Caxton::start(&http_observability(addr, rate)).await;
@@ -727,6 +786,10 @@ async fn grpc_export_reaches_rotel() {
         "message.route",
         "caxton-grpc",
         trace_id.as_str(),
+        // The create's store write, a child of its server span (parent links are checked
+        // with the in-test receiver: store_operations_are_child_spans_of_the_request).
+        "store.insert",
+        "db.operation.name",
     ] {
         assert!(
             seen.contains(expected),

@@ -30,6 +30,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut cfg = Config::default();
     cfg.server.max_agents = cli.agents.max(1);
+    // Memory of agents in the registry, not of a store under ./data.
+    cfg.server.persist_agents = false;
     let metrics = Arc::new(Metrics::new(&cfg.observability.metrics)?);
     let rt = Runtime::new(&cfg, metrics)?;
     let ty = rt.resolve_type(AgentSource::Builtin("test-agent".into()))?;

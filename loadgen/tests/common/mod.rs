@@ -48,13 +48,10 @@ pub fn out_dir(test: &str) -> PathBuf {
     dir
 }
 
-pub async fn bench(args: &[&str], out: &Path) -> Output {
-    bench_as("t", args, out).await
-}
-
-/// A run with its own run id: its report goes to `out/<run_id>/report.json`.
-pub async fn bench_as(run_id: &str, args: &[&str], out: &Path) -> Output {
-    let run = tokio::process::Command::new(BENCH)
+/// `caxton-bench ARGS` writing its report to `out/<run_id>/`, killed when dropped.
+pub fn bench_command_as(run_id: &str, args: &[&str], out: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(BENCH);
+    command
         .args(args)
         .args([
             "--out",
@@ -64,8 +61,22 @@ pub async fn bench_as(run_id: &str, args: &[&str], out: &Path) -> Output {
             "--progress",
             "plain",
         ])
-        .kill_on_drop(true)
-        .output();
+        .kill_on_drop(true);
+    command
+}
+
+/// `caxton-bench ARGS` writing its report to `out/t/`, killed when dropped.
+pub fn bench_command(args: &[&str], out: &Path) -> tokio::process::Command {
+    bench_command_as("t", args, out)
+}
+
+pub async fn bench(args: &[&str], out: &Path) -> Output {
+    bench_as("t", args, out).await
+}
+
+/// A run with its own run id: its report goes to `out/<run_id>/report.json`.
+pub async fn bench_as(run_id: &str, args: &[&str], out: &Path) -> Output {
+    let run = bench_command_as(run_id, args, out).output();
     tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("caxton-bench did not stop by itself within 60 s")
