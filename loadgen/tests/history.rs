@@ -218,8 +218,25 @@ async fn a_tail_step_is_found_at_its_night_and_nothing_else_is() {
         text(&o)
     );
     let o = history_cli(&stepped, &["--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Exit 1 only for a regression the newest night made significant. In this closed-model
+    // load the step also lowers throughput, and that change can first be significant late:
+    // whatever the newest night reveals must sit at the step.
+    let new: Vec<_> = json["change_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["new"] == true)
+        .collect();
+    for c in &new {
+        let at = c["index"].as_i64().unwrap();
+        assert!(
+            (at - STEP_AT as i64).abs() <= 1,
+            "the newest night revealed a change away from the step: {c:#}"
+        );
+    }
+    let expected = if new.is_empty() { 0 } else { 1 };
+    assert_eq!(o.status.code(), Some(expected), "{}", text(&o));
     let p95 = json["change_points"]
         .as_array()
         .unwrap()
