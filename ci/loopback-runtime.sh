@@ -41,6 +41,7 @@ stop_runtime() {
 }
 
 # Sets API_URL, METRICS_URL and PPROF_URL (empty when this runtime serves no pprof).
+# RUNTIME_SERVER_EXTRA: more lines for the [server] table (e.g. 'max_agents = 10000').
 start_runtime() {
   local api metrics pprof
   api=$(free_port); metrics=$(free_port); pprof=$(free_port)
@@ -50,6 +51,7 @@ start_runtime() {
 api_address = "127.0.0.1:$api"
 metrics_address = "127.0.0.1:$metrics"
 data_dir = "$tmp/data"
+${RUNTIME_SERVER_EXTRA:-}
 
 [profiling]
 enabled = true

@@ -12,7 +12,7 @@ use std::time::Duration;
 use caxton_reports::model::RunReport;
 use caxton_reports::pushgateway::{Pushgateway, PushgatewayOptions};
 use caxton_reports::remote_write::{
-    RemoteWriteOptions, RemoteWriter, Sample, SinkError, load_spool, now_ms, spool,
+    HistogramSample, RemoteWriteOptions, RemoteWriter, Sample, SinkError, load_spool, now_ms, spool,
 };
 use thiserror::Error;
 
@@ -66,13 +66,24 @@ impl Sinks {
         }))
     }
 
-    /// Sends to every sink; the error lists each sink that failed.
-    pub async fn send(&self, samples: &[Sample]) -> Result<(), String> {
+    /// Sends to every sink; the error lists each sink that failed. `histograms` (native) go
+    /// only to a remote-write receiver that takes them; the samples' classic `_bucket` series
+    /// carry the same latency everywhere.
+    pub async fn send(
+        &self,
+        samples: &[Sample],
+        histograms: &[HistogramSample],
+    ) -> Result<(), String> {
         let mut failures = Vec::new();
-        if let Some(w) = &self.remote
-            && let Err(e) = w.write(samples).await
-        {
-            failures.push(e.to_string());
+        if let Some(w) = &self.remote {
+            let written = if !histograms.is_empty() && w.accepts_native_histograms().await {
+                w.write_with_histograms(samples, histograms).await
+            } else {
+                w.write(samples).await
+            };
+            if let Err(e) = written {
+                failures.push(e.to_string());
+            }
         }
         if let Some(p) = &self.pushgateway
             && let Err(e) = p.push(samples).await
@@ -87,9 +98,15 @@ impl Sinks {
     }
 
     /// Sends within [`PUSH_BOUND`], or keeps the samples in `spool_path` and says so on
-    /// stderr.
-    pub async fn send_or_spool(&self, samples: &[Sample], spool_path: &Path) -> bool {
-        let sent = tokio::time::timeout(PUSH_BOUND, self.send(samples))
+    /// stderr. (Native histograms are not spooled: the classic buckets among the samples
+    /// hold the same counts.)
+    pub async fn send_or_spool(
+        &self,
+        samples: &[Sample],
+        histograms: &[HistogramSample],
+        spool_path: &Path,
+    ) -> bool {
+        let sent = tokio::time::timeout(PUSH_BOUND, self.send(samples, histograms))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {PUSH_BOUND:?}")));
         match sent {
@@ -124,9 +141,11 @@ pub fn spool_path(report_path: &Path) -> PathBuf {
 
 /// The final push of a finished run.
 pub async fn push_final(sinks: &Sinks, report: &RunReport, report_path: &Path) -> bool {
-    let samples = series::final_samples(report, now_ms());
+    let ts = now_ms();
+    let samples = series::final_samples(report, ts);
+    let histograms = series::final_native_histograms(report, ts);
     sinks
-        .send_or_spool(&samples, &spool_path(report_path))
+        .send_or_spool(&samples, &histograms, &spool_path(report_path))
         .await
 }
 
@@ -136,12 +155,19 @@ pub async fn push_later(report_path: &Path, sinks: Option<Sinks>) -> Result<usiz
     let sinks = sinks.ok_or(PushError::NoSink)?;
     let report = RunReport::read(report_path)?;
     let spool = spool_path(report_path);
-    let samples = if spool.exists() {
-        load_spool(&spool)?
+    let ts = now_ms();
+    let (samples, histograms) = if spool.exists() {
+        (load_spool(&spool)?, Vec::new())
     } else {
-        series::final_samples(&report, now_ms())
+        (
+            series::final_samples(&report, ts),
+            series::final_native_histograms(&report, ts),
+        )
     };
-    sinks.send(&samples).await.map_err(PushError::Failed)?;
+    sinks
+        .send(&samples, &histograms)
+        .await
+        .map_err(PushError::Failed)?;
     if spool.exists() {
         let sent = spool.with_extension("jsonl.sent");
         std::fs::rename(&spool, &sent).map_err(|source| SinkError::SpoolIo {

@@ -467,11 +467,17 @@ impl LivePush {
             users: tick.users,
             dropped: tick.dropped,
         };
-        let samples = series::live_samples(&self.labels, &figures, now_ms());
+        let ts = now_ms();
+        let samples = series::live_samples(&self.labels, &figures, ts);
+        let histograms = [series::native_histogram(
+            &self.labels,
+            &collector.overall.corrected,
+            ts,
+        )];
         let sinks = self.sinks.clone();
         let spool = self.spool.clone();
         tokio::spawn(async move {
-            sinks.send_or_spool(&samples, &spool).await;
+            sinks.send_or_spool(&samples, &histograms, &spool).await;
         })
     }
 }

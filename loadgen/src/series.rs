@@ -3,7 +3,8 @@
 //! Prometheus sinks of `caxton-reports`.
 
 use caxton_reports::model::{InvalidKind, Percentiles, QUANTILES, RunReport, Stats, TargetBuild};
-use caxton_reports::remote_write::Sample;
+use caxton_reports::native_histogram::NativeHistogram;
+use caxton_reports::remote_write::{HistogramSample, Sample};
 use hdrhistogram::Histogram;
 
 pub const REQUESTS_TOTAL: &str = "caxton_bench_requests_total";
@@ -22,7 +23,9 @@ pub const RUN_VALID: &str = "caxton_bench_run_valid";
 pub const RUN_INVALID_REASON: &str = "caxton_bench_run_invalid_reason";
 /// Corrected latency as a cumulative Prometheus histogram (`_bucket{le}`, `_sum`,
 /// `_count`): unlike the quantile gauges, it sums across workers and over time, so
-/// `histogram_quantile(0.95, sum by (le) (rate(..._bucket[1m])))` is a global p95.
+/// `histogram_quantile(0.95, sum by (le) (rate(..._bucket[1m])))` is a global p95. To a
+/// receiver that takes native histograms the same name also goes as one (no suffix), and
+/// `histogram_quantile(0.95, sum(rate(...[1m])))` needs no bucket list.
 pub const REQUEST_DURATION_SECONDS: &str = "caxton_bench_request_duration_seconds";
 
 /// The histogram's bucket bounds, seconds: from 0.1 ms (a loopback request) to a minute.
@@ -98,19 +101,23 @@ impl CommonLabels {
     fn sample(&self, name: &str, stage: &str, value: f64, ts: i64) -> Sample {
         Sample {
             name: name.to_string(),
-            labels: vec![
-                ("run_id".into(), self.run_id.clone()),
-                ("plan".into(), self.plan.clone()),
-                ("scenario".into(), self.scenario.clone()),
-                ("stage".into(), stage.to_string()),
-                ("target".into(), self.target.clone()),
-                ("version".into(), self.version.clone()),
-                ("target_version".into(), self.target_version.clone()),
-                ("worker".into(), self.worker.clone()),
-            ],
+            labels: self.labels(stage),
             value,
             timestamp_ms: ts,
         }
+    }
+
+    fn labels(&self, stage: &str) -> Vec<(String, String)> {
+        vec![
+            ("run_id".into(), self.run_id.clone()),
+            ("plan".into(), self.plan.clone()),
+            ("scenario".into(), self.scenario.clone()),
+            ("stage".into(), stage.to_string()),
+            ("target".into(), self.target.clone()),
+            ("version".into(), self.version.clone()),
+            ("target_version".into(), self.target_version.clone()),
+            ("worker".into(), self.worker.clone()),
+        ]
     }
 }
 
@@ -204,6 +211,31 @@ fn histogram(l: &CommonLabels, h: &Histogram<u64>, ts: i64, out: &mut Vec<Sample
         h.len() as f64,
         ts,
     ));
+}
+
+/// The corrected-latency histogram (µs) as a native histogram in seconds.
+pub fn native_histogram(l: &CommonLabels, h: &Histogram<u64>, ts: i64) -> HistogramSample {
+    HistogramSample {
+        name: REQUEST_DURATION_SECONDS.into(),
+        labels: l.labels(STAGE_ALL),
+        histogram: NativeHistogram::from_observations(
+            h.iter_recorded()
+                .map(|v| (v.value_iterated_to() as f64 / 1e6, v.count_at_value())),
+        ),
+        timestamp_ms: ts,
+    }
+}
+
+/// The final push's native histogram, when the report's histogram decodes.
+pub fn final_native_histograms(report: &RunReport, ts: i64) -> Vec<HistogramSample> {
+    let l = CommonLabels::of_report(report);
+    report
+        .overall
+        .histograms
+        .decode_corrected()
+        .map(|h| native_histogram(&l, &h, ts))
+        .into_iter()
+        .collect()
 }
 
 fn checks(l: &CommonLabels, all: &[(&str, u64, u64)], ts: i64, out: &mut Vec<Sample>) {

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use prost::Message;
 
+pub use crate::native_histogram::HistogramSample;
 use crate::sink::{self, RetryPolicy};
 pub use crate::sink::{Sample, SinkError, load_spool, now_ms, spool};
 
@@ -42,9 +43,12 @@ pub mod wire {
         /// In timestamp order.
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<Sample>,
+        /// Native histograms (a series carries samples or histograms, not both).
+        #[prost(message, repeated, tag = "4")]
+        pub histograms: Vec<Histogram>,
     }
 
-    #[derive(Clone, PartialEq, prost::Message)]
+    #[derive(Clone, PartialEq, Eq, Hash, prost::Message)]
     pub struct Label {
         #[prost(string, tag = "1")]
         pub name: String,
@@ -58,6 +62,74 @@ pub mod wire {
         pub value: f64,
         #[prost(int64, tag = "2")]
         pub timestamp: i64,
+    }
+
+    /// A native histogram (`prompb.Histogram`); integer counts use the `*_deltas` fields.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Histogram {
+        #[prost(oneof = "histogram::Count", tags = "1, 2")]
+        pub count: Option<histogram::Count>,
+        #[prost(double, tag = "3")]
+        pub sum: f64,
+        #[prost(sint32, tag = "4")]
+        pub schema: i32,
+        #[prost(double, tag = "5")]
+        pub zero_threshold: f64,
+        #[prost(oneof = "histogram::ZeroCount", tags = "6, 7")]
+        pub zero_count: Option<histogram::ZeroCount>,
+        #[prost(message, repeated, tag = "8")]
+        pub negative_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "9")]
+        pub negative_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "10")]
+        pub negative_counts: Vec<f64>,
+        #[prost(message, repeated, tag = "11")]
+        pub positive_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        pub positive_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "13")]
+        pub positive_counts: Vec<f64>,
+        #[prost(enumeration = "histogram::ResetHint", tag = "14")]
+        pub reset_hint: i32,
+        #[prost(int64, tag = "15")]
+        pub timestamp: i64,
+    }
+
+    pub mod histogram {
+        #[derive(Clone, Copy, PartialEq, prost::Oneof)]
+        pub enum Count {
+            #[prost(uint64, tag = "1")]
+            CountInt(u64),
+            #[prost(double, tag = "2")]
+            CountFloat(f64),
+        }
+
+        #[derive(Clone, Copy, PartialEq, prost::Oneof)]
+        pub enum ZeroCount {
+            #[prost(uint64, tag = "6")]
+            ZeroCountInt(u64),
+            #[prost(double, tag = "7")]
+            ZeroCountFloat(f64),
+        }
+
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+        #[repr(i32)]
+        pub enum ResetHint {
+            Unknown = 0,
+            Yes = 1,
+            No = 2,
+            Gauge = 3,
+        }
+    }
+
+    /// A run of consecutive buckets: `offset` from the end of the previous span (from 0 for
+    /// the first), `length` buckets.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct BucketSpan {
+        #[prost(sint32, tag = "1")]
+        pub offset: i32,
+        #[prost(uint32, tag = "2")]
+        pub length: u32,
     }
 }
 
@@ -89,6 +161,8 @@ pub struct RemoteWriter {
     url: reqwest::Url,
     shown_url: String,
     options: RemoteWriteOptions,
+    /// Whether the receiver takes native histograms, asked once (clones share the answer).
+    native_histograms: std::sync::Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl RemoteWriter {
@@ -114,7 +188,40 @@ impl RemoteWriter {
             url,
             shown_url,
             options,
+            native_histograms: Default::default(),
         })
+    }
+
+    /// Whether the receiver is a Prometheus running with `--enable-feature=native-histograms`,
+    /// read once from its `/api/v1/status/flags`. Any other answer (another receiver, no such
+    /// endpoint, no answer) means no: the classic `_bucket` series then carry the latency alone.
+    pub async fn accepts_native_histograms(&self) -> bool {
+        *self
+            .native_histograms
+            .get_or_init(|| async {
+                let mut flags = self.url.clone();
+                let Some(base) = flags.path().strip_suffix(WRITE_PATHS[0]) else {
+                    return false;
+                };
+                flags.set_path(&format!("{base}/api/v1/status/flags"));
+                flags.set_query(None);
+                let mut request = self.client.get(flags);
+                for (name, value) in &self.options.headers {
+                    request = request.header(name, value);
+                }
+                let answer = async {
+                    let body: serde_json::Value =
+                        request.send().await?.error_for_status()?.json().await?;
+                    Ok::<_, reqwest::Error>(body)
+                };
+                match answer.await {
+                    Ok(body) => body["data"]["enable-feature"]
+                        .as_str()
+                        .is_some_and(|f| f.split(',').any(|f| f.trim() == "native-histograms")),
+                    Err(_) => false,
+                }
+            })
+            .await
     }
 
     /// The write endpoint, as used in messages (without credentials).
@@ -129,7 +236,18 @@ impl RemoteWriter {
     /// label) fails the whole call before anything is sent. Receiver-side rejections (HTTP 4xx
     /// other than 429, e.g. an out-of-order sample) are [`SinkError::Rejected`], never retried.
     pub async fn write(&self, samples: &[Sample]) -> Result<WriteOutcome, SinkError> {
-        let request = encode_request(samples)?;
+        self.write_with_histograms(samples, &[]).await
+    }
+
+    /// [`write`](Self::write) with native histograms in the same request. Send them only to a
+    /// receiver that takes them ([`accepts_native_histograms`](Self::accepts_native_histograms)):
+    /// Prometheus without the feature refuses the whole request.
+    pub async fn write_with_histograms(
+        &self,
+        samples: &[Sample],
+        histograms: &[HistogramSample],
+    ) -> Result<WriteOutcome, SinkError> {
+        let request = encode_request_with_histograms(samples, histograms)?;
         if request.timeseries.is_empty() {
             return Ok(WriteOutcome {
                 series: 0,
@@ -138,7 +256,11 @@ impl RemoteWriter {
             });
         }
         let series = request.timeseries.len();
-        let sample_count = request.timeseries.iter().map(|ts| ts.samples.len()).sum();
+        let sample_count = request
+            .timeseries
+            .iter()
+            .map(|ts| ts.samples.len() + ts.histograms.len())
+            .sum();
         let body = prost::bytes::Bytes::from(
             snap::raw::Encoder::new()
                 .compress_vec(&request.encode_to_vec())
@@ -187,35 +309,65 @@ fn write_url(url: &str) -> Result<reqwest::Url, SinkError> {
 /// Builds the protobuf request: one `TimeSeries` per distinct name and label set, labels
 /// sorted with `__name__` among them, samples in timestamp order without duplicate timestamps.
 pub fn encode_request(samples: &[Sample]) -> Result<wire::WriteRequest, SinkError> {
-    let mut index_of: HashMap<Vec<(&str, &str)>, usize> = HashMap::new();
+    encode_request_with_histograms(samples, &[])
+}
+
+/// [`encode_request`] with native histograms too; a histogram's position in an error message
+/// counts after the samples.
+pub fn encode_request_with_histograms(
+    samples: &[Sample],
+    histograms: &[HistogramSample],
+) -> Result<wire::WriteRequest, SinkError> {
+    let mut index_of: HashMap<Vec<wire::Label>, usize> = HashMap::new();
     let mut timeseries: Vec<wire::TimeSeries> = Vec::new();
-    for (i, sample) in samples.iter().enumerate() {
-        let mut labels = sample.sorted_labels(i)?;
+    let mut series_of = |name: &str, labels: Vec<(&str, &str)>| -> usize {
+        let label = |(name, value): &(&str, &str)| wire::Label {
+            name: (*name).to_owned(),
+            value: (*value).to_owned(),
+        };
         // "__name__" sorts before every valid label name ('_' < 'a' but the other names
         // cannot start with "__"), and before uppercase too: '_' (0x5F) > 'Z' (0x5A), so find
         // its place instead of assuming the front.
         let at = labels.partition_point(|(n, _)| *n < "__name__");
-        labels.insert(at, ("__name__", sample.name.as_str()));
-        let next = timeseries.len();
-        let slot = *index_of.entry(labels).or_insert_with_key(|labels| {
+        let mut sorted: Vec<wire::Label> = labels[..at].iter().map(label).collect();
+        sorted.push(label(&("__name__", name)));
+        sorted.extend(labels[at..].iter().map(label));
+        *index_of.entry(sorted).or_insert_with_key(|labels| {
             timeseries.push(wire::TimeSeries {
-                labels: labels
-                    .iter()
-                    .map(|(name, value)| wire::Label {
-                        name: (*name).to_owned(),
-                        value: (*value).to_owned(),
-                    })
-                    .collect(),
-                samples: Vec::new(),
+                labels: labels.clone(),
+                ..wire::TimeSeries::default()
             });
-            next
-        });
+            timeseries.len() - 1
+        })
+    };
+    let mut sample_slots = Vec::with_capacity(samples.len());
+    for (i, sample) in samples.iter().enumerate() {
+        sample_slots.push(series_of(&sample.name, sample.sorted_labels(i)?));
+    }
+    let mut histogram_slots = Vec::with_capacity(histograms.len());
+    for (i, h) in histograms.iter().enumerate() {
+        histogram_slots.push(series_of(&h.name, h.sorted_labels(samples.len() + i)?));
+    }
+    for (sample, slot) in samples.iter().zip(sample_slots) {
         timeseries[slot].samples.push(wire::Sample {
             value: sample.value,
             timestamp: sample.timestamp_ms,
         });
     }
+    for (h, slot) in histograms.iter().zip(histogram_slots) {
+        timeseries[slot]
+            .histograms
+            .push(h.histogram.to_wire(h.timestamp_ms));
+    }
     for ts in &mut timeseries {
+        ts.histograms.sort_by_key(|h| h.timestamp);
+        ts.histograms.dedup_by(|later, earlier| {
+            let same = later.timestamp == earlier.timestamp;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
         // Prometheus rejects the whole request on an out-of-order or conflicting duplicate
         // sample; stable sort + keep-last makes "later in the batch wins" the rule.
         ts.samples.sort_by_key(|s| s.timestamp);

@@ -48,35 +48,44 @@ impl Sample {
     /// The labels sorted by name, after checking the name and label names are valid and unique.
     /// `index` is the sample's position in its batch, for the error message.
     pub(crate) fn sorted_labels(&self, index: usize) -> Result<Vec<(&str, &str)>, SinkError> {
-        let invalid = |reason: String| SinkError::InvalidSample {
-            index,
-            name: self.name.clone(),
-            reason,
-        };
-        if !is_metric_name(&self.name) {
+        sorted_labels(&self.name, &self.labels, index)
+    }
+}
+
+/// A series' labels sorted by name, after checking the metric name and label names are valid
+/// and unique: the one check of every sample kind the sinks send. `index` is the sample's
+/// position in its batch, for the error message.
+pub(crate) fn sorted_labels<'a>(
+    name: &str,
+    labels: &'a [(String, String)],
+    index: usize,
+) -> Result<Vec<(&'a str, &'a str)>, SinkError> {
+    let invalid = |reason: String| SinkError::InvalidSample {
+        index,
+        name: name.to_owned(),
+        reason,
+    };
+    if !is_metric_name(name) {
+        return Err(invalid(format!(
+            "metric name {name:?} must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+        )));
+    }
+    let mut labels: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (i, (label, _)) in labels.iter().enumerate() {
+        if !is_label_name(label) || label.starts_with("__") {
             return Err(invalid(format!(
-                "metric name {:?} must match [a-zA-Z_:][a-zA-Z0-9_:]*",
-                self.name
+                "label name {label:?} must match [a-zA-Z_][a-zA-Z0-9_]* and not start with \"__\""
             )));
         }
-        let mut labels: Vec<(&str, &str)> = self
-            .labels
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (i, (label, _)) in labels.iter().enumerate() {
-            if !is_label_name(label) || label.starts_with("__") {
-                return Err(invalid(format!(
-                    "label name {label:?} must match [a-zA-Z_][a-zA-Z0-9_]* and not start with \"__\""
-                )));
-            }
-            if i > 0 && labels[i - 1].0 == *label {
-                return Err(invalid(format!("label {label:?} appears twice")));
-            }
+        if i > 0 && labels[i - 1].0 == *label {
+            return Err(invalid(format!("label {label:?} appears twice")));
         }
-        Ok(labels)
     }
+    Ok(labels)
 }
 
 /// JSON has no NaN or infinity (serde_json would write `null` and fail to read it back), yet an
