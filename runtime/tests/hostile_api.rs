@@ -105,7 +105,7 @@ async fn refused_uploads_claim_no_name_and_the_module_cache_stays_bounded() {
         let (status, body) = h.create(json!({"wasm_module": module(n)})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let id = body["id"].as_str().unwrap();
-        h.delete(&id).await;
+        h.delete(id).await;
         let (_, bytes) = h.server.runtime().module_cache_usage();
         assert!(bytes <= cap, "cache {bytes} bytes > bound {cap}");
     }
