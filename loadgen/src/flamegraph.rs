@@ -3,13 +3,13 @@
 //! `flamegraph.svg` and `cpu.pb.gz`. Uses the same capture client as `caxton-profiles collect`.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use caxton_reports::model::{FLAMEGRAPH_FILE, FlamegraphRef};
 use thiserror::Error;
 
 use crate::plan::Plan;
+use crate::run_clock::RunClock;
 
 /// Longest capture: the pprof endpoint refuses more than 300 s, and a flamegraph of a minute
 /// at peak is plenty.
@@ -90,18 +90,12 @@ pub const PROFILE_FILE: &str = "cpu.pb.gz";
 /// Waits for the stage, captures, and renames the files to their stable names in `run_dir`.
 pub async fn capture(
     pprof_base: String,
-    started: &OnceLock<Instant>,
+    started: &RunClock,
     (offset, seconds): (Duration, u64),
     run_dir: PathBuf,
 ) -> Result<Captured, FlamegraphError> {
-    // The run clock starts when goose launches its first user; poll for it (bounded by the run,
-    // which aborts this task when it ends).
-    let t0 = loop {
-        if let Some(t) = started.get() {
-            break *t;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    // Bounded by the run, which aborts this task when it ends.
+    let t0 = started.wait().await;
     tokio::time::sleep_until((t0 + offset).into()).await;
     let save = |source| FlamegraphError::Save {
         dir: run_dir.display().to_string(),

@@ -26,6 +26,7 @@ pub mod push;
 pub mod recorder;
 pub mod report;
 pub mod run;
+pub mod run_clock;
 pub mod scenario;
 pub mod series;
 pub mod summary;

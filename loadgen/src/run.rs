@@ -344,7 +344,7 @@ async fn attack(
         result.map_err(goose_error)?;
     }
 
-    let started = ctx.started.get().copied().unwrap_or(ended);
+    let started = ctx.started.get().unwrap_or(ended);
     let meta = RunMeta {
         run_id: &opts.run_id,
         command_line: &opts.command_line,
@@ -378,7 +378,7 @@ async fn attack(
         .map(|t| t.evaluate(&report))
         .collect();
     report.validity = judge(&report);
-    report.interrupted = crate::interrupt::interruption(&opts.plan, ctx.started.get().copied());
+    report.interrupted = crate::interrupt::interruption(&opts.plan, ctx.started.get());
     report.write(&report_path)?;
     let flamegraph = match flamegraph {
         // The capture window lies inside the stage, so it ends about when the run does;
@@ -428,7 +428,7 @@ async fn open_schedule(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let epoch = Instant::now();
-    let _ = ctx.started.set(epoch);
+    ctx.started.start(epoch);
     let outcome = arrival::run_schedule(
         ctx.plan.clone(),
         arrivals,
@@ -496,14 +496,9 @@ async fn ticker(
     let mut collector = Collector::new(ctx.hub.clone(), ctx.plan.clone(), ctx.counters.clone());
     let mut progress = Progress::new(mode, ctx.plan.total_duration());
     // The open model starts its clock once its users are up.
-    let started = loop {
-        if let Some(s) = ctx.started.get() {
-            break *s;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(2)) => {}
-            _ = stop.changed() => break Instant::now(),
-        }
+    let started = tokio::select! {
+        at = ctx.started.wait() => at,
+        _ = stop.changed() => Instant::now(),
     };
     let mut t: u64 = 0;
     loop {

@@ -7,8 +7,8 @@
 //! goes to the run's [`Hub`].
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use goose::prelude::*;
@@ -19,6 +19,7 @@ use crate::arrival::Arrivals;
 use crate::collector::LiveCounters;
 use crate::plan::Plan;
 use crate::recorder::{Cadence, Correction, ErrorKind, Hub, Outcome};
+use crate::run_clock::RunClock;
 use crate::transport::{Endpoint, Failure, Transport, TransportError};
 
 /// Request names as the report shows them (index = `Outcome::name`).
@@ -107,7 +108,7 @@ pub struct RunContext {
     pub think_time: Duration,
     /// The instant stage 0 starts: set just before goose starts (closed model) or once
     /// the user pool is up (open model).
-    pub started: OnceLock<Instant>,
+    pub started: RunClock,
     /// Open model: the arrival schedule users take their iterations from.
     pub arrivals: Option<Arc<Arrivals>>,
     transport: Transport,
@@ -130,7 +131,7 @@ impl RunContext {
             counters: Arc::new(LiveCounters::default()),
             plan,
             think_time,
-            started: OnceLock::new(),
+            started: RunClock::new(),
             arrivals,
             transport: Transport::new(base, request_timeout, headers)?,
             agents: Endpoint::parse(&format!("{base}/api/agents"))?,
@@ -140,7 +141,7 @@ impl RunContext {
 
     fn stage_at(&self, at: Instant) -> usize {
         match self.started.get() {
-            Some(started) => self.plan.stage_at(at.saturating_duration_since(*started)),
+            Some(started) => self.plan.stage_at(at.saturating_duration_since(started)),
             None => 0,
         }
     }
@@ -236,7 +237,7 @@ pub fn goose_scenarios(
 /// One iteration of a scenario.
 async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
     if ctx.arrivals.is_none() {
-        ctx.started.get_or_init(Instant::now);
+        ctx.started.start_now();
     }
     let intended = match &ctx.arrivals {
         Some(arrivals) => match arrivals.next().await {
