@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use caxton_reports::model::{Percentiles, RunReport, ThresholdResult};
+use caxton_reports::model::{Percentiles, RunReport};
 
 fn dotted(label: &str, width: usize) -> String {
     let mut s = label.to_string();
@@ -18,11 +18,7 @@ fn dotted(label: &str, width: usize) -> String {
 }
 
 fn ms(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{:.2}s", v / 1000.0)
-    } else {
-        format!("{v:.2}ms")
-    }
+    caxton_reports::threshold::duration_text(v)
 }
 
 fn trend(p: &Percentiles) -> String {
@@ -37,32 +33,6 @@ fn trend(p: &Percentiles) -> String {
         ms(p.p99),
         ms(p.p99_9)
     )
-}
-
-/// `p(95)=12.30ms`, `rate=0.00%`, `count=12`: a threshold's value as k6 prints it.
-pub fn threshold_value(t: &ThresholdResult) -> String {
-    match t.value {
-        None => format!("{}=n/a (no data)", t.aggregation),
-        Some(v) if t.metric.starts_with("http_req_duration") => {
-            format!("{}={}", t.aggregation, ms(v))
-        }
-        Some(v)
-            if t.aggregation == "rate"
-                && t.metric != "http_reqs"
-                && t.metric != "dropped_iterations" =>
-        {
-            format!("rate={:.2}%", v * 100.0)
-        }
-        Some(v) => format!("{}={}", t.aggregation, trim(v)),
-    }
-}
-
-fn trim(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 pub fn render(report: &RunReport, report_path: &str) -> String {
@@ -108,7 +78,7 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
                 "    {} {} {}",
                 if t.ok { "✓" } else { "✗" },
                 dotted(&t.expression, 48),
-                threshold_value(t)
+                t.value_text()
             );
         }
         out.push('\n');
@@ -257,31 +227,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn threshold_values_read_like_k6() {
-        let t = |metric: &str, agg: &str, value| ThresholdResult {
-            expression: String::new(),
-            metric: metric.into(),
-            stage: None,
-            aggregation: agg.into(),
-            value,
-            ok: true,
-        };
-        assert_eq!(
-            threshold_value(&t("http_req_duration", "p(95)", Some(12.3))),
-            "p(95)=12.30ms"
-        );
-        assert_eq!(
-            threshold_value(&t("http_req_failed", "rate", Some(0.05))),
-            "rate=5.00%"
-        );
-        assert_eq!(
-            threshold_value(&t("http_reqs", "count", Some(12.0))),
-            "count=12"
-        );
-        assert_eq!(
-            threshold_value(&t("http_req_duration", "p(95)", None)),
-            "p(95)=n/a (no data)"
-        );
+    fn dotted_labels_pad_like_k6() {
         assert_eq!(dotted("checks", 10), "checks ...:");
     }
 }

@@ -33,59 +33,7 @@ pub enum ThresholdError {
     File { path: String, detail: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    Duration,
-    DurationUncorrected,
-    Failed,
-    Reqs,
-    Checks,
-    Dropped,
-}
-
-impl Metric {
-    const ALL: [(&'static str, Metric); 6] = [
-        ("http_req_duration", Metric::Duration),
-        ("http_req_duration_uncorrected", Metric::DurationUncorrected),
-        ("http_req_failed", Metric::Failed),
-        ("http_reqs", Metric::Reqs),
-        ("checks", Metric::Checks),
-        ("dropped_iterations", Metric::Dropped),
-    ];
-
-    fn parse(name: &str) -> Option<Metric> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
-    }
-
-    fn allows(self, agg: &Aggregation) -> bool {
-        match self {
-            Metric::Duration | Metric::DurationUncorrected => matches!(
-                agg,
-                Aggregation::Percentile(_)
-                    | Aggregation::Avg
-                    | Aggregation::Med
-                    | Aggregation::Min
-                    | Aggregation::Max
-            ),
-            Metric::Failed | Metric::Checks => matches!(agg, Aggregation::Rate),
-            Metric::Reqs | Metric::Dropped => {
-                matches!(agg, Aggregation::Count | Aggregation::Rate)
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Aggregation {
-    /// Percentile in (0, 100].
-    Percentile(f64),
-    Avg,
-    Med,
-    Min,
-    Max,
-    Rate,
-    Count,
-}
+pub use caxton_reports::threshold::{Aggregation, ThresholdMetric as Metric};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -115,10 +63,8 @@ impl Op {
 pub struct Threshold {
     /// As written (normalized to `metric{tags}: expression`).
     pub text: String,
-    pub metric_name: String,
     pub metric: Metric,
     pub stage: Option<String>,
-    pub aggregation_text: String,
     pub aggregation: Aggregation,
     pub op: Op,
     pub limit: f64,
@@ -168,7 +114,7 @@ impl Threshold {
             None => (metric_part, None),
         };
         let metric = Metric::parse(metric_name).ok_or_else(|| {
-            let known: Vec<_> = Metric::ALL.iter().map(|(n, _)| *n).collect();
+            let known: Vec<_> = Metric::ALL.iter().map(|m| m.name()).collect();
             syntax(
                 text,
                 &format!(
@@ -202,14 +148,7 @@ impl Threshold {
             .filter(|l| l.is_finite())
             .ok_or_else(|| syntax(text, &format!("`{}` is not a number", limit_text.trim())))?;
         let agg_text = agg_text.trim();
-        let aggregation = parse_aggregation(agg_text).ok_or_else(|| {
-            syntax(
-                text,
-                &format!(
-                    "unknown aggregation `{agg_text}` (p(N), avg, med, min, max, rate, count)"
-                ),
-            )
-        })?;
+        let aggregation: Aggregation = agg_text.parse().map_err(|e: String| syntax(text, &e))?;
         if !metric.allows(&aggregation) {
             return Err(syntax(
                 text,
@@ -222,10 +161,8 @@ impl Threshold {
             .unwrap_or_default();
         Ok(Threshold {
             text: format!("{metric_name}{tag}: {}", expr.trim()),
-            metric_name: metric_name.to_string(),
             metric,
             stage,
-            aggregation_text: agg_text.to_string(),
             aggregation,
             op,
             limit,
@@ -281,9 +218,9 @@ impl Threshold {
         let value = self.value(report);
         ThresholdResult {
             expression: self.text.clone(),
-            metric: self.metric_name.clone(),
+            metric: self.metric,
             stage: self.stage.clone(),
-            aggregation: self.aggregation_text.clone(),
+            aggregation: self.aggregation.clone(),
             value,
             ok: value.is_some_and(|v| self.op.holds(v, self.limit)),
         }
@@ -316,29 +253,6 @@ fn duration(stats: &Stats, agg: &Aggregation, corrected: bool) -> Option<f64> {
         }),
         Aggregation::Rate | Aggregation::Count => None,
     }
-}
-
-fn parse_aggregation(text: &str) -> Option<Aggregation> {
-    Some(match text {
-        "avg" => Aggregation::Avg,
-        "med" => Aggregation::Med,
-        "min" => Aggregation::Min,
-        "max" => Aggregation::Max,
-        "rate" => Aggregation::Rate,
-        "count" => Aggregation::Count,
-        _ => {
-            let n = text
-                .strip_prefix("p(")?
-                .strip_suffix(')')?
-                .trim()
-                .parse::<f64>()
-                .ok()?;
-            if !(n > 0.0 && n <= 100.0) {
-                return None;
-            }
-            Aggregation::Percentile(n)
-        }
-    })
 }
 
 fn syntax(text: &str, detail: &str) -> ThresholdError {

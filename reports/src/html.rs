@@ -260,14 +260,7 @@ pub fn render_report(
     } else {
         body.push_str("<table><tr><th></th><th>threshold</th><th>value</th></tr>");
         for t in &report.thresholds {
-            let value = match t.value {
-                Some(v) if t.aggregation == "rate" => {
-                    format!("{}={:.2}%", t.aggregation, v * 100.0)
-                }
-                Some(v) if t.metric.contains("duration") => format!("{}={v:.2}ms", t.aggregation),
-                Some(v) => format!("{}={v:.4}", t.aggregation),
-                None => "no data".to_string(),
-            };
+            let value = t.value_text();
             let (mark, cls) = if t.ok {
                 ("✓", "pass")
             } else {
@@ -704,6 +697,34 @@ pub fn shell_line(argv: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threshold_values_read_as_in_the_summary() {
+        use crate::model::{Aggregation, ThresholdMetric, ThresholdResult};
+        let mut report = crate::model::tests::sample_report();
+        report.thresholds = vec![
+            ThresholdResult {
+                expression: "http_reqs: rate>5".into(),
+                metric: ThresholdMetric::Reqs,
+                stage: None,
+                aggregation: Aggregation::Rate,
+                value: Some(483.002),
+                ok: true,
+            },
+            ThresholdResult {
+                expression: "http_req_failed: rate<0.1".into(),
+                metric: ThresholdMetric::Failed,
+                stage: None,
+                aggregation: Aggregation::Rate,
+                value: Some(0.05),
+                ok: true,
+            },
+        ];
+        let html = render_report(&report, None).unwrap();
+        assert!(html.contains("rate=483.002"), "a per-second rate is no percentage");
+        assert!(!html.contains("48300"));
+        assert!(html.contains("rate=5.00%"));
+    }
 
     #[test]
     fn escaping_covers_markup_and_quotes() {

@@ -16,3 +16,4 @@ pub mod pushgateway;
 pub mod remote_write;
 pub mod sink;
 pub mod table;
+pub mod threshold;

@@ -404,8 +404,8 @@ fn merge_timeline(reports: &[&RunReport]) -> Vec<SecondSample> {
 mod tests {
     use super::*;
     use crate::model::{
-        Histograms, Latency, LoadModel, Percentiles, Plan, PlannedStage, ScenarioWeight,
-        ThresholdResult, Tool,
+        Aggregation, Histograms, Latency, LoadModel, Percentiles, Plan, PlannedStage,
+        ScenarioWeight, ThresholdMetric, ThresholdResult, Tool,
     };
 
     fn stats(values_us: &[u64], failures: u64) -> Stats {
@@ -475,9 +475,9 @@ mod tests {
             }],
             thresholds: vec![ThresholdResult {
                 expression: "http_req_duration: p(95)<2000".into(),
-                metric: "http_req_duration".into(),
+                metric: ThresholdMetric::Duration,
                 stage: None,
-                aggregation: "p(95)".into(),
+                aggregation: Aggregation::Percentile(95.0),
                 value: Some(1.0),
                 ok: true,
             }],

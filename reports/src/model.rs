@@ -21,6 +21,8 @@ use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use crate::threshold::{Aggregation, ThresholdMetric};
+
 /// The schema this crate writes. Bump it on any change that an older reader would misread
 /// or refuse; readers refuse versions outside
 /// [`OLDEST_READABLE_SCHEMA_VERSION`]`..=SCHEMA_VERSION` with [`ReportError::SchemaVersion`].
@@ -551,15 +553,23 @@ pub struct CheckResult {
 pub struct ThresholdResult {
     /// As written, e.g. `http_req_duration{stage:hold-200}: p(99)<1500`.
     pub expression: String,
-    pub metric: String,
+    pub metric: ThresholdMetric,
     /// The stage it is restricted to, if any.
     pub stage: Option<String>,
     /// The aggregation, e.g. `p(95)`, `rate`, `avg`.
-    pub aggregation: String,
+    pub aggregation: Aggregation,
     /// Measured value in the metric's unit (ms for durations); `None` when there was
     /// nothing to measure (no requests), which is a breach.
     pub value: Option<f64>,
     pub ok: bool,
+}
+
+impl ThresholdResult {
+    /// The measured value as k6 prints it (`p(95)=12.30ms`, `rate=0.10%`): the one formatter
+    /// of the summary and the HTML report.
+    pub fn value_text(&self) -> String {
+        crate::threshold::value_text(self.metric, &self.aggregation, self.value)
+    }
 }
 
 /// One second of the run (second `t` covers [t, t+1) from the start).
@@ -708,7 +718,7 @@ pub fn ratio(part: u64, whole: u64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #[test]
     fn invalid_kinds_are_named_as_serde_writes_them() {
         for kind in super::InvalidKind::ALL {
@@ -729,7 +739,7 @@ mod tests {
         h
     }
 
-    fn sample_report() -> RunReport {
+    pub(crate) fn sample_report() -> RunReport {
         let corrected = histogram(&[1_000, 2_000, 3_000, 900_000]);
         let uncorrected = histogram(&[1_000, 2_000, 3_000]);
         let stats = Stats::from_parts(
@@ -790,9 +800,9 @@ mod tests {
             }],
             thresholds: vec![ThresholdResult {
                 expression: "http_req_duration: p(95)<2000".into(),
-                metric: "http_req_duration".into(),
+                metric: ThresholdMetric::Duration,
                 stage: None,
-                aggregation: "p(95)".into(),
+                aggregation: Aggregation::Percentile(95.0),
                 value: Some(900.0),
                 ok: true,
             }],
