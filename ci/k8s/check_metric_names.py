@@ -2,9 +2,9 @@
 """Dashboards and rules use only metric names the runtime and caxton-bench define.
 
 Names come from the Rust sources, the one place they live: string literals
-"caxton_..." in runtime/src/metrics.rs and "caxton_bench_..." under loadgen/src.
-While a source defines none yet, the CONTRACTS.md list below stands in and the
-output says so. Also: every dashboard is importable JSON (dashboard.title,
+"caxton_..." in runtime/src/metrics.rs and "caxton_bench_..." under loadgen/src,
+benches/src and reports/src. A source that defines none is an error (a moved
+file must not turn the check into a no-op). Also: every dashboard is importable JSON (dashboard.title,
 panels with unique ids) and every panel target has a non-empty expr.
 Usage: check_metric_names.py REPO_DIR EXPRESSIONS_JSONL
 """
@@ -13,17 +13,6 @@ import json
 import os
 import re
 import sys
-
-# CONTRACTS.md, "Metric names" and "caxton-bench series": used only until the Rust constants exist.
-CONTRACT_RUNTIME = """caxton_agents_total caxton_agents_active caxton_agent_executions_total
-caxton_agent_execution_duration_seconds caxton_wasm_memory_usage_bytes caxton_runtime_memory_usage_bytes
-caxton_runtime_cpu_usage_ratio caxton_messages_sent_total caxton_messages_received_total
-caxton_message_processing_duration_seconds caxton_message_queue_size caxton_message_errors_total
-caxton_http_requests_total caxton_http_request_duration_seconds caxton_http_active_connections
-caxton_websocket_connections caxton_disk_usage_bytes caxton_network_bytes_total caxton_file_descriptors""".split()
-CONTRACT_BENCH = """caxton_bench_requests_total caxton_bench_failures_total caxton_bench_error_rate caxton_bench_rps
-caxton_bench_latency_seconds caxton_bench_checks_total caxton_bench_users caxton_bench_dropped_iterations_total
-caxton_bench_threshold_ok caxton_bench_run_end_timestamp_seconds""".split()
 
 LITERAL = re.compile(r'"(caxton_[a-z_]+)"')
 USED = re.compile(r"\bcaxton_[a-z_]+")
@@ -41,13 +30,16 @@ def main():
     repo, exprs = sys.argv[1], sys.argv[2]
     runtime = names_from(glob.glob(os.path.join(repo, "runtime/src/metrics.rs")), "caxton_")
     runtime = {n for n in runtime if not n.startswith("caxton_bench_")}
-    bench = names_from(glob.glob(os.path.join(repo, "loadgen/src/**/*.rs"), recursive=True), "caxton_bench_")
-    if len(runtime) < len(CONTRACT_RUNTIME):
-        print(f"note: runtime/src/metrics.rs defines {len(runtime)} of 19 names; using the CONTRACTS.md list")
-        runtime = set(CONTRACT_RUNTIME)
+    bench_sources = [
+        f
+        for d in ("loadgen/src", "benches/src", "reports/src")
+        for f in glob.glob(os.path.join(repo, d, "**/*.rs"), recursive=True)
+    ]
+    bench = names_from(bench_sources, "caxton_bench_")
+    if not runtime:
+        sys.exit(f"{repo}/runtime/src/metrics.rs: no caxton_* metric name found; names must come from the code")
     if not bench:
-        print("note: loadgen/src defines no caxton_bench_* names yet; using the CONTRACTS.md list")
-        bench = set(CONTRACT_BENCH)
+        sys.exit(f"{repo}: no caxton_bench_* name under loadgen/src, benches/src or reports/src; names must come from the code")
     known = runtime | bench
     errors = []
     for path in sorted(glob.glob(os.path.join(repo, "k8s/dashboards/*.json"))):
