@@ -4,7 +4,8 @@
 Names come from the Rust sources, the one place they live: string literals
 "caxton_..." in runtime/src/metrics.rs and "caxton_bench_..." under loadgen/src,
 benches/src and reports/src. A source that defines none is an error (a moved
-file must not turn the check into a no-op). Also: every dashboard is importable JSON (dashboard.title,
+file must not turn the check into a no-op), and so is a name in code that
+CONTRACTS.md does not list. Also: every dashboard is importable JSON (dashboard.title,
 panels with unique ids) and every panel target has a non-empty expr.
 Usage: check_metric_names.py REPO_DIR EXPRESSIONS_JSONL
 """
@@ -42,6 +43,11 @@ def main():
         sys.exit(f"{repo}: no caxton_bench_* name under loadgen/src, benches/src or reports/src; names must come from the code")
     known = runtime | bench
     errors = []
+    contracts = open(os.path.join(repo, "CONTRACTS.md"), encoding="utf-8").read()
+    documented = set(re.findall(r"`(caxton_[a-z_]+)`", contracts))
+    defined = {SUFFIX.sub("", n) for n in known if not n.endswith("_")}
+    for name in sorted(defined - documented):
+        errors.append(f"CONTRACTS.md: {name} is defined in code and not listed")
     for path in sorted(glob.glob(os.path.join(repo, "k8s/dashboards/*.json"))):
         try:
             doc = json.load(open(path, encoding="utf-8"))
