@@ -16,8 +16,9 @@ use crate::scenario::{self, ScenarioError};
 use crate::thresholds::{self, Threshold, ThresholdError};
 
 /// Staged load generator for the Caxton runtime (goose inside, HDR latency, k6-style
-/// thresholds). Exit status: 0 all thresholds pass, 99 a threshold was breached, 1 setup
-/// or runtime error.
+/// thresholds). `caxton-bench [FLAGS]` and `caxton-bench run [FLAGS]` are the same run.
+/// Exit status: 0 all thresholds pass, 99 a threshold was breached, 98 the run was invalid
+/// (it could not produce the load asked for), 105 interrupted, 1 setup or runtime error.
 #[derive(Debug, Parser)]
 #[command(name = "caxton-bench", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -29,6 +30,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a load test: the same as the bare flags (`caxton-bench run --plan k6`, as `k6 run`).
+    Run(Box<RunArgs>),
     /// Push a finished run's results (report.json) to Prometheus or a Pushgateway.
     Push(PushArgs),
     /// Combine the reports of a distributed run's workers into exact global figures and
@@ -224,6 +227,11 @@ pub struct RunArgs {
     /// Reports go to DIR/<run-id>/report.json.
     #[arg(long, default_value = "reports/out", value_name = "DIR")]
     pub out: PathBuf,
+
+    /// Also write the run's figures in k6's `--summary-export` JSON shape (http_req_duration,
+    /// http_req_failed, http_reqs, checks, with their thresholds), for CI steps written for k6.
+    #[arg(long, value_name = "FILE")]
+    pub summary_export: Option<PathBuf>,
 
     /// Run id [default: UTC start time and a random suffix, e.g. 20260101T020000Z-1a2b3c].
     #[arg(long, value_name = "ID")]

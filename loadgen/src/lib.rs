@@ -30,6 +30,7 @@ pub mod run_clock;
 pub mod scenario;
 pub mod series;
 pub mod summary;
+pub mod summary_export;
 pub mod target_build;
 pub mod thresholds;
 pub mod transport;

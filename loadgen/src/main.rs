@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use caxton_loadgen::cli::{Cli, Command, CompareArgs, HistoryArgs};
+use caxton_loadgen::cli::{Cli, Command, CompareArgs, HistoryArgs, RunArgs};
 use caxton_loadgen::{
     EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt, push, run,
-    summary,
+    summary, summary_export,
 };
 use caxton_reports::model::RunReport;
 use caxton_reports::{compare, history, html};
@@ -77,40 +77,48 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("caxton-bench: error: {e}");
             compare::EXIT_BAD_INPUT
         })),
-        None => {
-            let argv: Vec<String> = std::env::args().collect();
-            let opts = cli.run.resolve(argv).context("invalid arguments")?;
-            interrupt::install()?;
-            let outcome = run::run(opts).await?;
-            let path = outcome.report_path.display().to_string();
-            println!("{}", summary::render(&outcome.report, &path));
-            match &outcome.flamegraph {
-                Some(Ok(svg)) => println!("flamegraph: {}", svg.display()),
-                Some(Err(why)) => eprintln!("caxton-bench: warning: no flamegraph: {why}"),
-                None => {}
-            }
-            // The HTML report comes with every run: people would rather look than read JSON.
-            // A failure here costs the page, not the run (report.json is already written).
-            match caxton_reports::html::write_report(&outcome.report_path) {
-                Ok(html) => println!("html report: {}", html.display()),
-                Err(e) => eprintln!("caxton-bench: warning: no HTML report: {e}"),
-            }
-            if outcome.judged_by_merge() && !outcome.passed() {
-                eprintln!("caxton-bench: worker: thresholds are judged by `caxton-bench merge`");
-            }
-            if let Some(i) = &outcome.report.interrupted {
-                eprintln!("caxton-bench: {}", i.describe());
-                return Ok(EXIT_INTERRUPTED);
-            }
-            Ok(if !outcome.report.validity.valid {
-                EXIT_INVALID
-            } else if outcome.passed() || outcome.judged_by_merge() {
-                EXIT_PASSED
-            } else {
-                EXIT_BREACHED
-            })
-        }
+        Some(Command::Run(args)) => load_run(*args).await,
+        None => load_run(cli.run).await,
     }
+}
+
+async fn load_run(args: RunArgs) -> anyhow::Result<u8> {
+    let argv: Vec<String> = std::env::args().collect();
+    let summary_export = args.summary_export.clone();
+    let opts = args.resolve(argv).context("invalid arguments")?;
+    interrupt::install()?;
+    let outcome = run::run(opts).await?;
+    let path = outcome.report_path.display().to_string();
+    println!("{}", summary::render(&outcome.report, &path));
+    match &outcome.flamegraph {
+        Some(Ok(svg)) => println!("flamegraph: {}", svg.display()),
+        Some(Err(why)) => eprintln!("caxton-bench: warning: no flamegraph: {why}"),
+        None => {}
+    }
+    // The HTML report comes with every run: people would rather look than read JSON.
+    // A failure here costs the page, not the run (report.json is already written).
+    match caxton_reports::html::write_report(&outcome.report_path) {
+        Ok(html) => println!("html report: {}", html.display()),
+        Err(e) => eprintln!("caxton-bench: warning: no HTML report: {e}"),
+    }
+    if let Some(file) = &summary_export {
+        summary_export::write(&outcome.report, file)?;
+        println!("summary export: {}", file.display());
+    }
+    if outcome.judged_by_merge() && !outcome.passed() {
+        eprintln!("caxton-bench: worker: thresholds are judged by `caxton-bench merge`");
+    }
+    if let Some(i) = &outcome.report.interrupted {
+        eprintln!("caxton-bench: {}", i.describe());
+        return Ok(EXIT_INTERRUPTED);
+    }
+    Ok(if !outcome.report.validity.valid {
+        EXIT_INVALID
+    } else if outcome.passed() || outcome.judged_by_merge() {
+        EXIT_PASSED
+    } else {
+        EXIT_BREACHED
+    })
 }
 
 /// Exit 0 or 1 by the verdict; the caller turns errors into exit 2, so a broken baseline is

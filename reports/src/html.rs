@@ -721,7 +721,10 @@ mod tests {
             },
         ];
         let html = render_report(&report, None).unwrap();
-        assert!(html.contains("rate=483.002"), "a per-second rate is no percentage");
+        assert!(
+            html.contains("rate=483.002"),
+            "a per-second rate is no percentage"
+        );
         assert!(!html.contains("48300"));
         assert!(html.contains("rate=5.00%"));
     }
