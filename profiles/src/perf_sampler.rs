@@ -242,6 +242,20 @@ pub(crate) fn run(
         Ok(kernel) => *kernel,
         Err(reason) => return Err(CaptureError::PerfEvent(reason.clone())),
     };
+    // Load the symbol tables beside the sampling rather than when the first capture is
+    // answered: reading /proc/kallsyms takes the kernel a while, and backtrace loads the
+    // binary's debug information on its first lookup.
+    let _ = std::thread::Builder::new()
+        .name("symbols-load".into())
+        .spawn(move || {
+            if kernel {
+                kallsyms::kernel();
+            }
+            backtrace::trace(|frame| {
+                backtrace::resolve_frame(frame, |_| {});
+                true
+            });
+        });
     let mut threads = Threads {
         hz,
         kernel,
