@@ -37,9 +37,7 @@ impl Kallsyms {
     /// or when the table is empty (addresses hidden).
     pub fn lookup(&self, ip: u64) -> Option<&str> {
         let after = self.symbols.partition_point(|(addr, _)| *addr <= ip);
-        after
-            .checked_sub(1)
-            .map(|i| self.symbols[i].1.as_str())
+        after.checked_sub(1).map(|i| self.symbols[i].1.as_str())
     }
 
     /// Whether any symbol was readable.

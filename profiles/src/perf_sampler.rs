@@ -98,9 +98,9 @@ pub(crate) fn resolve(choice: Sampler) -> Result<Sampler, CaptureError> {
         }
         (Sampler::PerfEvent, Err(reason)) => Err(CaptureError::PerfEvent(reason.clone())),
         (Sampler::Auto, Err(reason)) => {
-            LOGGED.get_or_init(|| {
-                tracing::warn!(reason = %reason, "CPU sampler: signal (perf_event unavailable)")
-            });
+            LOGGED.get_or_init(
+                || tracing::warn!(reason = %reason, "CPU sampler: signal (perf_event unavailable)"),
+            );
             Ok(Sampler::Signal)
         }
     }
@@ -149,7 +149,11 @@ impl Threads {
         };
         let mut seen = Vec::with_capacity(self.watched.len() + 4);
         for task in tasks.flatten() {
-            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
