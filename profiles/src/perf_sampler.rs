@@ -230,8 +230,11 @@ fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Co
                 counts.taken += 1;
             }
             Ok(PerfRecord::Lost(lost)) => counts.lost += lost.lost,
+            Ok(PerfRecord::LostSamples(lost)) => counts.lost += lost.lost,
+            // A record that does not parse was a sample the profile does not get.
+            Err(_) => counts.lost += 1,
             // The events ask for samples only; anything else carries no stack.
-            Ok(_) | Err(_) => {}
+            Ok(_) => {}
         }
     }
 }

@@ -6,13 +6,13 @@
 //! test fails, naming the reason, unless `CAXTON_ALLOW_NO_PERF=1` says the environment is known
 //! to refuse it.
 
+mod support;
+
 use std::time::Duration;
 
 use caxton_profiles::Sampler;
 use caxton_profiles::folded::{decode_pprof, folded_stacks};
-use caxton_runtime::config::Config;
-use caxton_runtime::server::{self, RunningServer};
-use serde_json::{Value, json};
+use support::Harness;
 
 /// Largest share of the called-for samples the perf_event sampler may lose.
 const MAX_LOST_SHARE: f64 = 0.05;
@@ -24,47 +24,26 @@ struct Capture {
     stacks: Vec<String>,
 }
 
-async fn start(sampler: Sampler) -> RunningServer {
-    let mut cfg = Config::for_tests();
-    cfg.profiling.enabled = true;
-    cfg.profiling.server_address = "127.0.0.1:0".parse().unwrap();
-    cfg.profiling.sampler = sampler;
-    server::start(cfg).await.unwrap()
+async fn start(sampler: Sampler) -> Harness {
+    Harness::start(|cfg| {
+        cfg.profiling.enabled = true;
+        cfg.profiling.server_address = "127.0.0.1:0".parse().unwrap();
+        cfg.profiling.sampler = sampler;
+    })
+    .await
 }
 
 /// Captures `seconds` of CPU profile while two loopback clients keep a `cpu-heavy` agent busy.
 /// `Err` holds the error body when the capture is refused.
-async fn capture_under_load(srv: &RunningServer, seconds: u64) -> Result<Capture, String> {
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", srv.api_addr());
-    let agent: Value = http
-        .post(format!("{base}/api/agents"))
-        .json(&json!({"agent_type": "cpu-heavy"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = agent["id"].as_str().unwrap().to_owned();
+async fn capture_under_load(h: &Harness, seconds: u64) -> Result<Capture, String> {
+    let id = h.agent("cpu-heavy").await;
     // Bounded in requests; aborted once the capture answers.
     let load: Vec<_> = (0..2)
-        .map(|_| {
-            let (http, base, id) = (http.clone(), base.clone(), id.clone());
-            tokio::spawn(async move {
-                for _ in 0..20_000 {
-                    let msg = json!({"performative": "REQUEST", "receiver": id});
-                    let _ = http
-                        .post(format!("{base}/api/messages?wait=true"))
-                        .json(&msg)
-                        .send()
-                        .await;
-                }
-            })
-        })
+        .map(|_| support::keep_busy(&h.http, &h.base, &id, 20_000))
         .collect();
-    let pprof = srv.pprof_addr().expect("pprof server started");
-    let resp = http
+    let pprof = h.server.pprof_addr().expect("pprof server started");
+    let resp = h
+        .http
         .get(format!(
             "http://{pprof}/debug/pprof/profile?seconds={seconds}"
         ))
@@ -146,7 +125,7 @@ async fn perf_event_sampler_loses_few_samples_and_signal_still_works() {
              perf_event_open is known to be unavailable"
         ),
     }
-    srv.shutdown().await;
+    srv.server.shutdown().await;
 
     let srv = start(Sampler::Signal).await;
     let signal = capture_under_load(&srv, 2).await.expect("signal capture");
@@ -161,5 +140,5 @@ async fn perf_event_sampler_loses_few_samples_and_signal_still_works() {
         "{:?}",
         signal.stacks.iter().take(5).collect::<Vec<_>>()
     );
-    srv.shutdown().await;
+    srv.server.shutdown().await;
 }
