@@ -171,16 +171,18 @@ impl Threads {
                 continue;
             };
             // A thread that ended since the listing fails with ESRCH: nothing to watch.
-            if let Ok(ring) = open(tid_arg, self.hz, self.kernel) {
-                if let Some(mut old) = self.watched.insert(
-                    tid,
-                    Watched {
-                        ring,
-                        name: name.into(),
-                    },
-                ) {
-                    drain_ring(tid, &mut old, stacks, counts);
-                }
+            let Ok(ring) = open(tid_arg, self.hz, self.kernel) else {
+                continue;
+            };
+            let renamed = self.watched.insert(
+                tid,
+                Watched {
+                    ring,
+                    name: name.into(),
+                },
+            );
+            if let Some(mut old) = renamed {
+                drain_ring(tid, &mut old, stacks, counts);
             }
         }
         let gone: Vec<u32> = self
