@@ -80,6 +80,7 @@ impl Captured {
             frequency_hz: self.samples.frequency_hz,
             samples: self.samples.samples,
             lost_samples: self.samples.lost.unwrap_or(0),
+            sampler: self.samples.sampler.clone(),
         }
     }
 }

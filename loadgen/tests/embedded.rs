@@ -96,6 +96,10 @@ async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds()
         profile.samples > 0 && profile.frequency_hz > 0,
         "{profile:?}"
     );
+    assert!(
+        matches!(profile.sampler.as_deref(), Some("perf_event" | "signal")),
+        "the report names the sampler: {profile:?}"
+    );
     assert!(report.validity.valid, "{:?}", report.validity);
     let generator = report.generator_cpu.as_ref().expect("the generator's CPU");
     assert!(generator.target_mean_cores.is_some(), "{generator:?}");

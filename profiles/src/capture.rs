@@ -7,7 +7,11 @@
 //! segments of its own window: a `seconds=N` capture answers after about N seconds with its
 //! own samples whether or not continuous mode is on, and two captures may overlap.
 //! Segments keep raw addresses; symbols are resolved once per finished capture.
+//!
+//! Two samplers feed the same segments: pprof-rs's `SIGPROF` timer (`sampler = "signal"`)
+//! and per-thread perf_event callchains ([`crate::perf_sampler`]); the hub runs one of them.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -18,7 +22,8 @@ use pprof::protos::Message;
 use pprof::{Frames, Report, UnresolvedReport};
 use tokio::sync::broadcast;
 
-use crate::settings::SAMPLE_RATE_RANGE;
+use crate::perf_sampler::{self, RawStacks};
+use crate::settings::{SAMPLE_RATE_RANGE, Sampler};
 use crate::threads;
 
 /// Longest capture the endpoints and the collector accept.
@@ -30,7 +35,7 @@ pub const UNWIND_BLOCKLIST: [&str; 4] = ["libc", "libgcc", "pthread", "vdso"];
 
 /// Length of one sampler segment: the granularity of every capture window (a capture starts
 /// at most this long after it is asked for).
-const SEGMENT: Duration = Duration::from_millis(250);
+pub(crate) const SEGMENT: Duration = Duration::from_millis(250);
 
 /// Why a capture did not produce a profile.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,19 @@ pub enum CaptureError {
         /// Frequency this capture asked for.
         asked: u32,
     },
+    /// The sampler already runs with another backend for another capture (HTTP 409).
+    #[error(
+        "the CPU sampler is running as {running} for another capture; this one asked for {asked}"
+    )]
+    OtherSampler {
+        /// The backend that runs (`as_str` of [`Sampler`]).
+        running: &'static str,
+        /// The backend this capture asked for.
+        asked: &'static str,
+    },
+    /// `sampler = "perf_event"` was asked for but `perf_event_open` is refused here.
+    #[error("the perf_event sampler is unavailable: {0}")]
+    PerfEvent(String),
     /// Duration outside 1..=300 s.
     #[error("capture duration {0:?} is outside 1s..=300s")]
     InvalidDuration(Duration),
@@ -91,7 +109,7 @@ impl SampleCount {
         (self.expected > 0).then(|| self.taken as f64 / self.expected as f64)
     }
 
-    fn add(&mut self, other: SampleCount) {
+    pub(crate) fn add(&mut self, other: SampleCount) {
         self.taken += other.taken;
         self.expected += other.expected;
         self.excluded += other.excluded;
@@ -112,21 +130,32 @@ pub struct CpuProfile {
     pub duration: Duration,
     /// Sampling frequency in Hz.
     pub frequency_hz: u32,
+    /// The backend that took the samples ([`Sampler::PerfEvent`] or [`Sampler::Signal`]).
+    pub sampler: Sampler,
     /// Sample accounting.
     pub samples: SampleCount,
 }
 
-/// One second of the shared sampler: raw stacks of the target's threads and their count.
-struct Segment {
-    stacks: UnresolvedReport,
-    samples: SampleCount,
-    started: SystemTime,
-    duration: Duration,
+/// One [`SEGMENT`] of the shared sampler: raw stacks of the target's threads and their count.
+pub(crate) struct Segment {
+    pub(crate) stacks: Stacks,
+    pub(crate) samples: SampleCount,
+    pub(crate) started: SystemTime,
+    pub(crate) duration: Duration,
 }
 
-/// The running sampler: its frequency, its subscribers and where its segments go.
+/// A segment's raw stacks, as the backend that took them keeps them.
+pub(crate) enum Stacks {
+    /// pprof-rs's snapshot difference.
+    Signal(UnresolvedReport),
+    /// perf_event callchains.
+    Perf(RawStacks),
+}
+
+/// The running sampler: its frequency and backend, its subscribers and where its segments go.
 struct Hub {
     hz: u32,
+    sampler: Sampler,
     subscribers: usize,
     segments: broadcast::Sender<Arc<Segment>>,
 }
@@ -150,14 +179,19 @@ impl Drop for Subscription {
     }
 }
 
-/// Joins the sampler at `hz`, starting it if it is idle. The sampler has a thread of its
-/// own: it outlives the runtime of whoever started it.
-fn subscribe(hz: u32) -> Result<Subscription, CaptureError> {
+/// Joins the sampler at `hz` with the backend `sampler` (resolved, not `Auto`), starting it if
+/// it is idle. The sampler has a thread of its own: it outlives the runtime of whoever started
+/// it.
+fn subscribe(hz: u32, sampler: Sampler) -> Result<Subscription, CaptureError> {
     let mut hub = hub();
     match hub.as_mut() {
         Some(h) if h.hz != hz => Err(CaptureError::Busy {
             running: h.hz,
             asked: hz,
+        }),
+        Some(h) if h.sampler != sampler => Err(CaptureError::OtherSampler {
+            running: h.sampler.as_str(),
+            asked: sampler.as_str(),
         }),
         Some(h) => {
             h.subscribers += 1;
@@ -169,12 +203,20 @@ fn subscribe(hz: u32) -> Result<Subscription, CaptureError> {
             let (tx, rx) = broadcast::channel(8);
             *hub = Some(Hub {
                 hz,
+                sampler,
                 subscribers: 1,
                 segments: tx.clone(),
             });
             if let Err(e) = std::thread::Builder::new()
                 .name("pprof-sampler".into())
-                .spawn(move || sample(hz, tx))
+                .spawn(move || match sampler {
+                    Sampler::PerfEvent => {
+                        if let Err(e) = perf_sampler::run(hz, &tx, keep_sampling) {
+                            stop_sampler(&e);
+                        }
+                    }
+                    _ => sample(hz, tx),
+                })
             {
                 *hub = None;
                 return Err(CaptureError::Task(format!(
@@ -196,15 +238,28 @@ pub fn capture_in_progress() -> bool {
 /// collector spills evicted stacks to a file that only grows while it runs.
 const PROFILER_LIFETIME: u32 = 40;
 
-/// The sampler: one segment after another for as long as anyone subscribes. A segment is
-/// the difference between two snapshots of one running pprof-rs profiler, so consecutive
+/// Whether anyone still subscribes; when nobody does the hub is cleared and the sampler
+/// thread must end.
+fn keep_sampling() -> bool {
+    let mut hub = hub();
+    if hub.as_ref().is_none_or(|h| h.subscribers == 0) {
+        *hub = None;
+        return false;
+    }
+    true
+}
+
+/// Nothing to sample with: ends every waiting capture with the reason.
+fn stop_sampler(e: &CaptureError) {
+    tracing::warn!(error = %e, "CPU sampler failed");
+    *hub() = None;
+}
+
+/// The signal sampler: one segment after another for as long as anyone subscribes. A segment
+/// is the difference between two snapshots of one running pprof-rs profiler, so consecutive
 /// segments leave no gap; the profiler is replaced every [`PROFILER_LIFETIME`] segments.
 fn sample(hz: u32, segments: broadcast::Sender<Arc<Segment>>) {
-    let stop = |e: &CaptureError| {
-        // Nothing to sample with: end every waiting capture with the reason.
-        tracing::warn!(error = %e, "CPU sampler failed");
-        *hub() = None;
-    };
+    let stop = stop_sampler;
     loop {
         let frequency = match i32::try_from(hz) {
             Ok(f) => f,
@@ -224,12 +279,8 @@ fn sample(hz: u32, segments: broadcast::Sender<Arc<Segment>>) {
         let mut cpu_before = threads::target_cpu();
         let mut started = SystemTime::now();
         for _ in 0..PROFILER_LIFETIME {
-            {
-                let mut hub = hub();
-                if hub.as_ref().is_none_or(|h| h.subscribers == 0) {
-                    *hub = None;
-                    return;
-                }
+            if !keep_sampling() {
+                return;
             }
             std::thread::sleep(SEGMENT);
             let snapshot = match guard.report().build_unresolved() {
@@ -288,10 +339,10 @@ fn since(
         })
         .collect();
     Segment {
-        stacks: UnresolvedReport {
+        stacks: Stacks::Signal(UnresolvedReport {
             data,
             timing: snapshot.timing.clone(),
-        },
+        }),
         samples: SampleCount {
             taken,
             expected: (cpu_used.as_secs_f64() * f64::from(hz)).floor() as u64,
@@ -302,14 +353,15 @@ fn since(
     }
 }
 
-/// Captures a CPU profile for `duration` at `hz`, with its flamegraph.
+/// Captures a CPU profile for `duration` at `hz`, with its flamegraph, with the sampler
+/// `"auto"` picks.
 ///
 /// Shares the process's one sampler with every other capture and with continuous mode;
 /// fails with [`CaptureError::Busy`] only while the sampler runs at another frequency.
 /// Dropping the future leaves the sampler (it stops when nobody else uses it).
 pub async fn capture_cpu(duration: Duration, hz: u32) -> Result<CpuProfile, CaptureError> {
     check(duration, hz)?;
-    capture(duration, hz, true).await
+    capture(duration, hz, Sampler::Auto, true).await
 }
 
 pub(crate) fn check(duration: Duration, hz: u32) -> Result<(), CaptureError> {
@@ -327,11 +379,14 @@ pub(crate) fn check(duration: Duration, hz: u32) -> Result<(), CaptureError> {
 pub(crate) async fn capture(
     duration: Duration,
     hz: u32,
+    sampler: Sampler,
     flamegraph: bool,
 ) -> Result<CpuProfile, CaptureError> {
     let asked = SystemTime::now();
-    let mut sub = subscribe(hz)?;
-    let mut stacks: Option<UnresolvedReport> = None;
+    let sampler = perf_sampler::resolve(sampler)?;
+    let mut sub = subscribe(hz, sampler)?;
+    let mut signal: Option<UnresolvedReport> = None;
+    let mut perf = RawStacks::new();
     let mut samples = SampleCount::default();
     let mut started = None;
     let mut covered = Duration::ZERO;
@@ -353,36 +408,41 @@ pub(crate) async fn capture(
         started.get_or_insert(segment.started);
         covered += segment.duration;
         samples.add(segment.samples);
-        match stacks.as_mut() {
-            None => {
-                stacks = Some(UnresolvedReport {
-                    data: segment.stacks.data.clone(),
-                    timing: segment.stacks.timing.clone(),
+        match (&segment.stacks, signal.as_mut()) {
+            (Stacks::Signal(stacks), None) => {
+                signal = Some(UnresolvedReport {
+                    data: stacks.data.clone(),
+                    timing: stacks.timing.clone(),
                 })
             }
-            Some(all) => {
-                for (frames, count) in &segment.stacks.data {
+            (Stacks::Signal(stacks), Some(all)) => {
+                for (frames, count) in &stacks.data {
                     *all.data.entry(frames.clone()).or_default() += count;
+                }
+            }
+            (Stacks::Perf(stacks), _) => {
+                for (stack, count) in stacks {
+                    *perf.entry(stack.clone()).or_default() += count;
                 }
             }
         }
     }
     drop(sub);
-    let started = started.unwrap_or(asked);
-    let Some(mut stacks) = stacks else {
+    let Some(started) = started else {
         return Err(CaptureError::Sampler("no segment arrived".into()));
     };
-    stacks.timing.start_time = started;
-    stacks.timing.duration = covered;
     tokio::task::spawn_blocking(move || {
-        let report = Report {
-            data: stacks
-                .data
-                .into_iter()
-                .map(|(frames, count)| (Frames::from(frames), count))
-                .collect(),
-            timing: stacks.timing,
+        let mut data: HashMap<Frames, isize> = perf_sampler::symbolize(perf, started);
+        for (frames, count) in signal.into_iter().flat_map(|s| s.data) {
+            *data.entry(Frames::from(frames)).or_default() += count;
+        }
+        let mut report = Report {
+            data,
+            timing: Default::default(),
         };
+        report.timing.frequency = i32::try_from(hz).unwrap_or(i32::MAX);
+        report.timing.start_time = started;
+        report.timing.duration = covered;
         let svg = flamegraph.then(|| render_flamegraph(&report)).transpose()?;
         let pprof_gz = encode_gzipped(&report)?;
         Ok(CpuProfile {
@@ -391,6 +451,7 @@ pub(crate) async fn capture(
             started,
             duration: covered,
             frequency_hz: hz,
+            sampler,
             samples,
         })
     })

@@ -27,6 +27,8 @@ pub struct Collected {
     pub lost: Option<u64>,
     /// Samples of the endpoint's other threads left out, when it says.
     pub excluded: Option<u64>,
+    /// The sampler that took the profile (`perf_event`, `signal`), when the endpoint says.
+    pub sampler: Option<String>,
 }
 
 /// Why a collection failed; every variant names the URL or file.
@@ -127,6 +129,11 @@ pub async fn collect(
     };
     let lost = header(crate::endpoints::LOST_HEADER);
     let excluded = header(crate::endpoints::EXCLUDED_HEADER);
+    let sampler = response
+        .headers()
+        .get(crate::endpoints::SAMPLER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let bytes = response.bytes().await.map_err(http)?;
     let profile = folded::decode_pprof(&bytes).map_err(|source| CollectError::Profile {
         url: shown.clone(),
@@ -177,6 +184,7 @@ pub async fn collect(
         frequency_hz: if profile.period > 0 { frequency_hz } else { 0 },
         lost,
         excluded,
+        sampler,
     })
 }
 

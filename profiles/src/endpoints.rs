@@ -35,13 +35,16 @@ pub const LOST_HEADER: &str = "x-pprof-samples-lost";
 pub const EXCLUDED_HEADER: &str = "x-pprof-samples-excluded";
 /// The sampling frequency, Hz.
 pub const RATE_HEADER: &str = "x-pprof-sample-rate";
+/// The backend that took the samples: `perf_event` or `signal`.
+pub const SAMPLER_HEADER: &str = "x-pprof-sampler";
 
-fn sample_headers(p: &CpuProfile) -> [(&'static str, String); 4] {
+fn sample_headers(p: &CpuProfile) -> [(&'static str, String); 5] {
     [
         (SAMPLES_HEADER, p.samples.taken.to_string()),
         (LOST_HEADER, p.samples.lost().to_string()),
         (EXCLUDED_HEADER, p.samples.excluded.to_string()),
         (RATE_HEADER, p.frequency_hz.to_string()),
+        (SAMPLER_HEADER, p.sampler.as_str().to_owned()),
     ]
 }
 
@@ -73,7 +76,9 @@ impl IntoResponse for ApiError {
 impl From<CaptureError> for ApiError {
     fn from(e: CaptureError) -> Self {
         let (status, error) = match &e {
-            CaptureError::Busy { .. } => (StatusCode::CONFLICT, "capture in progress"),
+            CaptureError::Busy { .. } | CaptureError::OtherSampler { .. } => {
+                (StatusCode::CONFLICT, "capture in progress")
+            }
             CaptureError::InvalidDuration(_) | CaptureError::InvalidFrequency(_) => {
                 (StatusCode::BAD_REQUEST, "invalid capture")
             }

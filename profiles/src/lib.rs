@@ -1,4 +1,4 @@
-//! CPU profiles of the Caxton runtime: pprof-rs sampling, `/debug/pprof/*` HTTP endpoints,
+//! CPU profiles of the Caxton runtime: perf_event or pprof-rs (signal) sampling, `/debug/pprof/*` HTTP endpoints,
 //! continuous push to Pyroscope, and the capture client the load generator uses.
 //!
 //! Runtime integration: build [`ProfilingSettings`] from `[profiling]`, create a [`Profiler`],
@@ -10,6 +10,8 @@ pub mod collect;
 pub mod endpoints;
 pub mod folded;
 pub mod heap;
+pub mod kallsyms;
+pub(crate) mod perf_sampler;
 pub mod profiler;
 pub mod pyroscope;
 pub mod settings;
@@ -20,5 +22,5 @@ pub use capture::{CaptureError, CpuProfile, SampleCount, capture_cpu, capture_in
 pub use collect::{CollectError, Collected, collect};
 pub use profiler::{ContinuousError, ContinuousProfiling, Profiler, warn_if_exposed};
 pub use pyroscope::{IngestTarget, PushError};
-pub use settings::{ProfileType, ProfilingSettings, SettingsError};
+pub use settings::{ProfileType, ProfilingSettings, Sampler, SettingsError};
 pub use stats::ProfilerStats;

@@ -78,7 +78,7 @@ impl Profiler {
     pub async fn capture_cpu(&self, duration: Duration) -> Result<CpuProfile, CaptureError> {
         let hz = self.inner.settings.sample_rate;
         capture::check(duration, hz)?;
-        let profile = capture::capture(duration, hz, true).await?;
+        let profile = capture::capture(duration, hz, self.inner.settings.sampler, true).await?;
         self.record(&profile);
         Ok(profile)
     }
@@ -156,7 +156,7 @@ async fn sample_loop(profiler: Profiler, tx: mpsc::Sender<CpuProfile>) {
     let hz = profiler.inner.settings.sample_rate;
     let window = profiler.inner.settings.push_interval;
     loop {
-        match capture::capture(window, hz, false).await {
+        match capture::capture(window, hz, profiler.inner.settings.sampler, false).await {
             Ok(profile) => {
                 profiler.record(&profile);
                 if tx.try_send(profile).is_err() {

@@ -194,6 +194,7 @@ mod tests {
             started: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             duration: Duration::from_millis(10_200),
             frequency_hz: 100,
+            sampler: crate::settings::Sampler::PerfEvent,
             samples: SampleCount::default(),
         }
     }

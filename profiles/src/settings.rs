@@ -48,6 +48,32 @@ impl ProfileType {
     }
 }
 
+/// `[profiling] sampler`: what takes the CPU samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampler {
+    /// `"auto"` (the default): `perf_event` when `perf_event_open` works here, else `signal`;
+    /// the choice and the reason are logged once.
+    #[default]
+    Auto,
+    /// `"perf_event"`: per-thread `cpu-clock` events with kernel-walked frame-pointer
+    /// callchains (kernel and user frames, no unwinding in a signal handler).
+    PerfEvent,
+    /// `"signal"`: pprof-rs's `SIGPROF` timer and in-handler unwinding.
+    Signal,
+}
+
+impl Sampler {
+    /// The name used in the TOML and in the `x-pprof-sampler` header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sampler::Auto => "auto",
+            Sampler::PerfEvent => "perf_event",
+            Sampler::Signal => "signal",
+        }
+    }
+}
+
 /// What the profiler needs from `[profiling]`, plus the two knobs the seed leaves implicit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfilingSettings {
@@ -70,6 +96,8 @@ pub struct ProfilingSettings {
     /// Continuous-mode window: one CPU profile is taken and pushed per interval. Default 10 s,
     /// at most [`MAX_PUSH_INTERVAL`].
     pub push_interval: Duration,
+    /// `[profiling] sampler`. Default [`Sampler::Auto`].
+    pub sampler: Sampler,
 }
 
 impl Default for ProfilingSettings {
@@ -83,6 +111,7 @@ impl Default for ProfilingSettings {
             profile_types: vec![ProfileType::Cpu],
             labels: BTreeMap::new(),
             push_interval: Duration::from_secs(10),
+            sampler: Sampler::Auto,
         }
     }
 }

@@ -342,9 +342,13 @@ pub fn render_report(
             if let Some(r) = &report.flamegraph {
                 let _ = write!(
                     body,
-                    "<p class=\"note\">{} samples at {} Hz; {} lost ({:.1}% of what the target's CPU time called for).</p>",
+                    "<p class=\"note\">{} samples at {} Hz{}; {} lost ({:.1}% of what the target's CPU time called for).</p>",
                     r.samples,
                     r.frequency_hz,
+                    r.sampler
+                        .as_deref()
+                        .map(|s| format!(" ({} sampler)", escape(s)))
+                        .unwrap_or_default(),
                     r.lost_samples,
                     100.0 * r.lost_share()
                 );

@@ -295,6 +295,9 @@ pub struct FlamegraphRef {
     /// Samples the sampler expected from the target's CPU time but could not take.
     #[serde(default)]
     pub lost_samples: u64,
+    /// The sampler that took the profile (`perf_event`, `signal`), when the target said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<String>,
 }
 
 impl FlamegraphRef {

@@ -490,6 +490,9 @@ pub struct ProfilingConfig {
     /// Profiles to collect; `cpu`, `alloc_objects`, `alloc_space`, `inuse_objects`,
     /// `inuse_space`. Default `["cpu"]` (the allocation profiles need an instrumented allocator).
     pub profile_types: Vec<ProfileType>,
+    /// What takes the CPU samples: `"auto"`, `"perf_event"` or `"signal"`. Default `"auto"`:
+    /// `perf_event` when `perf_event_open` works, else `signal` (logged once with the reason).
+    pub sampler: caxton_profiles::Sampler,
 }
 
 impl Default for ProfilingConfig {
@@ -501,6 +504,7 @@ impl Default for ProfilingConfig {
             server_address: SocketAddr::new(LOCALHOST, 6060),
             sample_rate: 100,
             profile_types: vec![ProfileType::Cpu],
+            sampler: caxton_profiles::Sampler::Auto,
         }
     }
 }
@@ -1600,6 +1604,23 @@ mod tests {
         parse("[profiling]\nsample_rate = 1000\n").unwrap();
         let err = parse("[profiling]\nenabled = true\nprofile_types = []\n").unwrap_err();
         assert_eq!(err.key(), Some("profiling.profile_types"));
+    }
+
+    #[test]
+    fn profiling_sampler_names() {
+        for (name, want) in [
+            ("auto", caxton_profiles::Sampler::Auto),
+            ("perf_event", caxton_profiles::Sampler::PerfEvent),
+            ("signal", caxton_profiles::Sampler::Signal),
+        ] {
+            let c = parse(&format!("[profiling]\nsampler = \"{name}\"\n")).unwrap();
+            assert_eq!(c.profiling.sampler, want);
+        }
+        let msg = error("[profiling]\nsampler = \"perf\"\n");
+        assert!(
+            msg.contains("profiling.sampler") && msg.contains("perf_event"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub fn settings(cfg: &ProfilingConfig) -> ProfilingSettings {
                 ProfileType::InuseSpace => LibType::InuseSpace,
             })
             .collect(),
+        sampler: cfg.sampler,
         ..ProfilingSettings::default()
     }
 }

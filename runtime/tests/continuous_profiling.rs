@@ -6,6 +6,8 @@
 //! Pyroscope does not install here, so the ingest side is a loopback server that takes
 //! what Pyroscope's `/ingest` takes (a pprof body, 200) and counts it.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -54,19 +56,7 @@ async fn an_on_demand_flamegraph_in_continuous_mode_takes_its_own_window() {
         .await
         .unwrap();
     let id = agent["id"].as_str().unwrap().to_owned();
-    let load = {
-        let (http, base) = (http.clone(), base.clone());
-        tokio::spawn(async move {
-            for _ in 0..20_000 {
-                let msg = json!({"performative": "REQUEST", "receiver": id});
-                let _ = http
-                    .post(format!("{base}/api/messages?wait=true"))
-                    .json(&msg)
-                    .send()
-                    .await;
-            }
-        })
-    };
+    let load = support::keep_busy(&http, &base, &id, 20_000);
     // Continuous mode is sampling before the capture is asked for.
     while !caxton_profiles::capture_in_progress() {
         tokio::time::sleep(Duration::from_millis(10)).await;

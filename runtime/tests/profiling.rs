@@ -1,6 +1,8 @@
 //! `[profiling]` in a running runtime: the pprof endpoints profile real agent work, and the
 //! profiler's health shows on /metrics. One test per binary: pprof-rs has one sampler per process.
 
+mod support;
+
 use caxton_runtime::config::Config;
 use caxton_runtime::server;
 use serde_json::{Value, json};
@@ -26,19 +28,7 @@ async fn cpu_profile_under_load_names_the_runtime_and_counts_samples() {
     let id = agent["id"].as_str().unwrap().to_owned();
 
     // Keep agents busy while the profile is taken; bounded by the capture itself.
-    let load = {
-        let (http, base) = (http.clone(), base.clone());
-        tokio::spawn(async move {
-            for _ in 0..2000 {
-                let msg = json!({"performative": "REQUEST", "receiver": id});
-                let _ = http
-                    .post(format!("{base}/api/messages?wait=true"))
-                    .json(&msg)
-                    .send()
-                    .await;
-            }
-        })
-    };
+    let load = support::keep_busy(&http, &base, &id, 2000);
     let resp = http
         .get(format!("http://{pprof}/debug/pprof/profile?seconds=2"))
         .send()

@@ -89,6 +89,23 @@ impl Harness {
     }
 }
 
+/// Keeps the agent `id` busy with `requests` `?wait=true` REQUESTs, one after another, from
+/// a loopback client; abort the task to stop early.
+pub fn keep_busy(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    requests: usize,
+) -> tokio::task::JoinHandle<()> {
+    let (http, url) = (http.clone(), format!("{base}/api/messages?wait=true"));
+    let msg = json!({"performative": "REQUEST", "receiver": id});
+    tokio::spawn(async move {
+        for _ in 0..requests {
+            let _ = http.post(&url).json(&msg).send().await;
+        }
+    })
+}
+
 pub fn misbehaving(body: &str) -> String {
     format!(
         r#"(module (memory (export "memory") 1)

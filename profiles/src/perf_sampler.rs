@@ -1,0 +1,411 @@
+//! The perf_event CPU sampler: one `cpu-clock` software event per target thread, sampling
+//! every `1/hz` of that thread's CPU time with a callchain the kernel walks by frame pointers
+//! (kernel and user frames), read from each event's ring buffer by the sampler thread.
+//!
+//! Unlike the `SIGPROF` sampler nothing runs inside the sampled thread: there is no unwinder
+//! in a signal handler, so no library has to be skipped for async-signal safety and a sample
+//! in libc or the vDSO keeps its stack. What the kernel could not write (a full ring buffer)
+//! arrives as `PERF_RECORD_LOST` and is counted as lost. Threads started after the sampler
+//! are found by a rescan of `/proc/self/task` at every segment: events opened with `inherit`
+//! cannot be memory-mapped per thread.
+//!
+//! Segments carry raw instruction pointers ([`RawStacks`]); [`symbolize`] names them once
+//! per finished capture, user frames with `backtrace::resolve` (what pprof-rs uses) and
+//! kernel frames from `/proc/kallsyms`.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::io;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use perf_event::data::Record as PerfRecord;
+use perf_event::events::Software;
+use perf_event::{Builder, SampleFlag, Sampler as RingBuffer};
+use pprof::{Frames, Symbol};
+
+use crate::capture::{CaptureError, SEGMENT, SampleCount, Segment, Stacks};
+use crate::kallsyms::{self, UNKNOWN_KERNEL};
+use crate::settings::Sampler;
+use crate::threads;
+
+/// How often the sampler thread empties the ring buffers within a segment: often enough that
+/// a buffer sized by [`ring_bytes`] does not fill at the highest frequency.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Callchain entries at or above this are context markers (`PERF_CONTEXT_KERNEL`,
+/// `PERF_CONTEXT_USER`, ...), not addresses.
+const PERF_CONTEXT_MAX: u64 = -4095i64 as u64;
+
+/// Kernel text lives in the upper half of the address space on every 64-bit Linux target.
+const KERNEL_HALF: u64 = 1 << 63;
+
+/// One sampled stack: the thread and its instruction pointers, innermost first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct RawStack {
+    thread_id: u32,
+    thread_name: Arc<str>,
+    ips: Vec<u64>,
+}
+
+/// Sample counts per raw stack.
+pub(crate) type RawStacks = HashMap<RawStack, isize>;
+
+/// Whether `perf_event_open` sampling works in this process, probed once: `Ok(kernel)` says
+/// whether kernel frames are allowed too, `Err` why not at all.
+fn probe() -> &'static Result<bool, String> {
+    static PROBE: OnceLock<Result<bool, String>> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        match open(tid, 100, true) {
+            Ok(_) => Ok(true),
+            // perf_event_paranoid 2 refuses kernel samples to the unprivileged, not user ones.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+                match open(tid, 100, false) {
+                    Ok(_) => {
+                        tracing::info!(
+                            error = %e,
+                            "perf_event sampler without kernel frames (kernel.perf_event_paranoid)"
+                        );
+                        Ok(false)
+                    }
+                    Err(_) => Err(describe(&e)),
+                }
+            }
+            Err(e) => Err(describe(&e)),
+        }
+    })
+}
+
+fn describe(e: &io::Error) -> String {
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unreadable".to_owned());
+    format!("perf_event_open(cpu-clock): {e} (kernel.perf_event_paranoid = {paranoid})")
+}
+
+/// The sampler `choice` stands for here: `Auto` becomes `PerfEvent` when the probe succeeds,
+/// else `Signal` (logged once with the reason); an explicit `PerfEvent` that cannot work is an
+/// error.
+pub(crate) fn resolve(choice: Sampler) -> Result<Sampler, CaptureError> {
+    static LOGGED: OnceLock<()> = OnceLock::new();
+    match (choice, probe()) {
+        (Sampler::Signal, _) => Ok(Sampler::Signal),
+        (Sampler::PerfEvent | Sampler::Auto, Ok(_)) => {
+            LOGGED.get_or_init(|| tracing::info!("CPU sampler: perf_event"));
+            Ok(Sampler::PerfEvent)
+        }
+        (Sampler::PerfEvent, Err(reason)) => Err(CaptureError::PerfEvent(reason.clone())),
+        (Sampler::Auto, Err(reason)) => {
+            LOGGED.get_or_init(
+                || tracing::warn!(reason = %reason, "CPU sampler: signal (perf_event unavailable)"),
+            );
+            Ok(Sampler::Signal)
+        }
+    }
+}
+
+/// Ring buffer bytes for one thread at `hz`: two polls' worth of the largest samples (a full
+/// 127-frame callchain and the header).
+fn ring_bytes(hz: u32) -> usize {
+    let sample = 8 * (127 + 8);
+    let per_poll = (u64::from(hz) * POLL.as_millis() as u64).div_ceil(1000) as usize;
+    (2 * per_poll * sample).max(16 * 1024)
+}
+
+fn open(tid: libc::pid_t, hz: u32, kernel: bool) -> io::Result<RingBuffer> {
+    Builder::new(Software::CPU_CLOCK)
+        .observe_pid(tid)
+        .any_cpu()
+        .sample_period(1_000_000_000 / u64::from(hz.max(1)))
+        .sample(SampleFlag::CALLCHAIN | SampleFlag::TID | SampleFlag::TIME)
+        .exclude_kernel(!kernel)
+        .exclude_callchain_kernel(!kernel)
+        .enabled(true)
+        .build()?
+        .sampled(ring_bytes(hz))
+}
+
+/// One watched thread.
+struct Watched {
+    ring: RingBuffer,
+    name: Arc<str>,
+}
+
+/// The events of the target's threads and what they delivered.
+struct Threads {
+    hz: u32,
+    kernel: bool,
+    watched: HashMap<u32, Watched>,
+}
+
+impl Threads {
+    /// Opens events for target threads not yet watched and closes those of threads that
+    /// ended or stopped being the target's (a thread may be renamed after it starts).
+    fn rescan(&mut self, stacks: &mut RawStacks, counts: &mut Counts) {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return;
+        };
+        let mut seen = Vec::with_capacity(self.watched.len() + 4);
+        for task in tasks.flatten() {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+                continue;
+            };
+            let name = comm.trim_end_matches('\n');
+            if !threads::is_target(name) {
+                continue;
+            }
+            seen.push(tid);
+            if self.watched.get(&tid).is_some_and(|w| &*w.name == name) {
+                continue;
+            }
+            let Ok(tid_arg) = libc::pid_t::try_from(tid) else {
+                continue;
+            };
+            // A thread that ended since the listing fails with ESRCH: nothing to watch.
+            let Ok(ring) = open(tid_arg, self.hz, self.kernel) else {
+                continue;
+            };
+            let renamed = self.watched.insert(
+                tid,
+                Watched {
+                    ring,
+                    name: name.into(),
+                },
+            );
+            if let Some(mut old) = renamed {
+                drain_ring(tid, &mut old, stacks, counts);
+            }
+        }
+        let gone: Vec<u32> = self
+            .watched
+            .keys()
+            .filter(|tid| !seen.contains(tid))
+            .copied()
+            .collect();
+        for tid in gone {
+            if let Some(mut w) = self.watched.remove(&tid) {
+                drain_ring(tid, &mut w, stacks, counts);
+            }
+        }
+    }
+
+    fn drain(&mut self, stacks: &mut RawStacks, counts: &mut Counts) {
+        for (&tid, w) in &mut self.watched {
+            drain_ring(tid, w, stacks, counts);
+        }
+    }
+}
+
+/// Samples and losses read from the rings.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    taken: u64,
+    lost: u64,
+}
+
+fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Counts) {
+    while let Some(record) = w.ring.next_record() {
+        match record.parse_record() {
+            Ok(PerfRecord::Sample(sample)) => {
+                let ips: Vec<u64> = sample
+                    .callchain()
+                    .unwrap_or_default()
+                    .iter()
+                    .copied()
+                    .filter(|&ip| ip < PERF_CONTEXT_MAX)
+                    .collect();
+                let key = RawStack {
+                    thread_id: sample.tid().unwrap_or(tid),
+                    thread_name: w.name.clone(),
+                    ips,
+                };
+                *stacks.entry(key).or_default() += 1;
+                counts.taken += 1;
+            }
+            Ok(PerfRecord::Lost(lost)) => counts.lost += lost.lost,
+            Ok(PerfRecord::LostSamples(lost)) => counts.lost += lost.lost,
+            // A record that does not parse was a sample the profile does not get.
+            Err(_) => counts.lost += 1,
+            // The events ask for samples only; anything else carries no stack.
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The perf_event sampler: one segment after another for as long as anyone subscribes.
+pub(crate) fn run(
+    hz: u32,
+    segments: &tokio::sync::broadcast::Sender<Arc<Segment>>,
+    keep_going: impl Fn() -> bool,
+) -> Result<(), CaptureError> {
+    let kernel = match probe() {
+        Ok(kernel) => *kernel,
+        Err(reason) => return Err(CaptureError::PerfEvent(reason.clone())),
+    };
+    // Load the symbol tables beside the sampling rather than when the first capture is
+    // answered: reading /proc/kallsyms takes the kernel a while, and backtrace loads the
+    // binary's debug information on its first lookup.
+    let _ = std::thread::Builder::new()
+        .name("symbols-load".into())
+        .spawn(move || {
+            if kernel {
+                kallsyms::kernel();
+            }
+            backtrace::trace(|frame| {
+                backtrace::resolve_frame(frame, |_| {});
+                true
+            });
+        });
+    let mut threads = Threads {
+        hz,
+        kernel,
+        watched: HashMap::new(),
+    };
+    let mut cpu_before = cpu_split();
+    let mut started = SystemTime::now();
+    while keep_going() {
+        let mut stacks = RawStacks::new();
+        let mut counts = Counts::default();
+        threads.rescan(&mut stacks, &mut counts);
+        let end = Instant::now() + SEGMENT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            std::thread::sleep(left.min(POLL));
+            threads.drain(&mut stacks, &mut counts);
+            if left <= POLL {
+                break;
+            }
+        }
+        let cpu_now = cpu_split();
+        let now = SystemTime::now();
+        let per_cpu = |d: Duration| (d.as_secs_f64() * f64::from(hz)).floor() as u64;
+        let expected = per_cpu(cpu_now.0.saturating_sub(cpu_before.0));
+        let segment = Segment {
+            stacks: Stacks::Perf(stacks),
+            samples: SampleCount {
+                taken: counts.taken,
+                // A sample the kernel reports lost was called for even when the CPU clock
+                // reading (tick resolution) falls short of it.
+                expected: expected.max(counts.taken + counts.lost),
+                excluded: per_cpu(cpu_now.1.saturating_sub(cpu_before.1)),
+            },
+            started,
+            duration: now.duration_since(started).unwrap_or(SEGMENT),
+        };
+        let _ = segments.send(Arc::new(segment));
+        (cpu_before, started) = (cpu_now, now);
+    }
+    Ok(())
+}
+
+/// CPU time of the target's threads and of the others. Events are opened for target threads
+/// only, so the others' samples are the ones their CPU time would have called for.
+fn cpu_split() -> (Duration, Duration) {
+    if threads::filtered() {
+        threads::cpu_split()
+    } else {
+        (threads::process_cpu(), Duration::ZERO)
+    }
+}
+
+/// Names every frame of `stacks`; stacks that come out the same are merged.
+pub(crate) fn symbolize(stacks: RawStacks, at: SystemTime) -> HashMap<Frames, isize> {
+    let kernel = stacks
+        .keys()
+        .any(|s| s.ips.iter().any(|&ip| ip >= KERNEL_HALF))
+        .then(kallsyms::kernel);
+    let mut names: HashMap<u64, Vec<Symbol>> = HashMap::new();
+    let mut out: HashMap<Frames, isize> = HashMap::new();
+    for (stack, count) in stacks {
+        let mut frames = Vec::with_capacity(stack.ips.len());
+        for (depth, &ip) in stack.ips.iter().enumerate() {
+            // Past the innermost frame each address is a return address: the call is the
+            // instruction before it (and may be inlined into another function than the next).
+            let lookup = if depth == 0 { ip } else { ip.saturating_sub(1) };
+            let symbols = names
+                .entry(lookup)
+                .or_insert_with(|| name_of(lookup, kernel));
+            if !symbols.is_empty() {
+                frames.push(symbols.clone());
+            }
+        }
+        let frames = Frames {
+            frames,
+            thread_name: stack.thread_name.to_string(),
+            thread_id: u64::from(stack.thread_id),
+            sample_timestamp: at,
+        };
+        *out.entry(frames).or_default() += count;
+    }
+    out
+}
+
+fn name_of(ip: u64, kernel: Option<&kallsyms::Kallsyms>) -> Vec<Symbol> {
+    if ip >= KERNEL_HALF {
+        let name = kernel
+            .and_then(|k| k.lookup(ip))
+            .map_or_else(|| UNKNOWN_KERNEL.to_owned(), |n| format!("{n}_[k]"));
+        return vec![Symbol {
+            name: Some(name.into_bytes()),
+            addr: None,
+            lineno: None,
+            filename: None,
+        }];
+    }
+    let mut symbols = Vec::new();
+    backtrace::resolve(ip as usize as *mut c_void, |s| {
+        symbols.push(Symbol {
+            name: s.name().map(|n| n.as_bytes().to_vec()),
+            addr: s.addr(),
+            lineno: s.lineno(),
+            filename: s.filename().map(|f| f.to_owned()),
+        });
+    });
+    symbols
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_buffers_hold_two_polls_at_any_frequency() {
+        assert_eq!(ring_bytes(1), 16 * 1024);
+        // At the highest frequency a poll gathers 50 samples of at most 1080 bytes.
+        assert!(ring_bytes(1000) >= 2 * 50 * 1080, "{}", ring_bytes(1000));
+    }
+
+    #[test]
+    fn user_and_kernel_frames_get_names() {
+        let mut here = 0;
+        backtrace::trace(|frame| {
+            here = frame.ip() as usize as u64;
+            false
+        });
+        let stack = RawStack {
+            thread_id: 7,
+            thread_name: "caxton-rt".into(),
+            ips: vec![here, 0xffff_ffff_8100_1234],
+        };
+        let table = kallsyms::Kallsyms::parse("ffffffff81001000 T do_syscall_64\n");
+        let symbols = name_of(stack.ips[0], Some(&table));
+        assert!(
+            symbols
+                .iter()
+                .any(|s| s.name().contains("user_and_kernel_frames_get_names")),
+            "{symbols:?}"
+        );
+        let kernel = name_of(stack.ips[1], Some(&table));
+        assert_eq!(kernel[0].name(), "do_syscall_64_[k]");
+        assert_eq!(name_of(stack.ips[1], None)[0].name(), UNKNOWN_KERNEL);
+    }
+}

@@ -1,0 +1,144 @@
+//! `[profiling] sampler` in a running runtime under load from a loopback client: the perf_event
+//! sampler takes nearly every sample the runtime's CPU time calls for, with the runtime's own
+//! and kernel frames, and `sampler = "signal"` still profiles.
+//!
+//! perf_event_open may be refused (`kernel.perf_event_paranoid`, a seccomp profile): then this
+//! test fails, naming the reason, unless `CAXTON_ALLOW_NO_PERF=1` says the environment is known
+//! to refuse it.
+
+mod support;
+
+use std::time::Duration;
+
+use caxton_profiles::Sampler;
+use caxton_profiles::folded::{decode_pprof, folded_stacks};
+use support::Harness;
+
+/// Largest share of the called-for samples the perf_event sampler may lose.
+const MAX_LOST_SHARE: f64 = 0.05;
+
+struct Capture {
+    sampler: String,
+    taken: u64,
+    lost: u64,
+    stacks: Vec<String>,
+}
+
+async fn start(sampler: Sampler) -> Harness {
+    Harness::start(|cfg| {
+        cfg.profiling.enabled = true;
+        cfg.profiling.server_address = "127.0.0.1:0".parse().unwrap();
+        cfg.profiling.sampler = sampler;
+    })
+    .await
+}
+
+/// Captures `seconds` of CPU profile while two loopback clients keep a `cpu-heavy` agent busy.
+/// `Err` holds the error body when the capture is refused.
+async fn capture_under_load(h: &Harness, seconds: u64) -> Result<Capture, String> {
+    let id = h.agent("cpu-heavy").await;
+    // Bounded in requests; aborted once the capture answers.
+    let load: Vec<_> = (0..2)
+        .map(|_| support::keep_busy(&h.http, &h.base, &id, 20_000))
+        .collect();
+    let pprof = h.server.pprof_addr().expect("pprof server started");
+    let resp = h
+        .http
+        .get(format!(
+            "http://{pprof}/debug/pprof/profile?seconds={seconds}"
+        ))
+        .timeout(Duration::from_secs(seconds + 60))
+        .send()
+        .await
+        .unwrap();
+    for l in &load {
+        l.abort();
+    }
+    let status = resp.status();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let sampler = header("x-pprof-sampler");
+    let taken = header("x-pprof-samples").parse().unwrap_or(0);
+    let lost = header("x-pprof-samples-lost").parse().unwrap_or(0);
+    let body = resp.bytes().await.unwrap();
+    if status != 200 {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+    }
+    let profile = decode_pprof(&body).expect("valid gzipped pprof");
+    let stacks = folded_stacks(&profile).expect("stacks");
+    Ok(Capture {
+        sampler,
+        taken,
+        lost,
+        stacks,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perf_event_sampler_loses_few_samples_and_signal_still_works() {
+    let srv = start(Sampler::PerfEvent).await;
+    match capture_under_load(&srv, 3).await {
+        Ok(perf) => {
+            assert_eq!(perf.sampler, "perf_event");
+            let expected = perf.taken + perf.lost;
+            // Two busy clients and the runtime: at least one core's worth of 3 s at 100 Hz on
+            // an idle machine; a parallel build may take most of it.
+            assert!(
+                expected >= 50,
+                "too little CPU to judge: {} taken, {} lost",
+                perf.taken,
+                perf.lost
+            );
+            let share = perf.lost as f64 / expected as f64;
+            eprintln!("perf_event: {} taken, {} lost", perf.taken, perf.lost);
+            assert!(
+                share < MAX_LOST_SHARE,
+                "perf_event lost {} of {expected} samples ({:.1}%)",
+                perf.lost,
+                share * 100.0
+            );
+            assert!(
+                perf.stacks
+                    .iter()
+                    .any(|s| s.contains("caxton_runtime::routing")),
+                "the runtime's own hot path is in the profile: {:?}",
+                perf.stacks.iter().take(5).collect::<Vec<_>>()
+            );
+            if !caxton_profiles::kallsyms::kernel().is_empty() {
+                assert!(
+                    perf.stacks.iter().any(|s| s.contains("_[k]")),
+                    "kernel frames (loopback TCP, futexes) are in the profile: {:?}",
+                    perf.stacks.iter().take(5).collect::<Vec<_>>()
+                );
+            }
+        }
+        Err(refused) if std::env::var("CAXTON_ALLOW_NO_PERF").as_deref() == Ok("1") => {
+            eprintln!("perf_event sampler refused here (CAXTON_ALLOW_NO_PERF=1): {refused}");
+        }
+        Err(refused) => panic!(
+            "the perf_event sampler was refused: {refused}; set CAXTON_ALLOW_NO_PERF=1 where \
+             perf_event_open is known to be unavailable"
+        ),
+    }
+    srv.server.shutdown().await;
+
+    let srv = start(Sampler::Signal).await;
+    let signal = capture_under_load(&srv, 2).await.expect("signal capture");
+    assert_eq!(signal.sampler, "signal");
+    eprintln!("signal: {} taken, {} lost", signal.taken, signal.lost);
+    assert!(signal.taken > 0, "no samples");
+    assert!(
+        signal
+            .stacks
+            .iter()
+            .any(|s| s.contains("caxton_runtime::routing")),
+        "{:?}",
+        signal.stacks.iter().take(5).collect::<Vec<_>>()
+    );
+    srv.server.shutdown().await;
+}
