@@ -3,6 +3,7 @@
 //! run-vs-baseline comparison.
 
 pub mod bootstrap;
+pub mod calibration;
 pub mod charts;
 pub mod compare;
 pub mod history;

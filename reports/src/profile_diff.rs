@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use thiserror::Error;
 
+use crate::html::escape;
 use crate::table::{markdown_table, text_table};
 
 /// Fewest samples a side may hold for its diff to be drawn. A frame's share then moves by
@@ -309,8 +310,8 @@ impl DiffOutcome {
         }
     }
 
-    /// The section of the comparison page, escaped with `escape`.
-    pub fn to_html(&self, escape: impl Fn(&str) -> String) -> String {
+    /// The section of the comparison page.
+    pub fn to_html(&self) -> String {
         let mut out = String::from("<h2>CPU profile diff</h2>");
         match self {
             DiffOutcome::NotDrawn(why) => {
