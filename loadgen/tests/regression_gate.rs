@@ -150,7 +150,7 @@ fn neighbour(cpu: &str, seconds: u64) -> Killed {
             .args([
                 "nice",
                 "-n",
-                "-5",
+                "-10",
                 "taskset",
                 "-c",
                 cpu,

@@ -261,6 +261,11 @@ impl ProfileDiff {
         )
     }
 
+    /// The two frame tables with their names.
+    fn tables(&self) -> [(&'static str, &[FrameShift]); 2] {
+        [("inclusive", &self.inclusive), ("self", &self.self_time)]
+    }
+
     /// The frames that grew in inclusive share, largest first.
     pub fn grown(&self) -> impl Iterator<Item = &FrameShift> {
         self.inclusive.iter().filter(|s| s.change() > 0.0)
@@ -271,13 +276,13 @@ impl DiffOutcome {
     /// The CPU profile section of `compare`'s text output; `svg` names the diff's file.
     pub fn to_text(&self, svg: Option<&str>) -> String {
         match self {
-            DiffOutcome::NotDrawn(why) => not_drawn(why, "- "),
+            DiffOutcome::NotDrawn(why) => not_drawn(why),
             DiffOutcome::Drawn(d) => {
                 let mut out = format!("\nCPU profile diff ({})\n", d.summary());
                 if let Some(svg) = svg {
                     let _ = writeln!(out, "differential flamegraph: {svg}");
                 }
-                for (title, shifts) in [("inclusive", &d.inclusive), ("self", &d.self_time)] {
+                for (title, shifts) in d.tables() {
                     let _ = write!(
                         out,
                         "\ntop frames by change of {title} share\n{}",
@@ -291,14 +296,14 @@ impl DiffOutcome {
 
     pub fn to_markdown(&self, svg: Option<&str>) -> String {
         match self {
-            DiffOutcome::NotDrawn(why) => not_drawn(why, "- "),
+            DiffOutcome::NotDrawn(why) => not_drawn(why),
             DiffOutcome::Drawn(d) => {
                 let mut out = format!("\n#### CPU profile diff\n\n{}.", d.summary());
                 if let Some(svg) = svg {
                     let _ = write!(out, " Differential flamegraph: `{svg}`.");
                 }
                 out.push('\n');
-                for (title, shifts) in [("inclusive", &d.inclusive), ("self", &d.self_time)] {
+                for (title, shifts) in d.tables() {
                     let _ = write!(
                         out,
                         "\nTop frames by change of {title} share:\n\n{}",
@@ -323,7 +328,7 @@ impl DiffOutcome {
             }
             DiffOutcome::Drawn(d) => {
                 let _ = write!(out, "<p class=\"note\">{}.</p>", escape(&d.summary()));
-                for (title, shifts) in [("inclusive", &d.inclusive), ("self", &d.self_time)] {
+                for (title, shifts) in d.tables() {
                     let _ = write!(
                         out,
                         "<h3>Top frames by change of {title} share</h3><table class=\"num\"><tr>"
@@ -353,10 +358,10 @@ impl DiffOutcome {
     }
 }
 
-fn not_drawn(why: &[String], bullet: &str) -> String {
+fn not_drawn(why: &[String]) -> String {
     let mut out = String::from("\nNo differential flamegraph: it could not be trusted.\n");
     for w in why {
-        let _ = writeln!(out, "{bullet}{w}");
+        let _ = writeln!(out, "- {w}");
     }
     out
 }
