@@ -142,22 +142,13 @@ fn gate(out: &Path, runtime_toml: &Path, extra: &[&str]) -> Output {
     output
 }
 
-/// A CPU-bound process on `cpu` at a higher priority than the runtime's for `seconds`.
+/// A CPU-bound process on `cpu` at a higher priority than the runtime's, for at most
+/// `seconds`. `nice` and `taskset` exec it, so the guard's kill reaches the loop itself.
 fn neighbour(cpu: &str, seconds: u64) -> Killed {
     Killed(
-        Command::new("timeout")
-            .arg(seconds.to_string())
-            .args([
-                "nice",
-                "-n",
-                "-10",
-                "taskset",
-                "-c",
-                cpu,
-                "sh",
-                "-c",
-                "while :; do :; done",
-            ])
+        Command::new("nice")
+            .args(["-n", "-10", "taskset", "-c", cpu, "bash", "-c"])
+            .arg(format!("while ((SECONDS < {seconds})); do :; done"))
             .spawn()
             .unwrap(),
     )
