@@ -48,7 +48,7 @@ pub fn from_history(
 ) -> Result<Calibrated, CalibrationError> {
     let key = plan_key(plan);
     let loaded = load_dir(dir, skip_unreadable)?;
-    let runs: Vec<(PathBuf, RunReport)> = loaded
+    let mut runs: Vec<(PathBuf, RunReport)> = loaded
         .runs
         .into_iter()
         .filter(|(_, r)| plan_key(&r.plan) == key)
@@ -64,13 +64,10 @@ pub fn from_history(
         }
     }
     let count = runs.len();
-    let baseline = runs
-        .into_iter()
-        .last()
-        .ok_or_else(|| CalibrationError::NoBaseline {
-            dir: dir.to_path_buf(),
-            plan: key,
-        })?;
+    let baseline = runs.pop().ok_or_else(|| CalibrationError::NoBaseline {
+        dir: dir.to_path_buf(),
+        plan: key,
+    })?;
     Ok(Calibrated {
         baseline,
         runs: count,
