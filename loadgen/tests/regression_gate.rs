@@ -244,11 +244,11 @@ fn profiled_run(dir: &Path, name: &str, extra: &Path) -> PathBuf {
     let (_caxton, api, pprof) = serve(dir, name, extra, 100);
     let out = dir.join("runs");
     let run = Command::new("timeout")
-        .args(["--kill-after=5", "75", BENCH])
+        .args(["--kill-after=5", "85", BENCH])
         .args(["--target", &api, "--pprof", &pprof])
         .args([
             "--arrival-rate",
-            "2s:300,42s:300",
+            "2s:400,52s:400",
             "--scenario",
             "messaging",
         ])
