@@ -1,6 +1,8 @@
 # Sourced by ci/gate and ci/nightly: the dev-profile binaries and a `caxton serve` on free
 # loopback ports with its pprof endpoint on, stopped on exit. Needs $tmp (a scratch dir)
-# and $out (where runtime.log goes).
+# and $out (where runtime.log goes); optional: $PROFILE_HZ (the profiler's rate, default
+# 100), $RUNTIME_EXTRA_TOML (a file of further config tables appended to caxton.toml) and
+# $RUNTIME_CPUS (a taskset CPU list the runtime is pinned to).
 
 # The dev profile ci/test builds (a no-op when it is up to date), or CAXTON_BIN_DIR as is.
 caxton_binaries() {
@@ -56,8 +58,13 @@ ${RUNTIME_SERVER_EXTRA:-}
 [profiling]
 enabled = true
 server_address = "127.0.0.1:$pprof"
+sample_rate = ${PROFILE_HZ:-100}
 TOML
-  "$BIN/caxton" serve --config "$tmp/caxton.toml" >"$out/runtime.log" 2>&1 &
+  # Further tables of the caller's (e.g. ci/gate --runtime-toml: [observability]).
+  if [[ -n ${RUNTIME_EXTRA_TOML:-} ]]; then cat "$RUNTIME_EXTRA_TOML" >>"$tmp/caxton.toml"; fi
+  local pin=()
+  if [[ -n ${RUNTIME_CPUS:-} ]]; then pin=(taskset -c "$RUNTIME_CPUS"); fi
+  "${pin[@]}" "$BIN/caxton" serve --config "$tmp/caxton.toml" >"$out/runtime.log" 2>&1 &
   runtime_pid=$!
   API_URL="http://127.0.0.1:$api"
   METRICS_URL="http://127.0.0.1:$metrics/metrics"

@@ -77,7 +77,10 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The baseline run's report.json.
+    /// The baseline run's report.json, or a history directory (e.g. the nightly volume): its
+    /// newest valid run of the current run's plan is the baseline, and each metric's
+    /// threshold is calibrated from the history's run-to-run noise instead of --threshold.
+    #[arg(value_name = "BASELINE.json|HISTORY_DIR")]
     pub baseline: PathBuf,
     /// The current run's report.json.
     pub current: PathBuf,
@@ -94,6 +97,10 @@ pub struct CompareArgs {
     /// Also write both runs overlaid on the same charts to this HTML file.
     #[arg(long, value_name = "OUT.html")]
     pub html: Option<PathBuf>,
+    /// Where `diff-flamegraph.svg` goes when both runs carry a CPU profile [default: the
+    /// current report's directory].
+    #[arg(long, value_name = "DIR")]
+    pub diff_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,7 @@ pub mod generator_cpu;
 pub mod headers;
 pub mod interrupt;
 pub mod plan;
+pub mod profile_diff;
 pub mod progress;
 pub mod push;
 pub mod recorder;

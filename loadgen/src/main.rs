@@ -1,5 +1,6 @@
 //! `caxton-bench`: parses the command line and hands over to the library.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -124,17 +125,49 @@ async fn load_run(args: RunArgs) -> anyhow::Result<u8> {
 /// Exit 0 or 1 by the verdict; the caller turns errors into exit 2, so a broken baseline is
 /// never mistaken for a regression.
 fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
-    let opts = compare::CompareOptions::from_flags(Some(&args.threshold), &args.metric_thresholds)?;
-    let baseline = RunReport::read(&args.baseline)?;
+    let mut opts =
+        compare::CompareOptions::from_flags(Some(&args.threshold), &args.metric_thresholds)?;
     let current = RunReport::read(&args.current)?;
+    let (baseline_path, baseline) = if args.baseline.is_dir() {
+        let calibrated =
+            caxton_reports::calibration::from_history(&args.baseline, &current.plan, false)?;
+        let explicit: Vec<_> = opts.per_metric.keys().copied().collect();
+        calibrated.apply(&mut opts, &explicit);
+        eprint!("{}", calibrated.describe(&opts));
+        calibrated.baseline
+    } else {
+        (args.baseline.clone(), RunReport::read(&args.baseline)?)
+    };
     let result = compare::compare(&baseline, &current, &opts)?;
+    let profiles = caxton_loadgen::profile_diff::diff_runs(
+        (&baseline, &baseline_path),
+        (&current, &args.current),
+    )?;
+    let diff_dir = match &args.diff_dir {
+        Some(d) => d.clone(),
+        None => args
+            .current
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+    let svg = caxton_loadgen::profile_diff::write_svg(&profiles, &diff_dir).with_context(|| {
+        format!(
+            "writing the differential flamegraph in {}",
+            diff_dir.display()
+        )
+    })?;
+    let svg = svg.map(|p| p.display().to_string());
     if args.markdown {
         print!("{}", result.to_markdown());
+        print!("{}", profiles.to_markdown(svg.as_deref()));
     } else {
         print!("{}", result.to_text());
+        print!("{}", profiles.to_text(svg.as_deref()));
     }
     if let Some(out) = &args.html {
-        html::write_file(out, &html::render_comparison(&baseline, &current, &result)?)?;
+        let page = html::render_comparison(&baseline, &current, &result, Some(&profiles))?;
+        html::write_file(out, &page)?;
         println!("html: {}", out.display());
     }
     Ok(result.exit_code())
@@ -162,6 +195,7 @@ fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
     }
     let (runs, per_run) = loaded.observations();
     let mut result = history::analyse(runs, &per_run, &options);
+    result.profile_diffs = caxton_loadgen::profile_diff::at_change_points(&result, &loaded.runs);
     result.invalid = loaded.invalid;
     result.unreadable = loaded.unreadable;
     if args.json {

@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::charts::{self, LineChart, Marker, PALETTE, Scale, Series};
 use crate::compare::{Comparison, Verdict};
 use crate::model::{ReportError, RunReport, Stats};
+use crate::profile_diff::DiffOutcome;
 
 /// File name of the HTML report, beside `report.json`.
 pub const REPORT_HTML: &str = "report.html";
@@ -380,6 +381,7 @@ pub fn render_comparison(
     baseline: &RunReport,
     current: &RunReport,
     comparison: &Comparison,
+    profiles: Option<&DiffOutcome>,
 ) -> Result<String, HtmlError> {
     let mut body = String::new();
     let (class, verdict) = if comparison.regressed() {
@@ -435,6 +437,9 @@ pub fn render_comparison(
         body.push_str(&chart.to_svg());
     }
     body.push_str(&hdr_chart(&runs)?.to_svg());
+    if let Some(p) = profiles {
+        body.push_str(&p.to_html());
+    }
     Ok(page("caxton-bench compare", &body))
 }
 

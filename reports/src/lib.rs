@@ -3,6 +3,7 @@
 //! run-vs-baseline comparison.
 
 pub mod bootstrap;
+pub mod calibration;
 pub mod charts;
 pub mod compare;
 pub mod history;
@@ -10,6 +11,7 @@ pub mod html;
 pub mod merge;
 pub mod model;
 pub mod native_histogram;
+pub mod profile_diff;
 #[cfg(feature = "testkit")]
 pub mod prometheus_server;
 pub mod pushgateway;

@@ -98,3 +98,41 @@ fn the_same_reports_give_the_same_verdict() {
     let b = compare::compare(&baseline, &current, &opts).unwrap();
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_history_directory_calibrates_the_threshold_from_its_noise() {
+    use caxton_reports::calibration;
+    let dir = common::temp_dir("calibration");
+    // Nights whose p95 wanders by about ±25 % with nothing changed.
+    let wander = [1.0, 1.25, 0.8, 1.2, 0.85, 1.3, 0.9, 1.15, 0.75, 1.0];
+    for (i, w) in wander.iter().enumerate() {
+        let mut r = synthetic_report(100 + i as u64, 20_000, *w);
+        r.started_unix_ms = 1_000 + i as u64;
+        let path = dir.join(format!("night-{i:02}/report.json"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        r.write(&path).unwrap();
+    }
+    let current = synthetic_report(200, 20_000, 1.2);
+    let calibrated = calibration::from_history(&dir, &current.plan, false).unwrap();
+    assert_eq!(calibrated.runs, wander.len());
+    // The newest night (x1.0) is the baseline: +20 % against it.
+    assert!(calibrated.baseline.0.ends_with("night-09/report.json"));
+    let fixed =
+        compare::compare(&calibrated.baseline.1, &current, &CompareOptions::default()).unwrap();
+    assert_eq!(verdict(&fixed, Metric::P95), Verdict::Regressed);
+    let mut opts = CompareOptions::default();
+    calibrated.apply(&mut opts, &[]);
+    assert!(opts.threshold_for(Metric::P95) > 0.3, "{opts:?}");
+    let c = compare::compare(&calibrated.baseline.1, &current, &opts).unwrap();
+    assert_eq!(verdict(&c, Metric::P95), Verdict::Ok, "{}", c.to_text());
+    let described = calibrated.describe(&opts);
+    assert!(
+        described.contains("calibrated from 10 runs")
+            && described.contains("p95: run-to-run noise"),
+        "{described}"
+    );
+    // An explicit --metric-threshold wins over the calibration.
+    let mut explicit = CompareOptions::from_flags(None, &["p95=5%".into()]).unwrap();
+    calibrated.apply(&mut explicit, &[Metric::P95]);
+    assert_eq!(explicit.threshold_for(Metric::P95), 0.05);
+}

@@ -9,6 +9,7 @@ pub mod detect;
 pub mod noise;
 pub mod series;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -202,6 +203,9 @@ pub struct History {
     pub invalid: Vec<Excluded>,
     pub unreadable: Vec<String>,
     pub options: DetectOptions,
+    /// The CPU profile diff at a change point, by (run before, run after): the differential
+    /// flamegraph's path, or why none is drawn. Set by the caller, who reads the profiles.
+    pub profile_diffs: BTreeMap<(String, String), Result<PathBuf, String>>,
 }
 
 /// Judges every series of the given runs (in time order).
@@ -220,6 +224,7 @@ pub fn analyse(
         invalid: Vec::new(),
         unreadable: Vec::new(),
         options: *options,
+        profile_diffs: BTreeMap::new(),
     }
 }
 
@@ -285,6 +290,23 @@ impl History {
         }
     }
 
+    /// The profile diff recorded for a change point.
+    pub fn diff_of(&self, c: &Found) -> Option<&Result<PathBuf, String>> {
+        self.profile_diffs
+            .get(&(c.before.run_id.clone(), c.after.run_id.clone()))
+    }
+
+    /// One line per change point's profile diff.
+    fn diff_lines(&self) -> Vec<String> {
+        self.profile_diffs
+            .iter()
+            .map(|((before, after), d)| match d {
+                Ok(path) => format!("profile diff {before} → {after}: {}", path.display()),
+                Err(why) => format!("profile diff {before} → {after}: not drawn: {why}"),
+            })
+            .collect()
+    }
+
     /// The verdicts of series too short to judge.
     pub fn too_short(&self) -> impl Iterator<Item = &SeriesVerdict> {
         self.verdicts.iter().filter(|v| v.too_short)
@@ -312,6 +334,8 @@ impl History {
                     "ci": [c.point.ci.low, c.point.ci.high],
                     "p_value": c.point.p_value,
                     "new": c.new,
+                    "diff": self.diff_of(c).and_then(|d| d.as_ref().ok()),
+                    "diff_not_drawn": self.diff_of(c).and_then(|d| d.as_ref().err()),
                 })
             })
             .collect();
@@ -470,6 +494,9 @@ impl History {
             out.push_str(&text_table(&Self::CHANGE_HEADERS, &rows));
             out.push('\n');
         }
+        for l in self.diff_lines() {
+            let _ = writeln!(out, "{l}");
+        }
         let _ = writeln!(out, "noise:");
         out.push_str(&text_table(&Self::NOISE_HEADERS, &self.noise_rows()));
         let _ = writeln!(out, "\n{}", self.verdict_line());
@@ -486,6 +513,9 @@ impl History {
         if !rows.is_empty() {
             out.push_str(&markdown_table(&Self::CHANGE_HEADERS, &rows));
             out.push('\n');
+        }
+        for l in self.diff_lines() {
+            let _ = writeln!(out, "- {}", l.replace('|', "\\|"));
         }
         out.push_str("<details><summary>noise per series</summary>\n\n");
         out.push_str(&markdown_table(&Self::NOISE_HEADERS, &self.noise_rows()));

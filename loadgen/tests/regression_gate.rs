@@ -1,0 +1,336 @@
+//! The relative verdict end to end, against the real runtime (`caxton serve`, the binary
+//! beside this `caxton-bench`) on loopback, with a real OTLP receiver (rotel, installed by
+//! ci/install-tools):
+//! - `ci/gate --baseline`: passes an A/A pair, fails (exit 99) a measurably slower run;
+//! - `caxton-bench compare` of a run at trace sample rate 0 and one at 1.0 exporting to rotel:
+//!   the differential flamegraph is drawn and the frames that grew are the OpenTelemetry
+//!   export path.
+//!
+//! The two tests load the same two cores, so they take turns.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{BENCH, out_dir, text};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The directory of this `caxton-bench`, which must also hold `caxton` (the workspace's
+/// `cargo test` builds both).
+fn bin_dir() -> PathBuf {
+    let dir = Path::new(BENCH).parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("caxton").is_file(),
+        "no caxton binary in {} (cargo build -p caxton-runtime --bin caxton)",
+        dir.display()
+    );
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(addr: SocketAddr, what: &str) {
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// rotel's collector, blackholing what it receives: its gRPC address.
+fn start_rotel(dir: &Path) -> (Killed, SocketAddr) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rotel is not installed (ci/install-tools installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent = String::from_utf8(out.stdout).unwrap();
+    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let child = Command::new(agent.trim())
+        .args(["start", "--exporter", "blackhole"])
+        .args(["--otlp-grpc-endpoint", &grpc.to_string()])
+        .args([
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--log-file")
+        .arg(dir.join("rotel.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Killed(child);
+    wait_port(grpc, "rotel");
+    (child, grpc)
+}
+
+/// The `[observability]` table of a run: tracing on, every request sampled at `rate`.
+fn tracing_toml(dir: &Path, name: &str, rotel: SocketAddr, rate: f64) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[observability]\nenable_tracing = true\notlp_endpoint = \"http://{rotel}\"\n\
+             trace_sample_rate = {rate:?}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn gate(out: &Path, runtime_toml: &Path, extra: &[&str]) -> Output {
+    let output = Command::new("timeout")
+        .args(["--kill-after=5", "80"])
+        .arg(repo().join("ci/gate"))
+        .args([
+            "--time-scale",
+            "0.02",
+            "--runtime-cpus",
+            "0",
+            "--bench-cpus",
+            "1",
+        ])
+        .arg("--out")
+        .arg(out)
+        .arg("--runtime-toml")
+        .arg(runtime_toml)
+        .args(extra)
+        .env("CAXTON_BIN_DIR", bin_dir())
+        .output()
+        .unwrap();
+    assert_ne!(
+        output.status.code(),
+        Some(124),
+        "ci/gate hung:\n{}",
+        text(&output)
+    );
+    output
+}
+
+/// A CPU-bound process on `cpu` at a higher priority than the runtime's, for at most
+/// `seconds`. `nice` and `taskset` exec it, so the guard's kill reaches the loop itself.
+fn neighbour(cpu: &str, seconds: u64) -> Killed {
+    Killed(
+        Command::new("nice")
+            .args(["-n", "-10", "taskset", "-c", cpu, "bash", "-c"])
+            .arg(format!("while ((SECONDS < {seconds})); do :; done"))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn gate_fails_a_slower_run_and_passes_an_a_a_pair() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = out_dir("regression-gate");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_rotel, rotel) = start_rotel(&dir);
+    let rate0 = tracing_toml(&dir, "rate0", rotel, 0.0);
+    let rate1 = tracing_toml(&dir, "rate1", rotel, 1.0);
+
+    let base = gate(&dir.join("base"), &rate0, &[]);
+    assert_eq!(
+        base.status.code(),
+        Some(0),
+        "baseline gate:\n{}",
+        text(&base)
+    );
+    let baseline = dir.join("base/gate/report.json");
+    let baseline_arg = ["--baseline", baseline.to_str().unwrap()];
+
+    let aa = gate(&dir.join("aa"), &rate0, &baseline_arg);
+    let aa_text = text(&aa);
+    assert_eq!(aa.status.code(), Some(0), "A/A pair:\n{aa_text}");
+    assert!(aa_text.contains("gate: PASS"), "{aa_text}");
+    // These short gate runs profile too little of a lightly loaded target to diff.
+    assert!(
+        aa_text.contains("No differential flamegraph: it could not be trusted")
+            && aa_text.contains("a diff needs at least 1000 a side"),
+        "{aa_text}"
+    );
+
+    // Tracing at 1.0 alone moves this plan's latency less than the machine's run-to-run
+    // noise (BENCHMARKS.md): the slower run also shares the runtime's core with a CPU-bound
+    // neighbour.
+    let _hog = neighbour("0", 40);
+    let slow = gate(&dir.join("slow"), &rate1, &baseline_arg);
+    let slow_text = text(&slow);
+    assert_eq!(slow.status.code(), Some(99), "slower run:\n{slow_text}");
+    assert!(
+        slow_text.contains("significant regression against the baseline")
+            || slow_text.contains("a threshold was breached"),
+        "{slow_text}"
+    );
+    let compare = std::fs::read_to_string(dir.join("slow/gate/compare.txt")).unwrap();
+    assert!(
+        compare
+            .lines()
+            .any(|l| l.contains("latency") && l.contains("REGRESSED")),
+        "{compare}"
+    );
+    assert!(dir.join("slow/gate/compare.html").is_file());
+}
+
+/// `caxton serve` on free loopback ports with its profiler at `hz` and `extra` tables.
+fn serve(dir: &Path, name: &str, extra: &Path, hz: u32) -> (Killed, String, String) {
+    let (api, metrics, pprof) = (free_port(), free_port(), free_port());
+    let data = dir.join(format!("{name}-data"));
+    std::fs::create_dir_all(&data).unwrap();
+    let config = dir.join(format!("{name}-caxton.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\napi_address = \"127.0.0.1:{api}\"\nmetrics_address = \"127.0.0.1:{metrics}\"\n\
+             data_dir = {data:?}\n\n[profiling]\nenabled = true\nserver_address = \"127.0.0.1:{pprof}\"\n\
+             sample_rate = {hz}\n\n{}",
+            std::fs::read_to_string(extra).unwrap()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}-runtime.log"))).unwrap();
+    let child = Command::new(bin_dir().join("caxton"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let child = Killed(child);
+    wait_port(SocketAddr::from(([127, 0, 0, 1], api)), "caxton");
+    (
+        child,
+        format!("http://127.0.0.1:{api}"),
+        format!("http://127.0.0.1:{pprof}"),
+    )
+}
+
+/// One open-model messaging run against a fresh runtime: its report.json.
+fn profiled_run(dir: &Path, name: &str, extra: &Path) -> PathBuf {
+    let (_caxton, api, pprof) = serve(dir, name, extra, 100);
+    let out = dir.join("runs");
+    let run = Command::new("timeout")
+        .args(["--kill-after=5", "85", BENCH])
+        .args(["--target", &api, "--pprof", &pprof])
+        .args([
+            "--arrival-rate",
+            "2s:400,52s:400",
+            "--scenario",
+            "messaging",
+        ])
+        .args([
+            "--no-default-thresholds",
+            "--progress",
+            "off",
+            "--run-id",
+            name,
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{name}:\n{}", text(&run));
+    out.join(name).join("report.json")
+}
+
+#[test]
+fn diff_of_tracing_at_rate_1_shows_the_export_path_grew() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = out_dir("profile-diff");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_rotel, rotel) = start_rotel(&dir);
+    // This machine's profiler keeps a few dozen samples a second whatever its rate, so each
+    // side needs half a minute of capture: the two runs go side by side, sharing the machine
+    // alike.
+    let (rate0, rate1) = (
+        tracing_toml(&dir, "rate0", rotel, 0.0),
+        tracing_toml(&dir, "rate1", rotel, 1.0),
+    );
+    let (base, cur) = std::thread::scope(|s| {
+        let base = s.spawn(|| profiled_run(&dir, "rate0", &rate0));
+        let cur = s.spawn(|| profiled_run(&dir, "rate1", &rate1));
+        (base.join().unwrap(), cur.join().unwrap())
+    });
+    let html = dir.join("compare.html");
+    let compare = Command::new(BENCH)
+        .arg("compare")
+        .args([&base, &cur])
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    let out = text(&compare);
+    assert!(
+        matches!(compare.status.code(), Some(0 | 1)),
+        "compare failed:\n{out}"
+    );
+    let svg = cur.parent().unwrap().join("diff-flamegraph.svg");
+    assert!(
+        out.contains(&format!("differential flamegraph: {}", svg.display())),
+        "{out}"
+    );
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("<svg"), "{}", svg.display());
+
+    // The inclusive table: `frame  baseline  current  +N.NN pp`, largest change first.
+    let table = out
+        .split("top frames by change of inclusive share")
+        .nth(1)
+        .and_then(|t| t.split("top frames by change of self share").next())
+        .unwrap_or_else(|| panic!("no inclusive table:\n{out}"));
+    let grown: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .rev()
+                .nth(1)
+                .is_some_and(|change| change.starts_with('+'))
+        })
+        .collect();
+    let export = [
+        "opentelemetry",
+        "OpenTelemetry",
+        "tracing_opentelemetry",
+        "telemetry::",
+    ];
+    assert!(
+        grown.iter().any(|l| export.iter().any(|e| l.contains(e))),
+        "no OpenTelemetry frame among those that grew:\n{out}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("CPU profile diff") && page.contains("data:image/svg+xml"));
+}
