@@ -64,6 +64,13 @@ pub struct HistoryArgs {
     /// Smallest relative change of the medians either side of a change point.
     #[arg(long, default_value = "5%", value_name = "PERCENT")]
     pub min_change: String,
+    /// Push the verdict (caxton_bench_change_point, caxton_bench_regression) to this
+    /// Prometheus by remote write (URL/api/v1/write).
+    #[arg(long, value_name = "URL")]
+    pub report_to_prometheus: Option<String>,
+    /// Push the verdict to this Pushgateway (job caxton_bench_history, replaced each time).
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 }
 
 #[derive(Debug, Args)]

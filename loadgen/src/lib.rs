@@ -33,6 +33,7 @@ pub mod target_build;
 pub mod thresholds;
 pub mod transport;
 pub mod validity;
+pub mod verdict;
 
 /// Exit status when every threshold passed.
 pub const EXIT_PASSED: u8 = 0;

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use caxton_loadgen::cli::{Cli, Command, CompareArgs, HistoryArgs};
 use caxton_loadgen::{
     EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt, push, run,
-    summary,
+    summary, verdict,
 };
 use caxton_reports::model::RunReport;
 use caxton_reports::{compare, history, html};
@@ -73,7 +73,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("caxton-bench: error: {e}");
             compare::EXIT_BAD_INPUT
         })),
-        Some(Command::History(args)) => Ok(history(&args).unwrap_or_else(|e| {
+        Some(Command::History(args)) => Ok(history(&args).await.unwrap_or_else(|e| {
             eprintln!("caxton-bench: error: {e}");
             compare::EXIT_BAD_INPUT
         })),
@@ -134,7 +134,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
 
 /// Exit 0, or 1 when the newest run starts a regression; errors become exit 2 in the caller,
 /// so an unreadable history is never mistaken for a regression.
-fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
+async fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
     let options = history::DetectOptions {
         p_value: args.p_value,
         min_magnitude: compare::parse_percent(&args.min_change, "--min-change")?,
@@ -163,5 +163,31 @@ fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
     } else {
         print!("{}", result.to_text());
     }
+    push_verdict(args, &result).await?;
     Ok(result.exit_code())
+}
+
+/// The verdict to the sinks given, if any; a failed push is an error (exit 2): a nightly
+/// whose verdict never reached Prometheus must not look green.
+async fn push_verdict(args: &HistoryArgs, result: &history::History) -> anyhow::Result<()> {
+    let options = caxton_reports::pushgateway::PushgatewayOptions {
+        job: verdict::PUSHGATEWAY_JOB.to_owned(),
+        grouping_labels: Vec::new(),
+        ..Default::default()
+    };
+    let Some(sinks) = push::Sinks::with_pushgateway_options(
+        args.report_to_prometheus.as_deref(),
+        args.pushgateway.as_deref(),
+        options,
+    )?
+    else {
+        return Ok(());
+    };
+    let samples = verdict::verdict_samples(result, caxton_reports::remote_write::now_ms());
+    tokio::time::timeout(push::PUSH_BOUND, sinks.send(&samples))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {:?}", push::PUSH_BOUND)))
+        .map_err(|e| anyhow::anyhow!("pushing the verdict: {e}"))?;
+    eprintln!("caxton-bench: pushed {} verdict samples", samples.len());
+    Ok(())
 }

@@ -194,6 +194,16 @@ pub struct SeriesVerdict {
     pub change_points: Vec<Found>,
 }
 
+impl SeriesVerdict {
+    /// The newest run of the series lies in a segment a regression started: its last change
+    /// point is a regression.
+    pub fn in_regression(&self) -> bool {
+        self.change_points
+            .last()
+            .is_some_and(|c| c.direction == Direction::Regression)
+    }
+}
+
 /// Every series of a history judged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
