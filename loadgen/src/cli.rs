@@ -68,6 +68,9 @@ pub struct HistoryArgs {
     /// Prometheus by remote write (URL/api/v1/write).
     #[arg(long, value_name = "URL")]
     pub report_to_prometheus: Option<String>,
+    /// Also write trend charts with the change points marked to this HTML file.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
     /// Push the verdict to this Pushgateway (job caxton_bench_history, replaced each time).
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,

@@ -144,7 +144,7 @@ async fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
     for u in &loaded.unreadable {
         eprintln!("caxton-bench: warning: left out: {u}");
     }
-    if loaded.runs.is_empty() {
+    if loaded.is_empty() {
         anyhow::bail!(
             "no valid, readable run under {} ({} invalid, {} unreadable)",
             args.dir.display(),
@@ -162,6 +162,10 @@ async fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
         print!("{}", result.to_markdown());
     } else {
         print!("{}", result.to_text());
+    }
+    if let Some(out) = &args.html {
+        html::write_file(out, &history::html::render(&result))?;
+        eprintln!("caxton-bench: html: {}", out.display());
     }
     push_verdict(args, &result).await?;
     Ok(result.exit_code())
