@@ -47,8 +47,16 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// A directory of run directories, each with its report.json (any depth).
-    pub dir: PathBuf,
+    /// A directory of run directories, each with its report.json or micro.json (any depth).
+    #[arg(required_unless_present = "prometheus", conflicts_with = "prometheus")]
+    pub dir: Option<PathBuf>,
+    /// Read the history from this Prometheus instead (the caxton_bench_* series the runs
+    /// pushed): the whole run and each stage, as in the directory.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// How far back --prometheus looks (a PromQL duration).
+    #[arg(long, default_value = crate::prometheus_history::DEFAULT_RANGE, value_name = "RANGE")]
+    pub prometheus_range: String,
     /// Warn about a report that cannot be read instead of failing.
     #[arg(long)]
     pub skip_unreadable: bool,

@@ -22,6 +22,7 @@ pub mod headers;
 pub mod interrupt;
 pub mod plan;
 pub mod progress;
+pub mod prometheus_history;
 pub mod push;
 pub mod recorder;
 pub mod report;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use caxton_loadgen::cli::{Cli, Command, CompareArgs, HistoryArgs};
 use caxton_loadgen::{
-    EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt, push, run,
-    summary, verdict,
+    EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt,
+    prometheus_history, push, run, summary, verdict,
 };
 use caxton_reports::model::RunReport;
 use caxton_reports::{compare, history, html};
@@ -140,22 +140,34 @@ async fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
         min_magnitude: compare::parse_percent(&args.min_change, "--min-change")?,
         ..Default::default()
     };
-    let loaded = history::load_dir(&args.dir, args.skip_unreadable)?;
-    for u in &loaded.unreadable {
-        eprintln!("caxton-bench: warning: left out: {u}");
-    }
-    if loaded.is_empty() {
-        anyhow::bail!(
-            "no valid, readable run under {} ({} invalid, {} unreadable)",
-            args.dir.display(),
-            loaded.invalid.len(),
-            loaded.unreadable.len()
-        );
-    }
-    let (runs, per_run) = loaded.observations();
-    let mut result = history::analyse(runs, &per_run, &options);
-    result.invalid = loaded.invalid;
-    result.unreadable = loaded.unreadable;
+    let result = match (&args.dir, &args.prometheus) {
+        (_, Some(url)) => {
+            let found = prometheus_history::load(url, &args.prometheus_range).await?;
+            let mut result = history::analyse(found.runs, &found.per_run, &options);
+            result.invalid = found.invalid;
+            result
+        }
+        (Some(dir), None) => {
+            let loaded = history::load_dir(dir, args.skip_unreadable)?;
+            for u in &loaded.unreadable {
+                eprintln!("caxton-bench: warning: left out: {u}");
+            }
+            if loaded.is_empty() {
+                anyhow::bail!(
+                    "no valid, readable run under {} ({} invalid, {} unreadable)",
+                    dir.display(),
+                    loaded.invalid.len(),
+                    loaded.unreadable.len()
+                );
+            }
+            let (runs, per_run) = loaded.observations();
+            let mut result = history::analyse(runs, &per_run, &options);
+            result.invalid = loaded.invalid;
+            result.unreadable = loaded.unreadable;
+            result
+        }
+        (None, None) => anyhow::bail!("give a history directory or --prometheus URL"),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result.to_json())?);
     } else if args.markdown {

@@ -65,40 +65,14 @@ pub fn verdict_samples(history: &History, ts: i64) -> Vec<Sample> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caxton_reports::compare::Metric;
-    use caxton_reports::history::{self, DetectOptions, RunInfo, series};
+    use caxton_reports::history::{self, DetectOptions, fixtures};
 
-    fn key(metric: Metric) -> SeriesKey {
-        SeriesKey {
-            plan: "constant(hold:1s@4)".into(),
-            target: "embedded".into(),
-            scenario: series::ALL.into(),
-            stage: series::ALL.into(),
-            metric,
-        }
-    }
-
-    /// p95 steps up by 30 % at night 20 of 30; throughput is flat.
     fn judged(nights: usize) -> History {
-        let runs = (0..nights)
-            .map(|i| RunInfo {
-                run_id: format!("night-{i:02}"),
-                version: if i < 20 { "1.0".into() } else { "1.1".into() },
-                started_unix_ms: i as u64,
-                profile: None,
-            })
-            .collect();
-        let per_run: Vec<_> = (0..nights)
-            .map(|i| {
-                let wobble = 1.0 + 0.02 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
-                let p95 = if i < 20 { 10.0 } else { 13.0 } * wobble;
-                vec![
-                    (key(Metric::P95), p95),
-                    (key(Metric::Throughput), 100.0 * wobble),
-                ]
-            })
-            .collect();
-        history::analyse(runs, &per_run, &DetectOptions::default())
+        history::analyse(
+            fixtures::runs(nights),
+            &fixtures::observations(nights),
+            &DetectOptions::default(),
+        )
     }
 
     #[test]

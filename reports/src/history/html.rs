@@ -101,7 +101,7 @@ pub fn render(history: &History) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::tests::{observations, runs};
+    use crate::history::fixtures::{observations, runs};
     use crate::history::{DetectOptions, analyse};
 
     #[test]

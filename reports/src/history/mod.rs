@@ -6,6 +6,8 @@
 //! and renders the result (text, Markdown, JSON).
 
 pub mod detect;
+#[cfg(any(test, feature = "testkit"))]
+pub mod fixtures;
 pub mod html;
 pub mod micro;
 pub mod noise;
@@ -565,44 +567,11 @@ impl History {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::compare::Metric;
 
-    fn key(metric: Metric) -> SeriesKey {
-        SeriesKey {
-            plan: "constant(hold:1s@4)".into(),
-            target: "embedded".into(),
-            scenario: series::ALL.into(),
-            stage: series::ALL.into(),
-            metric,
-        }
-    }
-
-    pub(crate) fn runs(n: usize) -> Vec<RunInfo> {
-        (0..n)
-            .map(|i| RunInfo {
-                run_id: format!("night-{i:02}"),
-                version: if i < 20 { "1.0".into() } else { "1.1".into() },
-                started_unix_ms: i as u64,
-                profile: None,
-            })
-            .collect()
-    }
-
-    /// p95 steps up by 30 % at night 20; throughput is flat.
-    pub(crate) fn observations(n: usize) -> Vec<Vec<(SeriesKey, f64)>> {
-        (0..n)
-            .map(|i| {
-                let wobble = 1.0 + 0.02 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
-                let p95 = if i < 20 { 10.0 } else { 13.0 } * wobble;
-                vec![
-                    (key(Metric::P95), p95),
-                    (key(Metric::Throughput), 100.0 * wobble),
-                ]
-            })
-            .collect()
-    }
+    use fixtures::{first_night_found, observations, runs};
 
     #[test]
     fn a_regression_names_its_runs_and_versions_and_the_newest_run_flags_it() {
@@ -631,14 +600,7 @@ pub(crate) mod tests {
         );
         assert!(h.to_markdown().contains("| p95{"), "{}", h.to_markdown());
         // The first night it can be seen, the newest run starts it: exit 1.
-        let first = (21..=30)
-            .find(|&n| {
-                analyse(runs(n), &observations(n), &DetectOptions::default())
-                    .change_points()
-                    .next()
-                    .is_some()
-            })
-            .unwrap();
+        let first = first_night_found();
         let h = analyse(runs(first), &observations(first), &DetectOptions::default());
         assert_eq!(h.exit_code(), EXIT_REGRESSION, "{}", h.to_text());
         assert!(h.to_text().contains("REGRESSION"));
@@ -649,15 +611,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         // The load p95 steps up from night 20 (the first load night that reveals it is the
         // newest); a micro-benchmark runs after each load run and slows down at night 10.
-        let nights = 30;
-        let first = (21..=nights)
-            .find(|&n| {
-                analyse(runs(n), &observations(n), &DetectOptions::default())
-                    .change_points()
-                    .next()
-                    .is_some()
-            })
-            .unwrap();
+        let first = first_night_found();
         let mut all_runs = Vec::new();
         let mut per_run = Vec::new();
         for (i, (load_run, load_obs)) in
