@@ -13,7 +13,7 @@ use caxton_reports::compare::Metric;
 use caxton_reports::history::series::ALL;
 use caxton_reports::history::{Excluded, RunInfo, SeriesKey};
 use caxton_reports::model::QUANTILES;
-use serde_json::Value;
+use caxton_reports::prometheus_query::{self, QueryError};
 use thiserror::Error;
 
 use crate::series::{
@@ -28,18 +28,10 @@ pub const DEFAULT_RANGE: &str = "400d";
 pub enum PrometheusHistoryError {
     #[error("invalid Prometheus URL {url:?}: {reason}")]
     Url { url: String, reason: String },
-    #[error("query {expr:?} on {url} failed: {source}")]
-    Http {
-        url: String,
-        expr: String,
-        source: reqwest::Error,
-    },
-    #[error("query {expr:?} on {url} failed: {message}")]
-    Query {
-        url: String,
-        expr: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("cannot build an HTTP client: {0}")]
+    Client(reqwest::Error),
     #[error(
         "no finished caxton-bench run in {url} over the last {range} (no {RUN_END_TIMESTAMP_SECONDS} with a plan_key label)"
     )]
@@ -81,41 +73,13 @@ struct Client {
 impl Client {
     async fn query(&self, selector: &str) -> Result<Vec<Element>, PrometheusHistoryError> {
         let expr = format!("last_over_time({selector}[{}])", self.range);
-        let url = format!("{}/api/v1/query", self.base);
-        let http = |source| PrometheusHistoryError::Http {
-            url: url.clone(),
-            expr: expr.clone(),
-            source,
-        };
-        let request =
-            reqwest::Url::parse_with_params(&url, [("query", expr.as_str())]).map_err(|e| {
-                PrometheusHistoryError::Url {
-                    url: url.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-        let body: Value = self
-            .http
-            .get(request)
-            .send()
-            .await
-            .map_err(http)?
-            .json()
-            .await
-            .map_err(http)?;
-        let query_error = |message: String| PrometheusHistoryError::Query {
-            url: url.clone(),
+        let result = prometheus_query::instant(&self.http, &self.base, &expr).await?;
+        let query_error = |message: String| QueryError::Query {
+            url: self.base.clone(),
             expr: expr.clone(),
             message,
         };
-        if body["status"] != "success" {
-            return Err(query_error(format!(
-                "{}: {}",
-                body["errorType"].as_str().unwrap_or("error"),
-                body["error"].as_str().unwrap_or("no message")
-            )));
-        }
-        let result = body["data"]["result"]
+        let result = result
             .as_array()
             .ok_or_else(|| query_error("the answer has no data.result array".into()))?;
         result
@@ -166,11 +130,7 @@ pub async fn load(url: &str, range: &str) -> Result<Found, PrometheusHistoryErro
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
-            .map_err(|source| PrometheusHistoryError::Http {
-                url: base.clone(),
-                expr: String::new(),
-                source,
-            })?,
+            .map_err(PrometheusHistoryError::Client)?,
         base,
         range: range.to_string(),
     };

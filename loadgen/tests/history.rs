@@ -320,8 +320,7 @@ async fn same_change_points_from_prometheus(dir: &Path, from_dir: &serde_json::V
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["metric"] == "p95" && c["stage"] == "all" && c["scenario"] == "all")
-        .last();
+        .rfind(|c| c["metric"] == "p95" && c["stage"] == "all" && c["scenario"] == "all");
     let q = r#"caxton_bench_regression{metric="p95",stage="all",scenario="all"}"#;
     let flag = prometheus.query(q).await.unwrap();
     match last_p95 {

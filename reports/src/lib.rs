@@ -9,6 +9,7 @@ pub mod history;
 pub mod html;
 pub mod merge;
 pub mod model;
+pub mod prometheus_query;
 #[cfg(feature = "testkit")]
 pub mod prometheus_server;
 pub mod pushgateway;
