@@ -12,8 +12,11 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p caxton-runtime --bin caxton -p caxton-loadgen --bin caxton-bench \
+      -p caxton-benches --bin bench-gate \
+ && cp "$(cargo bench --locked -p caxton-benches --bench hot_paths --no-run 2>&1 \
+          | grep -o 'target/release/deps/hot_paths-[0-9a-f]*' | head -n 1)" target/release/hot-paths-bench \
  && mkdir -p /out \
- && cp target/release/caxton target/release/caxton-bench /out/
+ && cp target/release/caxton target/release/caxton-bench target/release/bench-gate target/release/hot-paths-bench /out/
 
 FROM debian:bookworm-slim AS base
 # ca-certificates: caxton-bench may push to an https Prometheus; OTLP may be TLS.
@@ -33,5 +36,9 @@ FROM base AS benchmark
 COPY --from=build /out/caxton-bench /usr/local/bin/caxton-bench
 # The seed's CronJob runs /benchmark through /bin/sh -c.
 COPY --from=build /out/caxton-bench /benchmark
+# The nightly's micro-benchmarks (nightly-verdict-cronjob.yaml): criterion's hot paths,
+# compiled, and bench-gate, which pushes and keeps their results.
+COPY --from=build /out/hot-paths-bench /usr/local/bin/hot-paths-bench
+COPY --from=build /out/bench-gate /usr/local/bin/bench-gate
 # The embedded-runtime mode (no --target) needs no second binary: caxton-bench links the runtime.
 ENTRYPOINT ["/usr/local/bin/caxton-bench"]

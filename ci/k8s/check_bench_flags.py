@@ -16,7 +16,7 @@ import sys
 
 import yaml
 
-MANIFESTS = ("benchmark-cronjob.yaml", "distributed/workers-job.yaml", "distributed/merge-job.yaml")
+MANIFESTS = ("benchmark-cronjob.yaml", "nightly-verdict-cronjob.yaml", "distributed/workers-job.yaml", "distributed/merge-job.yaml")
 BINARIES = ("/benchmark", "caxton-bench")
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 

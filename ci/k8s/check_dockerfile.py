@@ -8,6 +8,7 @@ image is at least the workspace's rust-version, and each image the manifests
 run has a stage providing the command they call.
 Usage: check_dockerfile.py REPO_DIR
 """
+import glob
 import os
 import re
 import shlex
@@ -37,7 +38,13 @@ def main():
     packages = {}
     for member in ws["workspace"]["members"]:
         pkg = tomllib.load(open(os.path.join(repo, member, "Cargo.toml"), "rb"))
-        packages[pkg["package"]["name"]] = {b["name"] for b in pkg.get("bin", [])}
+        bins = {b["name"] for b in pkg.get("bin", [])}
+        # Cargo's auto-discovered binaries: src/bin/NAME.rs (and src/main.rs, named as the package).
+        if pkg["package"].get("autobins", True):
+            bins |= {os.path.basename(f)[:-3] for f in glob.glob(os.path.join(repo, member, "src/bin/*.rs"))}
+            if os.path.exists(os.path.join(repo, member, "src/main.rs")) and not pkg.get("bin"):
+                bins.add(pkg["package"]["name"])
+        packages[pkg["package"]["name"]] = bins
 
     stages, stage, parent = {}, None, {}
     out_files, build_stage = set(), None
@@ -80,7 +87,7 @@ def main():
             stages[stage]["entrypoint"] = rest
             stages[stage]["files"].add("__entrypoint__")
 
-    for manifest in ("caxton-runtime.yaml", "benchmark-cronjob.yaml", "distributed/workers-job.yaml", "distributed/merge-job.yaml"):
+    for manifest in ("caxton-runtime.yaml", "benchmark-cronjob.yaml", "nightly-verdict-cronjob.yaml", "distributed/workers-job.yaml", "distributed/merge-job.yaml"):
         for doc in yaml.safe_load_all(open(os.path.join(repo, "k8s", manifest), encoding="utf-8")):
             for c in find_containers(doc):
                 image = c["image"].split(":")[0]

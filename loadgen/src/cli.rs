@@ -50,8 +50,16 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// A directory of run directories, each with its report.json (any depth).
-    pub dir: PathBuf,
+    /// A directory of run directories, each with its report.json or micro.json (any depth).
+    #[arg(required_unless_present = "prometheus", conflicts_with = "prometheus")]
+    pub dir: Option<PathBuf>,
+    /// Read the history from this Prometheus instead (the caxton_bench_* series the runs
+    /// pushed): the whole run and each stage, as in the directory.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// How far back --prometheus looks (a PromQL duration).
+    #[arg(long, default_value = crate::prometheus_history::DEFAULT_RANGE, value_name = "RANGE")]
+    pub prometheus_range: String,
     /// Warn about a report that cannot be read instead of failing.
     #[arg(long)]
     pub skip_unreadable: bool,
@@ -67,6 +75,16 @@ pub struct HistoryArgs {
     /// Smallest relative change of the medians either side of a change point.
     #[arg(long, default_value = "5%", value_name = "PERCENT")]
     pub min_change: String,
+    /// Push the verdict (caxton_bench_change_point, caxton_bench_regression) to this
+    /// Prometheus by remote write (URL/api/v1/write).
+    #[arg(long, value_name = "URL")]
+    pub report_to_prometheus: Option<String>,
+    /// Also write trend charts with the change points marked to this HTML file.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
+    /// Push the verdict to this Pushgateway (job caxton_bench_history, replaced each time).
+    #[arg(long, value_name = "URL")]
+    pub pushgateway: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub mod interrupt;
 pub mod plan;
 pub mod profile_diff;
 pub mod progress;
+pub mod prometheus_history;
 pub mod push;
 pub mod recorder;
 pub mod report;
@@ -36,6 +37,7 @@ pub mod target_build;
 pub mod thresholds;
 pub mod transport;
 pub mod validity;
+pub mod verdict;
 
 /// Exit status when every threshold passed.
 pub const EXIT_PASSED: u8 = 0;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use caxton_loadgen::cli::{Cli, Command, CompareArgs, HistoryArgs, RunArgs};
 use caxton_loadgen::{
-    EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt, push, run,
-    summary, summary_export,
+    EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt,
+    prometheus_history, push, run, summary, summary_export, verdict,
 };
 use caxton_reports::model::RunReport;
 use caxton_reports::{compare, history, html};
@@ -74,7 +74,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("caxton-bench: error: {e}");
             compare::EXIT_BAD_INPUT
         })),
-        Some(Command::History(args)) => Ok(history(&args).unwrap_or_else(|e| {
+        Some(Command::History(args)) => Ok(history(&args).await.unwrap_or_else(|e| {
             eprintln!("caxton-bench: error: {e}");
             compare::EXIT_BAD_INPUT
         })),
@@ -175,29 +175,42 @@ fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
 
 /// Exit 0, or 1 when the newest run starts a regression; errors become exit 2 in the caller,
 /// so an unreadable history is never mistaken for a regression.
-fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
+async fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
     let options = history::DetectOptions {
         p_value: args.p_value,
         min_magnitude: compare::parse_percent(&args.min_change, "--min-change")?,
         ..Default::default()
     };
-    let loaded = history::load_dir(&args.dir, args.skip_unreadable)?;
-    for u in &loaded.unreadable {
-        eprintln!("caxton-bench: warning: left out: {u}");
-    }
-    if loaded.runs.is_empty() {
-        anyhow::bail!(
-            "no valid, readable run under {} ({} invalid, {} unreadable)",
-            args.dir.display(),
-            loaded.invalid.len(),
-            loaded.unreadable.len()
-        );
-    }
-    let (runs, per_run) = loaded.observations();
-    let mut result = history::analyse(runs, &per_run, &options);
-    result.profile_diffs = caxton_loadgen::profile_diff::at_change_points(&result, &loaded.runs);
-    result.invalid = loaded.invalid;
-    result.unreadable = loaded.unreadable;
+    let result = match (&args.dir, &args.prometheus) {
+        (_, Some(url)) => {
+            let found = prometheus_history::load(url, &args.prometheus_range).await?;
+            let mut result = history::analyse(found.runs, &found.per_run, &options);
+            result.invalid = found.invalid;
+            result
+        }
+        (Some(dir), None) => {
+            let loaded = history::load_dir(dir, args.skip_unreadable)?;
+            for u in &loaded.unreadable {
+                eprintln!("caxton-bench: warning: left out: {u}");
+            }
+            if loaded.is_empty() {
+                anyhow::bail!(
+                    "no valid, readable run under {} ({} invalid, {} unreadable)",
+                    dir.display(),
+                    loaded.invalid.len(),
+                    loaded.unreadable.len()
+                );
+            }
+            let (runs, per_run) = loaded.observations();
+            let mut result = history::analyse(runs, &per_run, &options);
+            result.profile_diffs =
+                caxton_loadgen::profile_diff::at_change_points(&result, &loaded.runs);
+            result.invalid = loaded.invalid;
+            result.unreadable = loaded.unreadable;
+            result
+        }
+        (None, None) => anyhow::bail!("give a history directory or --prometheus URL"),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result.to_json())?);
     } else if args.markdown {
@@ -205,5 +218,35 @@ fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
     } else {
         print!("{}", result.to_text());
     }
+    if let Some(out) = &args.html {
+        html::write_file(out, &history::html::render(&result))?;
+        eprintln!("caxton-bench: html: {}", out.display());
+    }
+    push_verdict(args, &result).await?;
     Ok(result.exit_code())
+}
+
+/// The verdict to the sinks given, if any; a failed push is an error (exit 2): a nightly
+/// whose verdict never reached Prometheus must not look green.
+async fn push_verdict(args: &HistoryArgs, result: &history::History) -> anyhow::Result<()> {
+    let options = caxton_reports::pushgateway::PushgatewayOptions {
+        job: verdict::PUSHGATEWAY_JOB.to_owned(),
+        grouping_labels: Vec::new(),
+        ..Default::default()
+    };
+    let Some(sinks) = push::Sinks::with_pushgateway_options(
+        args.report_to_prometheus.as_deref(),
+        args.pushgateway.as_deref(),
+        options,
+    )?
+    else {
+        return Ok(());
+    };
+    let samples = verdict::verdict_samples(result, caxton_reports::remote_write::now_ms());
+    tokio::time::timeout(push::PUSH_BOUND, sinks.send(&samples))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {:?}", push::PUSH_BOUND)))
+        .map_err(|e| anyhow::anyhow!("pushing the verdict: {e}"))?;
+    eprintln!("caxton-bench: pushed {} verdict samples", samples.len());
+    Ok(())
 }

@@ -53,6 +53,15 @@ impl Sinks {
         prometheus: Option<&str>,
         pushgateway: Option<&str>,
     ) -> Result<Option<Sinks>, SinkError> {
+        Self::with_pushgateway_options(prometheus, pushgateway, PushgatewayOptions::default())
+    }
+
+    /// Like [`new`](Self::new), with the Pushgateway's job and grouping given.
+    pub fn with_pushgateway_options(
+        prometheus: Option<&str>,
+        pushgateway: Option<&str>,
+        options: PushgatewayOptions,
+    ) -> Result<Option<Sinks>, SinkError> {
         if prometheus.is_none() && pushgateway.is_none() {
             return Ok(None);
         }
@@ -61,7 +70,7 @@ impl Sinks {
                 .map(|u| RemoteWriter::new(u, RemoteWriteOptions::default()))
                 .transpose()?,
             pushgateway: pushgateway
-                .map(|u| Pushgateway::new(u, PushgatewayOptions::default()))
+                .map(|u| Pushgateway::new(u, options))
                 .transpose()?,
         }))
     }

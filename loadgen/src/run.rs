@@ -264,6 +264,14 @@ async fn attack(
             worker: opts
                 .worker
                 .map_or_else(|| "0".into(), |w| w.index.to_string()),
+            plan_key: caxton_reports::history::series::plan_key_of(
+                &opts.plan.name,
+                &opts.plan.planned_stages(),
+            ),
+            target_key: caxton_reports::history::series::target_key_of(
+                target,
+                opts.target.is_none(),
+            ),
         },
         spool: push::spool_path(&report_path),
     });

@@ -2,6 +2,7 @@
 //! once, and the conversion of live figures and of a finished report into samples for the
 //! Prometheus sinks of `caxton-reports`.
 
+use caxton_reports::history;
 use caxton_reports::model::{InvalidKind, Percentiles, QUANTILES, RunReport, Stats, TargetBuild};
 use caxton_reports::native_histogram::NativeHistogram;
 use caxton_reports::remote_write::{HistogramSample, Sample};
@@ -64,6 +65,11 @@ pub struct CommonLabels {
     /// The target's build (`version+commit` from its `caxton_build_info`), or "unknown".
     pub target_version: String,
     pub worker: String,
+    /// The plan's identity in a history (`history::series::plan_key`): name and stages.
+    pub plan_key: String,
+    /// The target's identity in a history (`history::series::target_key`): `embedded` for
+    /// every embedded run (each listens on a new port).
+    pub target_key: String,
 }
 
 /// How the target's build is labelled: `0.2.0+abc123`, or "unknown".
@@ -95,6 +101,8 @@ impl CommonLabels {
                     .map_or_else(|| "merged".into(), |i| i.to_string()),
                 None => "0".into(),
             },
+            plan_key: history::series::plan_key(&report.plan),
+            target_key: history::series::target_key(report),
         }
     }
 
@@ -362,6 +370,8 @@ mod tests {
             version: "v".into(),
             target_version: "unknown".into(),
             worker: "0".into(),
+            plan_key: "constant(hold:1s@4)".into(),
+            target_key: "t".into(),
         };
         let mut h = caxton_reports::model::new_histogram();
         for us in [200, 800, 3_000, 40_000] {

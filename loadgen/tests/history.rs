@@ -14,8 +14,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
+use caxton_loadgen::series::final_samples;
 use caxton_reports::compare::Metric;
 use caxton_reports::history::{self, DetectOptions, History, series::ALL};
+use caxton_reports::prometheus_server::PrometheusServer;
+use caxton_reports::remote_write::{RemoteWriteOptions, RemoteWriter};
 use common::{BENCH, bench_as, text};
 
 /// Nights per history.
@@ -143,6 +146,21 @@ async fn a_tail_step_is_found_at_its_night_and_nothing_else_is() {
     nights(stepped.clone(), Some(STEP_AT)).await;
     nights(steady.clone(), None).await;
 
+    // The same nights through Prometheus, and the page, first: they must agree with the
+    // directory whatever this machine's noise made of the step.
+    let o = history_cli(&stepped, &["--json"]);
+    let from_dir: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    same_change_points_from_prometheus(&stepped, &from_dir).await;
+    let page = root.join("history.html");
+    let o = history_cli(&stepped, &["--html", page.to_str().unwrap()]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", text(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    let points = from_dir["change_points"].as_array().unwrap().len();
+    assert!(
+        html.contains("p95{plan=") && html.matches("class=\"marker\"").count() == points,
+        "{points} change points\n{html}"
+    );
+
     let h = analyse(&stepped, None);
     for metric in [Metric::P95, Metric::P99] {
         let at = found_at(&h, metric);
@@ -249,6 +267,69 @@ async fn a_tail_step_is_found_at_its_night_and_nothing_else_is() {
     assert!(p95["p_value"].as_f64().unwrap() < 0.001);
     assert!(json["noise"].as_object().unwrap().len() >= 6, "{json:#}");
     let _ = std::fs::remove_dir_all(root);
+}
+
+/// Change points of the whole run and of each stage (what a run pushes), as
+/// (series, run, version, direction).
+fn pushed_series_points(json: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    let mut out: Vec<_> = json["change_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["scenario"] == "all")
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap().to_string();
+            (s("series"), s("run_id"), s("version"), s("direction"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The same nights remote-written to a real Prometheus with their own timestamps give the
+/// same change points through `--prometheus`; the verdict pushed back lands there too.
+async fn same_change_points_from_prometheus(dir: &Path, from_dir: &serde_json::Value) {
+    let prometheus = PrometheusServer::start(&[]).await.unwrap();
+    let writer = RemoteWriter::new(&prometheus.url(), RemoteWriteOptions::default()).unwrap();
+    let loaded = history::load_dir(dir, false).unwrap();
+    for (_, report) in &loaded.runs {
+        let samples = final_samples(report, report.ended_unix_ms as i64);
+        writer.write(&samples).await.unwrap();
+    }
+    let o = std::process::Command::new(BENCH)
+        .args(["history", "--json", "--prometheus", &prometheus.url()])
+        .args(["--report-to-prometheus", &prometheus.url()])
+        .output()
+        .unwrap();
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", text(&o));
+    let from_prometheus: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(from_prometheus["runs"], NIGHTS, "{}", text(&o));
+    let expected = pushed_series_points(from_dir);
+    assert!(!expected.is_empty(), "{from_dir:#}");
+    assert_eq!(pushed_series_points(&from_prometheus), expected);
+
+    // The verdict pushed back: one caxton_bench_change_point per change point, and p95's
+    // regression flag raised exactly when its last change point is a regression, naming it.
+    let points = prometheus.query("caxton_bench_change_point").await.unwrap();
+    assert_eq!(
+        points.as_array().unwrap().len(),
+        from_prometheus["change_points"].as_array().unwrap().len(),
+        "{points:#}"
+    );
+    let last_p95 = from_dir["change_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|c| c["metric"] == "p95" && c["stage"] == "all" && c["scenario"] == "all");
+    let q = r#"caxton_bench_regression{metric="p95",stage="all",scenario="all"}"#;
+    let flag = prometheus.query(q).await.unwrap();
+    match last_p95 {
+        Some(c) if c["direction"] == "regression" => {
+            assert_eq!(flag[0]["value"][1], "1", "{flag:#}");
+            assert_eq!(flag[0]["metric"]["run_id"], c["run_id"], "{flag:#}");
+        }
+        _ => assert_eq!(flag[0]["value"][1], "0", "{flag:#}"),
+    }
 }
 
 #[test]

@@ -443,7 +443,8 @@ pub fn render_comparison(
     Ok(page("caxton-bench compare", &body))
 }
 
-fn page(title: &str, body: &str) -> String {
+/// A self-contained page around `body` (the CSS every page shares).
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{CSS}</style></head><body><main>{body}</main></body></html>\n",
         escape(title)

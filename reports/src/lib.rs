@@ -12,6 +12,7 @@ pub mod merge;
 pub mod model;
 pub mod native_histogram;
 pub mod profile_diff;
+pub mod prometheus_query;
 #[cfg(feature = "testkit")]
 pub mod prometheus_server;
 pub mod pushgateway;

@@ -54,12 +54,8 @@ pub enum TestServerError {
         #[source]
         source: reqwest::Error,
     },
-    #[error("query {expr:?} on {url} failed: {message}")]
-    Query {
-        url: String,
-        expr: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Query(#[from] crate::prometheus_query::QueryError),
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released: the caller binds it next).
@@ -277,36 +273,7 @@ impl PrometheusServer {
     /// `{"metric": {labels}, "value": [ts, "value"]}`). A PromQL error is an `Err` carrying
     /// Prometheus' message.
     pub async fn query(&self, expr: &str) -> Result<serde_json::Value, TestServerError> {
-        let base = format!("{}/api/v1/query", self.url());
-        let query_error = |message: String| TestServerError::Query {
-            url: base.clone(),
-            expr: expr.to_owned(),
-            message,
-        };
-        let url = reqwest::Url::parse_with_params(&base, [("query", expr)])
-            .map_err(|e| query_error(e.to_string()))?;
-        let http = |source| TestServerError::Http {
-            url: base.clone(),
-            source,
-        };
-        // Errors (400 bad_data) carry their reason in the JSON body: read it whatever the status.
-        let body: serde_json::Value = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(http)?
-            .json()
-            .await
-            .map_err(http)?;
-        if body["status"] != "success" {
-            return Err(query_error(format!(
-                "{}: {}",
-                body["errorType"].as_str().unwrap_or("error"),
-                body["error"].as_str().unwrap_or("(no message)")
-            )));
-        }
-        Ok(body["data"]["result"].clone())
+        Ok(crate::prometheus_query::instant(&self.client, &self.url(), expr).await?)
     }
 }
 

@@ -7,16 +7,18 @@
 //! bench-gate criterion                                      # table; exit 1 on a regression
 //! bench-gate callgrind --baseline benches/callgrind-baseline.json
 //! bench-gate push --url http://prometheus:9090 --version "$(git rev-parse --short HEAD)"
+//! bench-gate save --run-id micro-1 --out nightly/micro/micro-1/micro.json   # for `history`
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use caxton_benches::callgrind::{self, DEFAULT_ITERATIONS, InstructionCounts, KEY_PATHS};
 use caxton_benches::gate::{self, GateConfig, Report};
 use caxton_benches::{criterion_results, series};
-use caxton_reports::remote_write::{RemoteWriteOptions, RemoteWriter};
+use caxton_reports::history::MicroRun;
+use caxton_reports::remote_write::{RemoteWriteOptions, RemoteWriter, now_ms};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -80,6 +82,22 @@ enum Cmd {
         /// Instruction counts from `bench-gate callgrind`; skipped when it does not exist.
         #[arg(long, default_value_os_t = target_dir().join("callgrind").join("instructions.json"))]
         instructions: PathBuf,
+    },
+    /// Keeps the latest criterion run's medians as one history run (`micro.json`) for
+    /// `caxton-bench history`, beside the nightly's load reports.
+    Save {
+        /// The run's id in the history.
+        #[arg(long)]
+        run_id: String,
+        /// Where to write it, e.g. NIGHTLY_DIR/micro/<run-id>/micro.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// `version` of the benchmarked build, e.g. the git revision.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        version: String,
+        /// Criterion's output directory.
+        #[arg(long, default_value_os_t = target_dir().join("criterion"))]
+        dir: PathBuf,
     },
 }
 
@@ -194,7 +212,34 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             );
             Ok(true)
         }
+        Cmd::Save {
+            run_id,
+            out,
+            version,
+            dir,
+        } => save(run_id, &out, version, &dir),
     }
+}
+
+fn save(run_id: String, out: &Path, version: String, dir: &Path) -> anyhow::Result<bool> {
+    let results = criterion_results::load(dir, "main")?;
+    let run = MicroRun {
+        run_id,
+        version,
+        started_unix_ms: u64::try_from(now_ms()).unwrap_or(0),
+        median_seconds: results
+            .iter()
+            .map(|r| (r.name.clone(), r.new.median.point_estimate / 1e9))
+            .collect(),
+    };
+    run.write(out)?;
+    println!(
+        "{} benchmarks of run {} written to {}",
+        run.median_seconds.len(),
+        run.run_id,
+        out.display()
+    );
+    Ok(true)
 }
 
 fn verdict(report: &Report, what: &str) -> bool {

@@ -19,6 +19,8 @@
 //! Everything is deterministic: no permutation test, and the bootstrap of the magnitude's
 //! interval is seeded.
 
+use std::collections::HashMap;
+
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom as _;
@@ -110,13 +112,18 @@ pub fn detect(values: &[f64], opts: &DetectOptions) -> Vec<ChangePoint> {
         }
     }
     candidates.sort_unstable();
-    // Strict pass: drop the weakest failing candidate, re-judge its neighbours, repeat.
+    // Strict pass: drop the weakest failing candidate, re-judge its neighbours, repeat. A
+    // judgement depends only on its segment, so each (s, τ, e) is judged once: only the
+    // neighbours of a dropped candidate get new segments.
+    let mut judgements: HashMap<(usize, usize, usize), (f64, f64)> = HashMap::new();
     loop {
         let judged: Vec<(f64, f64)> = (0..candidates.len())
             .map(|i| {
                 let s = if i == 0 { 0 } else { candidates[i - 1] };
                 let e = candidates.get(i + 1).copied().unwrap_or(values.len());
-                judge(values, tested, s, candidates[i], e, opts)
+                *judgements
+                    .entry((s, candidates[i], e))
+                    .or_insert_with(|| judge(values, tested, s, candidates[i], e, opts))
             })
             .collect();
         let failing = judged

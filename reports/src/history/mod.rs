@@ -6,6 +6,10 @@
 //! and renders the result (text, Markdown, JSON).
 
 pub mod detect;
+#[cfg(any(test, feature = "testkit"))]
+pub mod fixtures;
+pub mod html;
+pub mod micro;
 pub mod noise;
 pub mod series;
 
@@ -21,6 +25,7 @@ use crate::compare::format_change as pct;
 use crate::model::{ReportError, RunReport};
 use crate::table::{markdown_table, text_table};
 pub use detect::{ChangePoint, DetectOptions};
+pub use micro::{MICRO_FILE, MicroRun};
 pub use noise::Noise;
 pub use series::{RunInfo, Series, SeriesKey};
 
@@ -37,7 +42,7 @@ pub enum HistoryError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("no {REPORT_FILE} under {0}")]
+    #[error("no {REPORT_FILE} or {MICRO_FILE} under {0}")]
     Empty(PathBuf),
     #[error("{0} (pass --skip-unreadable to leave unreadable reports out)")]
     Unreadable(ReportError),
@@ -60,10 +65,12 @@ pub struct Loaded {
     pub invalid: Vec<Excluded>,
     /// Reports that could not be read (only with `skip_unreadable`), with the reason.
     pub unreadable: Vec<String>,
+    /// Micro-benchmark runs (`micro.json`), in time order.
+    pub micro: Vec<(PathBuf, MicroRun)>,
 }
 
-/// Every `report.json` under `dir` (run directories, any depth), in path order. Worker
-/// reports of a distributed run are parts of the merged one and are left out.
+/// Every `report.json` and `micro.json` under `dir` (run directories, any depth), in path
+/// order. Worker reports of a distributed run are parts of the merged one and are left out.
 fn report_files(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -80,7 +87,10 @@ fn report_files(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == REPORT_FILE) {
+            } else if path
+                .file_name()
+                .is_some_and(|n| n == REPORT_FILE || n == MICRO_FILE)
+            {
                 out.push(path);
             }
         }
@@ -98,6 +108,14 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
     }
     let mut loaded = Loaded::default();
     for path in files {
+        if path.file_name().is_some_and(|n| n == MICRO_FILE) {
+            match MicroRun::read(&path) {
+                Ok(m) => loaded.micro.push((path, m)),
+                Err(e) if skip_unreadable => loaded.unreadable.push(e.to_string()),
+                Err(e) => return Err(HistoryError::Unreadable(e)),
+            }
+            continue;
+        }
         let report = match RunReport::read(&path) {
             Ok(r) => r,
             Err(e) if skip_unreadable => {
@@ -131,13 +149,32 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
     loaded.runs.sort_by(|a, b| {
         (a.1.started_unix_ms, &a.1.run_id).cmp(&(b.1.started_unix_ms, &b.1.run_id))
     });
+    loaded.micro.sort_by(|a, b| {
+        (a.1.started_unix_ms, &a.1.run_id).cmp(&(b.1.started_unix_ms, &b.1.run_id))
+    });
     Ok(loaded)
 }
 
 impl Loaded {
-    /// The runs' identities and their observations, in time order.
+    /// Nothing to judge: no valid report and no micro-benchmark run.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty() && self.micro.is_empty()
+    }
+
+    /// The runs' identities and their observations (load runs and micro-benchmark runs), in
+    /// time order.
     pub fn observations(&self) -> (Vec<RunInfo>, Vec<Vec<(SeriesKey, f64)>>) {
-        self.runs
+        let micro = self.micro.iter().map(|(_, m)| {
+            let info = RunInfo {
+                run_id: m.run_id.clone(),
+                version: m.version.clone(),
+                started_unix_ms: m.started_unix_ms,
+                profile: None,
+            };
+            (info, m.observations())
+        });
+        let mut all: Vec<_> = self
+            .runs
             .iter()
             .map(|(path, r)| {
                 let info = RunInfo {
@@ -151,7 +188,12 @@ impl Loaded {
                 };
                 (info, series::observations(r))
             })
-            .unzip()
+            .chain(micro)
+            .collect();
+        all.sort_by(|a, b| {
+            (a.0.started_unix_ms, &a.0.run_id).cmp(&(b.0.started_unix_ms, &b.0.run_id))
+        });
+        all.into_iter().unzip()
     }
 }
 
@@ -195,6 +237,16 @@ pub struct SeriesVerdict {
     pub change_points: Vec<Found>,
 }
 
+impl SeriesVerdict {
+    /// The newest run of the series lies in a segment a regression started: its last change
+    /// point is a regression.
+    pub fn in_regression(&self) -> bool {
+        self.change_points
+            .last()
+            .is_some_and(|c| c.direction == Direction::Regression)
+    }
+}
+
 /// Every series of a history judged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct History {
@@ -214,9 +266,22 @@ pub fn analyse(
     per_run: &[Vec<(SeriesKey, f64)>],
     options: &DetectOptions,
 ) -> History {
+    // The newest run of each plan and target: a nightly's load runs and micro-benchmark
+    // runs (or two plans) interleave in one directory, and each is judged on its own newest.
+    let mut newest: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+    for (i, obs) in per_run.iter().enumerate() {
+        for (k, _) in obs {
+            newest.insert((k.plan.as_str(), k.target.as_str()), i);
+        }
+    }
     let verdicts = series::build(per_run)
         .into_iter()
-        .map(|s| judge_series(s, &runs, options))
+        .map(|s| {
+            let last = newest
+                .get(&(s.key.plan.as_str(), s.key.target.as_str()))
+                .copied();
+            judge_series(s, last, &runs, options)
+        })
         .collect();
     History {
         runs,
@@ -228,14 +293,20 @@ pub fn analyse(
     }
 }
 
-fn judge_series(series: Series, runs: &[RunInfo], options: &DetectOptions) -> SeriesVerdict {
+/// `newest`: the newest run of the series' plan and target.
+fn judge_series(
+    series: Series,
+    newest: Option<usize>,
+    runs: &[RunInfo],
+    options: &DetectOptions,
+) -> SeriesVerdict {
     let worse = series.key.metric.higher_is_worse();
     let values = &series.values;
     let too_short = values.len() < options.min_len();
     let points = detect::detect(values, options);
-    // The newest run of the history (not of the series) must be in this series for it to
-    // reveal anything.
-    let has_newest = series.runs.last() == Some(&(runs.len().saturating_sub(1)));
+    // The newest run of its plan and target (not of the series: a stage may be missing from
+    // it) must be in this series for it to reveal anything.
+    let has_newest = newest.is_some() && series.runs.last().copied() == newest;
     let earlier = if has_newest && !points.is_empty() {
         detect::detect(&values[..values.len() - 1], options)
     } else {
@@ -369,7 +440,7 @@ impl History {
         })
     }
 
-    fn change_rows(&self) -> Vec<[String; 6]> {
+    pub(crate) fn change_rows(&self) -> Vec<[String; 6]> {
         self.change_points()
             .map(|(key, c)| {
                 [
@@ -425,7 +496,7 @@ impl History {
             .collect()
     }
 
-    const CHANGE_HEADERS: [&str; 6] = [
+    pub(crate) const CHANGE_HEADERS: [&str; 6] = [
         "series",
         "runs (before → after)",
         "version",
@@ -441,7 +512,7 @@ impl History {
         "FP of a 10% threshold",
     ];
 
-    fn preamble(&self) -> Vec<String> {
+    pub(crate) fn preamble(&self) -> Vec<String> {
         let mut lines = vec![format!(
             "{} runs; detector: E-Divisive means, rank permutation test p < {}, change >= {}, >= {} runs each side",
             self.runs.len(),
@@ -471,7 +542,7 @@ impl History {
         lines
     }
 
-    fn verdict_line(&self) -> String {
+    pub(crate) fn verdict_line(&self) -> String {
         let n = self.change_points().count();
         if self.newest_regresses() {
             format!("REGRESSION: the newest run starts a regression ({n} change points in all)")
@@ -530,40 +601,7 @@ mod tests {
     use super::*;
     use crate::compare::Metric;
 
-    fn key(metric: Metric) -> SeriesKey {
-        SeriesKey {
-            plan: "constant(hold:1s@4)".into(),
-            target: "embedded".into(),
-            scenario: series::ALL.into(),
-            stage: series::ALL.into(),
-            metric,
-        }
-    }
-
-    fn runs(n: usize) -> Vec<RunInfo> {
-        (0..n)
-            .map(|i| RunInfo {
-                run_id: format!("night-{i:02}"),
-                version: if i < 20 { "1.0".into() } else { "1.1".into() },
-                started_unix_ms: i as u64,
-                profile: None,
-            })
-            .collect()
-    }
-
-    /// p95 steps up by 30 % at night 20; throughput is flat.
-    fn observations(n: usize) -> Vec<Vec<(SeriesKey, f64)>> {
-        (0..n)
-            .map(|i| {
-                let wobble = 1.0 + 0.02 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
-                let p95 = if i < 20 { 10.0 } else { 13.0 } * wobble;
-                vec![
-                    (key(Metric::P95), p95),
-                    (key(Metric::Throughput), 100.0 * wobble),
-                ]
-            })
-            .collect()
-    }
+    use fixtures::{first_night_found, observations, runs};
 
     #[test]
     fn a_regression_names_its_runs_and_versions_and_the_newest_run_flags_it() {
@@ -592,17 +630,70 @@ mod tests {
         );
         assert!(h.to_markdown().contains("| p95{"), "{}", h.to_markdown());
         // The first night it can be seen, the newest run starts it: exit 1.
-        let first = (21..=30)
-            .find(|&n| {
-                analyse(runs(n), &observations(n), &DetectOptions::default())
-                    .change_points()
-                    .next()
-                    .is_some()
-            })
-            .unwrap();
+        let first = first_night_found();
         let h = analyse(runs(first), &observations(first), &DetectOptions::default());
         assert_eq!(h.exit_code(), EXIT_REGRESSION, "{}", h.to_text());
         assert!(h.to_text().contains("REGRESSION"));
+    }
+
+    #[test]
+    fn micro_benchmark_runs_sit_beside_load_runs_and_each_is_judged_on_its_own_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        // The load p95 steps up from night 20 (the first load night that reveals it is the
+        // newest); a micro-benchmark runs after each load run and slows down at night 10.
+        let first = first_night_found();
+        let mut all_runs = Vec::new();
+        let mut per_run = Vec::new();
+        for (i, (load_run, load_obs)) in
+            runs(first).into_iter().zip(observations(first)).enumerate()
+        {
+            all_runs.push(RunInfo {
+                started_unix_ms: 10 * i as u64,
+                ..load_run
+            });
+            per_run.push(load_obs);
+            let m = MicroRun {
+                run_id: format!("micro-{i:02}"),
+                version: if i < 10 { "1.0".into() } else { "1.1".into() },
+                started_unix_ms: 10 * i as u64 + 5,
+                median_seconds: [(
+                    "route/send".to_string(),
+                    if i < 10 { 2.0e-6 } else { 3.0e-6 } * (1.0 + 0.01 * (i % 3) as f64),
+                )]
+                .into(),
+            };
+            m.write(&dir.path().join(&m.run_id).join(MICRO_FILE))
+                .unwrap();
+            all_runs.push(RunInfo {
+                run_id: m.run_id.clone(),
+                version: m.version.clone(),
+                started_unix_ms: m.started_unix_ms,
+                profile: None,
+            });
+            per_run.push(m.observations());
+        }
+        let loaded = load_dir(dir.path(), false).unwrap();
+        assert_eq!(loaded.micro.len(), first);
+        let h = analyse(all_runs, &per_run, &DetectOptions::default());
+        let found: Vec<_> = h
+            .change_points()
+            .map(|(k, c)| (k.plan.clone(), c.after.run_id.clone(), c.new))
+            .collect();
+        assert!(
+            found.contains(&(micro::PLAN.to_string(), "micro-10".to_string(), false)),
+            "{}",
+            h.to_text()
+        );
+        // The newest run of the directory is a micro run; the load series' newest night
+        // still starts its regression.
+        assert!(
+            found
+                .iter()
+                .any(|(p, id, new)| p.starts_with("constant") && id == "night-20" && *new),
+            "{}",
+            h.to_text()
+        );
+        assert_eq!(h.exit_code(), EXIT_REGRESSION);
     }
 
     #[test]

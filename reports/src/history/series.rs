@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::compare::Metric;
-use crate::model::{Plan, RunReport, Stats};
+use crate::model::{Plan, PlannedStage, RunReport, Stats};
 
 /// The stage or scenario value that stands for "every request of the run".
 pub const ALL: &str = "all";
@@ -70,20 +70,29 @@ pub struct Series {
 /// A plan's identity: its name and its stages (two `--stages` runs of different shapes are
 /// different plans), e.g. `stages(ramp-4:1s@4,hold-4:2s@4)`.
 pub fn plan_key(plan: &Plan) -> String {
-    let stages: Vec<String> = plan
-        .stages
+    plan_key_of(&plan.name, &plan.stages)
+}
+
+/// [`plan_key`] of a plan's name and stages (for a run that has no report yet).
+pub fn plan_key_of(name: &str, stages: &[PlannedStage]) -> String {
+    let stages: Vec<String> = stages
         .iter()
         .map(|s| format!("{}:{}s@{}", s.name, s.duration_seconds, s.target))
         .collect();
-    format!("{}({})", plan.name, stages.join(","))
+    format!("{name}({})", stages.join(","))
 }
 
 /// The target of a run: its URL, or `embedded` (each embedded run listens on a new port).
 pub fn target_key(report: &RunReport) -> String {
-    if report.embedded_target {
+    target_key_of(&report.target, report.embedded_target)
+}
+
+/// [`target_key`] of a target URL and whether it is the embedded runtime.
+pub fn target_key_of(target: &str, embedded: bool) -> String {
+    if embedded {
         "embedded".to_string()
     } else {
-        report.target.clone()
+        target.to_string()
     }
 }
 

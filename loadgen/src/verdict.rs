@@ -1,0 +1,110 @@
+//! The verdict of `caxton-bench history` as Prometheus series, so an alert can fire on a
+//! change point rather than on a fixed week-old comparison: the names, defined once, and the
+//! samples built from a judged history.
+
+use caxton_reports::history::{History, SeriesKey};
+use caxton_reports::remote_write::Sample;
+
+/// One sample per change point of the history; the value is its relative change (after /
+/// before − 1). Labels `metric`, `stage`, `scenario`, `plan`, `target`, `direction`, and the
+/// `run_id` and `version` of the first run after the change.
+pub const CHANGE_POINT: &str = "caxton_bench_change_point";
+/// One sample per judged series: 1 while its newest run lies in a segment that a regression
+/// started (its last change point is a regression), with that change point's `run_id` and
+/// `version`; else 0. Every series long enough to judge has one, so an alert needs no
+/// `absent()`.
+pub const REGRESSION: &str = "caxton_bench_regression";
+
+pub const VERDICT_METRIC_NAMES: [&str; 2] = [CHANGE_POINT, REGRESSION];
+
+/// The Pushgateway job the verdict is pushed under: one group, replaced each night, so a
+/// change point that no longer holds disappears.
+pub const PUSHGATEWAY_JOB: &str = "caxton_bench_history";
+
+fn series_sample(name: &str, key: &SeriesKey, value: f64, ts: i64) -> Sample {
+    Sample {
+        name: name.to_string(),
+        labels: vec![
+            ("metric".into(), key.metric.key().into()),
+            ("stage".into(), key.stage.clone()),
+            ("scenario".into(), key.scenario.clone()),
+            ("plan".into(), key.plan.clone()),
+            ("target".into(), key.target.clone()),
+        ],
+        value,
+        timestamp_ms: ts,
+    }
+}
+
+/// The change points and per-series regression flags of `history`, stamped `ts`.
+pub fn verdict_samples(history: &History, ts: i64) -> Vec<Sample> {
+    let mut out: Vec<Sample> = history
+        .change_points()
+        .map(|(key, c)| {
+            series_sample(CHANGE_POINT, key, c.point.change, ts)
+                .label("direction", c.direction.as_str())
+                .label("run_id", c.after.run_id.as_str())
+                .label("version", c.after.version.as_str())
+        })
+        .collect();
+    out.extend(history.verdicts.iter().filter(|v| !v.too_short).map(|v| {
+        let sample = series_sample(REGRESSION, &v.series.key, 0.0, ts);
+        match v.change_points.last() {
+            Some(c) if v.in_regression() => Sample {
+                value: 1.0,
+                ..sample
+                    .label("run_id", c.after.run_id.as_str())
+                    .label("version", c.after.version.as_str())
+            },
+            _ => sample,
+        }
+    }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caxton_reports::history::{self, DetectOptions, fixtures};
+
+    fn judged(nights: usize) -> History {
+        history::analyse(
+            fixtures::runs(nights),
+            &fixtures::observations(nights),
+            &DetectOptions::default(),
+        )
+    }
+
+    #[test]
+    fn a_regression_is_one_change_point_and_a_raised_flag_on_its_series_only() {
+        let samples = verdict_samples(&judged(30), 7);
+        let label = |s: &Sample, n: &str| {
+            s.labels
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let points: Vec<_> = samples.iter().filter(|s| s.name == CHANGE_POINT).collect();
+        assert_eq!(points.len(), 1, "{samples:?}");
+        assert_eq!(label(points[0], "metric"), "p95");
+        assert_eq!(label(points[0], "run_id"), "night-20");
+        assert_eq!(label(points[0], "version"), "1.1");
+        assert_eq!(label(points[0], "direction"), "regression");
+        assert!(points[0].value > 0.2, "{:?}", points[0]);
+        let flags: Vec<_> = samples
+            .iter()
+            .filter(|s| s.name == REGRESSION)
+            .map(|s| (label(s, "metric"), s.value))
+            .collect();
+        assert_eq!(
+            flags,
+            vec![("p95".to_string(), 1.0), ("throughput".to_string(), 0.0)]
+        );
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.timestamp_ms == 7 && VERDICT_METRIC_NAMES.contains(&s.name.as_str()))
+        );
+    }
+}
