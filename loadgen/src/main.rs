@@ -243,7 +243,7 @@ async fn push_verdict(args: &HistoryArgs, result: &history::History) -> anyhow::
         return Ok(());
     };
     let samples = verdict::verdict_samples(result, caxton_reports::remote_write::now_ms());
-    tokio::time::timeout(push::PUSH_BOUND, sinks.send(&samples))
+    tokio::time::timeout(push::PUSH_BOUND, sinks.send(&samples, &[]))
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {:?}", push::PUSH_BOUND)))
         .map_err(|e| anyhow::anyhow!("pushing the verdict: {e}"))?;
