@@ -125,6 +125,8 @@ impl CommonLabels {
             ("version".into(), self.version.clone()),
             ("target_version".into(), self.target_version.clone()),
             ("worker".into(), self.worker.clone()),
+            ("plan_key".into(), self.plan_key.clone()),
+            ("target_key".into(), self.target_key.clone()),
         ]
     }
 }
