@@ -52,7 +52,7 @@ impl NativeHistogram {
 
     /// The upper bound of bucket `index`.
     pub fn upper_bound(&self, index: i32) -> f64 {
-        2f64.powf(index as f64 / 2f64.powi(self.schema))
+        upper_bound(index, self.schema)
     }
 
     /// The remote-write message: spans of consecutive buckets, counts delta-encoded.
@@ -100,13 +100,16 @@ fn bucket_index(value: f64, schema: i32) -> i32 {
     let scaled = value.log2() * 2f64.powi(schema);
     let mut index = scaled.ceil() as i32;
     // log2 may land a hair off an exact bucket boundary; the bounds decide.
-    let bound = |i: i32| 2f64.powf(i as f64 / 2f64.powi(schema));
-    if value > bound(index) {
+    if value > upper_bound(index, schema) {
         index += 1;
-    } else if value <= bound(index - 1) {
+    } else if value <= upper_bound(index - 1, schema) {
         index -= 1;
     }
     index
+}
+
+fn upper_bound(index: i32, schema: i32) -> f64 {
+    2f64.powf(index as f64 / 2f64.powi(schema))
 }
 
 /// One native histogram of one series at one instant; the sibling of
