@@ -17,8 +17,9 @@ use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use thiserror::Error;
 
-/// The seed's configuration tables (`[observability]`, `[observability.metrics]`,
-/// `[observability.logging]`, `[profiling]`), the runtime's own test fixture.
+/// The Caxton Monitoring and Observability Guide's configuration tables (`[observability]`,
+/// `[observability.metrics]`, `[observability.logging]`, `[profiling]`), the runtime's own test
+/// fixture.
 pub const SEED_TABLES_TOML: &str = include_str!("../../runtime/tests/fixtures/seed-tables.toml");
 
 /// FIPA content sizes the encode/decode benches cover, in bytes of JSON content.
@@ -91,7 +92,7 @@ pub fn test_agent() -> Result<(WasmEngine, AgentType), WorkloadError> {
     Ok((engine, ty))
 }
 
-/// Metrics with the seed's configuration (all optional labels on).
+/// Metrics with the guide's configuration (all optional labels on).
 pub fn seed_metrics() -> Result<Metrics, WorkloadError> {
     Ok(Metrics::new(&Config::default().observability.metrics)?)
 }

@@ -175,7 +175,8 @@ impl MergeArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NamedPlan {
-    /// The seed's k6 plan: 2m→100, 5m@100, 2m→200, 5m@200, 2m→0 users.
+    /// The Caxton Monitoring and Observability Guide's k6 plan: 2m→100, 5m@100, 2m→200, 5m@200,
+    /// 2m→0 users.
     K6,
 }
 
@@ -225,7 +226,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1.0, value_name = "F")]
     pub time_scale: f64,
 
-    /// Closed model: pause after each iteration (the seed script's sleep(1)). Not scaled
+    /// Closed model: pause after each iteration (the sleep(1) of the guide's k6 script). Not scaled
     /// by --time-scale.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub think_time: Option<Duration>,
@@ -244,7 +245,7 @@ pub struct RunArgs {
     #[arg(long = "thresholds", value_name = "FILE")]
     pub thresholds_file: Option<PathBuf>,
 
-    /// Drop the seed's thresholds (p(95)<2000, failure rate < 10 %), which otherwise
+    /// Drop the guide's thresholds (p(95)<2000, failure rate < 10 %), which otherwise
     /// apply to every run in addition to those given.
     #[arg(long)]
     pub no_default_thresholds: bool,

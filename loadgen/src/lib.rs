@@ -6,10 +6,9 @@
 //! judged by k6-style thresholds ([`thresholds`]). Goose's own metrics are turned off:
 //! they drop the ramp, stop at the first byte and round to milliseconds.
 //!
-//! Module map: [`cli`] flags → [`plan`] stages (the seed's k6 plan lives there) →
-//! [`run`] (target, goose attack, ticker) with [`scenario`] (what users do),
-//! [`arrival`] (open model), [`embedded`] (runtime without `--target`), [`progress`],
-//! [`summary`].
+//! Module map: [`cli`] flags → [`plan`] stages (the Caxton Monitoring and Observability Guide's k6
+//! plan lives there) → [`run`] (target, goose attack, ticker) with [`scenario`] (what users do),
+//! [`arrival`] (open model), [`embedded`] (runtime without `--target`), [`progress`], [`summary`].
 
 pub mod arrival;
 pub mod cli;

@@ -288,7 +288,8 @@ async fn attack(
     )?);
     let steps = goose_steps(&opts.plan, pool);
     // Users send through the shared transport above; goose's own client is never used, so
-    // one client shared by all users (not one each, ~150 KB apiece) is what goose builds.
+    // one client shared by all users (not one each: BENCHMARKS.md has the memory per user)
+    // is what goose builds.
     let mut goose =
         GooseAttack::initialize_with_config(goose_config(target, &steps, opts.request_timeout)?)
             .and_then(|g| {

@@ -1,6 +1,7 @@
 //! caxton-bench against a runtime with `[server] api_token`: with `--header` or
-//! `--token-file` the run passes the seed's thresholds; without them every request is a
-//! 401 and the thresholds are breached. The token stays out of the report.
+//! `--token-file` the run passes the Caxton Monitoring and Observability Guide's thresholds;
+//! without them every request is a 401 and the thresholds are breached. The token stays out of the
+//! report.
 
 mod common;
 

@@ -143,7 +143,8 @@ async fn two_workers_merge_to_the_figures_of_one_run() {
         mp < sp * 5.0 + 5.0 && sp < mp * 5.0 + 5.0,
         "p50 merged {mp} ms vs single {sp} ms"
     );
-    // The thresholds were judged once, globally: the seed's pass, the impossible one fails.
+    // The thresholds were judged once, globally: the Caxton Monitoring and Observability Guide's
+    // pass, the impossible one fails.
     let verdicts: Vec<(&str, bool)> = merged
         .thresholds
         .iter()

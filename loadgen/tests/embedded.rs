@@ -10,7 +10,8 @@ use caxton_reports::model::RunReport;
 async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds() {
     let out = std::env::temp_dir().join(format!("caxton-bench-k6-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    // 1/100 of the seed's 16 minutes: 9.6 s, up to 200 users sleeping 1 s per iteration.
+    // 1/100 of the Caxton Monitoring and Observability Guide's 16 minutes: 9.6 s, up to 200 users
+    // sleeping 1 s per iteration.
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
         .args([
             "--plan",
@@ -71,7 +72,7 @@ async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds()
         "{:?}",
         report.thresholds
     );
-    // The runtime answered the seed's request: every status 200, checks pass.
+    // The runtime answered the guide's request: every status 200, checks pass.
     assert_eq!(
         report.overall.status_codes.get("200"),
         Some(&report.overall.requests)

@@ -1,5 +1,6 @@
-//! The profiler's configuration: the seed's `[profiling]` table, mirrored so this crate stays a
-//! leaf (the runtime maps its `ProfilingConfig` into [`ProfilingSettings`]).
+//! The profiler's configuration: the Caxton Monitoring and Observability Guide's `[profiling]`
+//! table, mirrored so this crate stays a leaf (the runtime maps its `ProfilingConfig` into
+//! [`ProfilingSettings`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,7 +32,7 @@ pub enum ProfileType {
 }
 
 impl ProfileType {
-    /// The name used in the seed's TOML and in Pyroscope.
+    /// The name used in the guide's TOML and in Pyroscope.
     pub fn as_str(self) -> &'static str {
         match self {
             ProfileType::Cpu => "cpu",
@@ -74,7 +75,7 @@ impl Sampler {
     }
 }
 
-/// What the profiler needs from `[profiling]`, plus the two knobs the seed leaves implicit.
+/// What the profiler needs from `[profiling]`, plus the two knobs the guide leaves implicit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfilingSettings {
     /// `[profiling] enabled`. The library does not consult it: the runtime decides whether to

@@ -321,8 +321,8 @@ pub struct Tool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
-    /// `k6` (the seed's plan), `stages` (custom), `constant` (`--duration` and
-    /// `--concurrent-users`) or `arrival-rate`.
+    /// `k6` (the Caxton Monitoring and Observability Guide's plan), `stages` (custom), `constant`
+    /// (`--duration` and `--concurrent-users`) or `arrival-rate`.
     pub name: String,
     pub model: LoadModel,
     /// Factor applied to every stage duration (1 = as written).

@@ -87,7 +87,8 @@ pub fn init(cfg: &LoggingConfig, telemetry: &Telemetry) -> Result<(), LoggingErr
         .map_err(|e| LoggingError::Init(e.to_string()))?;
     // try_init bridges the `log` crate at the subscriber's max-level hint, which per-layer
     // filters widen to TRACE: every `log::trace!` in wasmtime and hyper was then built and
-    // handed to the bridge only to be dropped (5% of the message path under wrk). Cap the
+    // handed to the bridge only to be dropped (a visible share of the message path under wrk,
+    // BENCHMARKS.md). Cap the
     // bridge at the configured level unless RUST_LOG asks for more.
     if directives.is_none() {
         let max = match cfg.level.as_str() {

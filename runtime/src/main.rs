@@ -30,7 +30,7 @@ enum Command {
 }
 
 // jemalloc is the allocator (feature `jemalloc`, on by default): it made the message path
-// 1.3x faster than glibc malloc (BENCHMARKS.md, issue 2) and it is what `/debug/pprof/heap`
+// faster than glibc malloc (BENCHMARKS.md has the ratio) and it is what `/debug/pprof/heap`
 // reads; its sampler idles until `[profiling] profile_types` names a heap type.
 #[cfg(feature = "jemalloc")]
 caxton_profiles::jemalloc_global_allocator!();

@@ -2,8 +2,8 @@
 //!
 //! The SDK's sampler (parent-based, trace-id ratio at `trace_sample_rate`) only runs once
 //! `tracing-opentelemetry` has built a span: its builder, attributes, context activation
-//! on every poll, and the drop. At the seed's 10% that was measured as half the message
-//! path's throughput spent on spans nobody exports (BENCHMARKS.md, issue 4). So the
+//! on every poll, and the drop. At the Caxton Monitoring and Observability Guide's 10% most
+//! of that work went to spans nobody exports (BENCHMARKS.md has the figures). So the
 //! HTTP server span makes the same decision first, with the same function on the same
 //! trace id:
 //! - **sampled**: the spans are built as before, and the SDK, asked again, agrees (for a

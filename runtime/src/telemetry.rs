@@ -64,7 +64,7 @@ use thiserror::Error;
 use crate::config::{ObservabilityConfig, OtlpProtocol};
 
 /// Spans (and, separately, log records) that may wait for export at once. Equal to the SDK's
-/// default batch queue; at ~1 KiB a span this bounds telemetry memory to a few MiB.
+/// default batch queue, so telemetry memory is bounded by this many spans and records.
 pub const QUEUE_CAPACITY: usize = 2048;
 
 const TRACER_NAME: &str = "caxton-runtime";

@@ -15,7 +15,7 @@
 //!    it runs on another task, later.
 //!
 //! **These spans are built with the SDK's tracer directly** ([`RuntimeSpan`]), not as
-//! `tracing` spans: a sampled request cost ~40k instructions more through
+//! `tracing` spans: a sampled request cost far more instructions through
 //! `tracing-subscriber`'s registry and `tracing-opentelemetry`'s per-span builder, layer
 //! filters and enter/exit bookkeeping (BENCHMARKS.md, issue 4). They still nest with `tracing`
 //! spans both ways: `tracing-opentelemetry` activates an entered span's context, and a
