@@ -3,7 +3,8 @@
 #   docker build --target runtime   -t caxton/runtime:latest .
 #   docker build --target benchmark -t caxton/benchmark:latest .
 # k8s/ runs them: caxton-runtime.yaml (runtime), benchmark-cronjob.yaml and
-# distributed/ (benchmark, whose /benchmark is caxton-bench as the seed calls it).
+# distributed/ (benchmark, whose /benchmark is caxton-bench as the Caxton Monitoring and
+# Observability Guide calls it).
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -34,7 +35,7 @@ CMD ["serve"]
 
 FROM base AS benchmark
 COPY --from=build /out/caxton-bench /usr/local/bin/caxton-bench
-# The seed's CronJob runs /benchmark through /bin/sh -c.
+# The guide's CronJob runs /benchmark through /bin/sh -c.
 COPY --from=build /out/caxton-bench /benchmark
 # The nightly's micro-benchmarks (nightly-verdict-cronjob.yaml): criterion's hot paths,
 # compiled, and bench-gate, which pushes and keeps their results.
