@@ -2,7 +2,7 @@
 //!
 //! Goose hands each user a reqwest client. caxton-bench does not send through it: for an
 //! `http://` target it uses hyper directly (as oha does), and for `https://` one shared
-//! reqwest client. Two measured reasons (BENCHMARKS.md, issue 3):
+//! reqwest client. Two measured reasons (BENCHMARKS.md, "Design choices"):
 //! - CPU: reqwest's layers (URL re-parsing, redirect policy, decompression, a timer and
 //!   boxed futures per request) are most of goose's CPU per request; a request on a
 //!   pre-parsed [`Uri`] through hyper's pool costs a fraction of that.
