@@ -28,6 +28,7 @@ pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod run_clock;
+pub mod run_dir;
 pub mod scenario;
 pub mod series;
 pub mod summary;

@@ -34,7 +34,7 @@ pub fn side(label: &str, report: &RunReport, report_path: &Path) -> Result<Profi
             "the {label} run saved only an SVG flamegraph, no pprof profile"
         ));
     };
-    let path = report_path.parent().unwrap_or(Path::new("")).join(file);
+    let path = crate::run_dir::beside(report_path, file);
     let bytes = std::fs::read(&path)
         .map_err(|e| format!("cannot read the {label} profile {}: {e}", path.display()))?;
     let folded = caxton_profiles::folded::decode_pprof(&bytes)

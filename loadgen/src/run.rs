@@ -1,7 +1,7 @@
 //! One run, start to finish: target (embedded or given), goose attack, once-a-second
 //! merge and progress, report, thresholds.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +21,7 @@ use crate::progress::{Progress, ProgressMode};
 use crate::push::{self, PUSH_INTERVAL, Sinks};
 use crate::recorder::CHECKS;
 use crate::report::{self, RunMeta};
+use crate::run_dir;
 use crate::scenario::{self, RunContext, WeightedScenario};
 use crate::series::{self, CommonLabels, LiveFigures};
 use crate::thresholds::{Threshold, ThresholdError};
@@ -243,10 +244,11 @@ async fn attack(
     // Read before the load, so the live pushes carry it too.
     let target_build = crate::target_build::read(target_metrics.as_deref()).await;
     let sinks = Sinks::new(opts.prometheus.as_deref(), opts.pushgateway.as_deref())?;
-    let report_path = match &opts.worker {
-        Some(w) => w.report_path(&opts.out_dir, &opts.run_id),
-        None => report_path(&opts.out_dir, &opts.run_id),
-    };
+    let report_path = run_dir::report_path(
+        &opts.out_dir,
+        &opts.run_id,
+        opts.worker.map(|w| w.index),
+    );
     let live = sinks.clone().map(|sinks| LivePush {
         sinks,
         labels: CommonLabels {
@@ -273,7 +275,7 @@ async fn attack(
                 opts.target.is_none(),
             ),
         },
-        spool: push::spool_path(&report_path),
+        spool: run_dir::spool_path(&report_path),
     });
     let open = opts.plan.model == LoadModel::Open;
     let pool = open.then(|| opts.pool_users.unwrap_or_else(|| default_pool(&opts.plan)));
@@ -318,10 +320,7 @@ async fn attack(
     };
     let flamegraph = profile.map(|(window, pprof)| {
         let ctx = ctx.clone();
-        let dir = report_path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let dir = run_dir::dir_of(&report_path).to_path_buf();
         tokio::spawn(
             async move { crate::flamegraph::capture(pprof, &ctx.started, window, dir).await },
         )
@@ -416,10 +415,6 @@ async fn attack(
         report_path,
         flamegraph,
     })
-}
-
-pub fn report_path(out_dir: &Path, run_id: &str) -> PathBuf {
-    out_dir.join(run_id).join("report.json")
 }
 
 /// Open model: start the schedule once the user pool is up (at most 5 s of waiting), so

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use crate::html::escape;
+use crate::escape::escape;
 
 const WIDTH: f64 = 920.0;
 const HEIGHT: f64 = 280.0;

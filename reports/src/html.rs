@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use crate::charts::{self, LineChart, Marker, PALETTE, Scale, Series};
 use crate::compare::{Comparison, Verdict};
+use crate::escape::escape;
 use crate::model::{ReportError, RunReport, Stats};
 use crate::profile_diff::DiffOutcome;
 
@@ -31,22 +32,6 @@ pub enum HtmlError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// Text for HTML and SVG text nodes and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// The flamegraph shown in a report.
@@ -737,14 +722,6 @@ mod tests {
         );
         assert!(!html.contains("48300"));
         assert!(html.contains("rate=5.00%"));
-    }
-
-    #[test]
-    fn escaping_covers_markup_and_quotes() {
-        assert_eq!(
-            escape(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
     }
 
     #[test]

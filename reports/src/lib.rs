@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod calibration;
 pub mod charts;
 pub mod compare;
+pub mod escape;
 pub mod history;
 pub mod html;
 pub mod merge;

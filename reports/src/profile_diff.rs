@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use thiserror::Error;
 
-use crate::html::escape;
+use crate::escape::escape;
 use crate::table::{markdown_table, text_table};
 
 /// Fewest samples a side may hold for its diff to be drawn. A frame's share then moves by
