@@ -20,7 +20,7 @@ use crate::run_dir::spool_path;
 use crate::series;
 
 /// Interval of the live pushes.
-pub const PUSH_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const PUSH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The longest one push may take, retries included, before its samples are spooled: a
 /// hanging receiver adds at most this to a run's end.
@@ -143,7 +143,7 @@ impl Sinks {
 }
 
 /// The final push of a finished run.
-pub async fn push_final(sinks: &Sinks, report: &RunReport, report_path: &Path) -> bool {
+pub(crate) async fn push_final(sinks: &Sinks, report: &RunReport, report_path: &Path) -> bool {
     let ts = now_ms();
     let samples = series::final_samples(report, ts);
     let histograms = series::final_native_histograms(report, ts);

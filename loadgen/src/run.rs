@@ -118,7 +118,7 @@ impl RunOutcome {
 
 /// The user pool of an open-model run when `--concurrent-users` is not given: enough for
 /// the peak rate at 1 s per iteration, at least 10.
-pub fn default_pool(plan: &Plan) -> u64 {
+pub(crate) fn default_pool(plan: &Plan) -> u64 {
     (plan.peak().ceil() as u64).clamp(10, 10_000)
 }
 
@@ -157,7 +157,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
 }
 
 /// Refuses a target that cannot be connected to before any load is sent, naming it.
-pub async fn preflight(target: &str) -> Result<(), RunError> {
+pub(crate) async fn preflight(target: &str) -> Result<(), RunError> {
     if !(target.starts_with("http://") || target.starts_with("https://")) {
         return Err(RunError::BadTarget(target.to_string()));
     }
@@ -189,7 +189,7 @@ fn goose_error(e: impl std::fmt::Debug) -> RunError {
 }
 
 /// The goose test plan of a run: (users, milliseconds to reach them) steps.
-pub fn goose_steps(plan: &Plan, pool_users: Option<u64>) -> Vec<(usize, usize)> {
+pub(crate) fn goose_steps(plan: &Plan, pool_users: Option<u64>) -> Vec<(usize, usize)> {
     let ms = |d: Duration| usize::try_from(d.as_millis()).unwrap_or(usize::MAX);
     let mut steps = Vec::new();
     match plan.model {

@@ -17,7 +17,7 @@ pub const PROFILE_FILE: &str = "cpu.pb.gz";
 pub const SPOOL_FILE: &str = "unsent-samples.jsonl";
 
 /// The report of run `run_id`, or of worker `worker` of it.
-pub fn report_path(out_dir: &Path, run_id: &str, worker: Option<u32>) -> PathBuf {
+pub(crate) fn report_path(out_dir: &Path, run_id: &str, worker: Option<u32>) -> PathBuf {
     let dir = out_dir.join(run_id);
     match worker {
         Some(index) => dir.join(format!("worker-{index}")),
@@ -27,17 +27,17 @@ pub fn report_path(out_dir: &Path, run_id: &str, worker: Option<u32>) -> PathBuf
 }
 
 /// The directory the report at `report_path` and its companions are in.
-pub fn dir_of(report_path: &Path) -> &Path {
+pub(crate) fn dir_of(report_path: &Path) -> &Path {
     report_path.parent().unwrap_or(Path::new(""))
 }
 
 /// `file` beside the report at `report_path`.
-pub fn beside(report_path: &Path, file: &str) -> PathBuf {
+pub(crate) fn beside(report_path: &Path, file: &str) -> PathBuf {
     dir_of(report_path).join(file)
 }
 
 /// The spool of the run whose report is at `report_path`.
-pub fn spool_path(report_path: &Path) -> PathBuf {
+pub(crate) fn spool_path(report_path: &Path) -> PathBuf {
     beside(report_path, SPOOL_FILE)
 }
 

@@ -712,7 +712,7 @@ fn percentile_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
 }
 
 /// The command line as a shell would need it (single quotes where needed).
-pub fn shell_line(argv: &[String]) -> String {
+pub(crate) fn shell_line(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             let plain = !a.is_empty()

@@ -25,7 +25,7 @@ pub const MIN_DIFF_SAMPLES: u64 = 1000;
 pub const DIFF_FLAMEGRAPH_FILE: &str = "diff-flamegraph.svg";
 
 /// Rows of each frame table (inclusive, self).
-pub const TOP_FRAMES: usize = 10;
+pub(crate) const TOP_FRAMES: usize = 10;
 
 #[derive(Debug, Error)]
 pub enum ProfileDiffError {
