@@ -463,7 +463,7 @@ impl RunArgs {
         })
     }
 
-    /// The seed's thresholds (unless turned off), then the file's, then the flags'.
+    /// The guide's k6 thresholds (unless turned off), then the file's, then the flags'.
     fn thresholds(&self) -> Result<Vec<Threshold>, CliError> {
         let mut thresholds = Vec::new();
         if !self.no_default_thresholds {
