@@ -32,7 +32,7 @@ pub fn write(report: &RunReport, path: &Path) -> Result<(), SummaryExportError> 
 }
 
 /// The summary as a JSON value.
-pub fn k6_summary(report: &RunReport) -> Value {
+pub(crate) fn k6_summary(report: &RunReport) -> Value {
     let mut metrics = Map::new();
     let seconds = report.duration_seconds;
     let whole = |m: ThresholdMetric| thresholds_of(report, m, None);

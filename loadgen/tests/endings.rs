@@ -278,7 +278,7 @@ async fn a_hanging_prometheus_adds_at_most_the_push_bound() {
         + caxton_loadgen::push::PUSH_BOUND
         + Duration::from_secs(3);
     assert!(took <= allowed, "{took:?} > {allowed:?}");
-    let spool = out.join("t").join(caxton_loadgen::push::SPOOL_FILE);
+    let spool = out.join("t").join(caxton_loadgen::run_dir::SPOOL_FILE);
     assert!(spool.exists(), "the unsent samples are spooled");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -521,7 +521,7 @@ pub fn encode_histogram(h: &Histogram<u64>, what: &str) -> Result<String, Report
     Ok(BASE64.encode(bytes))
 }
 
-pub fn decode_histogram(text: &str, what: &str) -> Result<Histogram<u64>, ReportError> {
+pub(crate) fn decode_histogram(text: &str, what: &str) -> Result<Histogram<u64>, ReportError> {
     let bytes = BASE64
         .decode(text.as_bytes())
         .map_err(|e| ReportError::Histogram {
