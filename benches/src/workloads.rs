@@ -11,6 +11,7 @@ use caxton_runtime::config::Config;
 use caxton_runtime::fipa::{AclMessage, Performative};
 use caxton_runtime::metrics::{Metrics, MetricsError};
 use caxton_runtime::runtime::{AgentSource, Runtime, RuntimeError};
+use caxton_runtime::telemetry::Tracing;
 use caxton_runtime::trace_context;
 use caxton_runtime::wasm::{AgentType, ModuleError, WasmEngine};
 use opentelemetry::Context;
@@ -115,7 +116,7 @@ impl Routing {
         // The message path in memory: no store opened under ./data.
         cfg.server.persist_agents = false;
         let metrics = Arc::new(Metrics::new(&cfg.observability.metrics)?);
-        let runtime = Arc::new(Runtime::new(&cfg, metrics)?);
+        let runtime = Arc::new(Runtime::new(&cfg, metrics, Tracing::off())?);
         let ty = runtime.resolve_type(AgentSource::Builtin("test-agent".into()))?;
         let capacity = cfg.agents.mailbox_capacity;
         let mut list = Vec::with_capacity(agents);

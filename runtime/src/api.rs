@@ -214,9 +214,11 @@ impl From<BodyError> for ApiError {
     }
 }
 
-/// The API's routes. The server-span middleware is layered only when `tracing` is on:
-/// with it off, it would be a boxed service and future per request that only read a flag.
-pub fn router(state: ApiState, tracing: bool) -> Router {
+/// The API's routes. The server-span middleware is layered only when the runtime's tracing
+/// is on: with it off, it would be a boxed service and future per request that only read a
+/// flag.
+pub fn router(state: ApiState) -> Router {
+    let tracing = state.runtime.tracing.clone();
     // Both prefixes as flat routes, not `nest`: a nested router strips the prefix by
     // rebuilding every request's URI, an allocation and a parse on the message path.
     let mut app = Router::new();
@@ -261,8 +263,8 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
             )
         })
         .layer(http_metrics::TrackLayer::new(metrics));
-    let app = if tracing {
-        app.layer(http_tracing::TraceLayer)
+    let app = if tracing.enabled() {
+        app.layer(http_tracing::TraceLayer::new(tracing))
     } else {
         app
     };

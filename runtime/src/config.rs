@@ -559,6 +559,10 @@ impl Config {
         config.server.data_dir = std::env::temp_dir();
         // Tests share the temp dir: one that wants a store gives its own directory.
         config.server.persist_agents = false;
+        // The first server of a test process installs the log subscriber: its warnings go
+        // where a failing test's output is read, without every request's info line.
+        config.observability.logging.output = LogOutput::Stderr;
+        config.observability.logging.level = "warn".to_owned();
         config
     }
 

@@ -28,7 +28,7 @@ use tower::{Layer, Service};
 
 use crate::http_metrics::UNMATCHED_ROUTE;
 use crate::sampling::{self, Decision, Unsampled};
-use crate::telemetry::tracing_enabled;
+use crate::telemetry::Tracing;
 use crate::trace_context::{self, RuntimeSpan};
 use crate::traceparent;
 
@@ -38,20 +38,33 @@ pub const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("tracerespo
 /// The trace id and `traceresponse` value a response carries.
 type TraceIds = Option<(String, String)>;
 
-#[derive(Clone, Default)]
-pub struct TraceLayer;
+/// Server spans with the server's own trace pipeline.
+#[derive(Clone)]
+pub struct TraceLayer {
+    tracing: Tracing,
+}
+
+impl TraceLayer {
+    pub fn new(tracing: Tracing) -> Self {
+        Self { tracing }
+    }
+}
 
 impl<S> Layer<S> for TraceLayer {
     type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Trace<S> {
-        Trace { inner }
+        Trace {
+            inner,
+            tracing: self.tracing.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct Trace<S> {
     inner: S,
+    tracing: Tracing,
 }
 
 impl<S> Service<Request> for Trace<S>
@@ -67,13 +80,13 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if !tracing_enabled() {
+        if !self.tracing.enabled() {
             return TraceFuture::Plain {
                 inner: self.inner.call(req),
             };
         }
         let parent = trace_context::from_headers(req.headers());
-        let (parent, new_trace) = match sampling::decide(parent, sampling::rate()) {
+        let (parent, new_trace) = match sampling::decide(parent, self.tracing.sample_rate()) {
             Decision::Sampled { parent, new_trace } => (parent, new_trace),
             Decision::Unsampled(cx) => {
                 let ids = traceparent::encode(&cx);
@@ -105,7 +118,7 @@ where
         let name = format!("{method} {route}");
         // Started here, on this thread: the new trace gets the id the decision was made on.
         let span = sampling::start_sampled(new_trace, || {
-            RuntimeSpan::start(name, SpanKind::Server, attributes, &parent)
+            RuntimeSpan::start(&self.tracing, name, SpanKind::Server, attributes, &parent)
         });
         let Some(cx) = span.context().cloned() else {
             return TraceFuture::Plain {

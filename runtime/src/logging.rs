@@ -249,11 +249,10 @@ impl LineFormat {
     }
 
     /// Trace and span id of the current span's OpenTelemetry context (or of the unsampled
-    /// request being served), if tracing is on.
+    /// request being served): present only while a traced server serves, as neither exists
+    /// when tracing is off.
     fn ids(&self) -> Option<(String, String)> {
-        if (self.trace_id_key.is_none() && self.span_id_key.is_none())
-            || !crate::telemetry::tracing_enabled()
-        {
+        if self.trace_id_key.is_none() && self.span_id_key.is_none() {
             return None;
         }
         // The runtime's spans and entered `tracing` spans are both the current OpenTelemetry
