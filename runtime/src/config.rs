@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::access::Secret;
+pub use caxton_profiles::{ProfileType, ProfilingSettings};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -44,8 +45,8 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// `[observability]`: OpenTelemetry export, metrics and logging (the guide's tables).
     pub observability: ObservabilityConfig,
-    /// `[profiling]`: continuous profiling (the guide's table).
-    pub profiling: ProfilingConfig,
+    /// `[profiling]`: continuous profiling (the guide's table), the profiler's own type.
+    pub profiling: ProfilingSettings,
 }
 
 /// `[server]`
@@ -454,61 +455,6 @@ impl Default for LoggingConfig {
     }
 }
 
-/// A kind of profile `[profiling] profile_types` may ask for (Pyroscope's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProfileType {
-    /// `"cpu"`
-    Cpu,
-    /// `"alloc_objects"`
-    AllocObjects,
-    /// `"alloc_space"`
-    AllocSpace,
-    /// `"inuse_objects"`
-    InuseObjects,
-    /// `"inuse_space"`
-    InuseSpace,
-}
-
-/// `[profiling]`: every key of the guide's example.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProfilingConfig {
-    /// Run the profiler. Default `false`.
-    pub enabled: bool,
-    /// Pyroscope-compatible server to push profiles to (`http(s)://`). Default: absent, meaning
-    /// profiles are only served on `server_address`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    /// Application name profiles are filed under. Default `"caxton-runtime"`.
-    pub application_name: String,
-    /// Listen address of the pprof HTTP endpoint. Default `"127.0.0.1:6060"`.
-    #[serde(with = "socket_addr")]
-    pub server_address: SocketAddr,
-    /// CPU sampling frequency in Hz, 1 to 1000. Default `100`.
-    pub sample_rate: u32,
-    /// Profiles to collect; `cpu`, `alloc_objects`, `alloc_space`, `inuse_objects`,
-    /// `inuse_space`. Default `["cpu"]` (the allocation profiles need an instrumented allocator).
-    pub profile_types: Vec<ProfileType>,
-    /// What takes the CPU samples: `"auto"`, `"perf_event"` or `"signal"`. Default `"auto"`:
-    /// `perf_event` when `perf_event_open` works, else `signal` (logged once with the reason).
-    pub sampler: caxton_profiles::Sampler,
-}
-
-impl Default for ProfilingConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            endpoint: None,
-            application_name: "caxton-runtime".to_owned(),
-            server_address: SocketAddr::new(LOCALHOST, 6060),
-            sample_rate: 100,
-            profile_types: vec![ProfileType::Cpu],
-            sampler: caxton_profiles::Sampler::Auto,
-        }
-    }
-}
-
 impl Config {
     /// Reads, parses and validates the file at `path`; errors name `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -690,22 +636,14 @@ impl Config {
             logging.trace_sample_rate,
         )?;
 
-        let profiling = &self.profiling;
-        if let Some(endpoint) = &profiling.endpoint {
-            http_url("profiling.endpoint", endpoint)?;
-        }
-        ensure(
-            (1..=1000).contains(&profiling.sample_rate),
-            "profiling.sample_rate",
-            profiling.sample_rate,
-            "must be within 1..=1000 (Hz)",
-        )?;
-        ensure(
-            !(profiling.enabled && profiling.profile_types.is_empty()),
-            "profiling.profile_types",
-            "[]",
-            "must name at least one profile type when profiling is enabled",
-        )?;
+        // `[profiling]` is the profiler's own type and carries its own rules.
+        self.profiling.validate().map_err(|e| {
+            let value = toml::Value::try_from(&self.profiling)
+                .ok()
+                .and_then(|table| table.get(e.key).map(ToString::to_string))
+                .unwrap_or_default();
+            Violation::new(&format!("profiling.{}", e.key), value, e.reason)
+        })?;
         Ok(())
     }
 }
