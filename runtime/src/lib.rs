@@ -28,7 +28,6 @@ pub mod sampling;
 pub mod server;
 pub mod store;
 pub mod system;
-pub mod task_span;
 pub mod telemetry;
 pub mod threads;
 pub mod trace_context;

@@ -20,7 +20,7 @@
 //! filters and enter/exit bookkeeping (BENCHMARKS.md, issue 4). They still nest with `tracing`
 //! spans both ways: `tracing-opentelemetry` activates an entered span's context, and a
 //! `tracing` span opened under a [`RuntimeSpan`] takes the current context as its parent
-//! (`task_span.rs` is such a span).
+//! (`examples/task_span.rs` opens such a span).
 //!
 //! Work that belongs to an unsampled trace builds no span either (`sampling.rs`): the route
 //! writes the unsampled context into the message, and its execution, replies and their
