@@ -17,11 +17,11 @@ use caxton_benches::workloads::{
     self, FIPA_CONTENT_SIZES, ROUTING_AGENTS, ROUTING_BATCH, Routing, SEED_TABLES_TOML,
     TraceContext,
 };
-use caxton_runtime::api::{self, ApiState};
 use caxton_runtime::builtin;
 use caxton_runtime::config::Config;
 use caxton_runtime::fipa::AclMessage;
 use caxton_runtime::fipa::Performative;
+use caxton_runtime::http::api::{self, ApiState};
 use caxton_runtime::metrics::Metrics;
 use caxton_runtime::runtime::Runtime;
 use caxton_runtime::telemetry::Tracing;

@@ -12,7 +12,7 @@ use caxton_runtime::fipa::{AclMessage, Performative};
 use caxton_runtime::metrics::{Metrics, MetricsError};
 use caxton_runtime::runtime::{AgentSource, Runtime, RuntimeError};
 use caxton_runtime::telemetry::Tracing;
-use caxton_runtime::trace_context;
+use caxton_runtime::telemetry::trace_context;
 use caxton_runtime::wasm::{AgentType, ModuleError, WasmEngine};
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -177,7 +177,7 @@ impl Routing {
 }
 
 /// W3C trace context in and out of a message's metadata, through the runtime's own helpers
-/// (`caxton_runtime::trace_context`), as `Runtime::send`/`route` inject it and
+/// (`caxton_runtime::telemetry::trace_context`), as `Runtime::send`/`route` inject it and
 /// `Runtime::process` extracts it.
 pub struct TraceContext {
     context: Context,

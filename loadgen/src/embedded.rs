@@ -1,5 +1,5 @@
 //! The runtime a run starts for itself when no `--target` is given: the real
-//! `caxton_runtime::server`, on free loopback ports, stopped when the run ends. It is
+//! `caxton_runtime::http::server`, on free loopback ports, stopped when the run ends. It is
 //! started as `caxton serve` starts it, so `--runtime-config`'s `[observability]` (OTLP
 //! traces, logs, metrics; the log lines) applies, and its telemetry is flushed at the end.
 //!
@@ -13,7 +13,7 @@ use std::path::Path;
 #[cfg(feature = "embedded")]
 use caxton_runtime::config::{Config, LogOutput};
 #[cfg(feature = "embedded")]
-use caxton_runtime::server::{self, RunningServer};
+use caxton_runtime::http::server::{self, RunningServer};
 use thiserror::Error;
 
 #[derive(Debug, Error)]

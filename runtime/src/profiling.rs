@@ -10,7 +10,6 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-
 #[derive(Debug, Error)]
 pub enum ProfilingError {
     #[error(transparent)]

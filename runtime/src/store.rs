@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use crate::config::StoreSync;
 use crate::metrics::Metrics;
 use crate::telemetry::Tracing;
-use crate::trace_context::store_span;
+use crate::telemetry::trace_context::store_span;
 
 /// The store's file in `data_dir`.
 pub const FILE_NAME: &str = "registry.sqlite3";

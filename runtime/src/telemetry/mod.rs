@@ -37,6 +37,19 @@
 //! the admission limit is checked against: it climbs toward [`QUEUE_CAPACITY`] before any
 //! `queue_full` drop, and returns to 0 once an export has taken everything.
 
+//!
+//! The parts of tracing and logging around the pipelines live below: `logging` (the log
+//! subscriber), `trace_context` (the runtime's spans, W3C context in headers and FIPA
+//! metadata), `traceparent` (its codec), `sampling` (head sampling at the edge),
+//! `otlp_metrics` (the registry mirrored into OTLP), `log_throttle` (rate-limited warnings).
+
+pub mod log_throttle;
+pub mod logging;
+pub mod otlp_metrics;
+pub mod sampling;
+pub mod trace_context;
+pub mod traceparent;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -228,8 +241,8 @@ pub fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
                 .build(),
         };
         let provider = SdkTracerProvider::builder()
-            .with_sampler(crate::sampling::sampler(cfg.trace_sample_rate))
-            .with_id_generator(crate::sampling::EdgeIdGenerator::default())
+            .with_sampler(crate::telemetry::sampling::sampler(cfg.trace_sample_rate))
+            .with_id_generator(crate::telemetry::sampling::EdgeIdGenerator::default())
             .with_resource(resource.clone())
             .with_span_processor(processor)
             .build();

@@ -18,15 +18,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::connections;
+use crate::http::api::{self, ApiState};
+use crate::http::connections;
 use crate::metrics::{Metrics, MetricsError};
 use crate::profiling::ProfilingService;
-use crate::routing::ShutdownReport;
-use crate::logging::LoggingError;
+use crate::runtime::routing::ShutdownReport;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::system::SystemSampler;
+use crate::telemetry::logging::LoggingError;
 use crate::telemetry::{Telemetry, TelemetryError};
 
 /// How long shutdown waits for open connections (WebSockets never end on their own).
@@ -49,7 +49,7 @@ pub enum ServerError {
     #[error(transparent)]
     Profiling(#[from] crate::profiling::ProfilingError),
     #[error(transparent)]
-    Access(#[from] crate::access::AccessError),
+    Access(#[from] crate::http::access::AccessError),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
     #[error(transparent)]
@@ -206,18 +206,17 @@ fn spawn_serving(
 /// listeners. Returns once both are bound, so the addresses are ready for clients. Must run
 /// inside a tokio runtime, which the OTLP exporters then use until [`RunningServer::shutdown`].
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
-    let api_token = crate::access::Token::from_config(&config.server)?;
+    let api_token = crate::http::access::Token::from_config(&config.server)?;
     let telemetry = crate::telemetry::init(&config.observability)?;
     install_logging(&config, &telemetry)?;
     let metrics = Arc::new(Metrics::new(&config.observability.metrics)?);
     let setup_cfg = config.clone();
     let setup_metrics = metrics.clone();
     let tracing = telemetry.tracing();
-    let runtime = tokio::task::spawn_blocking(move || {
-        Runtime::new(&setup_cfg, setup_metrics, tracing)
-    })
-    .await
-    .map_err(|e| ServerError::Setup(e.to_string()))??;
+    let runtime =
+        tokio::task::spawn_blocking(move || Runtime::new(&setup_cfg, setup_metrics, tracing))
+            .await
+            .map_err(|e| ServerError::Setup(e.to_string()))??;
     let runtime = Arc::new(runtime);
 
     let api_listener = bind(config.server.api_address, "api_address").await?;
@@ -266,7 +265,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     )];
     if let Some(provider) = telemetry.meter_provider() {
         let interval = config.observability.metrics_export_interval;
-        let mirror = crate::otlp_metrics::spawn(provider, metrics.clone(), interval, stop_rx);
+        let mirror =
+            crate::telemetry::otlp_metrics::spawn(provider, metrics.clone(), interval, stop_rx);
         tasks.push(mirror);
     }
     tracing::info!(%api_addr, %metrics_addr, "caxton runtime serving");
@@ -295,7 +295,7 @@ fn install_logging(config: &Config, telemetry: &Telemetry) -> Result<(), ServerE
     if tracing::dispatcher::has_been_set() {
         return Ok(());
     }
-    match crate::logging::init(&config.observability.logging, telemetry) {
+    match crate::telemetry::logging::init(&config.observability.logging, telemetry) {
         // Another server of this process installed it in the meantime.
         Ok(()) | Err(LoggingError::Init(_)) => Ok(()),
         Err(e) => Err(e.into()),

@@ -2,7 +2,7 @@
 //! metadata, and the runtime's spans.
 //!
 //! The flow, which makes a whole conversation one trace:
-//! 1. `http_tracing.rs` opens the server span of a request, continuing the caller's
+//! 1. `http/trace_layer.rs` opens the server span of a request, continuing the caller's
 //!    `traceparent` header when there is one, and makes it the current OpenTelemetry context
 //!    while the request is served.
 //! 2. `Runtime::send` (a client's message) and `Runtime::route` (a message an agent sent)
@@ -37,10 +37,10 @@ use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt, Trace
 use opentelemetry::{Context, ContextGuard, KeyValue};
 
 use crate::fipa::AclMessage;
-use crate::sampling;
 use crate::telemetry::Tracing;
-use crate::traceparent;
-pub use crate::traceparent::{TRACEPARENT, TRACESTATE};
+use crate::telemetry::sampling;
+use crate::telemetry::traceparent;
+pub use crate::telemetry::traceparent::{TRACEPARENT, TRACESTATE};
 
 /// One of the runtime's spans, or none (tracing off, or the trace is not sampled). It ends
 /// when the last clone of its context is dropped, or at [`RuntimeSpan::end`].

@@ -1,5 +1,8 @@
 //! The runtime proper: agent types, the agent registry and the lifecycle. Message movement
-//! is in `routing.rs`; the HTTP API in `api.rs` calls only what is public here.
+//! is in `routing.rs`, the other half of `impl Runtime`; the HTTP API (`http/api.rs`) calls
+//! only what is public here.
+
+pub mod routing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -362,7 +365,7 @@ impl Runtime {
         name: Option<String>,
         config: Option<Box<str>>,
     ) -> Result<Arc<Agent>, (Option<Arc<Agent>>, RuntimeError)> {
-        let span = crate::trace_context::create_span(&self.tracing, &ty.name);
+        let span = crate::telemetry::trace_context::create_span(&self.tracing, &ty.name);
         let _in_span = span.enter();
         let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         if !span.is_none() {

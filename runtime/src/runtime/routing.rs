@@ -21,9 +21,9 @@ use tokio::sync::oneshot;
 use crate::agent::{Agent, AgentState, Envelope, MailboxLimits, Refused};
 use crate::events::Event;
 use crate::fipa::{AclMessage, Performative};
-use crate::log_throttle::Throttle;
 use crate::runtime::Runtime;
-use crate::trace_context;
+use crate::telemetry::log_throttle::Throttle;
+use crate::telemetry::trace_context;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SendError {

@@ -8,7 +8,7 @@
 //! - `traceresponse`: `00-<trace-id>-<server-span-id>-<flags>` (W3C Trace Context Level 2), so a
 //!   client can link its own span to ours and see whether we sampled it.
 //!
-//! Sampling is decided here, before the span is built (`sampling.rs`): an unsampled request
+//! Sampling is decided here, before the span is built (`telemetry/sampling.rs`): an unsampled request
 //! builds no span, yet still gets its trace headers (flags `00`) and propagates its context.
 //! It is a tower layer with its own future, not `middleware::from_fn`, which clones a boxed
 //! service and boxes a future per request; and `api::router` adds it only with tracing on.
@@ -26,11 +26,11 @@ use opentelemetry::trace::{SpanKind, TraceContextExt};
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
-use crate::http_metrics::UNMATCHED_ROUTE;
-use crate::sampling::{self, Decision, Unsampled};
+use crate::http::metrics_layer::UNMATCHED_ROUTE;
 use crate::telemetry::Tracing;
-use crate::trace_context::{self, RuntimeSpan};
-use crate::traceparent;
+use crate::telemetry::sampling::{self, Decision, Unsampled};
+use crate::telemetry::trace_context::{self, RuntimeSpan};
+use crate::telemetry::traceparent;
 
 pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 pub const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("traceresponse");

@@ -1,9 +1,9 @@
 //! Log set-up from `[observability.logging]`, plus the OTLP trace and log layers of
-//! `telemetry.rs`.
+//! the pipelines (`telemetry/mod.rs`).
 //!
 //! - `level` (or `RUST_LOG`, which overrides it) filters; the SDK's own diagnostics
 //!   (`opentelemetry*` targets) are off unless `RUST_LOG` asks for them, because a dead collector
-//!   would otherwise log an error per export: `telemetry.rs` logs one warning per interval
+//!   would otherwise log an error per export: the pipelines log one warning per interval
 //!   instead.
 //! - `debug_sample_rate` / `trace_sample_rate` keep that fraction of DEBUG / TRACE *events*
 //!   (independently per event; spans are never sampled here, sampling them is the tracer's job).
@@ -262,7 +262,7 @@ impl LineFormat {
                 .then(|| cx.span().span_context().clone())
         }) {
             Some(sc) => sc,
-            None => crate::sampling::current()?,
+            None => crate::telemetry::sampling::current()?,
         };
         sc.is_valid()
             .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
