@@ -11,7 +11,8 @@ use caxton_runtime::config::Config;
 use caxton_runtime::fipa::{AclMessage, Performative};
 use caxton_runtime::metrics::{Metrics, MetricsError};
 use caxton_runtime::runtime::{AgentSource, Runtime, RuntimeError};
-use caxton_runtime::trace_context;
+use caxton_runtime::telemetry::Tracing;
+use caxton_runtime::telemetry::trace_context;
 use caxton_runtime::wasm::{AgentType, ModuleError, WasmEngine};
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -116,7 +117,7 @@ impl Routing {
         // The message path in memory: no store opened under ./data.
         cfg.server.persist_agents = false;
         let metrics = Arc::new(Metrics::new(&cfg.observability.metrics)?);
-        let runtime = Arc::new(Runtime::new(&cfg, metrics)?);
+        let runtime = Arc::new(Runtime::new(&cfg, metrics, Tracing::off())?);
         let ty = runtime.resolve_type(AgentSource::Builtin("test-agent".into()))?;
         let capacity = cfg.agents.mailbox_capacity;
         let mut list = Vec::with_capacity(agents);
@@ -177,7 +178,7 @@ impl Routing {
 }
 
 /// W3C trace context in and out of a message's metadata, through the runtime's own helpers
-/// (`caxton_runtime::trace_context`), as `Runtime::send`/`route` inject it and
+/// (`caxton_runtime::telemetry::trace_context`), as `Runtime::send`/`route` inject it and
 /// `Runtime::process` extracts it.
 pub struct TraceContext {
     context: Context,

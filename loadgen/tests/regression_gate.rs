@@ -10,13 +10,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use common::{BENCH, out_dir, text};
+use common::{BENCH, Killed, free_port, out_dir, start_rotel, text, wait_port};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -34,69 +33,6 @@ fn bin_dir() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(addr: SocketAddr, what: &str) {
-    let started = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what} never listened on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// rotel's collector, blackholing what it receives: its gRPC address.
-fn start_rotel(dir: &Path) -> (Killed, SocketAddr) {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rotel is not installed (ci/install-tools installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let agent = String::from_utf8(out.stdout).unwrap();
-    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let child = Command::new(agent.trim())
-        .args(["start", "--exporter", "blackhole"])
-        .args(["--otlp-grpc-endpoint", &grpc.to_string()])
-        .args([
-            "--otlp-http-endpoint",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .arg("--log-file")
-        .arg(dir.join("rotel.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = Killed(child);
-    wait_port(grpc, "rotel");
-    (child, grpc)
 }
 
 /// The `[observability]` table of a run: tracing on, every request sampled at `rate`.
@@ -159,7 +95,7 @@ fn gate_fails_a_slower_run_and_passes_an_a_a_pair() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = out_dir("regression-gate");
     std::fs::create_dir_all(&dir).unwrap();
-    let (_rotel, rotel) = start_rotel(&dir);
+    let (_rotel, rotel) = start_rotel(&dir, false);
     let rate0 = tracing_toml(&dir, "rate0", rotel, 0.0);
     let rate1 = tracing_toml(&dir, "rate1", rotel, 1.0);
 
@@ -272,7 +208,7 @@ fn diff_of_tracing_at_rate_1_shows_the_export_path_grew() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = out_dir("profile-diff");
     std::fs::create_dir_all(&dir).unwrap();
-    let (_rotel, rotel) = start_rotel(&dir);
+    let (_rotel, rotel) = start_rotel(&dir, false);
     // This machine's profiler keeps a few dozen samples a second whatever its rate, so each
     // side needs half a minute of capture: the two runs go side by side, sharing the machine
     // alike.

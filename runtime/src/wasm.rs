@@ -55,7 +55,8 @@ const MAX_OUTBOX_BYTES: usize = 16 << 20;
 /// Longest `console_log` line kept; the rest is cut so an agent cannot flood the logs.
 const MAX_LOG_BYTES: usize = 4096;
 
-static LOG_BUDGET_SPENT: crate::log_throttle::Throttle = crate::log_throttle::Throttle::new();
+static LOG_BUDGET_SPENT: crate::telemetry::log_throttle::Throttle =
+    crate::telemetry::log_throttle::Throttle::new();
 /// Most executions one store serves (see [`SpareStore`]).
 const STORE_REUSE: u32 = 8;
 /// A store is only kept for another execution while its instances' memories total at most

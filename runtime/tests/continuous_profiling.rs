@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::post;
 use caxton_runtime::config::Config;
-use caxton_runtime::server;
+use caxton_runtime::http::server;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

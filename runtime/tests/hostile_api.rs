@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use caxton_runtime::create_request::MAX_NAME_BYTES;
+use caxton_runtime::http::create_request::MAX_NAME_BYTES;
 use caxton_runtime::metrics::ALL_METRIC_NAMES;
 use futures_util::StreamExt;
 use reqwest::StatusCode;

@@ -1,12 +1,13 @@
-//! Shared by the integration tests: a tiny axum target and a bounded runner of the binary.
+//! Shared by the integration tests: a tiny axum target, a bounded runner of the binary, and
+//! a real OTLP receiver (rotel).
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -90,4 +91,84 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_port(addr: SocketAddr, what: &str) {
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// rotel's collector, blackholing what it receives: its gRPC address. With `log_spans` it
+/// also writes every span it receives (name, attributes, resource) into
+/// [`rotel_output`]'s files, to check what arrived; without, it costs a load run nothing.
+pub fn start_rotel(dir: &Path, log_spans: bool) -> (Killed, SocketAddr) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rotel is not installed (ci/install-tools installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent = String::from_utf8(out.stdout).unwrap();
+    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::create_dir_all(dir).unwrap();
+    let mut command = Command::new(agent.trim());
+    command
+        .args(["start", "--exporter", "blackhole"])
+        .args(["--otlp-grpc-endpoint", &grpc.to_string()])
+        .args([
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--log-file")
+        .arg(dir.join("rotel.log"));
+    if log_spans {
+        let output = std::fs::File::create(dir.join("rotel.out")).unwrap();
+        command
+            .args(["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
+            .stdout(output.try_clone().unwrap())
+            .stderr(output);
+    } else {
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    let child = Killed(command.spawn().unwrap());
+    wait_port(grpc, "rotel");
+    (child, grpc)
+}
+
+/// What rotel started in `dir` logged so far.
+pub fn rotel_output(dir: &Path) -> String {
+    ["rotel.log", "rotel.out"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+        .collect()
 }

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use caxton_runtime::config::Config;
-use caxton_runtime::server::{self, RunningServer};
+use caxton_runtime::http::server::{self, RunningServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -18,7 +18,6 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::Context;
 use opentelemetry::trace::{
@@ -28,18 +27,6 @@ use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample,
 };
 use tokio::task::futures::TaskLocalFuture;
-
-/// `trace_sample_rate` as f64 bits; set by `telemetry::init` with the SDK's sampler.
-static RATE: AtomicU64 = AtomicU64::new(0);
-
-pub(crate) fn set_rate(rate: f64) {
-    RATE.store(rate.to_bits(), Ordering::Relaxed);
-}
-
-/// The configured `trace_sample_rate`.
-pub fn rate() -> f64 {
-    f64::from_bits(RATE.load(Ordering::Relaxed))
-}
 
 /// The sampler the tracer provider is built with: one definition for both deciders.
 pub(crate) fn sampler(rate: f64) -> Sampler {
