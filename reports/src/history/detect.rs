@@ -16,8 +16,8 @@
 //! 3. Magnitude: the relative change of the medians either side must reach a minimum, so a
 //!    significant but negligible shift (or one outlier) is not a change point.
 //!
-//! Everything is deterministic: no permutation test, and the bootstrap of the magnitude's
-//! interval is seeded.
+//! Everything is deterministic: the permutations of the test and the bootstrap of the
+//! magnitude's interval are seeded.
 
 use std::collections::HashMap;
 
@@ -83,6 +83,23 @@ pub struct ChangePoint {
 /// The change points of `values`, in order. A series shorter than
 /// [`DetectOptions::min_len`] has none (the caller says it is too short).
 pub fn detect(values: &[f64], opts: &DetectOptions) -> Vec<ChangePoint> {
+    detect_with(values, opts, &mut Judgements::default())
+}
+
+/// The judgements of windows already tested, keyed by the window. A window's verdict
+/// depends only on its runs (and on whether they were tested as logarithms), so the strict
+/// pass and a second detection over a prefix of the same series (`history` asks with and
+/// without the newest run) take them from here instead of permuting again.
+#[derive(Debug, Default)]
+pub struct Judgements(HashMap<(bool, usize, usize, usize), (f64, f64)>);
+
+/// [`detect`], reusing (and adding to) `judged`: `values` must extend or be a prefix of the
+/// series `judged` was filled from.
+pub fn detect_with(
+    values: &[f64],
+    opts: &DetectOptions,
+    judged: &mut Judgements,
+) -> Vec<ChangePoint> {
     let min_seg = opts.min_segment.max(1);
     if values.len() < opts.min_len() || values.iter().any(|v| !v.is_finite()) {
         return Vec::new();
@@ -90,11 +107,19 @@ pub fn detect(values: &[f64], opts: &DetectOptions) -> Vec<ChangePoint> {
     // Latencies and rates are positive and skewed, and their changes multiplicative: the
     // divergence and the test see logarithms, which a slower run's long tail moves less.
     let logs: Vec<f64>;
-    let tested = if values.iter().all(|v| *v > 0.0) {
+    let as_logs = values.iter().all(|v| *v > 0.0);
+    let tested = if as_logs {
         logs = values.iter().map(|v| v.ln()).collect();
         &logs[..]
     } else {
         values
+    };
+    let mut judged_at = |s: usize, tau: usize, e: usize| {
+        let (lo, hi) = window(s, tau, e, opts.window);
+        *judged
+            .0
+            .entry((as_logs, lo, tau, hi))
+            .or_insert_with(|| judge(values, tested, lo, tau, hi, opts))
     };
     let energy = Energy::new(tested);
     let mut candidates = Vec::new();
@@ -104,7 +129,7 @@ pub fn detect(values: &[f64], opts: &DetectOptions) -> Vec<ChangePoint> {
             continue;
         };
         // Judged against the runs up to κ only: a later change back must not hide this one.
-        let (p, change) = judge(values, tested, s, tau, kappa, opts);
+        let (p, change) = judged_at(s, tau, kappa);
         if p < opts.weak_p_value && change.abs() >= opts.min_magnitude {
             candidates.push(tau);
             segments.push((s, tau));
@@ -112,18 +137,14 @@ pub fn detect(values: &[f64], opts: &DetectOptions) -> Vec<ChangePoint> {
         }
     }
     candidates.sort_unstable();
-    // Strict pass: drop the weakest failing candidate, re-judge its neighbours, repeat. A
-    // judgement depends only on its segment, so each (s, τ, e) is judged once: only the
-    // neighbours of a dropped candidate get new segments.
-    let mut judgements: HashMap<(usize, usize, usize), (f64, f64)> = HashMap::new();
+    // Strict pass: drop the weakest failing candidate, re-judge its neighbours, repeat. Only
+    // the neighbours of a dropped candidate get new windows; the rest come from `judged`.
     loop {
         let judged: Vec<(f64, f64)> = (0..candidates.len())
             .map(|i| {
                 let s = if i == 0 { 0 } else { candidates[i - 1] };
                 let e = candidates.get(i + 1).copied().unwrap_or(values.len());
-                *judgements
-                    .entry((s, candidates[i], e))
-                    .or_insert_with(|| judge(values, tested, s, candidates[i], e, opts))
+                judged_at(s, candidates[i], e)
             })
             .collect();
         let failing = judged
@@ -157,31 +178,32 @@ pub fn detect(values: &[f64], opts: &DetectOptions) -> Vec<ChangePoint> {
     }
 }
 
-/// The runs compared either side of `tau` in the segment `[s, e)`: at most `window` each.
-fn sides(values: &[f64], s: usize, tau: usize, e: usize, window: usize) -> (&[f64], &[f64]) {
+/// The runs `[lo, hi)` compared either side of `tau` in the segment `[s, e)`: at most
+/// `window` each side.
+fn window(s: usize, tau: usize, e: usize, window: usize) -> (usize, usize) {
     let window = window.max(1);
-    (
-        &values[s.max(tau.saturating_sub(window))..tau],
-        &values[tau..e.min(tau + window)],
-    )
+    (s.max(tau.saturating_sub(window)), e.min(tau + window))
 }
 
-/// (p-value, relative change of the medians) of a change at `tau` within `[s, e)`: the
-/// test on `tested`, the magnitude on `values`.
+/// The runs compared either side of `tau` in the segment `[s, e)`.
+fn sides(values: &[f64], s: usize, tau: usize, e: usize, width: usize) -> (&[f64], &[f64]) {
+    let (lo, hi) = window(s, tau, e, width);
+    (&values[lo..tau], &values[tau..hi])
+}
+
+/// (p-value, relative change of the medians) of a change at `tau` between the runs
+/// `[lo, hi)`: the test on `tested`, the magnitude on `values`.
 fn judge(
     values: &[f64],
     tested: &[f64],
-    s: usize,
+    lo: usize,
     tau: usize,
-    e: usize,
+    hi: usize,
     opts: &DetectOptions,
 ) -> (f64, f64) {
-    let (before, after) = sides(values, s, tau, e, opts.window);
-    let lo = tau - before.len();
-    let window = &tested[lo..tau + after.len()];
     (
-        rank_test(window, tau - lo, opts),
-        relative_step(median(before), median(after)),
+        rank_test(&tested[lo..hi], tau - lo, opts),
+        relative_step(median(&values[lo..tau]), median(&values[tau..hi])),
     )
 }
 
@@ -260,13 +282,23 @@ fn rank_test(window: &[f64], k: usize, opts: &DetectOptions) -> f64 {
         return unadjusted;
     }
     let mut rng = StdRng::seed_from_u64(opts.bootstrap.seed ^ ((n as u64) << 32) ^ k as u64);
-    let exceed = (0..opts.permutations)
-        .filter(|_| {
-            r.shuffle(&mut rng);
-            max_rank_z(&r, ties, min_seg) >= z - 1e-9
-        })
-        .count();
-    (exceed + 1) as f64 / (opts.permutations + 1) as f64
+    let total = (opts.permutations + 1) as f64;
+    let mut exceed = 0usize;
+    for drawn in 1..=opts.permutations {
+        r.shuffle(&mut rng);
+        if max_rank_z(&r, ties, min_seg) < z - 1e-9 {
+            continue;
+        }
+        exceed += 1;
+        // Besag & Clifford's sequential test: once this many permutations are as extreme,
+        // the p-value of all of them cannot fall below the weak level, so the rest cannot
+        // change any decision. Their p-value (exceedances / permutations drawn) is valid
+        // too; it is kept at least the weak level so that the decision is the full test's.
+        if (exceed + 1) as f64 >= opts.weak_p_value * total {
+            return (exceed as f64 / drawn as f64).max((exceed + 1) as f64 / total);
+        }
+    }
+    (exceed + 1) as f64 / total
 }
 
 /// Prefix sums of the pairwise distance matrix `|z_i − z_j|`, so that the sum over any block
@@ -383,6 +415,22 @@ mod tests {
         assert!(at[0].abs_diff(20) <= 1 && at[1].abs_diff(40) <= 1, "{at:?}");
         assert!(cps[1].change < 0.0);
         assert_eq!(detect(&v, &opts), cps);
+    }
+
+    #[test]
+    fn judgements_shared_with_a_prefix_change_nothing() {
+        let v = noisy(80, 4, |i| match i {
+            0..30 => 10.0,
+            30..60 => 13.0,
+            _ => 10.5,
+        });
+        let opts = DetectOptions::default();
+        let mut judged = Judgements::default();
+        let full = detect_with(&v, &opts, &mut judged);
+        let prefix = detect_with(&v[..v.len() - 1], &opts, &mut judged);
+        assert_eq!(full, detect(&v, &opts));
+        assert_eq!(prefix, detect(&v[..v.len() - 1], &opts));
+        assert!(!full.is_empty());
     }
 
     #[test]

@@ -303,12 +303,13 @@ fn judge_series(
     let worse = series.key.metric.higher_is_worse();
     let values = &series.values;
     let too_short = values.len() < options.min_len();
-    let points = detect::detect(values, options);
+    let mut judged = detect::Judgements::default();
+    let points = detect::detect_with(values, options, &mut judged);
     // The newest run of its plan and target (not of the series: a stage may be missing from
     // it) must be in this series for it to reveal anything.
     let has_newest = newest.is_some() && series.runs.last().copied() == newest;
     let earlier = if has_newest && !points.is_empty() {
-        detect::detect(&values[..values.len() - 1], options)
+        detect::detect_with(&values[..values.len() - 1], options, &mut judged)
     } else {
         Vec::new()
     };
