@@ -2,6 +2,8 @@
 //! itself on a free loopback port (no `--target`).
 #![cfg(feature = "embedded")]
 
+mod common;
+
 use std::time::Duration;
 
 use caxton_reports::model::RunReport;
@@ -11,35 +13,21 @@ async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds()
     let out = std::env::temp_dir().join(format!("caxton-bench-k6-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     // 1/100 of the seed's 16 minutes: 9.6 s, up to 200 users sleeping 1 s per iteration.
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
-        .args([
+    let o = common::bench_within(
+        Duration::from_secs(90),
+        "k6",
+        &[
             "--plan",
             "k6",
             "--time-scale",
             "0.01",
-            "--run-id",
-            "k6",
-            "--progress",
-            "plain",
-        ])
-        .args([
             "--threshold",
             "http_req_duration{stage:hold-200}: p(99)<1500",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .kill_on_drop(true)
-        .output();
-    let o = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("the compressed k6 plan did not finish within 90 s")
-        .unwrap();
-    let log = format!(
-        "{:?}\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+        ],
+        &out,
+    )
+    .await;
+    let log = common::text(&o);
     assert_eq!(o.status.code(), Some(0), "{log}");
     let report = RunReport::read(&out.join("k6").join("report.json")).unwrap();
     assert!(report.embedded_target);
@@ -123,30 +111,23 @@ async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds()
 async fn messaging_scenario_sends_fipa_requests_and_waits_for_replies() {
     let out = std::env::temp_dir().join(format!("caxton-bench-msg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
-        .args(["--stages", "1s:4,1s:4", "--think-time", "50ms"])
-        .args([
+    let o = common::bench_as(
+        "msg",
+        &[
+            "--stages",
+            "1s:4,1s:4",
+            "--think-time",
+            "50ms",
             "--scenario",
             "create-agent:1,messaging:1",
-            "--run-id",
-            "msg",
-        ])
-        .args(["--progress", "off", "--no-default-thresholds"])
-        .args(["--threshold", "http_req_failed: rate==0"])
-        .arg("--out")
-        .arg(&out)
-        .kill_on_drop(true)
-        .output();
-    let o = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the messaging run did not finish within 60 s")
-        .unwrap();
-    let log = format!(
-        "{:?}\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+            "--no-default-thresholds",
+            "--threshold",
+            "http_req_failed: rate==0",
+        ],
+        &out,
+    )
+    .await;
+    let log = common::text(&o);
     assert_eq!(o.status.code(), Some(0), "{log}");
     let report = RunReport::read(&out.join("msg").join("report.json")).unwrap();
     let sent = &report.requests["send-message"];

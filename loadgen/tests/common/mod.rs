@@ -31,15 +31,7 @@ pub async fn test_server(stall_at: u64, stall: Duration) -> SocketAddr {
             }),
         )
         .with_state(count);
-    serve(app).await
-}
-
-/// Serves `app` on a free loopback port until the test ends.
-pub async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    caxton_testkit::serve(app).await.unwrap()
 }
 
 pub fn out_dir(test: &str) -> PathBuf {
@@ -76,10 +68,15 @@ pub async fn bench(args: &[&str], out: &Path) -> Output {
 
 /// A run with its own run id: its report goes to `out/<run_id>/report.json`.
 pub async fn bench_as(run_id: &str, args: &[&str], out: &Path) -> Output {
+    bench_within(Duration::from_secs(60), run_id, args, out).await
+}
+
+/// [`bench_as`] for a run that must stop by itself within `limit`.
+pub async fn bench_within(limit: Duration, run_id: &str, args: &[&str], out: &Path) -> Output {
     let run = bench_command_as(run_id, args, out).output();
-    tokio::time::timeout(Duration::from_secs(60), run)
+    tokio::time::timeout(limit, run)
         .await
-        .expect("caxton-bench did not stop by itself within 60 s")
+        .unwrap_or_else(|_| panic!("caxton-bench did not stop by itself within {limit:?}"))
         .unwrap()
 }
 
