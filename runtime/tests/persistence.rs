@@ -231,7 +231,7 @@ async fn a_store_that_is_not_a_database_stops_the_start_naming_the_file() {
     std::fs::create_dir_all(node.store().parent().unwrap()).unwrap();
     std::fs::write(node.store(), b"this is not an SQLite file, it is a note").unwrap();
     let started = Instant::now();
-    let Err(Error::Exited { status, tail, .. }) = node.try_start().await else {
+    let Err(Error::Exited { status, output, .. }) = node.try_start().await else {
         panic!("caxton kept running on a corrupt store");
     };
     // The kit saw the exit, not its deadline.
@@ -239,8 +239,8 @@ async fn a_store_that_is_not_a_database_stops_the_start_naming_the_file() {
     assert!(!status.success());
     let store = node.store().display().to_string();
     assert!(
-        tail.contains(&format!("agent store {store} is unreadable or corrupt")),
-        "{tail}"
+        output.contains(&format!("agent store {store} is unreadable or corrupt")),
+        "{output}"
     );
     // Nothing was served: the file is as it was.
     assert_eq!(

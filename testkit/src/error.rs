@@ -13,14 +13,16 @@ pub enum Error {
     },
     #[error("{name} is not installed (ci/install-tools installs it): {detail}")]
     NotInstalled { name: String, detail: String },
+    /// `output` is all the process wrote (it lived briefly); the message quotes its end.
     #[error(
-        "{name} exited with {status} before it was ready ({probe}); the end of its output:\n{tail}"
+        "{name} exited with {status} before it was ready ({probe}); the end of its output:\n{}",
+        crate::process::tail(output)
     )]
     Exited {
         name: String,
         probe: String,
         status: ExitStatus,
-        tail: String,
+        output: String,
     },
     #[error("{name} was not ready ({probe}) within {waited:?}; the end of its output:\n{tail}")]
     NotReady {

@@ -21,6 +21,12 @@ const OUTPUT_FILE: &str = "output.log";
 
 type Check = Box<dyn FnMut() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
 
+/// The last lines of a server's output, as errors quote it.
+pub fn tail(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
 /// When a started server counts as ready.
 pub enum Readiness {
     /// `GET url` answers 2xx.
@@ -122,7 +128,7 @@ impl ServerProcess {
                     name: self.name.clone(),
                     probe: ready.describe(),
                     status,
-                    tail: self.tail(),
+                    output: self.output(),
                 });
             }
             if ready.holds(&http).await {
@@ -157,9 +163,7 @@ impl ServerProcess {
 
     /// The last lines of [`output`](Self::output), for error messages.
     pub fn tail(&self) -> String {
-        let output = self.output();
-        let lines: Vec<&str> = output.lines().collect();
-        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+        tail(&self.output())
     }
 
     /// The exit status, if the process has exited.

@@ -43,10 +43,10 @@ async fn start_server(
         let ready = Readiness::Http(format!("http://{addr}/-/ready"));
         match ServerProcess::start(binary, dir, command, ready, READY_TIMEOUT).await {
             Ok(process) => return Ok((process, addr)),
-            Err(Error::Exited { tail, .. })
+            Err(Error::Exited { output, .. })
                 if port.is_none()
                     && attempt < PORT_ATTEMPTS
-                    && tail.contains("address already in use") => {}
+                    && output.contains("address already in use") => {}
             Err(other) => return Err(other),
         }
     }
