@@ -17,13 +17,14 @@ use caxton_benches::workloads::{
     self, FIPA_CONTENT_SIZES, ROUTING_AGENTS, ROUTING_BATCH, Routing, SEED_TABLES_TOML,
     TraceContext,
 };
-use caxton_runtime::api::{self, ApiState};
 use caxton_runtime::builtin;
 use caxton_runtime::config::Config;
 use caxton_runtime::fipa::AclMessage;
 use caxton_runtime::fipa::Performative;
+use caxton_runtime::http::api::{self, ApiState};
 use caxton_runtime::metrics::Metrics;
 use caxton_runtime::runtime::Runtime;
+use caxton_runtime::telemetry::Tracing;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tower::ServiceExt;
 
@@ -139,7 +140,7 @@ fn http_in_process(c: &mut Criterion) {
         .build()
         .expect("tokio");
     let metrics = Arc::new(Metrics::new(&cfg.observability.metrics).expect("metrics"));
-    let runtime = Arc::new(Runtime::new(&cfg, metrics).expect("runtime"));
+    let runtime = Arc::new(Runtime::new(&cfg, metrics, Tracing::off()).expect("runtime"));
     let state = ApiState {
         runtime,
         reply_timeout: cfg.server.reply_timeout,
@@ -147,7 +148,7 @@ fn http_in_process(c: &mut Criterion) {
         max_body_bytes: cfg.server.max_body_bytes,
         api_token: None,
     };
-    let app = api::router(state, false);
+    let app = api::router(state);
     let call = |req: Request<Body>| {
         let app = app.clone();
         tokio.block_on(async move {

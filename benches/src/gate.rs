@@ -282,7 +282,7 @@ impl Report {
 }
 
 /// Human-readable duration from nanoseconds.
-pub fn format_ns(ns: f64) -> String {
+pub(crate) fn format_ns(ns: f64) -> String {
     if ns < 1e3 {
         format!("{ns:.2} ns")
     } else if ns < 1e6 {

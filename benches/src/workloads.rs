@@ -11,14 +11,16 @@ use caxton_runtime::config::Config;
 use caxton_runtime::fipa::{AclMessage, Performative};
 use caxton_runtime::metrics::{Metrics, MetricsError};
 use caxton_runtime::runtime::{AgentSource, Runtime, RuntimeError};
-use caxton_runtime::trace_context;
+use caxton_runtime::telemetry::Tracing;
+use caxton_runtime::telemetry::trace_context;
 use caxton_runtime::wasm::{AgentType, ModuleError, WasmEngine};
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use thiserror::Error;
 
-/// The seed's configuration tables (`[observability]`, `[observability.metrics]`,
-/// `[observability.logging]`, `[profiling]`), the runtime's own test fixture.
+/// The Caxton Monitoring and Observability Guide's configuration tables (`[observability]`,
+/// `[observability.metrics]`, `[observability.logging]`, `[profiling]`), the runtime's own test
+/// fixture.
 pub const SEED_TABLES_TOML: &str = include_str!("../../runtime/tests/fixtures/seed-tables.toml");
 
 /// FIPA content sizes the encode/decode benches cover, in bytes of JSON content.
@@ -91,7 +93,7 @@ pub fn test_agent() -> Result<(WasmEngine, AgentType), WorkloadError> {
     Ok((engine, ty))
 }
 
-/// Metrics with the seed's configuration (all optional labels on).
+/// Metrics with the guide's configuration (all optional labels on).
 pub fn seed_metrics() -> Result<Metrics, WorkloadError> {
     Ok(Metrics::new(&Config::default().observability.metrics)?)
 }
@@ -115,7 +117,7 @@ impl Routing {
         // The message path in memory: no store opened under ./data.
         cfg.server.persist_agents = false;
         let metrics = Arc::new(Metrics::new(&cfg.observability.metrics)?);
-        let runtime = Arc::new(Runtime::new(&cfg, metrics)?);
+        let runtime = Arc::new(Runtime::new(&cfg, metrics, Tracing::off())?);
         let ty = runtime.resolve_type(AgentSource::Builtin("test-agent".into()))?;
         let capacity = cfg.agents.mailbox_capacity;
         let mut list = Vec::with_capacity(agents);
@@ -176,7 +178,7 @@ impl Routing {
 }
 
 /// W3C trace context in and out of a message's metadata, through the runtime's own helpers
-/// (`caxton_runtime::trace_context`), as `Runtime::send`/`route` inject it and
+/// (`caxton_runtime::telemetry::trace_context`), as `Runtime::send`/`route` inject it and
 /// `Runtime::process` extracts it.
 pub struct TraceContext {
     context: Context,

@@ -74,7 +74,7 @@ LOKI_KEYS = [
     "ruler.alertmanager_url", "limits_config.ingestion_rate_mb", "limits_config.ingestion_burst_size_mb",
     "limits_config.max_streams_per_user", "limits_config.max_line_size",
 ]
-# Every directive of the seed's fluent.conf, in order.
+# Every directive of the Caxton Monitoring and Observability Guide's fluent.conf, in order.
 FLUENTD_DIRECTIVES = [
     "<source>", "@type tail", "path /var/log/containers/caxton-*.log", "tag caxton.*",
     "<filter caxton.**>", "@type parser", "key_name message",

@@ -3,8 +3,8 @@
 
 No Docker engine runs here, so this checks what a build would trip on first:
 COPY sources exist, every `-p PKG --bin BIN` is a workspace package with that
-binary, every binary copied out of the build stage was put in /out, the Rust
-image is at least the workspace's rust-version, and each image the manifests
+binary, every binary copied out of a build stage (the Rust image's, or one built
+on it) was put in /out by that stage, the Rust image is at least the workspace's rust-version, and each image the manifests
 run has a stage providing the command they call.
 Usage: check_dockerfile.py REPO_DIR
 """
@@ -18,7 +18,7 @@ import tomllib
 import yaml
 
 # image in the manifests -> Dockerfile target (as in the Dockerfile's header)
-IMAGES = {"caxton/runtime": "runtime", "caxton/benchmark": "benchmark"}
+IMAGES = {"caxton/runtime": "runtime", "caxton/benchmark": "benchmark", "caxton/benchmark-load": "benchmark-load"}
 
 
 def instructions(text):
@@ -47,7 +47,8 @@ def main():
         packages[pkg["package"]["name"]] = bins
 
     stages, stage, parent = {}, None, {}
-    out_files, build_stage = set(), None
+    # build stage -> the files its RUN puts in /out
+    out_files = {}
     for op, rest in instructions(text):
         if op == "FROM":
             m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?", rest, re.I)
@@ -55,8 +56,9 @@ def main():
             stages[stage] = {"files": set(), "entrypoint": None}
             parent[stage] = image
             rust = re.match(r"rust:(\d+)\.(\d+)", image)
+            if rust or image in out_files:
+                out_files[stage] = set()
             if rust:
-                build_stage = stage
                 want = tuple(int(x) for x in ws["workspace"]["package"]["rust-version"].split(".")[:2])
                 if (int(rust.group(1)), int(rust.group(2))) < want:
                     errors.append(f"FROM {image}: older than workspace rust-version {want}")
@@ -71,18 +73,18 @@ def main():
                 if src_from is None:
                     if not os.path.exists(os.path.join(repo, s)):
                         errors.append(f"COPY {s}: not in the build context")
-                elif src_from == build_stage and s.startswith("/out/") and os.path.basename(s) not in out_files:
-                    errors.append(f"COPY --from={src_from} {s}: the build stage puts no such file in /out")
+                elif src_from in out_files and s.startswith("/out/") and os.path.basename(s) not in out_files[src_from]:
+                    errors.append(f"COPY --from={src_from} {s}: that build stage puts no such file in /out")
             if src_from is not None:
                 stages[stage]["files"].add(dest)
-        elif op == "RUN" and stage == build_stage:
+        elif op == "RUN" and stage in out_files:
             for pkg, binary in re.findall(r"-p\s+(\S+)\s+--bin\s+(\S+)", rest):
                 if pkg not in packages:
                     errors.append(f"cargo -p {pkg}: no such workspace package ({sorted(packages)})")
                 elif binary not in packages[pkg]:
                     errors.append(f"cargo --bin {binary}: package {pkg} has bins {sorted(packages[pkg])}")
             for m in re.finditer(r"cp ((?:target/release/\S+\s+)+)/out/", rest):
-                out_files |= {os.path.basename(p) for p in m.group(1).split()}
+                out_files[stage] |= {os.path.basename(p) for p in m.group(1).split()}
         elif op == "ENTRYPOINT" and stage:
             stages[stage]["entrypoint"] = rest
             stages[stage]["files"].add("__entrypoint__")

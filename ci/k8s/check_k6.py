@@ -20,7 +20,8 @@ import urllib.request
 
 from seed_blocks import blocks
 
-# Ramp, hold, ramp down: ~20 s in all, against the seed's 16 minutes.
+# Ramp, hold, ramp down: ~20 s in all, against the 16 minutes of the Caxton Monitoring and
+# Observability Guide's plan.
 STAGES = "5s:20,10s:20,5s:0"
 
 

@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    caxton_runtime::create_request::fuzz_parse(data);
+    caxton_runtime::http::create_request::fuzz_parse(data);
 });

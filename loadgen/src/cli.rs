@@ -175,7 +175,8 @@ impl MergeArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NamedPlan {
-    /// The seed's k6 plan: 2m→100, 5m@100, 2m→200, 5m@200, 2m→0 users.
+    /// The Caxton Monitoring and Observability Guide's k6 plan: 2m→100, 5m@100, 2m→200, 5m@200,
+    /// 2m→0 users.
     K6,
 }
 
@@ -225,7 +226,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1.0, value_name = "F")]
     pub time_scale: f64,
 
-    /// Closed model: pause after each iteration (the seed script's sleep(1)). Not scaled
+    /// Closed model: pause after each iteration (the sleep(1) of the guide's k6 script). Not scaled
     /// by --time-scale.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub think_time: Option<Duration>,
@@ -244,7 +245,7 @@ pub struct RunArgs {
     #[arg(long = "thresholds", value_name = "FILE")]
     pub thresholds_file: Option<PathBuf>,
 
-    /// Drop the seed's thresholds (p(95)<2000, failure rate < 10 %), which otherwise
+    /// Drop the guide's thresholds (p(95)<2000, failure rate < 10 %), which otherwise
     /// apply to every run in addition to those given.
     #[arg(long)]
     pub no_default_thresholds: bool,
@@ -367,44 +368,8 @@ pub const TOKEN_FILE_ENV: &str = "CAXTON_BENCH_TOKEN_FILE";
 impl RunArgs {
     /// Resolves the flags into a run; `argv` is recorded in the report.
     pub fn resolve(&self, argv: Vec<String>) -> Result<RunOptions, CliError> {
-        let scale = self.time_scale;
-        let plan = if let Some(stages) = &self.stages {
-            Plan::from_stages(
-                "stages",
-                LoadModel::Closed,
-                0.0,
-                plan::parse_stages(stages)?,
-                scale,
-            )?
-        } else if let Some(rates) = &self.arrival_rate {
-            Plan::from_stages(
-                "arrival-rate",
-                LoadModel::Open,
-                0.0,
-                plan::parse_stages(rates)?,
-                scale,
-            )?
-        } else if let Some(duration) = self.duration {
-            let users = self.concurrent_users.unwrap_or(DEFAULT_CONSTANT_USERS);
-            Plan::constant(users, duration, scale)?
-        } else {
-            if self.concurrent_users.is_some() {
-                return Err(CliError::UsersWithoutDuration);
-            }
-            Plan::k6(scale)?
-        };
-        let mut thresholds = Vec::new();
-        if !self.no_default_thresholds {
-            for t in K6_THRESHOLDS {
-                thresholds.push(Threshold::parse(t)?);
-            }
-        }
-        if let Some(file) = &self.thresholds_file {
-            thresholds.extend(thresholds::load_file(file)?);
-        }
-        for t in &self.thresholds {
-            thresholds.push(Threshold::parse(t)?);
-        }
+        let plan = self.whole_plan()?;
+        let thresholds = self.thresholds()?;
         let run_id = match &self.run_id {
             Some(id) => {
                 check_run_id(id)?;
@@ -466,6 +431,53 @@ impl RunArgs {
             pprof: self.pprof.clone(),
             target_metrics: self.target_metrics.clone(),
         })
+    }
+
+    /// The plan of the whole run (all workers together).
+    fn whole_plan(&self) -> Result<Plan, CliError> {
+        let scale = self.time_scale;
+        Ok(if let Some(stages) = &self.stages {
+            Plan::from_stages(
+                "stages",
+                LoadModel::Closed,
+                0.0,
+                plan::parse_stages(stages)?,
+                scale,
+            )?
+        } else if let Some(rates) = &self.arrival_rate {
+            Plan::from_stages(
+                "arrival-rate",
+                LoadModel::Open,
+                0.0,
+                plan::parse_stages(rates)?,
+                scale,
+            )?
+        } else if let Some(duration) = self.duration {
+            let users = self.concurrent_users.unwrap_or(DEFAULT_CONSTANT_USERS);
+            Plan::constant(users, duration, scale)?
+        } else {
+            if self.concurrent_users.is_some() {
+                return Err(CliError::UsersWithoutDuration);
+            }
+            Plan::k6(scale)?
+        })
+    }
+
+    /// The guide's k6 thresholds (unless turned off), then the file's, then the flags'.
+    fn thresholds(&self) -> Result<Vec<Threshold>, CliError> {
+        let mut thresholds = Vec::new();
+        if !self.no_default_thresholds {
+            for t in K6_THRESHOLDS {
+                thresholds.push(Threshold::parse(t)?);
+            }
+        }
+        if let Some(file) = &self.thresholds_file {
+            thresholds.extend(thresholds::load_file(file)?);
+        }
+        for t in &self.thresholds {
+            thresholds.push(Threshold::parse(t)?);
+        }
+        Ok(thresholds)
     }
 }
 

@@ -2,8 +2,8 @@
 //! sample per second.
 //!
 //! Memory stays bounded however long the run: histograms exist per (request name, stage)
-//! plus one cumulative overall pair; a second keeps only its [`SecondSample`] (a few dozen
-//! bytes, ~3 MB for a day-long run), not its histogram.
+//! plus one cumulative overall pair; a second keeps only its [`SecondSample`] (a few
+//! counters), not its histogram.
 
 use std::collections::HashMap;
 use std::sync::Arc;

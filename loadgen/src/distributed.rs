@@ -14,6 +14,7 @@ use caxton_reports::model::{Distributed, LoadModel, ReportError, RunReport};
 use thiserror::Error;
 
 use crate::plan::Plan;
+use crate::run_dir;
 use crate::thresholds::{Threshold, ThresholdError};
 
 #[derive(Debug, Error)]
@@ -88,14 +89,6 @@ impl WorkerShare {
             merged_from: Vec::new(),
         }
     }
-
-    /// Workers of one run id write side by side: `<out>/<run-id>/worker-<I>/report.json`.
-    pub fn report_path(&self, out_dir: &Path, run_id: &str) -> PathBuf {
-        out_dir
-            .join(run_id)
-            .join(format!("worker-{}", self.index))
-            .join("report.json")
-    }
 }
 
 /// What `caxton-bench merge` produced.
@@ -139,7 +132,7 @@ pub fn merge_files(
         t.check_stage(&stages)?;
     }
     report.thresholds = thresholds.iter().map(|t| t.evaluate(&report)).collect();
-    let report_path = crate::run::report_path(out_dir, &report.run_id);
+    let report_path = run_dir::report_path(out_dir, &report.run_id, None);
     report.write(&report_path)?;
     Ok(MergeOutcome {
         report,
@@ -200,11 +193,5 @@ mod tests {
         let plan = Plan::constant(2, Duration::from_secs(1), 1.0).unwrap();
         let err = WorkerShare::new(2, 3).unwrap().plan(&plan).unwrap_err();
         assert!(err.to_string().contains("at most 2 workers"), "{err}");
-        assert_eq!(
-            WorkerShare::new(1, 2)
-                .unwrap()
-                .report_path(Path::new("out"), "r"),
-            PathBuf::from("out/r/worker-1/report.json")
-        );
     }
 }

@@ -1,5 +1,7 @@
 //! The runtime a run starts for itself when no `--target` is given: the real
-//! `caxton_runtime::server`, on free loopback ports, stopped when the run ends.
+//! `caxton_runtime::http::server`, on free loopback ports, stopped when the run ends. It is
+//! started as `caxton serve` starts it, so `--runtime-config`'s `[observability]` (OTLP
+//! traces, logs, metrics; the log lines) applies, and its telemetry is flushed at the end.
 //!
 //! It runs on a Tokio runtime of its own, on threads named as the runtime's
 //! (`caxton_runtime::threads`), and the process's profiler is told to keep only those
@@ -9,9 +11,9 @@
 use std::path::Path;
 
 #[cfg(feature = "embedded")]
-use caxton_runtime::config::Config;
+use caxton_runtime::config::{Config, LogOutput};
 #[cfg(feature = "embedded")]
-use caxton_runtime::server::{self, RunningServer};
+use caxton_runtime::http::server::{self, RunningServer};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -58,6 +60,8 @@ impl Embedded {
     /// Starts the runtime with `config_path` (or the defaults), its API and metrics
     /// listeners moved to free loopback ports whatever the file says: a bench run must not
     /// collide with a runtime already serving on 8080/9090.
+    /// Its log lines never go to stdout, which carries the run's own output: `stdout` in the
+    /// file means stderr. Without a file it logs its warnings only.
     /// `profiling` turns on the pprof endpoints (on a free loopback port) for a flamegraph.
     pub async fn start(
         config_path: Option<&Path>,
@@ -70,12 +74,16 @@ impl Embedded {
                 c.server.data_dir = std::env::temp_dir();
                 // A load run's agents are its own: none restored from, or left for, another.
                 c.server.persist_agents = false;
+                c.observability.logging.level = "warn".to_owned();
                 c
             }
         };
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         config.server.api_address = loopback;
         config.server.metrics_address = loopback;
+        if config.observability.logging.output == LogOutput::Stdout {
+            config.observability.logging.output = LogOutput::Stderr;
+        }
         if profiling {
             config.profiling.enabled = true;
             config.profiling.server_address = loopback;

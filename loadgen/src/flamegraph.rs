@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::plan::Plan;
 use crate::run_clock::RunClock;
+use crate::run_dir::PROFILE_FILE;
 
 /// Longest capture: the pprof endpoint refuses more than 300 s, and a flamegraph of a minute
 /// at peak is plenty.
@@ -84,9 +85,6 @@ impl Captured {
         }
     }
 }
-
-/// The pprof file a run's profile is saved under, beside its flamegraph.
-pub const PROFILE_FILE: &str = "cpu.pb.gz";
 
 /// Waits for the stage, captures, and renames the files to their stable names in `run_dir`.
 pub async fn capture(

@@ -23,11 +23,11 @@ use crate::plan::Plan;
 
 /// How long past its plan a run is left to end by itself before it is told to stop: goose
 /// starts its users before the run clock does.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How long past its stop (plus the request timeout) a run is left to wind down before it
 /// is abandoned.
-pub const GRACE: Duration = Duration::from_secs(5);
+pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
 /// How often the watch re-reads the signal state and the clock.
 const POLL: Duration = Duration::from_millis(50);
@@ -95,7 +95,7 @@ pub fn caught() -> Option<Caught> {
 
 /// How far the run got when the signal came; `None` when no signal came. `started` is the
 /// run clock's start (the stage clock), `None` when the load had not begun.
-pub fn interruption(plan: &Plan, started: Option<Instant>) -> Option<Interruption> {
+pub(crate) fn interruption(plan: &Plan, started: Option<Instant>) -> Option<Interruption> {
     let caught = caught()?;
     let into = started.map_or(Duration::ZERO, |s| caught.at.saturating_duration_since(s));
     let stage = plan

@@ -1,42 +1,56 @@
 //! `caxton-bench`: the staged load generator of the Caxton runtime, built on goose.
 //!
-//! Goose runs the virtual users and their stages; every transaction measures its own
-//! requests (to the end of the body) into per-thread HdrHistograms ([`recorder`]), merged
-//! each second ([`collector`]) into the versioned report of `caxton-reports` ([`report`]),
-//! judged by k6-style thresholds ([`thresholds`]). Goose's own metrics are turned off:
-//! they drop the ramp, stop at the first byte and round to milliseconds.
+//! What the crate offers (to its binary and its tests):
+//! - [`cli`]: the command line, resolved into [`run::RunOptions`];
+//! - [`run`]: one run, start to finish, and what it produced ([`run::RunOutcome`]), written
+//!   where [`run_dir`] says;
+//! - [`summary`] and [`summary_export`]: the end-of-run summary as k6 prints and exports it;
+//! - [`distributed`]: a worker's share of the plan and `caxton-bench merge`;
+//! - [`push`] and [`series`]: the `caxton_bench_*` series and their delivery;
+//! - [`prometheus_history`], [`verdict`] and [`profile_diff`]: `history` and `compare` on
+//!   top of `caxton-reports`;
+//! - [`interrupt`]: how a run ends early, and the bound on every run;
+//! - the exit statuses below.
 //!
-//! Module map: [`cli`] flags → [`plan`] stages (the seed's k6 plan lives there) →
-//! [`run`] (target, goose attack, ticker) with [`scenario`] (what users do),
-//! [`arrival`] (open model), [`embedded`] (runtime without `--target`), [`progress`],
-//! [`summary`].
+//! Inside, goose runs the virtual users and their stages; every transaction measures its
+//! own requests (to the end of the body) into per-thread HdrHistograms (`recorder`), merged
+//! each second (`collector`) into the versioned report of `caxton-reports` (`report`),
+//! judged by k6-style thresholds (`thresholds`) and by whether the load was produced
+//! (`validity`). Goose's own metrics are turned off: they drop the ramp, stop at the first
+//! byte and round to milliseconds.
+//!
+//! Module map: [`cli`] flags → `plan` stages (the Caxton Monitoring and Observability
+//! Guide's k6 plan lives there) → [`run`] (target, goose attack, ticker) with `scenario`
+//! (what users do), `arrival` (open model), `embedded` (runtime without `--target`),
+//! `progress`, [`summary`].
 
-pub mod arrival;
+pub(crate) mod arrival;
 pub mod cli;
-pub mod collector;
+pub(crate) mod collector;
 pub mod distributed;
-pub mod embedded;
-pub mod flamegraph;
-pub mod generator_cpu;
-pub mod headers;
+pub(crate) mod embedded;
+pub(crate) mod flamegraph;
+pub(crate) mod generator_cpu;
+pub(crate) mod headers;
 pub mod interrupt;
-pub mod plan;
+pub(crate) mod plan;
 pub mod profile_diff;
-pub mod progress;
+pub(crate) mod progress;
 pub mod prometheus_history;
 pub mod push;
-pub mod recorder;
-pub mod report;
+pub(crate) mod recorder;
+pub(crate) mod report;
 pub mod run;
-pub mod run_clock;
-pub mod scenario;
+pub(crate) mod run_clock;
+pub mod run_dir;
+pub(crate) mod scenario;
 pub mod series;
 pub mod summary;
 pub mod summary_export;
-pub mod target_build;
-pub mod thresholds;
-pub mod transport;
-pub mod validity;
+pub(crate) mod target_build;
+pub(crate) mod thresholds;
+pub(crate) mod transport;
+pub(crate) mod validity;
 pub mod verdict;
 
 /// Exit status when every threshold passed.

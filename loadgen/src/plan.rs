@@ -1,15 +1,15 @@
 //! Load plans: stages of users (closed model) or of arrival rates (open model).
 //!
-//! The seed's k6 plan is defined here once, as data ([`K6_STAGES`], [`K6_THRESHOLDS`],
-//! [`K6_THINK_TIME`]); the CLI, CI and the CronJob arguments all reach it through
-//! `--plan k6`.
+//! The Caxton Monitoring and Observability Guide's k6 plan is defined here once, as data
+//! ([`K6_STAGES`], [`K6_THRESHOLDS`], [`K6_THINK_TIME`]); the CLI, CI and the CronJob arguments all
+//! reach it through `--plan k6`.
 
 use std::time::Duration;
 
 use caxton_reports::model::{LoadModel, PlannedStage};
 use thiserror::Error;
 
-/// The seed's `options.stages` (monitoring guide, "Load Testing"): (duration, users).
+/// The guide's `options.stages` (its "Load Testing" section): (duration, users).
 pub const K6_STAGES: [(Duration, u64); 5] = [
     (Duration::from_secs(120), 100), // ramp up to 100 users
     (Duration::from_secs(300), 100), // stay at 100 users
@@ -18,10 +18,10 @@ pub const K6_STAGES: [(Duration, u64); 5] = [
     (Duration::from_secs(120), 0),   // ramp down
 ];
 
-/// The seed's `options.thresholds`, in our k6 syntax.
+/// The guide's `options.thresholds`, in our k6 syntax.
 pub const K6_THRESHOLDS: [&str; 2] = ["http_req_duration: p(95)<2000", "http_req_failed: rate<0.1"];
 
-/// The seed's `sleep(1)` at the end of each iteration.
+/// The guide's `sleep(1)` at the end of each iteration.
 pub const K6_THINK_TIME: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Error, PartialEq)]
@@ -114,7 +114,7 @@ pub fn parse_stages(text: &str) -> Result<Vec<(Duration, f64)>, PlanError> {
 }
 
 impl Plan {
-    /// The seed's k6 plan.
+    /// The guide's k6 plan.
     pub fn k6(time_scale: f64) -> Result<Plan, PlanError> {
         let stages = K6_STAGES.iter().map(|(d, u)| (*d, *u as f64)).collect();
         Plan::from_stages("k6", LoadModel::Closed, 0.0, stages, time_scale)

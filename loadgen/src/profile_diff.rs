@@ -24,7 +24,11 @@ fn is_target_thread(_name: &str) -> bool {
 
 /// One run's profile, or why it has none that can be diffed (e.g. no profile, unreadable
 /// file: a reason, not an error, so a broken profile never hides the metrics' verdict).
-pub fn side(label: &str, report: &RunReport, report_path: &Path) -> Result<ProfileSide, String> {
+pub(crate) fn side(
+    label: &str,
+    report: &RunReport,
+    report_path: &Path,
+) -> Result<ProfileSide, String> {
     let label = format!("{label} {}", report.run_id);
     let Some(flamegraph) = &report.flamegraph else {
         return Err(format!("the {label} run has no CPU profile"));
@@ -34,7 +38,7 @@ pub fn side(label: &str, report: &RunReport, report_path: &Path) -> Result<Profi
             "the {label} run saved only an SVG flamegraph, no pprof profile"
         ));
     };
-    let path = report_path.parent().unwrap_or(Path::new("")).join(file);
+    let path = crate::run_dir::beside(report_path, file);
     let bytes = std::fs::read(&path)
         .map_err(|e| format!("cannot read the {label} profile {}: {e}", path.display()))?;
     let folded = caxton_profiles::folded::decode_pprof(&bytes)

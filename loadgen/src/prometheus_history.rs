@@ -6,7 +6,7 @@
 //! A directory holds per-request-name series and micro-benchmarks as well; Prometheus has the
 //! whole run and each stage (what a run pushes), so those are the series it gives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use caxton_reports::compare::Metric;
@@ -71,6 +71,22 @@ struct Client {
 }
 
 impl Client {
+    fn new(url: &str, range: &str) -> Result<Client, PrometheusHistoryError> {
+        let base = url.trim_end_matches('/').to_string();
+        reqwest::Url::parse(&base).map_err(|e| PrometheusHistoryError::Url {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Client {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .map_err(PrometheusHistoryError::Client)?,
+            base,
+            range: range.to_string(),
+        })
+    }
+
     async fn query(&self, selector: &str) -> Result<Vec<Element>, PrometheusHistoryError> {
         let expr = format!("last_over_time({selector}[{}])", self.range);
         let result = prometheus_query::instant(&self.http, &self.base, &expr).await?;
@@ -121,22 +137,9 @@ fn metric_of_quantile(q: &str) -> Option<Metric> {
 
 /// Reads the history from the Prometheus at `url` over the last `range` (a PromQL duration).
 pub async fn load(url: &str, range: &str) -> Result<Found, PrometheusHistoryError> {
-    let base = url.trim_end_matches('/').to_string();
-    reqwest::Url::parse(&base).map_err(|e| PrometheusHistoryError::Url {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })?;
-    let client = Client {
-        http: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(PrometheusHistoryError::Client)?,
-        base,
-        range: range.to_string(),
-    };
-    let has_key = r#"plan_key!="""#;
+    let client = Client::new(url, range)?;
     let ends = client
-        .query(&format!("{RUN_END_TIMESTAMP_SECONDS}{{{has_key}}}"))
+        .query(&format!("{RUN_END_TIMESTAMP_SECONDS}{{{HAS_KEY}}}"))
         .await?;
     if ends.is_empty() {
         return Err(PrometheusHistoryError::Empty {
@@ -144,53 +147,17 @@ pub async fn load(url: &str, range: &str) -> Result<Found, PrometheusHistoryErro
             range: range.to_string(),
         });
     }
-    // Which worker's series stand for each run.
-    let mut workers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for e in &ends {
-        let (run, worker) = e.run();
-        workers.entry(run).or_default().push(worker);
-    }
-    let chosen: BTreeMap<String, String> = workers
-        .into_iter()
-        .filter_map(|(run, ws)| {
-            let w = if ws.contains(&"merged") {
-                "merged"
-            } else if ws.len() == 1 {
-                ws[0]
-            } else {
-                // Workers of a distributed run that was never merged: parts of a run.
-                return None;
-            };
-            Some((run.to_string(), w.to_string()))
-        })
-        .collect();
-    let is_chosen =
-        |e: &Element| chosen.get(e.label("run_id")).map(String::as_str) == Some(e.label("worker"));
-
-    let valid = client.query(&format!("{RUN_VALID}{{{has_key}}}")).await?;
-    let reasons = client
-        .query(&format!("{RUN_INVALID_REASON}{{{has_key}}}"))
-        .await?;
-    let mut found = Found::default();
-    let mut invalid_runs = std::collections::BTreeSet::new();
-    for v in valid.iter().filter(|v| is_chosen(v) && v.value == 0.0) {
-        let run = v.label("run_id");
-        invalid_runs.insert(run.to_string());
-        found.invalid.push(Excluded {
-            run_id: run.to_string(),
-            path: PathBuf::from(url),
-            reasons: reasons
-                .iter()
-                .filter(|r| r.label("run_id") == run && is_chosen(r) && r.value == 1.0)
-                .map(|r| r.label("reason").to_string())
-                .collect(),
-        });
-    }
+    let chosen = Chosen::of(&ends);
+    let mut found = Found {
+        invalid: invalid_runs(&client, &chosen, url).await?,
+        ..Found::default()
+    };
+    let invalid: BTreeSet<&str> = found.invalid.iter().map(|x| x.run_id.as_str()).collect();
 
     // Runs in time order.
     let mut runs: Vec<(&Element, &str)> = ends
         .iter()
-        .filter(|e| is_chosen(e) && !invalid_runs.contains(e.label("run_id")))
+        .filter(|e| chosen.holds(e) && !invalid.contains(e.label("run_id")))
         .map(|e| (e, e.label("run_id")))
         .collect();
     runs.sort_by(|a, b| a.0.value.total_cmp(&b.0.value).then(a.1.cmp(b.1)));
@@ -204,22 +171,99 @@ pub async fn load(url: &str, range: &str) -> Result<Found, PrometheusHistoryErro
             profile: None,
         })
         .collect();
-    found.per_run = vec![Vec::new(); runs.len()];
+    found.per_run = observations(&client, &chosen, &index, runs.len()).await?;
+    Ok(found)
+}
 
+/// Only series with a `plan_key` label are a run's final figures.
+const HAS_KEY: &str = r#"plan_key!="""#;
+
+/// Which worker's series stand for each run: the merged one of a distributed run, else the
+/// run's only worker; a distributed run that was never merged has none.
+struct Chosen(BTreeMap<String, String>);
+
+impl Chosen {
+    fn of(ends: &[Element]) -> Chosen {
+        let mut workers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for e in ends {
+            let (run, worker) = e.run();
+            workers.entry(run).or_default().push(worker);
+        }
+        Chosen(
+            workers
+                .into_iter()
+                .filter_map(|(run, ws)| {
+                    let w = if ws.contains(&"merged") {
+                        "merged"
+                    } else if ws.len() == 1 {
+                        ws[0]
+                    } else {
+                        // Workers of a distributed run that was never merged: parts of a run.
+                        return None;
+                    };
+                    Some((run.to_string(), w.to_string()))
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether `e` is a series of its run's chosen worker.
+    fn holds(&self, e: &Element) -> bool {
+        self.0.get(e.label("run_id")).map(String::as_str) == Some(e.label("worker"))
+    }
+}
+
+/// The runs that recorded themselves invalid, with their reasons.
+async fn invalid_runs(
+    client: &Client,
+    chosen: &Chosen,
+    url: &str,
+) -> Result<Vec<Excluded>, PrometheusHistoryError> {
+    let valid = client.query(&format!("{RUN_VALID}{{{HAS_KEY}}}")).await?;
+    let reasons = client
+        .query(&format!("{RUN_INVALID_REASON}{{{HAS_KEY}}}"))
+        .await?;
+    Ok(valid
+        .iter()
+        .filter(|v| chosen.holds(v) && v.value == 0.0)
+        .map(|v| {
+            let run = v.label("run_id");
+            Excluded {
+                run_id: run.to_string(),
+                path: PathBuf::from(url),
+                reasons: reasons
+                    .iter()
+                    .filter(|r| r.label("run_id") == run && chosen.holds(r) && r.value == 1.0)
+                    .map(|r| r.label("reason").to_string())
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+/// The observations of each of `runs` runs (`index`: a run's place in time order): latency,
+/// throughput and error rate of the whole run and of every stage that served a request.
+async fn observations(
+    client: &Client,
+    chosen: &Chosen,
+    index: &BTreeMap<&str, usize>,
+    runs: usize,
+) -> Result<Vec<Vec<(SeriesKey, f64)>>, PrometheusHistoryError> {
+    let mut per_run = vec![Vec::new(); runs];
     // Stages without a request have no latency and no value in a report: leave them out.
     let requests = client
-        .query(&format!("{REQUESTS_TOTAL}{{{has_key}}}"))
+        .query(&format!("{REQUESTS_TOTAL}{{{HAS_KEY}}}"))
         .await?;
-    let served: std::collections::BTreeSet<(String, String)> = requests
+    let served: BTreeSet<(String, String)> = requests
         .iter()
-        .filter(|e| is_chosen(e) && e.value > 0.0)
+        .filter(|e| chosen.holds(e) && e.value > 0.0)
         .map(|e| (e.label("run_id").to_string(), e.label("stage").to_string()))
         .collect();
     let mut add = |e: &Element, metric: Metric, value: f64| {
         let Some(&i) = index.get(e.label("run_id")) else {
             return;
         };
-        if !is_chosen(e)
+        if !chosen.holds(e)
             || !served.contains(&(e.label("run_id").to_string(), e.label("stage").to_string()))
         {
             return;
@@ -231,11 +275,11 @@ pub async fn load(url: &str, range: &str) -> Result<Found, PrometheusHistoryErro
             stage: e.label("stage").to_string(),
             metric,
         };
-        found.per_run[i].push((key, value));
+        per_run[i].push((key, value));
     };
     let latency = client
         .query(&format!(
-            r#"{LATENCY_SECONDS}{{{has_key},corrected="true"}}"#
+            r#"{LATENCY_SECONDS}{{{HAS_KEY},corrected="true"}}"#
         ))
         .await?;
     for e in &latency {
@@ -243,11 +287,11 @@ pub async fn load(url: &str, range: &str) -> Result<Found, PrometheusHistoryErro
             add(e, m, e.value * 1000.0);
         }
     }
-    for e in &client.query(&format!("{RPS}{{{has_key}}}")).await? {
+    for e in &client.query(&format!("{RPS}{{{HAS_KEY}}}")).await? {
         add(e, Metric::Throughput, e.value);
     }
-    for e in &client.query(&format!("{ERROR_RATE}{{{has_key}}}")).await? {
+    for e in &client.query(&format!("{ERROR_RATE}{{{HAS_KEY}}}")).await? {
         add(e, Metric::ErrorRate, e.value);
     }
-    Ok(found)
+    Ok(per_run)
 }

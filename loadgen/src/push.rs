@@ -6,7 +6,7 @@
 //! `unsent-samples.jsonl` beside the report and `caxton-bench push REPORT.json` sends them
 //! later.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use caxton_reports::model::RunReport;
@@ -16,17 +16,15 @@ use caxton_reports::remote_write::{
 };
 use thiserror::Error;
 
+use crate::run_dir::spool_path;
 use crate::series;
 
 /// Interval of the live pushes.
-pub const PUSH_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const PUSH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The longest one push may take, retries included, before its samples are spooled: a
 /// hanging receiver adds at most this to a run's end.
 pub const PUSH_BOUND: Duration = Duration::from_secs(5);
-
-/// Samples that could not be delivered, beside the report.
-pub const SPOOL_FILE: &str = "unsent-samples.jsonl";
 
 #[derive(Debug, Error)]
 pub enum PushError {
@@ -144,12 +142,8 @@ impl Sinks {
     }
 }
 
-pub fn spool_path(report_path: &Path) -> PathBuf {
-    report_path.with_file_name(SPOOL_FILE)
-}
-
 /// The final push of a finished run.
-pub async fn push_final(sinks: &Sinks, report: &RunReport, report_path: &Path) -> bool {
+pub(crate) async fn push_final(sinks: &Sinks, report: &RunReport, report_path: &Path) -> bool {
     let ts = now_ms();
     let samples = series::final_samples(report, ts);
     let histograms = series::final_native_histograms(report, ts);

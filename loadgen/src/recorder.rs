@@ -63,8 +63,8 @@ impl ErrorKind {
     }
 }
 
-/// The k6 checks of the seed's script, counted per request, never fatal; then ours:
-/// `body has an id`, counted on each agent creation.
+/// The k6 checks of the Caxton Monitoring and Observability Guide's script, counted per request,
+/// never fatal; then ours: `body has an id`, counted on each agent creation.
 pub const CHECKS: [&str; 3] = ["status is 200", "response time < 1000ms", "body has an id"];
 
 /// The latency under which `response time < 1000ms` passes, in microseconds.

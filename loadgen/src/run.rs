@@ -1,11 +1,13 @@
 //! One run, start to finish: target (embedded or given), goose attack, once-a-second
 //! merge and progress, report, thresholds.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use caxton_reports::model::{LoadModel, ReportError, RunReport};
+use caxton_reports::model::{
+    GeneratorCpu, LoadModel, ReportError, RunReport, TargetBuild, Validity,
+};
 use goose::client::GooseClientBuilder;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
@@ -16,11 +18,13 @@ use crate::arrival::{self, Arrivals, Backlog, ScheduleOutcome};
 use crate::collector::{Collector, Tick};
 use crate::distributed::WorkerShare;
 use crate::embedded::{Embedded, EmbeddedError};
+use crate::flamegraph::{Captured, FlamegraphError};
 use crate::plan::Plan;
 use crate::progress::{Progress, ProgressMode};
 use crate::push::{self, PUSH_INTERVAL, Sinks};
 use crate::recorder::CHECKS;
 use crate::report::{self, RunMeta};
+use crate::run_dir;
 use crate::scenario::{self, RunContext, WeightedScenario};
 use crate::series::{self, CommonLabels, LiveFigures};
 use crate::thresholds::{Threshold, ThresholdError};
@@ -86,7 +90,7 @@ pub enum RunError {
     #[error(transparent)]
     Transport(#[from] crate::transport::TransportError),
     #[error(transparent)]
-    Flamegraph(#[from] crate::flamegraph::FlamegraphError),
+    Flamegraph(#[from] FlamegraphError),
 }
 
 /// What a finished run produced.
@@ -114,7 +118,7 @@ impl RunOutcome {
 
 /// The user pool of an open-model run when `--concurrent-users` is not given: enough for
 /// the peak rate at 1 s per iteration, at least 10.
-pub fn default_pool(plan: &Plan) -> u64 {
+pub(crate) fn default_pool(plan: &Plan) -> u64 {
     (plan.peak().ceil() as u64).clamp(10, 10_000)
 }
 
@@ -153,7 +157,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
 }
 
 /// Refuses a target that cannot be connected to before any load is sent, naming it.
-pub async fn preflight(target: &str) -> Result<(), RunError> {
+pub(crate) async fn preflight(target: &str) -> Result<(), RunError> {
     if !(target.starts_with("http://") || target.starts_with("https://")) {
         return Err(RunError::BadTarget(target.to_string()));
     }
@@ -185,7 +189,7 @@ fn goose_error(e: impl std::fmt::Debug) -> RunError {
 }
 
 /// The goose test plan of a run: (users, milliseconds to reach them) steps.
-pub fn goose_steps(plan: &Plan, pool_users: Option<u64>) -> Vec<(usize, usize)> {
+pub(crate) fn goose_steps(plan: &Plan, pool_users: Option<u64>) -> Vec<(usize, usize)> {
     let ms = |d: Duration| usize::try_from(d.as_millis()).unwrap_or(usize::MAX);
     let mut steps = Vec::new();
     match plan.model {
@@ -243,62 +247,134 @@ async fn attack(
     // Read before the load, so the live pushes carry it too.
     let target_build = crate::target_build::read(target_metrics.as_deref()).await;
     let sinks = Sinks::new(opts.prometheus.as_deref(), opts.pushgateway.as_deref())?;
-    let report_path = match &opts.worker {
-        Some(w) => w.report_path(&opts.out_dir, &opts.run_id),
-        None => report_path(&opts.out_dir, &opts.run_id),
-    };
+    let report_path =
+        run_dir::report_path(&opts.out_dir, &opts.run_id, opts.worker.map(|w| w.index));
     let live = sinks.clone().map(|sinks| LivePush {
         sinks,
-        labels: CommonLabels {
-            run_id: opts.run_id.clone(),
-            plan: opts.plan.name.clone(),
-            scenario: opts
-                .scenarios
-                .iter()
-                .map(|s| s.kind.name())
-                .collect::<Vec<_>>()
-                .join("+"),
-            target: target.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            target_version: series::target_version(target_build.as_ref()),
-            worker: opts
-                .worker
-                .map_or_else(|| "0".into(), |w| w.index.to_string()),
-            plan_key: caxton_reports::history::series::plan_key_of(
-                &opts.plan.name,
-                &opts.plan.planned_stages(),
-            ),
-            target_key: caxton_reports::history::series::target_key_of(
-                target,
-                opts.target.is_none(),
-            ),
-        },
-        spool: push::spool_path(&report_path),
+        labels: common_labels(opts, target, target_build.as_ref()),
+        spool: run_dir::spool_path(&report_path),
     });
     let open = opts.plan.model == LoadModel::Open;
     let pool = open.then(|| opts.pool_users.unwrap_or_else(|| default_pool(&opts.plan)));
-    let arrivals = open.then(|| Arc::new(Arrivals::new(opts.backlog)));
     let ctx = Arc::new(RunContext::new(
         target,
         opts.plan.clone(),
         opts.think_time,
-        arrivals.clone(),
+        open.then(|| Arc::new(Arrivals::new(opts.backlog))),
         opts.request_timeout,
         opts.headers.clone(),
     )?);
+    let goose = goose_attack(opts, &ctx, target, pool)?;
+    let run_dir = run_dir::dir_of(&report_path).to_path_buf();
+    let load = execute(opts, goose, &ctx, pool, live, profile, run_dir).await?;
+
+    let mut report = judged_report(opts, target, embedded, &ctx, pool, &load, target_build)?;
+    report.write(&report_path)?;
+    let flamegraph = match load.flamegraph {
+        // The capture window lies inside the stage, so it ends about when the run does;
+        // allow for fetching and rendering, then give up.
+        Some(task) => match tokio::time::timeout(Duration::from_secs(15), task).await {
+            Ok(Ok(r)) => Some(r.map_err(|e| e.to_string())),
+            Ok(Err(e)) => Some(Err(e.to_string())),
+            Err(_) => Some(Err("the run ended before the profiled stage did".into())),
+        },
+        None => None,
+    };
+    // The report names its flamegraph (so `caxton-bench report` embeds it) and its sample
+    // counts, which can make the run invalid; rewritten once the capture succeeded, before
+    // the final push so the pushed verdict is the report's.
+    if let (Some(Ok(captured)), Some(stage)) = (&flamegraph, &opts.flamegraph) {
+        report.flamegraph = Some(captured.reference(stage));
+        report.validity = judge(&report, load.schedule);
+        report.write(&report_path)?;
+    }
+    if let Some(sinks) = &sinks {
+        push::push_final(sinks, &report, &report_path).await;
+    }
+    let flamegraph = flamegraph.map(|r| r.map(|c| c.svg));
+    Ok(RunOutcome {
+        report,
+        report_path,
+        flamegraph,
+    })
+}
+
+/// The labels of every series the run pushes.
+fn common_labels(
+    opts: &RunOptions,
+    target: &str,
+    target_build: Option<&TargetBuild>,
+) -> CommonLabels {
+    CommonLabels {
+        run_id: opts.run_id.clone(),
+        plan: opts.plan.name.clone(),
+        scenario: opts
+            .scenarios
+            .iter()
+            .map(|s| s.kind.name())
+            .collect::<Vec<_>>()
+            .join("+"),
+        target: target.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        target_version: series::target_version(target_build),
+        worker: opts
+            .worker
+            .map_or_else(|| "0".into(), |w| w.index.to_string()),
+        plan_key: caxton_reports::history::series::plan_key_of(
+            &opts.plan.name,
+            &opts.plan.planned_stages(),
+        ),
+        target_key: caxton_reports::history::series::target_key_of(target, opts.target.is_none()),
+    }
+}
+
+/// Goose, told our plan and the run's scenarios.
+fn goose_attack(
+    opts: &RunOptions,
+    ctx: &Arc<RunContext>,
+    target: &str,
+    pool: Option<u64>,
+) -> Result<GooseAttack, RunError> {
     let steps = goose_steps(&opts.plan, pool);
     // Users send through the shared transport above; goose's own client is never used, so
-    // one client shared by all users (not one each, ~150 KB apiece) is what goose builds.
+    // one client shared by all users (not one each: BENCHMARKS.md has the memory per user)
+    // is what goose builds.
     let mut goose =
         GooseAttack::initialize_with_config(goose_config(target, &steps, opts.request_timeout)?)
             .and_then(|g| {
                 g.set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
             })
             .map_err(goose_error)?;
-    for s in scenario::goose_scenarios(&ctx, &opts.scenarios).map_err(goose_error)? {
+    for s in scenario::goose_scenarios(ctx, &opts.scenarios).map_err(goose_error)? {
         goose = goose.register_scenario(s);
     }
+    Ok(goose)
+}
 
+/// What the load produced, measured while it ran.
+struct Load {
+    collector: Collector,
+    generator_cpu: Option<GeneratorCpu>,
+    /// Open model: how well the arrival schedule was held.
+    schedule: Option<ScheduleOutcome>,
+    wall_start: SystemTime,
+    wall_end: SystemTime,
+    ended: Instant,
+    /// The flamegraph capture, still running when the load ends.
+    flamegraph: Option<tokio::task::JoinHandle<Result<Captured, FlamegraphError>>>,
+}
+
+/// Runs the attack, bounded, with everything that watches it: the ticker (progress, live
+/// pushes), the generator's CPU, the open model's scheduler and the flamegraph capture.
+async fn execute(
+    opts: &RunOptions,
+    goose: GooseAttack,
+    ctx: &Arc<RunContext>,
+    pool: Option<u64>,
+    live: Option<LivePush>,
+    profile: Option<((Duration, u64), String)>,
+    run_dir: PathBuf,
+) -> Result<Load, RunError> {
     let wall_start = SystemTime::now();
     // Closed model: the run clock starts with the first user's first iteration (scenario.rs),
     // not here: goose sets up its users first, which takes a while on a busy machine, and
@@ -306,7 +382,7 @@ async fn attack(
     let (stop_tx, stop_rx) = watch::channel(false);
     let cpu = tokio::spawn(crate::generator_cpu::measure(stop_rx.clone()));
     let ticker = tokio::spawn(ticker(ctx.clone(), opts.progress, stop_rx, live));
-    let scheduler = match (&arrivals, pool) {
+    let scheduler = match (&ctx.arrivals, pool) {
         (Some(arrivals), Some(pool)) => Some(tokio::spawn(open_schedule(
             ctx.clone(),
             arrivals.clone(),
@@ -317,13 +393,9 @@ async fn attack(
     };
     let flamegraph = profile.map(|(window, pprof)| {
         let ctx = ctx.clone();
-        let dir = report_path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        tokio::spawn(
-            async move { crate::flamegraph::capture(pprof, &ctx.started, window, dir).await },
-        )
+        tokio::spawn(async move {
+            crate::flamegraph::capture(pprof, &ctx.started, window, run_dir).await
+        })
     });
     let goose_result = crate::interrupt::bounded(
         goose.execute(),
@@ -351,74 +423,64 @@ async fn attack(
     if let Some(result) = goose_result {
         result.map_err(goose_error)?;
     }
+    Ok(Load {
+        collector,
+        generator_cpu,
+        schedule,
+        wall_start,
+        wall_end,
+        ended,
+        flamegraph,
+    })
+}
 
-    let started = ctx.started.get().unwrap_or(ended);
+/// The report of the load, its thresholds evaluated and its validity judged.
+fn judged_report(
+    opts: &RunOptions,
+    target: &str,
+    embedded: bool,
+    ctx: &RunContext,
+    pool: Option<u64>,
+    load: &Load,
+    target_build: Option<TargetBuild>,
+) -> Result<RunReport, RunError> {
+    let started = ctx.started.get().unwrap_or(load.ended);
     let meta = RunMeta {
         run_id: &opts.run_id,
         command_line: &opts.command_line,
         target,
         embedded_target: embedded,
-        started: wall_start,
-        ended: wall_end,
-        elapsed: ended.saturating_duration_since(started),
+        started: load.wall_start,
+        ended: load.wall_end,
+        elapsed: load.ended.saturating_duration_since(started),
         plan: &opts.plan,
         think_time: opts.think_time,
         pool_users: pool,
         scenarios: &opts.scenarios,
     };
-    let mut report = report::build(&meta, &collector)?;
+    let mut report = report::build(&meta, &load.collector)?;
     report.distributed = opts.worker.map(|w| w.record());
-    report.generator_cpu = generator_cpu;
+    report.generator_cpu = load.generator_cpu.clone();
     report.target_build = target_build;
-    let judge = |report: &RunReport| {
-        validity::judge(
-            report,
-            &validity::Evidence {
-                schedule,
-                generator: report.generator_cpu.as_ref(),
-                profile: report.flamegraph.as_ref(),
-            },
-        )
-    };
     report.thresholds = opts
         .thresholds
         .iter()
         .map(|t| t.evaluate(&report))
         .collect();
-    report.validity = judge(&report);
+    report.validity = judge(&report, load.schedule);
     report.interrupted = crate::interrupt::interruption(&opts.plan, ctx.started.get());
-    report.write(&report_path)?;
-    let flamegraph = match flamegraph {
-        // The capture window lies inside the stage, so it ends about when the run does;
-        // allow for fetching and rendering, then give up.
-        Some(task) => match tokio::time::timeout(Duration::from_secs(15), task).await {
-            Ok(Ok(r)) => Some(r.map_err(|e| e.to_string())),
-            Ok(Err(e)) => Some(Err(e.to_string())),
-            Err(_) => Some(Err("the run ended before the profiled stage did".into())),
-        },
-        None => None,
-    };
-    // The report names its flamegraph (so `caxton-bench report` embeds it) and its sample
-    // counts, which can make the run invalid; rewritten once the capture succeeded, before
-    // the final push so the pushed verdict is the report's.
-    if let (Some(Ok(captured)), Some(stage)) = (&flamegraph, &opts.flamegraph) {
-        report.flamegraph = Some(captured.reference(stage));
-        report.validity = judge(&report);
-        report.write(&report_path)?;
-    }
-    if let Some(sinks) = &sinks {
-        push::push_final(sinks, &report, &report_path).await;
-    }
-    let flamegraph = flamegraph.map(|r| r.map(|c| c.svg));
-    Ok(RunOutcome {
-        report,
-        report_path,
-        flamegraph,
-    })
+    Ok(report)
 }
 
-pub fn report_path(out_dir: &Path, run_id: &str) -> PathBuf {
-    out_dir.join(run_id).join("report.json")
+fn judge(report: &RunReport, schedule: Option<ScheduleOutcome>) -> Validity {
+    validity::judge(
+        report,
+        &validity::Evidence {
+            schedule,
+            generator: report.generator_cpu.as_ref(),
+            profile: report.flamegraph.as_ref(),
+        },
+    )
 }
 
 /// Open model: start the schedule once the user pool is up (at most 5 s of waiting), so

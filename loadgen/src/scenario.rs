@@ -1,5 +1,6 @@
-//! What a virtual user does: the seed's `create-agent` script and the `messaging` scenario,
-//! as goose scenarios whose transactions measure and record their own requests.
+//! What a virtual user does: the Caxton Monitoring and Observability Guide's `create-agent` script
+//! and the `messaging` scenario, as goose scenarios whose transactions measure and record their own
+//! requests.
 //!
 //! Requests go through the run's shared [`Transport`], not the goose user's reqwest client
 //! nor goose's request metrics: latency is taken with `Instant` from just before sending
@@ -27,12 +28,12 @@ pub const REQUEST_NAMES: [&str; 2] = ["create-agent", "send-message"];
 const CREATE_AGENT: usize = 0;
 const SEND_MESSAGE: usize = 1;
 
-/// The seed script's body (`http.post('/api/agents', {agent_type, config})`).
+/// The body of the guide's k6 script (`http.post('/api/agents', {agent_type, config})`).
 const CREATE_AGENT_BODY: &str = r#"{"agent_type":"test-agent","config":{"test":true}}"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScenarioKind {
-    /// The seed's k6 script: POST /api/agents, checks, sleep.
+    /// The guide's k6 script: POST /api/agents, checks, sleep.
     CreateAgent,
     /// Create an agent once per user, then send it FIPA REQUESTs and wait for the reply.
     Messaging,

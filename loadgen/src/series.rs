@@ -56,7 +56,7 @@ pub const STAGE_ALL: &str = "all";
 
 /// Labels every series carries.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CommonLabels {
+pub(crate) struct CommonLabels {
     pub run_id: String,
     pub plan: String,
     pub scenario: String,
@@ -73,7 +73,7 @@ pub struct CommonLabels {
 }
 
 /// How the target's build is labelled: `0.2.0+abc123`, or "unknown".
-pub fn target_version(build: Option<&TargetBuild>) -> String {
+pub(crate) fn target_version(build: Option<&TargetBuild>) -> String {
     build.map_or_else(
         || "unknown".into(),
         |b| format!("{}+{}", b.version, b.commit),
@@ -132,7 +132,7 @@ impl CommonLabels {
 }
 
 /// Figures of the run so far, as the ticker has them.
-pub struct LiveFigures<'a> {
+pub(crate) struct LiveFigures<'a> {
     /// Corrected latency of the whole run so far, µs.
     pub histogram: &'a Histogram<u64>,
     pub requests: u64,
@@ -224,7 +224,7 @@ fn histogram(l: &CommonLabels, h: &Histogram<u64>, ts: i64, out: &mut Vec<Sample
 }
 
 /// The corrected-latency histogram (µs) as a native histogram in seconds.
-pub fn native_histogram(l: &CommonLabels, h: &Histogram<u64>, ts: i64) -> HistogramSample {
+pub(crate) fn native_histogram(l: &CommonLabels, h: &Histogram<u64>, ts: i64) -> HistogramSample {
     HistogramSample {
         name: REQUEST_DURATION_SECONDS.into(),
         labels: l.labels(STAGE_ALL),
@@ -261,7 +261,7 @@ fn checks(l: &CommonLabels, all: &[(&str, u64, u64)], ts: i64, out: &mut Vec<Sam
 }
 
 /// The samples of a periodic push during the run.
-pub fn live_samples(l: &CommonLabels, f: &LiveFigures<'_>, ts: i64) -> Vec<Sample> {
+pub(crate) fn live_samples(l: &CommonLabels, f: &LiveFigures<'_>, ts: i64) -> Vec<Sample> {
     let mut out = Vec::new();
     counts(l, STAGE_ALL, f.requests, f.failures, f.rps, ts, &mut out);
     latency(l, STAGE_ALL, f.corrected, f.uncorrected, ts, &mut out);

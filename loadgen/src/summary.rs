@@ -1,6 +1,7 @@
 //! The end-of-run summary, laid out like k6's: thresholds with value and verdict first,
 //! then the metrics, then one line per stage.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use caxton_reports::model::{Percentiles, RunReport};
@@ -35,9 +36,23 @@ fn trend(p: &Percentiles) -> String {
     )
 }
 
+/// Width of the metric names' dotted column.
+const WIDTH: usize = 32;
+
 pub fn render(report: &RunReport, report_path: &str) -> String {
     let mut out = String::new();
-    let o = &report.overall;
+    header(&mut out, report);
+    thresholds(&mut out, report);
+    checks(&mut out, report);
+    requests(&mut out, report);
+    generator(&mut out, report);
+    stages(&mut out, report);
+    let _ = writeln!(out, "\n  report: {report_path}");
+    out
+}
+
+/// What ran against what, and whether its figures can be trusted.
+fn header(out: &mut String, report: &RunReport) {
     let _ = writeln!(
         out,
         "\n  caxton-bench {}  run {}\n  plan {} ({:?} model, time scale {})  target {}{}\n",
@@ -70,24 +85,30 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
     if let Some(i) = &report.interrupted {
         let _ = writeln!(out, "  INTERRUPTED: {}\n", i.describe());
     }
-    if !report.thresholds.is_empty() {
-        let _ = writeln!(out, "  THRESHOLDS");
-        for t in &report.thresholds {
-            let _ = writeln!(
-                out,
-                "    {} {} {}",
-                if t.ok { "✓" } else { "✗" },
-                dotted(&t.expression, 48),
-                t.value_text()
-            );
-        }
-        out.push('\n');
+}
+
+fn thresholds(out: &mut String, report: &RunReport) {
+    if report.thresholds.is_empty() {
+        return;
     }
+    let _ = writeln!(out, "  THRESHOLDS");
+    for t in &report.thresholds {
+        let _ = writeln!(
+            out,
+            "    {} {} {}",
+            if t.ok { "✓" } else { "✗" },
+            dotted(&t.expression, 48),
+            t.value_text()
+        );
+    }
+    out.push('\n');
+}
+
+fn checks(out: &mut String, report: &RunReport) {
     let (passes, fails) = report
         .checks
         .iter()
         .fold((0, 0), |(p, f), c| (p + c.passes, f + c.fails));
-    let w = 32;
     let pct = |p: u64, n: u64| {
         if n == 0 {
             0.0
@@ -98,7 +119,7 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
     let _ = writeln!(
         out,
         "  {} {:.2}% ✓ {} ✗ {}",
-        dotted("checks", w),
+        dotted("checks", WIDTH),
         pct(passes, passes + fails),
         passes,
         fails
@@ -108,28 +129,33 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
             out,
             "    {} {} {:.2}% ✓ {} ✗ {}",
             if c.fails == 0 { "✓" } else { "✗" },
-            dotted(&c.name, w - 4),
+            dotted(&c.name, WIDTH - 4),
             c.pass_rate * 100.0,
             c.passes,
             c.fails
         );
     }
+}
+
+/// The whole run's request metrics, named as k6 names them.
+fn requests(out: &mut String, report: &RunReport) {
+    let o = &report.overall;
     let _ = writeln!(
         out,
         "  {} {}",
-        dotted("http_req_duration", w),
+        dotted("http_req_duration", WIDTH),
         trend(&o.latency_ms.corrected)
     );
     let _ = writeln!(
         out,
         "  {} {}",
-        dotted("http_req_duration_uncorrected", w),
+        dotted("http_req_duration_uncorrected", WIDTH),
         trend(&o.latency_ms.uncorrected)
     );
     let _ = writeln!(
         out,
         "  {} {:.2}% ✓ {} ✗ {}",
-        dotted("http_req_failed", w),
+        dotted("http_req_failed", WIDTH),
         o.error_rate * 100.0,
         o.failures,
         o.requests - o.failures
@@ -137,40 +163,38 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
     let _ = writeln!(
         out,
         "  {} {} {:.1}/s",
-        dotted("http_reqs", w),
+        dotted("http_reqs", WIDTH),
         o.requests,
         o.throughput_rps
     );
     if !o.status_codes.is_empty() || !o.errors.is_empty() {
-        let codes: Vec<_> = o
-            .status_codes
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let errors: Vec<_> = o.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let list = |m: &BTreeMap<String, u64>| {
+            if m.is_empty() {
+                "-".to_string()
+            } else {
+                let items: Vec<_> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                items.join(" ")
+            }
+        };
         let _ = writeln!(
             out,
             "  {} status {}  errors {}",
-            dotted("responses", w),
-            if codes.is_empty() {
-                "-".into()
-            } else {
-                codes.join(" ")
-            },
-            if errors.is_empty() {
-                "-".into()
-            } else {
-                errors.join(" ")
-            }
+            dotted("responses", WIDTH),
+            list(&o.status_codes),
+            list(&o.errors)
         );
     }
     let _ = writeln!(
         out,
         "  {} {}",
-        dotted("dropped_iterations", w),
+        dotted("dropped_iterations", WIDTH),
         report.dropped_iterations
     );
-    let _ = writeln!(out, "  {} {}", dotted("vus_max", w), report.max_users);
+    let _ = writeln!(out, "  {} {}", dotted("vus_max", WIDTH), report.max_users);
+}
+
+/// The generator's own CPU and the profile's sample counts: what the figures rest on.
+fn generator(out: &mut String, report: &RunReport) {
     if let Some(g) = &report.generator_cpu {
         let target = g
             .target_mean_cores
@@ -178,7 +202,7 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
         let _ = writeln!(
             out,
             "  {} avg={:.2} max={:.2} of {} cores, saturated {}/{} s{target}",
-            dotted("generator_cpu", w),
+            dotted("generator_cpu", WIDTH),
             g.mean_cores,
             g.max_cores,
             g.cores,
@@ -190,7 +214,7 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
         let _ = writeln!(
             out,
             "  {} {} samples at {} Hz, {} lost ({:.1}%), stage {}",
-            dotted("profile", w),
+            dotted("profile", WIDTH),
             f.samples,
             f.frequency_hz,
             f.lost_samples,
@@ -198,6 +222,10 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
             f.stage
         );
     }
+}
+
+/// One line per stage.
+fn stages(out: &mut String, report: &RunReport) {
     let _ = writeln!(
         out,
         "\n  {:<14} {:>8} {:>9} {:>9} {:>10} {:>10} {:>10} {:>7}",
@@ -218,8 +246,6 @@ pub fn render(report: &RunReport, report_path: &str) -> String {
             st.error_rate * 100.0
         );
     }
-    let _ = writeln!(out, "\n  report: {report_path}");
-    out
 }
 
 #[cfg(test)]

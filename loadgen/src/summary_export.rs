@@ -1,5 +1,6 @@
 //! `--summary-export FILE`: a run's figures in the shape k6's own `--summary-export` writes,
-//! so a CI step written for the seed's k6 script reads caxton-bench's results unchanged.
+//! so a CI step written for the Caxton Monitoring and Observability Guide's k6 script reads
+//! caxton-bench's results unchanged.
 //!
 //! The metrics are the ones k6 users script against: `http_req_duration` (a trend, ms, from
 //! the intended start), `http_req_failed` and `checks` (rates: `passes`, `fails`, `value`),
@@ -31,7 +32,7 @@ pub fn write(report: &RunReport, path: &Path) -> Result<(), SummaryExportError> 
 }
 
 /// The summary as a JSON value.
-pub fn k6_summary(report: &RunReport) -> Value {
+pub(crate) fn k6_summary(report: &RunReport) -> Value {
     let mut metrics = Map::new();
     let seconds = report.duration_seconds;
     let whole = |m: ThresholdMetric| thresholds_of(report, m, None);

@@ -2,10 +2,10 @@
 //!
 //! Goose hands each user a reqwest client. caxton-bench does not send through it: for an
 //! `http://` target it uses hyper directly (as oha does), and for `https://` one shared
-//! reqwest client. Two measured reasons (BENCHMARKS.md, issue 3):
+//! reqwest client. Two measured reasons (BENCHMARKS.md, "Design choices"):
 //! - CPU: reqwest's layers (URL re-parsing, redirect policy, decompression, a timer and
-//!   boxed futures per request) are most of goose's ~25 µs per request; a request on a
-//!   pre-parsed [`Uri`] through hyper's pool costs about a third of that.
+//!   boxed futures per request) are most of goose's CPU per request; a request on a
+//!   pre-parsed [`Uri`] through hyper's pool costs a fraction of that.
 //! - Memory: one pool for all users means a sleeping user holds no connection and no
 //!   client of its own; the connections in the pool follow the number of requests in
 //!   flight, not the number of users.

@@ -52,7 +52,7 @@ fn load_args<'a>(target: &'a str, out: &'a Path, run_id: &'a str) -> Vec<&'a str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_merge_to_the_figures_of_one_run() {
-    let server = caxton_runtime::server::start(Config::for_tests())
+    let server = caxton_runtime::http::server::start(Config::for_tests())
         .await
         .unwrap();
     let target = format!("http://{}", server.api_addr());
@@ -143,7 +143,8 @@ async fn two_workers_merge_to_the_figures_of_one_run() {
         mp < sp * 5.0 + 5.0 && sp < mp * 5.0 + 5.0,
         "p50 merged {mp} ms vs single {sp} ms"
     );
-    // The thresholds were judged once, globally: the seed's pass, the impossible one fails.
+    // The thresholds were judged once, globally: the Caxton Monitoring and Observability Guide's
+    // pass, the impossible one fails.
     let verdicts: Vec<(&str, bool)> = merged
         .thresholds
         .iter()

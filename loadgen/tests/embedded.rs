@@ -4,15 +4,17 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use caxton_reports::model::RunReport;
+use caxton_testkit::Rotel;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds() {
     let out = std::env::temp_dir().join(format!("caxton-bench-k6-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    // 1/100 of the seed's 16 minutes: 9.6 s, up to 200 users sleeping 1 s per iteration.
+    // 1/100 of the Caxton Monitoring and Observability Guide's 16 minutes: 9.6 s, up to 200 users
+    // sleeping 1 s per iteration.
     let o = common::bench_within(
         Duration::from_secs(90),
         "k6",
@@ -59,7 +61,7 @@ async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds()
         "{:?}",
         report.thresholds
     );
-    // The runtime answered the seed's request: every status 200, checks pass.
+    // The runtime answered the guide's request: every status 200, checks pass.
     assert_eq!(
         report.overall.status_codes.get("200"),
         Some(&report.overall.requests)
@@ -135,4 +137,74 @@ async fn messaging_scenario_sends_fipa_requests_and_waits_for_replies() {
     assert_eq!(sent.status_codes.get("200"), Some(&sent.requests));
     assert_eq!(report.plan.scenarios.len(), 2);
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// `--runtime-config`'s `[observability]` reaches the embedded runtime: with tracing on at
+/// rate 1.0, the spans of the message path arrive at a real OTLP receiver (rotel, gRPC),
+/// under the configured service name, by the time caxton-bench has exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_config_observability_exports_the_embedded_runtimes_spans() {
+    let dir = common::out_dir("embedded-otlp");
+    let rotel = Rotel::start(&["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
+        .await
+        .unwrap();
+    let rotel_grpc = rotel.grpc();
+    let config = dir.join("runtime.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npersist_agents = false\n\
+             [observability]\nenable_tracing = true\notlp_endpoint = \"http://{rotel_grpc}\"\n\
+             trace_sample_rate = 1.0\nservice_name = \"caxton-embedded\"\n"
+        ),
+    )
+    .unwrap();
+    let o = common::bench_as(
+        "otlp",
+        &[
+            "--stages",
+            "1s:4,1s:4",
+            "--think-time",
+            "50ms",
+            "--scenario",
+            "create-agent:1,messaging:1",
+            "--no-default-thresholds",
+            "--runtime-config",
+            config.to_str().unwrap(),
+        ],
+        &dir,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
+    let report = RunReport::read(&dir.join("otlp").join("report.json")).unwrap();
+    assert!(report.embedded_target);
+    let sent = report
+        .requests
+        .get("send-message")
+        .map_or(0, |r| r.requests);
+    assert!(sent > 0, "{}", common::text(&o));
+    // The runtime flushed its spans before caxton-bench exited; rotel may still be
+    // writing them out.
+    let expected = [
+        "caxton-embedded",
+        "POST /api/messages",
+        "message.route",
+        "agent.execute",
+        "agent.create",
+    ];
+    let started = Instant::now();
+    loop {
+        let seen = rotel.output();
+        let missing: Vec<_> = expected.iter().filter(|e| !seen.contains(*e)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "rotel never logged {missing:?}:\n{seen}\n{}",
+            common::text(&o)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -214,7 +214,8 @@ async fn a_200_without_an_agent_fails_the_id_check_and_the_messaging_step() {
     assert_eq!(id.fails, report.overall.requests);
     let status = report.checks.iter().find(|c| c.name == "status is 200");
     assert_eq!(status.map(|c| c.fails), Some(0));
-    // The seed's script has no step after the create: a check fails, not the request.
+    // The Caxton Monitoring and Observability Guide's script has no step after the create: a check
+    // fails, not the request.
     assert_eq!(report.overall.failures, 0);
     let _ = std::fs::remove_dir_all(out);
 
@@ -274,7 +275,7 @@ async fn a_hanging_prometheus_adds_at_most_the_push_bound() {
         + caxton_loadgen::push::PUSH_BOUND
         + Duration::from_secs(3);
     assert!(took <= allowed, "{took:?} > {allowed:?}");
-    let spool = out.join("t").join(caxton_loadgen::push::SPOOL_FILE);
+    let spool = out.join("t").join(caxton_loadgen::run_dir::SPOOL_FILE);
     assert!(spool.exists(), "the unsent samples are spooled");
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::{BENCH, out_dir, test_server, text};
 use serde_json::Value;
 
-/// The seed's script, shortened: its POST, its check, its two thresholds.
+/// The Caxton Monitoring and Observability Guide's script, shortened: its POST, its check, its two
+/// thresholds.
 const K6_SCRIPT: &str = r#"
 import http from 'k6/http';
 import { check } from 'k6';

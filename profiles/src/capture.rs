@@ -3,7 +3,7 @@
 //!
 //! pprof-rs allows one profiler per process, so on-demand captures (`/debug/pprof/*`) and
 //! continuous mode (the Pyroscope push) cannot each run their own. Instead the sampler runs
-//! while anyone subscribes, in one-second segments, and every subscriber merges the
+//! while anyone subscribes, in quarter-second segments (`SEGMENT`), and every subscriber merges the
 //! segments of its own window: a `seconds=N` capture answers after about N seconds with its
 //! own samples whether or not continuous mode is on, and two captures may overlap.
 //! Segments keep raw addresses; symbols are resolved once per finished capture.

@@ -99,7 +99,7 @@ pub fn folded_stacks(profile: &Profile) -> Result<Vec<String>, FoldError> {
 }
 
 /// SVG flamegraph of `profile`; an explanatory empty image when it has no samples.
-pub fn flamegraph_svg(profile: &Profile) -> Result<Vec<u8>, FoldError> {
+pub(crate) fn flamegraph_svg(profile: &Profile) -> Result<Vec<u8>, FoldError> {
     let lines = folded_stacks(profile)?;
     if lines.is_empty() {
         return Ok(crate::capture::empty_flamegraph());

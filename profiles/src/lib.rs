@@ -1,7 +1,8 @@
 //! CPU profiles of the Caxton runtime: perf_event or pprof-rs (signal) sampling, `/debug/pprof/*` HTTP endpoints,
 //! continuous push to Pyroscope, and the capture client the load generator uses.
 //!
-//! Runtime integration: build [`ProfilingSettings`] from `[profiling]`, create a [`Profiler`],
+//! Runtime integration: [`ProfilingSettings`] is the `[profiling]` table itself (the runtime's
+//! config deserializes into it); create a [`Profiler`] from it,
 //! serve [`Profiler::router`] on [`Profiler::bind`] (or merge it into another router), and call
 //! [`Profiler::start_continuous`] when an endpoint is configured.
 

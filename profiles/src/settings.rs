@@ -1,5 +1,7 @@
-//! The profiler's configuration: the seed's `[profiling]` table, mirrored so this crate stays a
-//! leaf (the runtime maps its `ProfilingConfig` into [`ProfilingSettings`]).
+//! The profiler's configuration: the Caxton Monitoring and Observability Guide's `[profiling]`
+//! table. It is defined here, once, so
+//! this crate stays a leaf: the runtime's config file deserializes its `[profiling]` table
+//! straight into [`ProfilingSettings`] and validates it with [`ProfilingSettings::validate`].
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,7 +33,7 @@ pub enum ProfileType {
 }
 
 impl ProfileType {
-    /// The name used in the seed's TOML and in Pyroscope.
+    /// The name used in the guide's TOML and in Pyroscope.
     pub fn as_str(self) -> &'static str {
         match self {
             ProfileType::Cpu => "cpu",
@@ -74,30 +76,40 @@ impl Sampler {
     }
 }
 
-/// What the profiler needs from `[profiling]`, plus the two knobs the seed leaves implicit.
-#[derive(Debug, Clone, PartialEq)]
+/// `[profiling]`: every key of the guide's example, plus the two knobs the guide leaves
+/// implicit (`labels`, `push_interval`), which are set by code and are not keys of the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProfilingSettings {
-    /// `[profiling] enabled`. The library does not consult it: the runtime decides whether to
+    /// Run the profiler. The library does not consult it: the runtime decides whether to
     /// mount the router and start continuous mode. Default `false`.
     pub enabled: bool,
-    /// Pyroscope base URL (`http(s)://host:port`); `None` disables continuous push. Default `None`.
+    /// Pyroscope-compatible server to push profiles to (`http(s)://host:port`). Default:
+    /// absent, meaning profiles are only served on `server_address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Pyroscope application name; pushed as `<application_name>.cpu{labels}`.
-    /// Default `"caxton-runtime"`.
+    /// Application name profiles are filed under; pushed as
+    /// `<application_name>.cpu{labels}`. Default `"caxton-runtime"`.
     pub application_name: String,
-    /// Listen address of the pprof endpoints. Default `127.0.0.1:6060`.
+    /// Listen address of the pprof HTTP endpoints. Default `"127.0.0.1:6060"`.
     pub server_address: SocketAddr,
     /// CPU sampling frequency in Hz, 1 to 1000. Default `100`.
     pub sample_rate: u32,
-    /// Enabled profile types. Default `[cpu]`.
+    /// Profiles to collect; `cpu`, `alloc_objects`, `alloc_space`, `inuse_objects`,
+    /// `inuse_space`. Default `["cpu"]` (the allocation profiles need an instrumented
+    /// allocator). At least one when `enabled`.
     pub profile_types: Vec<ProfileType>,
+    /// What takes the CPU samples: `"auto"`, `"perf_event"` or `"signal"`. Default `"auto"`:
+    /// `perf_event` when `perf_event_open` works, else `signal` (logged once with the reason).
+    pub sampler: Sampler,
     /// Pyroscope tags added to every pushed profile (e.g. `env`, `instance`). Default empty.
+    /// Not a key of the table.
+    #[serde(skip)]
     pub labels: BTreeMap<String, String>,
     /// Continuous-mode window: one CPU profile is taken and pushed per interval. Default 10 s,
-    /// at most [`MAX_PUSH_INTERVAL`].
+    /// at most [`MAX_PUSH_INTERVAL`]. Not a key of the table.
+    #[serde(skip)]
     pub push_interval: Duration,
-    /// `[profiling] sampler`. Default [`Sampler::Auto`].
-    pub sampler: Sampler,
 }
 
 impl Default for ProfilingSettings {
@@ -109,9 +121,9 @@ impl Default for ProfilingSettings {
             server_address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6060),
             sample_rate: 100,
             profile_types: vec![ProfileType::Cpu],
+            sampler: Sampler::Auto,
             labels: BTreeMap::new(),
             push_interval: Duration::from_secs(10),
-            sampler: Sampler::Auto,
         }
     }
 }
@@ -141,7 +153,13 @@ impl ProfilingSettings {
         if !SAMPLE_RATE_RANGE.contains(&self.sample_rate) {
             return Err(SettingsError::new(
                 "sample_rate",
-                format!("{} Hz is outside 1..=1000", self.sample_rate),
+                "must be within 1..=1000 (Hz)",
+            ));
+        }
+        if self.enabled && self.profile_types.is_empty() {
+            return Err(SettingsError::new(
+                "profile_types",
+                "must name at least one profile type when profiling is enabled",
             ));
         }
         if self.application_name.is_empty()
@@ -242,6 +260,16 @@ mod tests {
         };
         let err = bad_rate.validate().unwrap_err().to_string();
         assert!(err.contains("profiling.sample_rate"), "{err}");
+
+        let enabled_without_types = ProfilingSettings {
+            enabled: true,
+            profile_types: Vec::new(),
+            ..Default::default()
+        };
+        assert_eq!(
+            enabled_without_types.validate().unwrap_err().key,
+            "profile_types"
+        );
 
         let bad_endpoint = ProfilingSettings {
             endpoint: Some("ftp://pyroscope:4040".into()),

@@ -22,7 +22,7 @@ pub fn set_target_threads(filter: ThreadFilter) -> bool {
 
 /// Whether samples of the thread `name` belong in the profile: every thread unless a filter
 /// was declared.
-pub fn is_target(name: &str) -> bool {
+pub(crate) fn is_target(name: &str) -> bool {
     TARGET_THREADS.get().is_none_or(|f| f(name))
 }
 
@@ -59,7 +59,7 @@ pub fn cpu_split() -> (Duration, Duration) {
 
 /// The target's CPU time: the whole process when no filter was declared (exact, from the
 /// process clock), else the sum over its threads.
-pub fn target_cpu() -> Duration {
+pub(crate) fn target_cpu() -> Duration {
     if filtered() {
         cpu_split().0
     } else {
@@ -89,7 +89,7 @@ fn clock_tick() -> f64 {
 
 /// CPU time consumed by all threads of this process: SIGPROF (ITIMER_PROF) fires per `1/hz`
 /// of exactly this clock, so it gives the number of samples a lossless profiler would take.
-pub fn process_cpu() -> Duration {
+pub(crate) fn process_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

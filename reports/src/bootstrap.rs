@@ -110,7 +110,7 @@ fn quantile_of_counts(values: &[u64], cumulative: &[u64], q: f64) -> u64 {
 
 /// Intervals of `current − baseline` for each quantile (values in the histograms' unit);
 /// `None` for a side without requests.
-pub fn quantile_differences(
+pub(crate) fn quantile_differences(
     baseline: &Histogram<u64>,
     current: &Histogram<u64>,
     quantiles: &[f64],
@@ -144,7 +144,7 @@ pub type Stratum = Vec<(f64, f64)>;
 
 /// Interval of `current − baseline` of Σnumerator / Σdenominator, resampling seconds within
 /// each stratum; `None` when a side has no samples.
-pub fn ratio_difference(
+pub(crate) fn ratio_difference(
     baseline: &[Stratum],
     current: &[Stratum],
     cfg: &Bootstrap,
@@ -176,7 +176,7 @@ pub fn ratio_difference(
 
 /// Interval of `median(after) / median(before) − 1`, resampling runs either side (a
 /// history's change point); a zero interval when a side is empty.
-pub fn median_change(before: &[f64], after: &[f64], cfg: &Bootstrap) -> Interval {
+pub(crate) fn median_change(before: &[f64], after: &[f64], cfg: &Bootstrap) -> Interval {
     if before.is_empty() || after.is_empty() || cfg.resamples == 0 {
         return Interval {
             low: 0.0,
@@ -216,7 +216,7 @@ pub fn median(values: &[f64]) -> f64 {
 
 /// `after / before − 1`; a change away from 0 counts as ±100 % (error rates start at 0), so
 /// a history's magnitudes stay finite.
-pub fn relative_step(before: f64, after: f64) -> f64 {
+pub(crate) fn relative_step(before: f64, after: f64) -> f64 {
     if before == 0.0 {
         if after == 0.0 { 0.0 } else { after.signum() }
     } else {

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use crate::html::escape;
+use crate::escape::escape;
 
 const WIDTH: f64 = 920.0;
 const HEIGHT: f64 = 280.0;
@@ -15,6 +15,8 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 46.0;
+const PLOT_W: f64 = WIDTH - LEFT - RIGHT;
+const PLOT_H: f64 = HEIGHT - TOP - BOTTOM;
 
 /// Colours of successive series (colour-blind friendly, Okabe–Ito).
 pub const PALETTE: [&str; 6] = [
@@ -74,12 +76,11 @@ impl LineChart {
 
     /// The chart as a standalone `<svg>` element (scales to its container's width).
     pub fn to_svg(&self) -> String {
-        let finite = |v: f64| v.is_finite() && (self.x_scale == Scale::Linear || v >= 1.0);
         let points: Vec<(f64, f64)> = self
             .series
             .iter()
             .flat_map(|s| s.points.iter().copied())
-            .filter(|(x, y)| finite(*x) && y.is_finite())
+            .filter(|p| self.drawable(*p))
             .collect();
         let mut svg = String::new();
         let _ = write!(
@@ -96,47 +97,26 @@ impl LineChart {
             );
             return svg;
         }
-        let (mut x0, mut x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| {
-            (a.min(*x), b.max(*x))
-        });
-        if let Some((a, b)) = self.x_range {
-            x0 = x0.min(a);
-            x1 = x1.max(b);
-        }
-        if let Some(ticks) = &self.x_ticks {
-            for (x, _) in ticks {
-                x0 = x0.min(*x);
-                x1 = x1.max(*x);
-            }
-        }
         let y_max = points.iter().fold(0.0f64, |m, (_, y)| m.max(*y));
         let y_ticks = nice_ticks(0.0, if y_max > 0.0 { y_max } else { 1.0 });
-        let y1 = y_ticks.last().copied().unwrap_or(1.0);
-        let (tx0, tx1) = match self.x_scale {
-            Scale::Linear => (x0, if x1 > x0 { x1 } else { x0 + 1.0 }),
-            Scale::Log10 => (
-                x0.log10(),
-                if x1 > x0 {
-                    x1.log10()
-                } else {
-                    x0.log10() + 1.0
-                },
-            ),
-        };
-        let plot_w = WIDTH - LEFT - RIGHT;
-        let plot_h = HEIGHT - TOP - BOTTOM;
-        let sx = |x: f64| {
-            let v = match self.x_scale {
-                Scale::Linear => x,
-                Scale::Log10 => x.max(1.0).log10(),
-            };
-            LEFT + (v - tx0) / (tx1 - tx0) * plot_w
-        };
-        let sy = |y: f64| TOP + plot_h - (y / y1) * plot_h;
+        let frame = Frame::fit(self, &points, y_ticks.last().copied().unwrap_or(1.0));
+        self.write_axes(&mut svg, &frame, &y_ticks);
+        self.write_markers(&mut svg, &frame);
+        self.write_series(&mut svg, &frame);
+        self.write_legend(&mut svg);
+        svg.push_str("</svg>");
+        svg
+    }
 
-        // Grid and y axis.
-        for t in &y_ticks {
-            let y = sy(*t);
+    /// Whether a point can be drawn (a log axis has no room for x below 1).
+    fn drawable(&self, (x, y): (f64, f64)) -> bool {
+        x.is_finite() && (self.x_scale == Scale::Linear || x >= 1.0) && y.is_finite()
+    }
+
+    /// The grid with its tick labels, the plot's frame and the axis titles.
+    fn write_axes(&self, svg: &mut String, frame: &Frame, y_ticks: &[f64]) {
+        for t in y_ticks {
+            let y = frame.sy(*t);
             let _ = write!(
                 svg,
                 r#"<line class="grid" x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
@@ -148,80 +128,156 @@ impl LineChart {
         }
         let x_ticks = match &self.x_ticks {
             Some(t) => t.clone(),
-            None => nice_ticks(x0, x1)
+            None => nice_ticks(frame.x0, frame.x1)
                 .into_iter()
                 .map(|v| (v, format_number(v)))
                 .collect(),
         };
-        for (v, label) in x_ticks.iter().filter(|(v, _)| *v >= x0 && *v <= x1) {
-            let x = sx(*v);
+        for (v, label) in x_ticks.iter().filter(|(v, _)| frame.shows(*v)) {
+            let x = frame.sx(*v);
             let _ = write!(
                 svg,
                 r#"<line class="grid" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}"/><text class="tick" x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                TOP + plot_h,
-                TOP + plot_h + 16.0,
+                TOP + PLOT_H,
+                TOP + PLOT_H + 16.0,
                 escape(label)
             );
         }
         let _ = write!(
             svg,
-            r#"<rect class="frame" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text class="axis" transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
-            LEFT + plot_w / 2.0,
+            r#"<rect class="frame" x="{LEFT}" y="{TOP}" width="{PLOT_W}" height="{PLOT_H}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text class="axis" transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+            LEFT + PLOT_W / 2.0,
             HEIGHT - 8.0,
             escape(&self.x_label),
-            TOP + plot_h / 2.0,
+            TOP + PLOT_H / 2.0,
             escape(&self.y_label)
         );
-        for m in self.markers.iter().filter(|m| m.x >= x0 && m.x <= x1) {
-            let x = sx(m.x);
+    }
+
+    fn write_markers(&self, svg: &mut String, frame: &Frame) {
+        for m in self.markers.iter().filter(|m| frame.shows(m.x)) {
+            let x = frame.sx(m.x);
             let _ = write!(
                 svg,
                 r#"<line class="marker" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}"/><text class="marker-label" x="{:.1}" y="{:.1}">{}</text>"#,
-                TOP + plot_h,
+                TOP + PLOT_H,
                 x + 3.0,
                 TOP + 11.0,
                 escape(&m.label)
             );
         }
+    }
+
+    fn write_series(&self, svg: &mut String, frame: &Frame) {
         for s in &self.series {
             let mut path = String::new();
-            for (x, y) in s.points.iter().filter(|(x, y)| finite(*x) && y.is_finite()) {
-                let _ = write!(path, "{:.1},{:.1} ", sx(*x), sy(*y));
+            for (x, y) in s.points.iter().filter(|p| self.drawable(**p)) {
+                let _ = write!(path, "{:.1},{:.1} ", frame.sx(*x), frame.sy(*y));
             }
-            let dash = if s.dashed {
-                r#" stroke-dasharray="6 4""#
-            } else {
-                ""
-            };
             let _ = write!(
                 svg,
-                r#"<polyline class="series" fill="none" stroke="{}" stroke-width="1.8"{dash} points="{}"><title>{}</title></polyline>"#,
+                r#"<polyline class="series" fill="none" stroke="{}" stroke-width="1.8"{} points="{}"><title>{}</title></polyline>"#,
                 s.color,
+                s.dash(),
                 path.trim_end(),
                 escape(&s.name)
             );
         }
-        // Legend, right-aligned on the line under the title.
+    }
+
+    /// The legend, right-aligned on the line under the title.
+    fn write_legend(&self, svg: &mut String) {
         let mut x = WIDTH - RIGHT;
         for s in self.series.iter().rev().filter(|s| !s.name.is_empty()) {
             let w = 28.0 + 6.5 * s.name.chars().count() as f64;
             x -= w;
-            let dash = if s.dashed {
-                r#" stroke-dasharray="6 4""#
-            } else {
-                ""
-            };
             let _ = write!(
                 svg,
-                r#"<line x1="{x:.1}" y1="34" x2="{:.1}" y2="34" stroke="{}" stroke-width="2.5"{dash}/><text class="legend" x="{:.1}" y="38">{}</text>"#,
+                r#"<line x1="{x:.1}" y1="34" x2="{:.1}" y2="34" stroke="{}" stroke-width="2.5"{}/><text class="legend" x="{:.1}" y="38">{}</text>"#,
                 x + 18.0,
                 s.color,
+                s.dash(),
                 x + 22.0,
                 escape(&s.name)
             );
         }
-        svg.push_str("</svg>");
-        svg
+    }
+}
+
+impl Series {
+    /// The stroke attribute of a dashed line.
+    fn dash(&self) -> &'static str {
+        if self.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        }
+    }
+}
+
+/// Where data lands in the plot area: the x range shown and its scale, and the top of the
+/// y axis (which starts at 0).
+struct Frame {
+    scale: Scale,
+    x0: f64,
+    x1: f64,
+    /// The x range after the scale's transform.
+    tx0: f64,
+    tx1: f64,
+    y1: f64,
+}
+
+impl Frame {
+    /// The x range of `points`, widened to the chart's `x_range` and `x_ticks`.
+    fn fit(chart: &LineChart, points: &[(f64, f64)], y1: f64) -> Frame {
+        let (mut x0, mut x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| {
+            (a.min(*x), b.max(*x))
+        });
+        if let Some((a, b)) = chart.x_range {
+            x0 = x0.min(a);
+            x1 = x1.max(b);
+        }
+        if let Some(ticks) = &chart.x_ticks {
+            for (x, _) in ticks {
+                x0 = x0.min(*x);
+                x1 = x1.max(*x);
+            }
+        }
+        let (tx0, tx1) = match chart.x_scale {
+            Scale::Linear => (x0, if x1 > x0 { x1 } else { x0 + 1.0 }),
+            Scale::Log10 => (
+                x0.log10(),
+                if x1 > x0 {
+                    x1.log10()
+                } else {
+                    x0.log10() + 1.0
+                },
+            ),
+        };
+        Frame {
+            scale: chart.x_scale,
+            x0,
+            x1,
+            tx0,
+            tx1,
+            y1,
+        }
+    }
+
+    fn shows(&self, x: f64) -> bool {
+        x >= self.x0 && x <= self.x1
+    }
+
+    fn sx(&self, x: f64) -> f64 {
+        let v = match self.scale {
+            Scale::Linear => x,
+            Scale::Log10 => x.max(1.0).log10(),
+        };
+        LEFT + (v - self.tx0) / (self.tx1 - self.tx0) * PLOT_W
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        TOP + PLOT_H - (y / self.y1) * PLOT_H
     }
 }
 

@@ -459,7 +459,7 @@ impl Comparison {
 }
 
 /// A relative change as a signed percentage, e.g. `+31.0%`.
-pub fn format_change(change: f64) -> String {
+pub(crate) fn format_change(change: f64) -> String {
     if change.is_infinite() {
         "new (baseline 0)".into()
     } else {

@@ -12,7 +12,8 @@ use thiserror::Error;
 
 use crate::charts::{self, LineChart, Marker, PALETTE, Scale, Series};
 use crate::compare::{Comparison, Verdict};
-use crate::model::{ReportError, RunReport, Stats};
+use crate::escape::escape;
+use crate::model::{ReportError, RunReport, SecondSample, Stats};
 use crate::profile_diff::DiffOutcome;
 
 /// File name of the HTML report, beside `report.json`.
@@ -31,22 +32,6 @@ pub enum HtmlError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// Text for HTML and SVG text nodes and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// The flamegraph shown in a report.
@@ -107,12 +92,43 @@ struct Drawn<'a> {
     dashed: bool,
 }
 
+impl Drawn<'_> {
+    /// The `i`th color of this run's lines.
+    fn color_of(&self, i: usize) -> &'static str {
+        PALETTE[(self.color + i) % PALETTE.len()]
+    }
+}
+
 /// The HTML page of one run.
 pub fn render_report(
     report: &RunReport,
     flamegraph: Option<&FlamegraphView>,
 ) -> Result<String, HtmlError> {
     let mut body = String::new();
+    verdict_section(&mut body, report);
+    meta_section(&mut body, report);
+    thresholds_section(&mut body, report);
+    let runs = [Drawn {
+        report,
+        name: "",
+        color: 0,
+        dashed: false,
+    }];
+    charts_section(&mut body, &runs)?;
+    stats_sections(&mut body, report);
+    checks_section(&mut body, report);
+    flamegraph_section(&mut body, report, flamegraph);
+    body.push_str("<h2>Command line</h2>");
+    let _ = write!(
+        body,
+        "<pre class=\"cmd\">{}</pre>",
+        escape(&shell_line(&report.command_line))
+    );
+    Ok(page(&format!("caxton-bench {}", report.run_id), &body))
+}
+
+/// The title, the verdict, and why a run is invalid or was interrupted.
+fn verdict_section(body: &mut String, report: &RunReport) {
     let breached = report.thresholds.iter().filter(|t| !t.ok).count();
     let (class, verdict) = if !report.validity.valid {
         (
@@ -157,6 +173,30 @@ pub fn render_report(
             escape(&i.describe())
         );
     }
+}
+
+/// The table of what was run, against what, when, and the headline figures.
+fn meta_section(body: &mut String, report: &RunReport) {
+    body.push_str("<table class=\"meta\">");
+    for (k, v) in meta_rows(report) {
+        let _ = write!(
+            body,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            escape(k),
+            escape(&v)
+        );
+    }
+    body.push_str("</table>");
+}
+
+fn meta_rows(report: &RunReport) -> Vec<(&'static str, String)> {
+    let mut rows = plan_rows(report);
+    rows.extend(load_rows(report));
+    rows
+}
+
+/// What was run against what, and when.
+fn plan_rows(report: &RunReport) -> Vec<(&'static str, String)> {
     let scenarios: Vec<String> = report
         .plan
         .scenarios
@@ -181,7 +221,7 @@ pub fn render_report(
     } else {
         report.target.clone()
     };
-    let meta: Vec<(&str, String)> = vec![
+    vec![
         (
             "plan",
             format!(
@@ -200,6 +240,12 @@ pub fn render_report(
         ("start", report.started_at.clone()),
         ("end", report.ended_at.clone()),
         ("duration", format!("{:.1} s", report.duration_seconds)),
+    ]
+}
+
+/// The load produced, the target's build, and the generator's own CPU.
+fn load_rows(report: &RunReport) -> Vec<(&'static str, String)> {
+    let mut rows: Vec<(&str, String)> = vec![
         (
             "requests",
             format!(
@@ -224,12 +270,11 @@ pub fn render_report(
         ),
         ("dropped iterations", report.dropped_iterations.to_string()),
     ];
-    let mut meta = meta;
     if let Some(b) = &report.target_build {
-        meta.push(("target build", format!("{} ({})", b.version, b.commit)));
+        rows.push(("target build", format!("{} ({})", b.version, b.commit)));
     }
     if let Some(g) = &report.generator_cpu {
-        meta.push((
+        rows.push((
             "generator CPU",
             format!(
                 "avg {:.2}, max {:.2} of {} cores; saturated {} of {} s{}",
@@ -244,51 +289,35 @@ pub fn render_report(
             ),
         ));
     }
-    body.push_str("<table class=\"meta\">");
-    for (k, v) in meta {
-        let _ = write!(
-            body,
-            "<tr><th>{}</th><td>{}</td></tr>",
-            escape(k),
-            escape(&v)
-        );
-    }
-    body.push_str("</table>");
+    rows
+}
 
+fn thresholds_section(body: &mut String, report: &RunReport) {
     body.push_str("<h2>Thresholds</h2>");
     if report.thresholds.is_empty() {
         body.push_str("<p>No thresholds.</p>");
-    } else {
-        body.push_str("<table><tr><th></th><th>threshold</th><th>value</th></tr>");
-        for t in &report.thresholds {
-            let value = t.value_text();
-            let (mark, cls) = if t.ok {
-                ("✓", "pass")
-            } else {
-                ("✗", "fail")
-            };
-            let _ = write!(
-                body,
-                "<tr class=\"{cls}\"><td>{mark}</td><td><code>{}</code></td><td>{}</td></tr>",
-                escape(&t.expression),
-                escape(&value)
-            );
-        }
-        body.push_str("</table>");
+        return;
     }
-
-    body.push_str("<h2>Charts</h2>");
-    let runs = [Drawn {
-        report,
-        name: "",
-        color: 0,
-        dashed: false,
-    }];
-    for chart in time_charts(&runs) {
-        body.push_str(&chart.to_svg());
+    body.push_str("<table><tr><th></th><th>threshold</th><th>value</th></tr>");
+    for t in &report.thresholds {
+        let value = t.value_text();
+        let (mark, cls) = if t.ok {
+            ("✓", "pass")
+        } else {
+            ("✗", "fail")
+        };
+        let _ = write!(
+            body,
+            "<tr class=\"{cls}\"><td>{mark}</td><td><code>{}</code></td><td>{}</td></tr>",
+            escape(&t.expression),
+            escape(&value)
+        );
     }
-    body.push_str(&hdr_chart(&runs)?.to_svg());
+    body.push_str("</table>");
+}
 
+/// The figures of every stage, of the whole run and of each request name.
+fn stats_sections(body: &mut String, report: &RunReport) {
     body.push_str("<h2>Stages</h2>");
     body.push_str("<p class=\"note\">Latency in milliseconds. <em>Corrected</em> counts from each request's intended start (coordinated omission corrected); <em>uncorrected</em> from its actual send. Checks are counted per run (see Checks).</p>");
     for s in &report.stages {
@@ -307,73 +336,70 @@ pub fn render_report(
         let _ = write!(body, "<h3>Request <code>{}</code></h3>", escape(name));
         body.push_str(&stats_tables(stats));
     }
+}
 
+fn checks_section(body: &mut String, report: &RunReport) {
     body.push_str("<h2>Checks</h2>");
     if report.checks.is_empty() {
         body.push_str("<p>No checks.</p>");
-    } else {
-        body.push_str("<table class=\"num\"><tr><th>check</th><th>passes</th><th>fails</th><th>pass rate</th></tr>");
-        for c in &report.checks {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td></tr>",
-                escape(&c.name),
-                c.passes,
-                c.fails,
-                c.pass_rate * 100.0
-            );
-        }
-        body.push_str("</table>");
+        return;
     }
+    body.push_str("<table class=\"num\"><tr><th>check</th><th>passes</th><th>fails</th><th>pass rate</th></tr>");
+    for c in &report.checks {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td></tr>",
+            escape(&c.name),
+            c.passes,
+            c.fails,
+            c.pass_rate * 100.0
+        );
+    }
+    body.push_str("</table>");
+}
 
+fn flamegraph_section(body: &mut String, report: &RunReport, flamegraph: Option<&FlamegraphView>) {
     body.push_str("<h2>Flamegraph</h2>");
-    match flamegraph {
-        None => body.push_str("<p>No flamegraph was captured during this run.</p>"),
-        Some(f) => {
-            let during = f
-                .stage
-                .as_ref()
-                .map(|s| format!(" during stage <code>{}</code>", escape(s)))
-                .unwrap_or_default();
-            let _ = write!(
-                body,
-                "<p>CPU profile of the target{during}. <a href=\"{0}\">Open {0}</a> for the interactive version (search, zoom).</p>",
-                escape(&f.link)
-            );
-            if let Some(r) = &report.flamegraph {
-                let _ = write!(
-                    body,
-                    "<p class=\"note\">{} samples at {} Hz{}; {} lost ({:.1}% of what the target's CPU time called for).</p>",
-                    r.samples,
-                    r.frequency_hz,
-                    r.sampler
-                        .as_deref()
-                        .map(|s| format!(" ({} sampler)", escape(s)))
-                        .unwrap_or_default(),
-                    r.lost_samples,
-                    100.0 * r.lost_share()
-                );
-            }
-            match &f.svg {
-                Some(svg) => {
-                    let _ = write!(
-                        body,
-                        "<img class=\"flamegraph\" alt=\"flamegraph\" src=\"data:image/svg+xml;base64,{}\">",
-                        BASE64.encode(svg)
-                    );
-                }
-                None => body.push_str("<p class=\"note\">The file is not beside this report (or too large to embed).</p>"),
-            }
-        }
-    }
-
-    body.push_str("<h2>Command line</h2>");
+    let Some(f) = flamegraph else {
+        body.push_str("<p>No flamegraph was captured during this run.</p>");
+        return;
+    };
+    let during = f
+        .stage
+        .as_ref()
+        .map(|s| format!(" during stage <code>{}</code>", escape(s)))
+        .unwrap_or_default();
     let _ = write!(
         body,
-        "<pre class=\"cmd\">{}</pre>",
-        escape(&shell_line(&report.command_line))
+        "<p>CPU profile of the target{during}. <a href=\"{0}\">Open {0}</a> for the interactive version (search, zoom).</p>",
+        escape(&f.link)
     );
-    Ok(page(&format!("caxton-bench {}", report.run_id), &body))
+    if let Some(r) = &report.flamegraph {
+        let _ = write!(
+            body,
+            "<p class=\"note\">{} samples at {} Hz{}; {} lost ({:.1}% of what the target's CPU time called for).</p>",
+            r.samples,
+            r.frequency_hz,
+            r.sampler
+                .as_deref()
+                .map(|s| format!(" ({} sampler)", escape(s)))
+                .unwrap_or_default(),
+            r.lost_samples,
+            100.0 * r.lost_share()
+        );
+    }
+    match &f.svg {
+        Some(svg) => {
+            let _ = write!(
+                body,
+                "<img class=\"flamegraph\" alt=\"flamegraph\" src=\"data:image/svg+xml;base64,{}\">",
+                BASE64.encode(svg)
+            );
+        }
+        None => body.push_str(
+            "<p class=\"note\">The file is not beside this report (or too large to embed).</p>",
+        ),
+    }
 }
 
 /// The comparison page: the table and both runs overlaid on the same charts.
@@ -418,7 +444,6 @@ pub fn render_comparison(
         comparison.bootstrap.resamples,
         comparison.bootstrap.seed
     );
-    body.push_str("<h2>Charts</h2>");
     let runs = [
         Drawn {
             report: baseline,
@@ -433,10 +458,7 @@ pub fn render_comparison(
             dashed: false,
         },
     ];
-    for chart in time_charts(&runs) {
-        body.push_str(&chart.to_svg());
-    }
-    body.push_str(&hdr_chart(&runs)?.to_svg());
+    charts_section(&mut body, &runs)?;
     if let Some(p) = profiles {
         body.push_str(&p.to_html());
     }
@@ -531,8 +553,17 @@ fn stage_markers(runs: &[Drawn<'_>]) -> Vec<Marker> {
         .unwrap_or_default()
 }
 
-/// requests/s, latency, users and errors over time. A sample of second `t` is drawn at
-/// `t + 1`, the end of the second it covers.
+/// The charts of a page: the runs over time, then by percentile.
+fn charts_section(body: &mut String, runs: &[Drawn<'_>]) -> Result<(), HtmlError> {
+    body.push_str("<h2>Charts</h2>");
+    for chart in time_charts(runs) {
+        body.push_str(&chart.to_svg());
+    }
+    body.push_str(&hdr_chart(runs)?.to_svg());
+    Ok(())
+}
+
+/// requests/s, latency, users and errors over time.
 fn time_charts(runs: &[Drawn<'_>]) -> Vec<LineChart> {
     let single = runs.len() == 1;
     let x_max = runs
@@ -545,14 +576,6 @@ fn time_charts(runs: &[Drawn<'_>]) -> Vec<LineChart> {
         c.x_range = Some((0.0, x_max));
         c
     };
-    let timeline =
-        |r: &Drawn<'_>, f: &dyn Fn(&crate::model::SecondSample) -> f64| -> Vec<(f64, f64)> {
-            r.report
-                .timeline
-                .iter()
-                .map(|s| ((s.t + 1) as f64, f(s)))
-                .collect()
-        };
     let mut rps = chart("Requests per second", "requests/s");
     let mut latency = chart(
         if single {
@@ -565,77 +588,79 @@ fn time_charts(runs: &[Drawn<'_>]) -> Vec<LineChart> {
     let mut users = chart("Users over time", "users");
     let mut errors = chart("Errors over time", "failed requests/s");
     for r in runs {
-        let color = |i: usize| PALETTE[(r.color + i) % PALETTE.len()];
-        let s = |name: String, points, color, dashed| Series {
-            name,
-            points,
-            color,
-            dashed,
+        let line = |what: &str, f: fn(&SecondSample) -> f64, color: usize| Series {
+            name: series_name(r, what),
+            points: timeline(r, f),
+            color: r.color_of(color),
+            dashed: r.dashed,
         };
-        rps.series.push(s(
-            series_name(r, ""),
-            timeline(r, &|s| s.requests as f64),
-            color(0),
-            r.dashed,
-        ));
-        users.series.push(s(
-            series_name(r, ""),
-            timeline(r, &|s| s.users as f64),
-            color(0),
-            r.dashed,
-        ));
-        errors.series.push(s(
-            series_name(r, "failures"),
-            timeline(r, &|s| s.failures as f64),
-            color(0),
-            r.dashed,
-        ));
+        rps.series.push(line("", |s| s.requests as f64, 0));
+        users.series.push(line("", |s| s.users as f64, 0));
+        errors
+            .series
+            .push(line("failures", |s| s.failures as f64, 0));
         if r.report.timeline.iter().any(|s| s.dropped_iterations > 0) {
-            errors.series.push(s(
-                series_name(r, "dropped iterations"),
-                timeline(r, &|s| s.dropped_iterations as f64),
-                color(2),
-                r.dashed,
+            errors.series.push(line(
+                "dropped iterations",
+                |s| s.dropped_iterations as f64,
+                2,
             ));
         }
-        latency.series.push(s(
-            series_name(r, "p95"),
-            timeline(r, &|s| s.p95_ms),
-            color(0),
-            r.dashed,
-        ));
+        latency.series.push(line("p95", |s| s.p95_ms, 0));
         if single {
-            latency.series.push(s(
-                "p95 uncorrected".into(),
-                timeline(r, &|s| s.p95_uncorrected_ms),
-                color(1),
-                true,
-            ));
-            for (name, i, f) in [
-                (
-                    "p50 (stage)",
-                    2,
-                    (|s: &Stats| s.latency_ms.corrected.p50) as fn(&Stats) -> f64,
-                ),
-                ("p99 (stage)", 3, |s: &Stats| s.latency_ms.corrected.p99),
-            ] {
-                let points = r
-                    .report
-                    .stages
-                    .iter()
-                    .filter(|st| st.stats.requests > 0)
-                    .flat_map(|st| {
-                        [
-                            (st.started_at_seconds, f(&st.stats)),
-                            (st.ended_at_seconds, f(&st.stats)),
-                        ]
-                    })
-                    .collect();
-                latency.series.push(s(name.into(), points, color(i), false));
-            }
+            latency.series.extend(single_run_latency(r));
         }
     }
     vec![rps, latency, users, errors]
+}
+
+/// A per-second figure of a run. A sample of second `t` is drawn at `t + 1`, the end of
+/// the second it covers.
+fn timeline(r: &Drawn<'_>, f: fn(&SecondSample) -> f64) -> Vec<(f64, f64)> {
+    r.report
+        .timeline
+        .iter()
+        .map(|s| ((s.t + 1) as f64, f(s)))
+        .collect()
+}
+
+/// The latency lines only a single run's page has room for: p95 uncorrected per second,
+/// and each stage's p50 and p99 as a level across the stage.
+fn single_run_latency(r: &Drawn<'_>) -> Vec<Series> {
+    let mut lines = vec![Series {
+        name: "p95 uncorrected".into(),
+        points: timeline(r, |s| s.p95_uncorrected_ms),
+        color: r.color_of(1),
+        dashed: true,
+    }];
+    for (name, i, f) in [
+        (
+            "p50 (stage)",
+            2,
+            (|s: &Stats| s.latency_ms.corrected.p50) as fn(&Stats) -> f64,
+        ),
+        ("p99 (stage)", 3, |s: &Stats| s.latency_ms.corrected.p99),
+    ] {
+        let points = r
+            .report
+            .stages
+            .iter()
+            .filter(|st| st.stats.requests > 0)
+            .flat_map(|st| {
+                [
+                    (st.started_at_seconds, f(&st.stats)),
+                    (st.ended_at_seconds, f(&st.stats)),
+                ]
+            })
+            .collect();
+        lines.push(Series {
+            name: name.into(),
+            points,
+            color: r.color_of(i),
+            dashed: false,
+        });
+    }
+    lines
 }
 
 /// Latency by percentile, x = 1/(1−q) on a log axis (HdrHistogram's percentile plot).
@@ -647,18 +672,17 @@ fn hdr_chart(runs: &[Drawn<'_>]) -> Result<LineChart, HtmlError> {
         let corrected = r.report.overall.histograms.decode_corrected()?;
         let uncorrected = r.report.overall.histograms.decode_uncorrected()?;
         count = count.max(corrected.len());
-        let color = |i: usize| PALETTE[(r.color + i) % PALETTE.len()];
         chart.series.push(Series {
             name: series_name(r, "corrected"),
             points: percentile_points(&corrected),
-            color: color(0),
+            color: r.color_of(0),
             dashed: r.dashed,
         });
         if runs.len() == 1 {
             chart.series.push(Series {
                 name: "uncorrected".into(),
                 points: percentile_points(&uncorrected),
-                color: color(1),
+                color: r.color_of(1),
                 dashed: true,
             });
         }
@@ -688,7 +712,7 @@ fn percentile_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
 }
 
 /// The command line as a shell would need it (single quotes where needed).
-pub fn shell_line(argv: &[String]) -> String {
+pub(crate) fn shell_line(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             let plain = !a.is_empty()
@@ -737,14 +761,6 @@ mod tests {
         );
         assert!(!html.contains("48300"));
         assert!(html.contains("rate=5.00%"));
-    }
-
-    #[test]
-    fn escaping_covers_markup_and_quotes() {
-        assert_eq!(
-            escape(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
     }
 
     #[test]

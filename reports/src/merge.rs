@@ -21,8 +21,8 @@ use hdrhistogram::Histogram;
 use thiserror::Error;
 
 use crate::model::{
-    CheckResult, Distributed, ReportError, RunReport, SCHEMA_VERSION, SecondSample, StageResult,
-    Stats, new_histogram,
+    CheckResult, Distributed, Plan, ReportError, RunReport, SCHEMA_VERSION, SecondSample,
+    StageResult, Stats, new_histogram,
 };
 
 #[derive(Debug, Error)]
@@ -83,20 +83,87 @@ pub fn merge(
 
     let all: Vec<&RunReport> = reports.iter().map(|(_, r)| r).collect();
     let duration = all.iter().map(|r| r.duration_seconds).fold(0.0, f64::max);
+    let overall_parts: Vec<_> = reports.iter().map(|(p, r)| (p, &r.overall)).collect();
+    let timeline = merge_timeline(&all);
+    let max_users = timeline
+        .iter()
+        .map(|s| s.users)
+        .chain(all.iter().map(|r| r.max_users))
+        .max()
+        .unwrap_or(0);
+    let mut targets: Vec<&str> = Vec::new();
+    for r in &all {
+        if !targets.contains(&r.target.as_str()) {
+            targets.push(&r.target);
+        }
+    }
+    let earliest = all
+        .iter()
+        .min_by_key(|r| r.started_unix_ms)
+        .unwrap_or(&first);
+    let latest = all.iter().max_by_key(|r| r.ended_unix_ms).unwrap_or(&first);
 
+    Ok(Merged {
+        report: RunReport {
+            schema_version: SCHEMA_VERSION,
+            run_id: merged_run_id(&all, run_id),
+            tool: first.tool.clone(),
+            command_line,
+            target: targets.join(","),
+            embedded_target: all.iter().all(|r| r.embedded_target),
+            started_at: earliest.started_at.clone(),
+            ended_at: latest.ended_at.clone(),
+            started_unix_ms: earliest.started_unix_ms,
+            ended_unix_ms: latest.ended_unix_ms,
+            duration_seconds: duration,
+            plan: merge_plan(&all),
+            stages: merge_stages(reports)?,
+            overall: merge_stats(&overall_parts, "overall", duration)?,
+            requests: merge_requests(reports, duration)?,
+            checks: merge_checks(&all),
+            thresholds: Vec::new(),
+            dropped_iterations: all.iter().map(|r| r.dropped_iterations).sum(),
+            max_users,
+            timeline,
+            // Each worker profiled its own view; a merged flamegraph is not a thing.
+            flamegraph: None,
+            distributed: Some(Distributed {
+                workers: distributed.unwrap_or(reports.len() as u32),
+                worker_index: None,
+                merged_from: merged_from(&all),
+            }),
+            // A merged run measured what its workers measured: one invalid worker makes
+            // the whole run invalid, for each of its reasons.
+            validity: crate::model::Validity::from_reasons(
+                all.iter()
+                    .flat_map(|r| r.validity.reasons.iter().cloned())
+                    .collect(),
+            ),
+            target_build: all.iter().find_map(|r| r.target_build.clone()),
+            interrupted: all.iter().find_map(|r| r.interrupted.clone()),
+            // Each worker's generator ran on its own machine: see the workers' reports.
+            generator_cpu: None,
+        },
+        threshold_expressions: threshold_expressions(&all),
+    })
+}
+
+/// Each stage from its workers' stages: the earliest start, the latest end.
+fn merge_stages(reports: &[(PathBuf, RunReport)]) -> Result<Vec<StageResult>, MergeError> {
+    let first = &reports[0].1;
     let mut stages = Vec::with_capacity(first.stages.len());
     for (i, stage) in first.stages.iter().enumerate() {
         let parts: Vec<_> = reports
             .iter()
             .map(|(p, r)| (p, &r.stages[i].stats))
             .collect();
-        let started = all
+        let started = reports
             .iter()
-            .map(|r| r.stages[i].started_at_seconds)
+            .map(|(_, r)| r.stages[i].started_at_seconds)
             .fold(f64::INFINITY, f64::min);
-        let ended = all
+        let ended = reports
             .iter()
-            .map(|r| r.stages[i].ended_at_seconds)
+            .map(|(_, r)| r.stages[i].ended_at_seconds)
             .fold(0.0, f64::max);
         stages.push(StageResult {
             name: stage.name.clone(),
@@ -105,11 +172,18 @@ pub fn merge(
             stats: merge_stats(&parts, &format!("stage {}", stage.name), ended - started)?,
         });
     }
+    Ok(stages)
+}
 
-    let overall_parts: Vec<_> = reports.iter().map(|(p, r)| (p, &r.overall)).collect();
-    let overall = merge_stats(&overall_parts, "overall", duration)?;
-
-    let mut names: Vec<&String> = all.iter().flat_map(|r| r.requests.keys()).collect();
+/// Every request name any worker sent, from the workers that sent it.
+fn merge_requests(
+    reports: &[(PathBuf, RunReport)],
+    duration: f64,
+) -> Result<BTreeMap<String, Stats>, MergeError> {
+    let mut names: Vec<&String> = reports
+        .iter()
+        .flat_map(|(_, r)| r.requests.keys())
+        .collect();
     names.sort();
     names.dedup();
     let mut requests = BTreeMap::new();
@@ -123,7 +197,11 @@ pub fn merge(
             merge_stats(&parts, &format!("request {name}"), duration)?,
         );
     }
+    Ok(requests)
+}
 
+/// Checks by name, first-seen order, passes and fails summed.
+fn merge_checks(all: &[&RunReport]) -> Vec<CheckResult> {
     let mut checks: Vec<CheckResult> = Vec::new();
     for c in all.iter().flat_map(|r| &r.checks) {
         match checks.iter_mut().find(|m| m.name == c.name) {
@@ -142,98 +220,50 @@ pub fn merge(
     for c in &mut checks {
         c.pass_rate = crate::model::ratio(c.passes, c.passes + c.fails);
     }
+    checks
+}
 
-    let timeline = merge_timeline(&all);
-    let max_users = timeline
-        .iter()
-        .map(|s| s.users)
-        .chain(all.iter().map(|r| r.max_users))
-        .max()
-        .unwrap_or(0);
-
-    let mut plan = first.plan.clone();
+/// The plan the workers ran together: the same stages, their targets summed.
+fn merge_plan(all: &[&RunReport]) -> Plan {
+    let mut plan = all[0].plan.clone();
     plan.start_target = all.iter().map(|r| r.plan.start_target).sum();
     for (i, stage) in plan.stages.iter_mut().enumerate() {
         stage.target = all.iter().map(|r| r.plan.stages[i].target).sum();
     }
     plan.max_users = all.iter().map(|r| r.plan.max_users).sum::<Option<u64>>();
+    plan
+}
 
-    let mut threshold_expressions: Vec<String> = Vec::new();
+fn threshold_expressions(all: &[&RunReport]) -> Vec<String> {
+    let mut expressions: Vec<String> = Vec::new();
     for t in all.iter().flat_map(|r| &r.thresholds) {
-        if !threshold_expressions.contains(&t.expression) {
-            threshold_expressions.push(t.expression.clone());
+        if !expressions.contains(&t.expression) {
+            expressions.push(t.expression.clone());
         }
     }
-    let mut targets: Vec<&str> = Vec::new();
-    for r in &all {
-        if !targets.contains(&r.target.as_str()) {
-            targets.push(&r.target);
-        }
-    }
-    let earliest = all
-        .iter()
-        .min_by_key(|r| r.started_unix_ms)
-        .unwrap_or(&first);
-    let latest = all.iter().max_by_key(|r| r.ended_unix_ms).unwrap_or(&first);
-    let run_id = match run_id {
+    expressions
+}
+
+fn merged_run_id(all: &[&RunReport], run_id: Option<&str>) -> String {
+    let first = all[0];
+    match run_id {
         Some(id) => id.to_string(),
         None if all.iter().all(|r| r.run_id == first.run_id) => first.run_id.clone(),
         None => format!("{}-merged", first.run_id),
-    };
-    let merged_from = reports
-        .iter()
-        .map(|(_, r)| match &r.distributed {
+    }
+}
+
+/// The inputs as the merged report records them: `<run-id>/worker-<I>` or the run id.
+fn merged_from(all: &[&RunReport]) -> Vec<String> {
+    all.iter()
+        .map(|r| match &r.distributed {
             Some(Distributed {
                 worker_index: Some(i),
                 ..
             }) => format!("{}/worker-{i}", r.run_id),
             _ => r.run_id.clone(),
         })
-        .collect();
-
-    Ok(Merged {
-        report: RunReport {
-            schema_version: SCHEMA_VERSION,
-            run_id,
-            tool: first.tool.clone(),
-            command_line,
-            target: targets.join(","),
-            embedded_target: all.iter().all(|r| r.embedded_target),
-            started_at: earliest.started_at.clone(),
-            ended_at: latest.ended_at.clone(),
-            started_unix_ms: earliest.started_unix_ms,
-            ended_unix_ms: latest.ended_unix_ms,
-            duration_seconds: duration,
-            plan,
-            stages,
-            overall,
-            requests,
-            checks,
-            thresholds: Vec::new(),
-            dropped_iterations: all.iter().map(|r| r.dropped_iterations).sum(),
-            max_users,
-            timeline,
-            // Each worker profiled its own view; a merged flamegraph is not a thing.
-            flamegraph: None,
-            distributed: Some(Distributed {
-                workers: distributed.unwrap_or(reports.len() as u32),
-                worker_index: None,
-                merged_from,
-            }),
-            // A merged run measured what its workers measured: one invalid worker makes
-            // the whole run invalid, for each of its reasons.
-            validity: crate::model::Validity::from_reasons(
-                all.iter()
-                    .flat_map(|r| r.validity.reasons.iter().cloned())
-                    .collect(),
-            ),
-            target_build: all.iter().find_map(|r| r.target_build.clone()),
-            interrupted: all.iter().find_map(|r| r.interrupted.clone()),
-            // Each worker's generator ran on its own machine: see the workers' reports.
-            generator_cpu: None,
-        },
-        threshold_expressions,
-    })
+        .collect()
 }
 
 /// Same model and the same stages (by name, in order): the per-stage figures line up.

@@ -321,8 +321,8 @@ pub struct Tool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
-    /// `k6` (the seed's plan), `stages` (custom), `constant` (`--duration` and
-    /// `--concurrent-users`) or `arrival-rate`.
+    /// `k6` (the Caxton Monitoring and Observability Guide's plan), `stages` (custom), `constant`
+    /// (`--duration` and `--concurrent-users`) or `arrival-rate`.
     pub name: String,
     pub model: LoadModel,
     /// Factor applied to every stage duration (1 = as written).
@@ -521,7 +521,7 @@ pub fn encode_histogram(h: &Histogram<u64>, what: &str) -> Result<String, Report
     Ok(BASE64.encode(bytes))
 }
 
-pub fn decode_histogram(text: &str, what: &str) -> Result<Histogram<u64>, ReportError> {
+pub(crate) fn decode_histogram(text: &str, what: &str) -> Result<Histogram<u64>, ReportError> {
     let bytes = BASE64
         .decode(text.as_bytes())
         .map_err(|e| ReportError::Histogram {

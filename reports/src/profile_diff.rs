@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use thiserror::Error;
 
-use crate::html::escape;
+use crate::escape::escape;
 use crate::table::{markdown_table, text_table};
 
 /// Fewest samples a side may hold for its diff to be drawn. A frame's share then moves by
@@ -25,7 +25,7 @@ pub const MIN_DIFF_SAMPLES: u64 = 1000;
 pub const DIFF_FLAMEGRAPH_FILE: &str = "diff-flamegraph.svg";
 
 /// Rows of each frame table (inclusive, self).
-pub const TOP_FRAMES: usize = 10;
+pub(crate) const TOP_FRAMES: usize = 10;
 
 #[derive(Debug, Error)]
 pub enum ProfileDiffError {

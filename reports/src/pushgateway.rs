@@ -188,7 +188,7 @@ fn push_pair(segments: &mut Vec<String>, label: &str, value: &str) {
 
 /// Splits samples into Pushgateway groups by the values of `grouping_labels` (in order of first
 /// appearance) and renders each group's exposition text.
-pub fn group_samples(
+pub(crate) fn group_samples(
     samples: &[Sample],
     grouping_labels: &[String],
 ) -> Result<Vec<Group>, SinkError> {

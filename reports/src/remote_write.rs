@@ -307,14 +307,10 @@ fn write_url(url: &str) -> Result<reqwest::Url, SinkError> {
 }
 
 /// Builds the protobuf request: one `TimeSeries` per distinct name and label set, labels
-/// sorted with `__name__` among them, samples in timestamp order without duplicate timestamps.
-pub fn encode_request(samples: &[Sample]) -> Result<wire::WriteRequest, SinkError> {
-    encode_request_with_histograms(samples, &[])
-}
-
-/// [`encode_request`] with native histograms too; a histogram's position in an error message
-/// counts after the samples.
-pub fn encode_request_with_histograms(
+/// sorted with `__name__` among them, samples in timestamp order without duplicate timestamps,
+/// then the native histograms; a histogram's position in an error message counts after the
+/// samples.
+pub(crate) fn encode_request_with_histograms(
     samples: &[Sample],
     histograms: &[HistogramSample],
 ) -> Result<wire::WriteRequest, SinkError> {
@@ -386,6 +382,10 @@ pub fn encode_request_with_histograms(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encode_request(samples: &[Sample]) -> Result<wire::WriteRequest, SinkError> {
+        encode_request_with_histograms(samples, &[])
+    }
 
     fn labels(ts: &wire::TimeSeries) -> Vec<(&str, &str)> {
         ts.labels

@@ -51,7 +51,8 @@ fn bench_sample(name: &str, stage: &str, value: f64) -> Sample {
 #[tokio::test]
 async fn written_samples_come_back_from_a_query() {
     let prometheus = Prometheus::start(&[]).await.unwrap();
-    // A base URL, as the seed's CronJob passes it: the writer appends /api/v1/write.
+    // A base URL, as the Caxton Monitoring and Observability Guide's CronJob passes it: the writer
+    // appends /api/v1/write.
     let writer = RemoteWriter::new(&prometheus.url(), RemoteWriteOptions::default()).unwrap();
     assert_eq!(writer.url(), format!("{}/api/v1/write", prometheus.url()));
 

@@ -1,5 +1,6 @@
 //! One agent: identity, lifecycle state and bounded mailbox. No wasm instance lives here:
-//! an idle agent is a few hundred bytes, which is what lets 100k of them fit in ~100 MB.
+//! an idle agent is its struct and mailbox, which is what lets 100k of them fit in the memory
+//! goal (BENCHMARKS.md has the bytes per agent).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -113,8 +114,8 @@ pub struct Agent {
     pub id: Arc<str>,
     pub name: Option<String>,
     pub agent_type: Arc<AgentType>,
-    /// The client's opaque `config`, kept as compact JSON text: a parsed map costs ~10x more,
-    /// and 100k idle agents must stay small.
+    /// The client's opaque `config`, kept as compact JSON text: a parsed map costs several
+    /// times more, and 100k idle agents must stay small.
     pub config: Option<Box<str>>,
     /// Creation order, for stable paging.
     pub seq: u64,

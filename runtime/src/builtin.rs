@@ -16,8 +16,8 @@ impl Builtin {
     }
 }
 
-/// The type the seed's load test creates: answers REQUEST with INFORM, anything else with
-/// NOT_UNDERSTOOD.
+/// The type the Caxton Monitoring and Observability Guide's load test creates: answers REQUEST with
+/// INFORM, anything else with NOT_UNDERSTOOD.
 pub const TEST_AGENT: Builtin = Builtin {
     name: "test-agent",
     source: test_agent,

@@ -26,6 +26,11 @@ struct Queue {
     ready: VecDeque<Arc<Agent>>,
     /// Threads waiting for work.
     idle: usize,
+    /// Of the `idle` threads, those already signalled and not yet awake. A schedule wakes a
+    /// thread only when the ready queue outgrows them: on a busy pool, threads go from one
+    /// turn to the next without sleeping, and each wake-up avoided is a context switch the
+    /// message path does not pay.
+    woken: usize,
     /// Turns being run right now.
     running: usize,
     stopped: bool,
@@ -96,7 +101,8 @@ impl ExecPool {
             .call_once(|| self.spawn(Arc::downgrade(runtime)));
         let mut q = self.shared.lock();
         q.ready.push_back(agent);
-        if q.idle > 0 {
+        if q.idle > q.woken && q.ready.len() > q.woken {
+            q.woken += 1;
             self.shared.work.notify_one();
         }
     }
@@ -107,7 +113,10 @@ impl ExecPool {
             let runtime = runtime.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("{}-{n}", crate::threads::EXECUTOR))
-                .spawn(move || work(&shared, &runtime));
+                .spawn(move || {
+                    batch_policy();
+                    work(&shared, &runtime)
+                });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, thread = n, "cannot start an execution thread");
             }
@@ -144,6 +153,28 @@ impl Drop for ExecPool {
     }
 }
 
+/// Puts the calling thread under `SCHED_BATCH`. A thread woken by a new message then does
+/// not preempt the HTTP worker that scheduled it: the worker finishes its batch of requests
+/// and the execution thread runs their messages in one go, instead of two context switches
+/// per message on a shared CPU. It also ranks executions, which are CPU-bound, behind the
+/// worker threads that answer `/health` and `/metrics`. Where the policy cannot be set, the
+/// thread keeps the default one, which is correct and only slower (BENCHMARKS.md, "HTTP API").
+fn batch_policy() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` reads `param` and changes only the calling thread
+        // (pid 0); it has no other memory effect.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        if rc != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "execution thread keeps the default scheduling policy"
+            );
+        }
+    }
+}
+
 fn work(shared: &Shared, runtime: &Weak<Runtime>) {
     let mut q = shared.lock();
     loop {
@@ -154,6 +185,9 @@ fn work(shared: &Shared, runtime: &Weak<Runtime>) {
             q.idle += 1;
             q = shared.work.wait(q).unwrap_or_else(|p| p.into_inner());
             q.idle -= 1;
+            // A spurious wake-up may take a signalled thread's place: the count only ever
+            // errs low, which costs a wake-up, never a stalled agent.
+            q.woken = q.woken.saturating_sub(1).min(q.idle);
             continue;
         };
         q.running += 1;

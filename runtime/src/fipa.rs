@@ -180,7 +180,7 @@ impl AclMessage {
 
     /// The message's JSON, as agents and HTTP clients receive it. The buffer starts at
     /// [`JSON_CAPACITY`] bytes: serde_json's 128 grew twice for a reply carrying its trace
-    /// context (~290 bytes), two reallocations and copies per serialization.
+    /// context, two reallocations and copies per serialization.
     /// The `fipa_decode` fuzz target (fuzz/) and its corpus replay: any bytes either fail
     /// to decode or give a message that encodes and decodes back to itself.
     #[doc(hidden)]
@@ -226,8 +226,8 @@ impl AclMessage {
     }
 
     /// Roughly the heap memory this message holds: every string's bytes plus a JSON node's
-    /// size per content value. What the byte budgets count: a JSON array of a million `0`s
-    /// is 2 MB on the wire and ~32 MB parsed.
+    /// size per content value. What the byte budgets count: a JSON array of `0`s is
+    /// two bytes a value on the wire and a JSON node's size a value parsed.
     pub fn heap_bytes(&self) -> usize {
         let strings = [
             &self.language,

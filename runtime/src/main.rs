@@ -30,7 +30,7 @@ enum Command {
 }
 
 // jemalloc is the allocator (feature `jemalloc`, on by default): it made the message path
-// 1.3x faster than glibc malloc (BENCHMARKS.md, issue 2) and it is what `/debug/pprof/heap`
+// faster than glibc malloc (BENCHMARKS.md has the ratio) and it is what `/debug/pprof/heap`
 // reads; its sampler idles until `[profiling] profile_types` names a heap type.
 #[cfg(feature = "jemalloc")]
 caxton_profiles::jemalloc_global_allocator!();
@@ -56,16 +56,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             let cfg = load(config.as_ref())?;
-            let telemetry = caxton_runtime::telemetry::init(&cfg.observability)?;
-            caxton_runtime::logging::init(&cfg.observability.logging, &telemetry)?;
-            let server = caxton_runtime::server::start(cfg).await?;
+            let server = caxton_runtime::http::server::start(cfg).await?;
             shutdown_signal().await;
             tracing::info!("shutting down");
             server.shutdown().await;
-            // Flushing blocks on the exporters' threads: keep it off the async workers.
-            tokio::task::spawn_blocking(move || telemetry.shutdown())
-                .await
-                .context("flushing telemetry")?;
             Ok(())
         }
     }

@@ -16,7 +16,7 @@ use crate::config::MetricsConfig;
 use crate::fipa::Performative;
 use crate::system::SystemSample;
 
-/// The seed's "Core Metrics", one constant each.
+/// The Caxton Monitoring and Observability Guide's "Core Metrics", one constant each.
 pub mod names {
     pub const AGENTS_TOTAL: &str = "caxton_agents_total";
     pub const AGENTS_ACTIVE: &str = "caxton_agents_active";
@@ -39,26 +39,26 @@ pub mod names {
     pub const NETWORK_BYTES_TOTAL: &str = "caxton_network_bytes_total";
     pub const FILE_DESCRIPTORS: &str = "caxton_file_descriptors";
 
-    // Beyond the seed's list: the profiler's own health (issue 5).
+    // Beyond the guide's list: the profiler's own health (issue 5).
     pub const PROFILER_SAMPLES_TAKEN_TOTAL: &str = "caxton_profiler_samples_taken_total";
     pub const PROFILER_SAMPLES_LOST_TOTAL: &str = "caxton_profiler_samples_lost_total";
     pub const PROFILER_SAMPLES_EXCLUDED_TOTAL: &str = "caxton_profiler_samples_excluded_total";
 
-    // Beyond the seed's list: which build serves (a load test records it with its figures).
+    // Beyond the guide's list: which build serves (a load test records it with its figures).
     pub const BUILD_INFO: &str = "caxton_build_info";
     pub const PROFILER_PROFILES_PUSHED_TOTAL: &str = "caxton_profiler_profiles_pushed_total";
     pub const PROFILER_PROFILES_DROPPED_TOTAL: &str = "caxton_profiler_profiles_dropped_total";
 
-    // Beyond the seed's list: OTLP export health (issue 4).
+    // Beyond the guide's list: OTLP export health (issue 4).
     pub const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
     pub const TELEMETRY_QUEUED: &str = "caxton_telemetry_queued";
 
-    // Beyond the seed's list: message accounting under hostile load (issue 17).
+    // Beyond the guide's list: message accounting under hostile load (issue 17).
     pub const MESSAGES_ACCEPTED_TOTAL: &str = "caxton_messages_accepted_total";
     pub const MESSAGES_DROPPED_TOTAL: &str = "caxton_messages_dropped_total";
     pub const MESSAGE_BYTES_IN_FLIGHT: &str = "caxton_message_bytes_in_flight";
 
-    // Beyond the seed's list: the agent registry's store (issue 18).
+    // Beyond the guide's list: the agent registry's store (issue 18).
     pub const STORE_OPERATION_DURATION_SECONDS: &str = "caxton_store_operation_duration_seconds";
 }
 
@@ -76,7 +76,7 @@ const STORE_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
 ];
 
-/// The 19 names of the seed's "Core Metrics" list, in its order.
+/// The 19 names of the guide's "Core Metrics" list, in its order.
 pub const ALL_METRIC_NAMES: [&str; 19] = [
     names::AGENTS_TOTAL,
     names::AGENTS_ACTIVE,
@@ -170,7 +170,7 @@ pub struct Metrics {
     execution_duration: HistogramVec,
     wasm_memory: IntGaugeVec,
     /// Only when `agent_id` is not a label: each agent's last reported bytes, so the per-type
-    /// gauge is the sum over that type's agents (what the seed's `sum by (agent_type)` panel
+    /// gauge is the sum over that type's agents (what the guide's `sum by (agent_type)` panel
     /// reads) rather than whichever agent ran last.
     memory_by_agent: Option<Mutex<HashMap<String, u64>>>,
     runtime_memory: IntGauge,
@@ -221,7 +221,7 @@ const MAX_RETIRING: usize = 10_000;
 
 /// The `agent_id` of a type's placeholder series (always 0): they keep the per-agent names
 /// on /metrics when no agent of the type exists. An empty label is, to PromQL, no label,
-/// so `sum by (agent_type)` and the seed's rules read them as 0.
+/// so `sum by (agent_type)` and the guide's rules read them as 0.
 const PLACEHOLDER_AGENT_ID: &str = "";
 
 /// See [`Metrics::agent_series`].
@@ -262,7 +262,7 @@ fn reg<C: Collector + Clone + 'static>(
 
 impl Metrics {
     /// Label sets are fixed here: a label the configuration disables is absent from the
-    /// series (not present and empty), and help texts are the seed's descriptions.
+    /// series (not present and empty), and help texts are the guide's descriptions.
     pub fn new(cfg: &MetricsConfig) -> Result<Metrics, MetricsError> {
         let opt = Optional {
             agent_type: cfg.label_enabled("agent_type"),
@@ -436,7 +436,7 @@ impl Metrics {
         for reason in DROP_REASONS {
             m.messages_dropped.with_label_values(&[reason]);
         }
-        // Present at 0 from the start, so the seed's name is on /metrics before any error.
+        // Present at 0 from the start, so the guide's name is on /metrics before any error.
         for kind in ERROR_KINDS {
             m.message_errors.with_label_values(&[kind]);
         }

@@ -1,17 +1,14 @@
-//! `[profiling]` in the runtime: the pprof endpoints on their own listener and, with an
+//! `[profiling]` (the profiler's [`ProfilingSettings`]) in the runtime: the pprof endpoints on their own listener and, with an
 //! `endpoint`, continuous push to Pyroscope. The profiling itself lives in `caxton-profiles`.
 
 use std::net::SocketAddr;
 
 use caxton_profiles::{
-    ContinuousError, ContinuousProfiling, ProfileType as LibType, Profiler, ProfilingSettings,
-    SettingsError,
+    ContinuousError, ContinuousProfiling, Profiler, ProfilingSettings, SettingsError,
 };
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-use crate::config::{ProfileType, ProfilingConfig};
 
 #[derive(Debug, Error)]
 pub enum ProfilingError {
@@ -34,39 +31,16 @@ pub struct ProfilingService {
     server: JoinHandle<()>,
 }
 
-pub fn settings(cfg: &ProfilingConfig) -> ProfilingSettings {
-    ProfilingSettings {
-        enabled: cfg.enabled,
-        endpoint: cfg.endpoint.clone(),
-        application_name: cfg.application_name.clone(),
-        server_address: cfg.server_address,
-        sample_rate: cfg.sample_rate,
-        profile_types: cfg
-            .profile_types
-            .iter()
-            .map(|t| match t {
-                ProfileType::Cpu => LibType::Cpu,
-                ProfileType::AllocObjects => LibType::AllocObjects,
-                ProfileType::AllocSpace => LibType::AllocSpace,
-                ProfileType::InuseObjects => LibType::InuseObjects,
-                ProfileType::InuseSpace => LibType::InuseSpace,
-            })
-            .collect(),
-        sampler: cfg.sampler,
-        ..ProfilingSettings::default()
-    }
-}
-
 /// Starts the pprof server (warning when it is not loopback: profiles expose internals) and,
 /// when an endpoint is configured, continuous push.
 pub async fn start(
-    cfg: &ProfilingConfig,
+    cfg: &ProfilingSettings,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<ProfilingService>, ProfilingError> {
     if !cfg.enabled {
         return Ok(None);
     }
-    let profiler = Profiler::new(settings(cfg))?;
+    let profiler = Profiler::new(cfg.clone())?;
     if profiler.settings().wants_heap() {
         // Until now jemalloc only counted bytes; sampling starts here. Failing leaves CPU
         // profiles working, and `/debug/pprof/heap` answers 404 with this same reason.

@@ -23,7 +23,8 @@ use tokio::sync::oneshot;
 
 use crate::config::StoreSync;
 use crate::metrics::Metrics;
-use crate::trace_context::store_span;
+use crate::telemetry::Tracing;
+use crate::telemetry::trace_context::store_span;
 
 /// The store's file in `data_dir`.
 pub const FILE_NAME: &str = "registry.sqlite3";
@@ -119,6 +120,7 @@ pub struct Store {
     tx: mpsc::Sender<Op>,
     path: Arc<Path>,
     metrics: Arc<Metrics>,
+    tracing: Tracing,
 }
 
 impl Store {
@@ -128,9 +130,10 @@ impl Store {
         path: &Path,
         sync: StoreSync,
         metrics: Arc<Metrics>,
+        tracing: Tracing,
     ) -> Result<(Store, Contents), StoreError> {
         let started = Instant::now();
-        let mut span = store_span("store.load", "SELECT");
+        let mut span = store_span(&tracing, "store.load", "SELECT");
         let opened = open_checked(path, sync);
         let (conn, contents) = match opened {
             Ok(x) => x,
@@ -159,6 +162,7 @@ impl Store {
                 tx,
                 path: path.into(),
                 metrics,
+                tracing,
             },
             contents,
         ))
@@ -204,7 +208,7 @@ impl Store {
         write: Write,
     ) -> Result<(), StoreError> {
         let started = Instant::now();
-        let mut span = store_span(span_name, db_operation);
+        let mut span = store_span(&self.tracing, span_name, db_operation);
         let result = match self.send(write) {
             Ok(rx) => self.outcome(rx.await),
             Err(e) => Err(e),

@@ -55,7 +55,8 @@ const MAX_OUTBOX_BYTES: usize = 16 << 20;
 /// Longest `console_log` line kept; the rest is cut so an agent cannot flood the logs.
 const MAX_LOG_BYTES: usize = 4096;
 
-static LOG_BUDGET_SPENT: crate::log_throttle::Throttle = crate::log_throttle::Throttle::new();
+static LOG_BUDGET_SPENT: crate::telemetry::log_throttle::Throttle =
+    crate::telemetry::log_throttle::Throttle::new();
 /// Most executions one store serves (see [`SpareStore`]).
 const STORE_REUSE: u32 = 8;
 /// A store is only kept for another execution while its instances' memories total at most
@@ -63,8 +64,8 @@ const STORE_REUSE: u32 = 8;
 const SPARE_MEMORY_BYTES: u64 = 1 << 20;
 
 /// A store kept by a thread for its next execution. Creating and dropping a store (its
-/// module registry, limits, fuel and host state) cost ~7k instructions of the ~90k a
-/// message costs (callgrind, BENCHMARKS.md). Every execution still gets a fresh instance,
+/// module registry, limits, fuel and host state) was a measurable share of a message's
+/// instructions (callgrind, BENCHMARKS.md). Every execution still gets a fresh instance,
 /// so no memory, global or table passes between messages, whatever the load; what is
 /// shared is the store's bookkeeping, and fuel, deadline, agent id and outbox are set anew
 /// each time. Spent instances keep their pool slots until the store drops, hence the caps:
@@ -174,7 +175,7 @@ pub struct AgentType {
     pre: InstancePre<HostState>,
     has_init: bool,
     /// Export indices resolved once at compile time: looking exports up by name on every
-    /// execution cost ~7% of the message path.
+    /// execution showed in the message path's profile (BENCHMARKS.md).
     memory: ModuleExport,
     alloc: ModuleExport,
     handle: ModuleExport,
@@ -243,7 +244,7 @@ impl WasmEngine {
             // BENCHMARKS.md), the madvise that decommits a slot's memory on teardown was the
             // largest single cost; keeping the first 16 KiB resident turns it into a memset
             // for agents whose message fits there (the built-ins' heap starts at 4 KiB), and
-            // batching amortizes the rest. A whole 64 KiB page memset was 3% of the path;
+            // batching amortizes the rest. A whole 64 KiB page memset showed in the profile;
             // PAGEMAP_SCAN with the whole page resident (restore only dirtied pages) measured
             // no better, its ioctl being a syscall per teardown.
             .linear_memory_keep_resident(16 * 1024)

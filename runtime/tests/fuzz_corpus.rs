@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use caxton_runtime::{abi_probe, config::Config, create_request, fipa::AclMessage};
+use caxton_runtime::{abi_probe, config::Config, fipa::AclMessage, http::create_request};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use caxton_runtime::create_request::MAX_NAME_BYTES;
+use caxton_runtime::http::create_request::MAX_NAME_BYTES;
 use caxton_runtime::metrics::ALL_METRIC_NAMES;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
@@ -35,8 +35,8 @@ async fn post_form(http: &reqwest::Client, base: &str, body: &str) -> (StatusCod
     (r.status(), r.json().await.unwrap())
 }
 
-/// Item 10: the body k6 sends for the seed's script creates the agent, and a form gets the
-/// same errors as the equivalent JSON.
+/// Item 10: the body k6 sends for the Caxton Monitoring and Observability Guide's script creates
+/// the agent, and a form gets the same errors as the equivalent JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_k6_form_body_creates_an_agent_with_the_same_validation_as_json() {
     let h = Harness::start(|_| {}).await;
@@ -336,7 +336,7 @@ async fn a_websocket_client_that_does_not_read_is_told_what_it_missed() {
 }
 
 /// Item 9: a deleted agent's executions are on the next scrape, and once every agent is
-/// gone all of the seed's 19 names are still on /metrics.
+/// gone all of the guide's 19 names are still on /metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_agents_loses_no_counts_and_no_names() {
     let h = Harness::start(|_| {}).await;

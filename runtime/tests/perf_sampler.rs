@@ -105,7 +105,7 @@ async fn perf_event_sampler_loses_few_samples_and_signal_still_works() {
             assert!(
                 perf.stacks
                     .iter()
-                    .any(|s| s.contains("caxton_runtime::routing")),
+                    .any(|s| s.contains("caxton_runtime::runtime::routing")),
                 "the runtime's own hot path is in the profile: {:?}",
                 perf.stacks.iter().take(5).collect::<Vec<_>>()
             );
@@ -136,7 +136,7 @@ async fn perf_event_sampler_loses_few_samples_and_signal_still_works() {
         signal
             .stacks
             .iter()
-            .any(|s| s.contains("caxton_runtime::routing")),
+            .any(|s| s.contains("caxton_runtime::runtime::routing")),
         "{:?}",
         signal.stacks.iter().take(5).collect::<Vec<_>>()
     );

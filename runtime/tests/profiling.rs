@@ -27,7 +27,9 @@ async fn cpu_profile_under_load_names_the_runtime_and_counts_samples() {
     let profile = caxton_profiles::folded::decode_pprof(&gz).expect("valid gzipped pprof");
     let stacks = caxton_profiles::folded::folded_stacks(&profile).expect("stacks");
     assert!(
-        stacks.iter().any(|s| s.contains("caxton_runtime::routing")),
+        stacks
+            .iter()
+            .any(|s| s.contains("caxton_runtime::runtime::routing")),
         "the profile should contain the runtime's own hot path: {:?}",
         stacks.iter().take(5).collect::<Vec<_>>()
     );

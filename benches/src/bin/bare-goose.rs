@@ -1,6 +1,7 @@
 //! The peer for caxton-bench's generator-efficiency benchmark: a plain goose scenario (the
-//! seed's POST /api/agents, no think time) with goose's own metrics, nothing else. caxton-bench
-//! must cost no more CPU per request than this.
+//! POST /api/agents of the Caxton Monitoring and Observability Guide's k6 script, no think
+//! time) with goose's own metrics, nothing else. caxton-bench must cost no more CPU per
+//! request than this.
 
 use anyhow::Context;
 use clap::Parser;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use caxton_runtime::config::Config;
 use caxton_runtime::metrics::Metrics;
 use caxton_runtime::runtime::{AgentSource, Runtime};
+use caxton_runtime::telemetry::Tracing;
 use clap::Parser;
 
 // The shipped `caxton` binary's allocator and options: RSS depends on the allocator.
@@ -33,7 +34,7 @@ fn main() -> anyhow::Result<()> {
     // Memory of agents in the registry, not of a store under ./data.
     cfg.server.persist_agents = false;
     let metrics = Arc::new(Metrics::new(&cfg.observability.metrics)?);
-    let rt = Runtime::new(&cfg, metrics)?;
+    let rt = Runtime::new(&cfg, metrics, Tracing::off())?;
     let ty = rt.resolve_type(AgentSource::Builtin("test-agent".into()))?;
     let before = rss_bytes()?;
     for _ in 0..cli.agents {

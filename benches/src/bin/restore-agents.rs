@@ -10,6 +10,7 @@ use anyhow::Context;
 use caxton_runtime::config::Config;
 use caxton_runtime::metrics::Metrics;
 use caxton_runtime::runtime::{AgentSource, Runtime};
+use caxton_runtime::telemetry::Tracing;
 use clap::Parser;
 
 caxton_profiles::jemalloc_global_allocator!();
@@ -27,7 +28,7 @@ struct Cli {
 
 fn runtime(cfg: &Config) -> anyhow::Result<Arc<Runtime>> {
     let metrics = Arc::new(Metrics::new(&cfg.observability.metrics)?);
-    Ok(Arc::new(Runtime::new(cfg, metrics)?))
+    Ok(Arc::new(Runtime::new(cfg, metrics, Tracing::off())?))
 }
 
 #[tokio::main]

@@ -8,7 +8,8 @@ use super::{Direction, History, SeriesVerdict};
 use crate::charts::{LineChart, Marker, PALETTE, Series};
 use crate::compare::Metric;
 use crate::compare::format_change as pct;
-use crate::html::{escape, page};
+use crate::escape::escape;
+use crate::html::page;
 
 /// Whether a series gets a chart: every series with a change point, and the whole-run
 /// latency and throughput of each plan (the trend a reader looks for first).

@@ -107,7 +107,7 @@ pub fn version_of(report: &RunReport) -> String {
 
 /// The value of `metric` in a set of requests; `None` when the set is empty (a latency of
 /// nothing is not 0).
-pub fn metric_value(metric: Metric, stats: &Stats) -> Option<f64> {
+pub(crate) fn metric_value(metric: Metric, stats: &Stats) -> Option<f64> {
     if stats.requests == 0 {
         return None;
     }

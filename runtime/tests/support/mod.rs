@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use caxton_runtime::config::Config;
-use caxton_runtime::server::{self, RunningServer};
+use caxton_runtime::http::server::{self, RunningServer};
 use caxton_testkit::{ApiClient, Caxton, CaxtonConfig, CaxtonOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

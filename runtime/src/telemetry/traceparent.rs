@@ -2,8 +2,8 @@
 //!
 //! Every traced request writes its `traceparent` once and reads it back once per message
 //! execution, sampled or not. The SDK's `TraceContextPropagator` splits the value into a
-//! `Vec`, parses each part with `from_str_radix` and formats with `format!`: ~6k
-//! instructions per request, 5% of the message path (callgrind, BENCHMARKS.md, issue 4).
+//! `Vec`, parses each part with `from_str_radix` and formats with `format!`, a cost the
+//! message path's callgrind profile showed (BENCHMARKS.md has the saving).
 //! Version 00 with lowercase hex, the only form W3C defines today and the only one this
 //! runtime writes, is decoded and encoded here directly; any other value (a future version,
 //! padding, upper case) goes to the SDK propagator, so what is accepted, rejected and

@@ -2,7 +2,7 @@
 //!
 //! - **Traces** (`enable_tracing`): one tracer, parent-based trace-id-ratio sampling at
 //!   `trace_sample_rate`, batch export. The runtime's own spans are built with it directly
-//!   ([`with_tracer`], `trace_context.rs`); `tracing` spans reach it through
+//!   ([`Tracing`], `trace_context.rs`); `tracing` spans reach it through
 //!   `tracing-opentelemetry` (`logging.rs`).
 //! - **Logs** (`enable_logging`): a logger provider for the `opentelemetry-appender-tracing`
 //!   bridge that `logging.rs` installs, batch export.
@@ -37,9 +37,22 @@
 //! the admission limit is checked against: it climbs toward [`QUEUE_CAPACITY`] before any
 //! `queue_full` drop, and returns to 0 once an export has taken everything.
 
+//!
+//! The parts of tracing and logging around the pipelines live below: `logging` (the log
+//! subscriber), `trace_context` (the runtime's spans, W3C context in headers and FIPA
+//! metadata), `traceparent` (its codec), `sampling` (head sampling at the edge),
+//! `otlp_metrics` (the registry mirrored into OTLP), `log_throttle` (rate-limited warnings).
+
+pub mod log_throttle;
+pub mod logging;
+pub mod otlp_metrics;
+pub mod sampling;
+pub mod trace_context;
+pub mod traceparent;
+
 use std::collections::HashMap;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderName, HeaderValue};
@@ -64,7 +77,7 @@ use thiserror::Error;
 use crate::config::{ObservabilityConfig, OtlpProtocol};
 
 /// Spans (and, separately, log records) that may wait for export at once. Equal to the SDK's
-/// default batch queue; at ~1 KiB a span this bounds telemetry memory to a few MiB.
+/// default batch queue, so telemetry memory is bounded by this many spans and records.
 pub const QUEUE_CAPACITY: usize = 2048;
 
 const TRACER_NAME: &str = "caxton-runtime";
@@ -85,6 +98,7 @@ pub enum TelemetryError {
 /// The installed OTLP pipelines. Keep it alive while serving; [`Telemetry::shutdown`] flushes
 /// what is queued (bounded by `otlp_timeout`) before the process exits.
 pub struct Telemetry {
+    tracing: Tracing,
     tracer_provider: Option<SdkTracerProvider>,
     logger_provider: Option<SdkLoggerProvider>,
     meter_provider: Option<SdkMeterProvider>,
@@ -100,49 +114,60 @@ impl std::fmt::Debug for Telemetry {
     }
 }
 
-/// Whether spans are built at all. Read once per request/message on the hot path: with
-/// tracing off, no span is created and no trace context is propagated.
-static TRACING: AtomicBool = AtomicBool::new(false);
+/// A server's trace pipeline as its hot path sees it: the tracer the runtime's own spans are
+/// built with and the edge's sample rate, or nothing when tracing is off (then no span is
+/// built and no trace context propagated). Cloning it is a reference count.
+///
+/// It lives in the server's own state (the `Runtime`, the HTTP trace layer), not in a
+/// process-wide slot: several servers in one process (the tests, an embedding program) each
+/// export to their own collector, and one server's shutdown leaves the others' tracing alone.
+#[derive(Clone, Debug, Default)]
+pub struct Tracing(Option<Arc<TraceHandle>>);
 
-/// The tracer of the installed pipeline, for the spans the runtime builds itself.
-static TRACER: RwLock<Option<opentelemetry_sdk::trace::Tracer>> = RwLock::new(None);
-
-/// `f` applied to the runtime's tracer, when a trace pipeline is installed.
-pub fn with_tracer<R>(f: impl FnOnce(&opentelemetry_sdk::trace::Tracer) -> R) -> Option<R> {
-    TRACER
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        .map(f)
+#[derive(Debug)]
+struct TraceHandle {
+    tracer: opentelemetry_sdk::trace::Tracer,
+    rate: f64,
 }
 
-/// The meter provider and period for `otlp_metrics.rs`, set by [`init`] when metrics go over
-/// OTLP: `server::start` (which owns the registry) picks it up.
-static METRICS_EXPORT: std::sync::Mutex<Option<(SdkMeterProvider, Duration)>> =
-    std::sync::Mutex::new(None);
+impl Tracing {
+    /// Tracing off.
+    pub fn off() -> Self {
+        Self(None)
+    }
 
-/// Where and how often to mirror the Prometheus registry, when metrics go over OTLP.
-pub fn metrics_export() -> Option<(SdkMeterProvider, Duration)> {
-    METRICS_EXPORT
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-}
+    /// Whether spans are built at all. Read once per request/message on the hot path.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
 
-/// True once [`init`] installed a trace pipeline.
-#[inline]
-pub fn tracing_enabled() -> bool {
-    TRACING.load(Ordering::Relaxed)
+    /// The runtime's tracer, when tracing is on.
+    #[inline]
+    pub fn tracer(&self) -> Option<&opentelemetry_sdk::trace::Tracer> {
+        self.0.as_ref().map(|h| &h.tracer)
+    }
+
+    /// The configured `trace_sample_rate` (0 when tracing is off).
+    pub fn sample_rate(&self) -> f64 {
+        self.0.as_ref().map_or(0.0, |h| h.rate)
+    }
 }
 
 impl Telemetry {
     /// No OTLP export at all (every signal off).
     pub fn disabled() -> Self {
         Self {
+            tracing: Tracing::off(),
             tracer_provider: None,
             logger_provider: None,
             meter_provider: None,
         }
+    }
+
+    /// The trace pipeline for the server's own spans.
+    pub fn tracing(&self) -> Tracing {
+        self.tracing.clone()
     }
 
     /// The tracer for `tracing_opentelemetry::layer().with_tracer(..)`, when tracing is on.
@@ -165,9 +190,6 @@ impl Telemetry {
     /// Exports what is queued and stops the pipelines. Blocking (the SDK's processors run on
     /// their own threads): async callers run it on a blocking thread.
     pub fn shutdown(self) {
-        TRACING.store(false, Ordering::Relaxed);
-        *TRACER.write().unwrap_or_else(|p| p.into_inner()) = None;
-        *METRICS_EXPORT.lock().unwrap_or_else(|p| p.into_inner()) = None;
         // Errors here mean "could not flush": the drop counter already saw those records.
         if let Some(p) = self.tracer_provider {
             let _ = p.shutdown();
@@ -218,19 +240,19 @@ pub fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
                 )
                 .build(),
         };
-        // The HTTP edge decides first with the same sampler (sampling.rs): unsampled
-        // requests then build no spans at all.
-        crate::sampling::set_rate(cfg.trace_sample_rate);
-        telemetry.tracer_provider = Some(
-            SdkTracerProvider::builder()
-                .with_sampler(crate::sampling::sampler(cfg.trace_sample_rate))
-                .with_id_generator(crate::sampling::EdgeIdGenerator::default())
-                .with_resource(resource.clone())
-                .with_span_processor(processor)
-                .build(),
-        );
-        *TRACER.write().unwrap_or_else(|p| p.into_inner()) = telemetry.tracer();
-        TRACING.store(true, Ordering::Relaxed);
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(crate::telemetry::sampling::sampler(cfg.trace_sample_rate))
+            .with_id_generator(crate::telemetry::sampling::EdgeIdGenerator::default())
+            .with_resource(resource.clone())
+            .with_span_processor(processor)
+            .build();
+        // The HTTP edge decides first with the same sampler at the same rate (sampling.rs):
+        // unsampled requests then build no spans at all.
+        telemetry.tracing = Tracing(Some(Arc::new(TraceHandle {
+            tracer: provider.tracer_with_scope(scope()),
+            rate: cfg.trace_sample_rate,
+        })));
+        telemetry.tracer_provider = Some(provider);
     }
     if cfg.enable_logging {
         let exporter = CountingLogExporter {
@@ -263,8 +285,6 @@ pub fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
             .with_resource(resource)
             .with_reader(reader)
             .build();
-        *METRICS_EXPORT.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((provider.clone(), cfg.metrics_export_interval));
         telemetry.meter_provider = Some(provider);
     }
     Ok(telemetry)
@@ -430,7 +450,8 @@ impl DropReason {
     }
 }
 
-/// Process-wide, like the pipelines (one global subscriber per process).
+/// Process-wide: every server of the process counts into the same totals, which each
+/// server's `/metrics` reports (the exporters' callbacks know no server).
 static DROPPED: [[AtomicU64; 2]; 3] = [
     [AtomicU64::new(0), AtomicU64::new(0)],
     [AtomicU64::new(0), AtomicU64::new(0)],
@@ -445,7 +466,7 @@ fn set_warn_interval(interval: Duration) {
 }
 
 /// Spans and log records admitted and not yet returned by an export, per queued signal
-/// (traces, logs; metrics are not queued). Process-wide like [`DROPPED`]: `init` runs once.
+/// (traces, logs; metrics are not queued). Process-wide like [`DROPPED`].
 static QUEUED: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 
 /// The signals that go through a bounded export queue.

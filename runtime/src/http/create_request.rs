@@ -1,9 +1,9 @@
 //! The body of `POST /api/agents`, as JSON or as an HTML form.
 //!
-//! The seed's k6 script posts a plain JavaScript object, which k6 sends as
-//! `application/x-www-form-urlencoded` (`agent_type=test-agent&config=map%5Btest%3Atrue%5D`).
-//! Both encodings go through the same fields and the same validation, so a form gets the
-//! same answers and errors as the equivalent JSON.
+//! The Caxton Monitoring and Observability Guide's k6 script posts a plain JavaScript object, which
+//! k6 sends as `application/x-www-form-urlencoded`
+//! (`agent_type=test-agent&config=map%5Btest%3Atrue%5D`). Both encodings go through the same fields
+//! and the same validation, so a form gets the same answers and errors as the equivalent JSON.
 //!
 //! A form has only strings, so a form's `config` is read as JSON when it parses as JSON
 //! (`config={"test":true}` is the object) and is otherwise kept as a JSON string: k6 writes a

@@ -2,7 +2,7 @@
 //! metadata, and the runtime's spans.
 //!
 //! The flow, which makes a whole conversation one trace:
-//! 1. `http_tracing.rs` opens the server span of a request, continuing the caller's
+//! 1. `http/trace_layer.rs` opens the server span of a request, continuing the caller's
 //!    `traceparent` header when there is one, and makes it the current OpenTelemetry context
 //!    while the request is served.
 //! 2. `Runtime::send` (a client's message) and `Runtime::route` (a message an agent sent)
@@ -15,19 +15,19 @@
 //!    it runs on another task, later.
 //!
 //! **These spans are built with the SDK's tracer directly** ([`RuntimeSpan`]), not as
-//! `tracing` spans: a sampled request cost ~40k instructions more through
+//! `tracing` spans: a sampled request cost far more instructions through
 //! `tracing-subscriber`'s registry and `tracing-opentelemetry`'s per-span builder, layer
-//! filters and enter/exit bookkeeping (BENCHMARKS.md, issue 4). They still nest with `tracing`
-//! spans both ways: `tracing-opentelemetry` activates an entered span's context, and a
-//! `tracing` span opened under a [`RuntimeSpan`] takes the current context as its parent
-//! (`task_span.rs` is such a span).
+//! filters and enter/exit bookkeeping (BENCHMARKS.md, "Design choices"). They still nest
+//! with `tracing` spans both ways: `tracing-opentelemetry` activates an entered span's
+//! context, and a `tracing` span opened under a [`RuntimeSpan`] takes the current context as
+//! its parent (`examples/task_span.rs` opens such a span).
 //!
 //! Work that belongs to an unsampled trace builds no span either (`sampling.rs`): the route
 //! writes the unsampled context into the message, and its execution, replies and their
 //! routes see it there and skip theirs.
 //!
-//! Every function here returns [`RuntimeSpan::none`] when tracing is off
-//! ([`crate::telemetry::tracing_enabled`]): no span is built and no metadata is touched.
+//! Every function here takes the server's [`Tracing`] and returns [`RuntimeSpan::none`] when
+//! tracing is off: no span is built and no metadata is touched.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -37,10 +37,10 @@ use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt, Trace
 use opentelemetry::{Context, ContextGuard, KeyValue};
 
 use crate::fipa::AclMessage;
-use crate::sampling;
-use crate::telemetry::{self, tracing_enabled};
-use crate::traceparent;
-pub use crate::traceparent::{TRACEPARENT, TRACESTATE};
+use crate::telemetry::Tracing;
+use crate::telemetry::sampling;
+use crate::telemetry::traceparent;
+pub use crate::telemetry::traceparent::{TRACEPARENT, TRACESTATE};
 
 /// One of the runtime's spans, or none (tracing off, or the trace is not sampled). It ends
 /// when the last clone of its context is dropped, or at [`RuntimeSpan::end`].
@@ -56,14 +56,15 @@ impl RuntimeSpan {
         self.0.is_none()
     }
 
-    /// Starts `name` under `parent` with the runtime's tracer.
+    /// Starts `name` under `parent` with the server's tracer (none when tracing is off).
     pub fn start(
+        tracing: &Tracing,
         name: impl Into<Cow<'static, str>>,
         kind: SpanKind,
         attributes: Vec<KeyValue>,
         parent: &Context,
     ) -> Self {
-        Self(telemetry::with_tracer(|tracer| {
+        Self(tracing.tracer().map(|tracer| {
             let span = tracer
                 .span_builder(name)
                 .with_kind(kind)
@@ -186,11 +187,12 @@ fn skip_unsampled(metadata: &mut BTreeMap<String, String>) -> bool {
 /// message's metadata. Enter the returned span while routing. `from_unsampled` says the
 /// message comes from an execution of an unsampled trace (its metadata, inherited from the
 /// trigger, says so too; this spares parsing it again).
-pub fn route_span(msg: &mut AclMessage, from_unsampled: bool) -> RuntimeSpan {
-    if !tracing_enabled() || from_unsampled || skip_unsampled(&mut msg.metadata) {
+pub fn route_span(tracing: &Tracing, msg: &mut AclMessage, from_unsampled: bool) -> RuntimeSpan {
+    if !tracing.enabled() || from_unsampled || skip_unsampled(&mut msg.metadata) {
         return RuntimeSpan::none();
     }
     let span = RuntimeSpan::start(
+        tracing,
         "message.route",
         SpanKind::Internal,
         vec![
@@ -211,8 +213,13 @@ pub fn route_span(msg: &mut AclMessage, from_unsampled: bool) -> RuntimeSpan {
 }
 
 /// `agent.execute` for `msg` at agent `agent_id`, continuing the trace in its metadata.
-pub fn execute_span(msg: &AclMessage, agent_id: &str, agent_type: &str) -> RuntimeSpan {
-    if !tracing_enabled() {
+pub fn execute_span(
+    tracing: &Tracing,
+    msg: &AclMessage,
+    agent_id: &str,
+    agent_type: &str,
+) -> RuntimeSpan {
+    if !tracing.enabled() {
         return RuntimeSpan::none();
     }
     let parent = from_metadata(&msg.metadata);
@@ -220,6 +227,7 @@ pub fn execute_span(msg: &AclMessage, agent_id: &str, agent_type: &str) -> Runti
         return RuntimeSpan::none();
     }
     RuntimeSpan::start(
+        tracing,
         "agent.execute",
         SpanKind::Internal,
         vec![
@@ -236,11 +244,12 @@ pub fn execute_span(msg: &AclMessage, agent_id: &str, agent_type: &str) -> Runti
 }
 
 /// `agent.create` under the current context; `agent.id` is recorded once known.
-pub fn create_span(agent_type: &str) -> RuntimeSpan {
-    if !tracing_enabled() || (!in_span() && sampling::current().is_some()) {
+pub fn create_span(tracing: &Tracing, agent_type: &str) -> RuntimeSpan {
+    if !tracing.enabled() || (!in_span() && sampling::current().is_some()) {
         return RuntimeSpan::none();
     }
     RuntimeSpan::start(
+        tracing,
         "agent.create",
         SpanKind::Internal,
         vec![KeyValue::new("agent.type", agent_type.to_owned())],
@@ -251,11 +260,12 @@ pub fn create_span(agent_type: &str) -> RuntimeSpan {
 /// A span of one agent-store operation (`store.insert`, `store.delete`, `store.load`), a
 /// child of the current span (the request's), after OpenTelemetry's database conventions.
 /// None when tracing is off or the request was not sampled.
-pub fn store_span(name: &'static str, operation: &'static str) -> RuntimeSpan {
-    if !tracing_enabled() || (!in_span() && sampling::current().is_some()) {
+pub fn store_span(tracing: &Tracing, name: &'static str, operation: &'static str) -> RuntimeSpan {
+    if !tracing.enabled() || (!in_span() && sampling::current().is_some()) {
         return RuntimeSpan::none();
     }
     RuntimeSpan::start(
+        tracing,
         name,
         SpanKind::Client,
         vec![
@@ -307,11 +317,12 @@ mod tests {
 
     #[test]
     fn spans_are_disabled_when_tracing_is_off() {
+        let off = Tracing::off();
         let mut msg = AclMessage::new(crate::fipa::Performative::Request);
-        assert!(route_span(&mut msg, false).is_none());
+        assert!(route_span(&off, &mut msg, false).is_none());
         assert!(msg.metadata.is_empty());
-        assert!(execute_span(&msg, "a", "t").is_none());
-        assert!(create_span("t").is_none());
-        assert!(store_span("store.insert", "INSERT").is_none());
+        assert!(execute_span(&off, &msg, "a", "t").is_none());
+        assert!(create_span(&off, "t").is_none());
+        assert!(store_span(&off, "store.insert", "INSERT").is_none());
     }
 }

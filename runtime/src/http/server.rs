@@ -1,5 +1,6 @@
-//! Starting and stopping a runtime: the API listener, the metrics listener, graceful
-//! shutdown. `caxton serve` and `caxton-bench` (embedded mode) both go through `start`.
+//! Starting and stopping a runtime: its telemetry, the API listener, the metrics listener,
+//! graceful shutdown. `caxton serve`, `caxton-bench`'s embedded mode and the tests all go
+//! through [`start`], so a configuration's `[observability]` means the same everywhere.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,14 +18,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::connections;
+use crate::http::api::{self, ApiState};
+use crate::http::connections;
 use crate::metrics::{Metrics, MetricsError};
 use crate::profiling::ProfilingService;
-use crate::routing::ShutdownReport;
+use crate::runtime::routing::ShutdownReport;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::system::SystemSampler;
+use crate::telemetry::logging::LoggingError;
+use crate::telemetry::{Telemetry, TelemetryError};
 
 /// How long shutdown waits for open connections (WebSockets never end on their own).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -46,11 +49,16 @@ pub enum ServerError {
     #[error(transparent)]
     Profiling(#[from] crate::profiling::ProfilingError),
     #[error(transparent)]
-    Access(#[from] crate::access::AccessError),
+    Access(#[from] crate::http::access::AccessError),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
 }
 
-/// A started runtime. Dropping it without `shutdown` leaves the listeners running until the
-/// tokio runtime ends.
+/// A started runtime, holding its telemetry pipelines. Dropping it without `shutdown` leaves
+/// the listeners running until the tokio runtime ends, and what telemetry had queued is not
+/// flushed.
 pub struct RunningServer {
     api_addr: SocketAddr,
     metrics_addr: SocketAddr,
@@ -64,6 +72,7 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
     profiling: Option<ProfilingService>,
     shutdown_timeout: Duration,
+    telemetry: Telemetry,
 }
 
 impl RunningServer {
@@ -88,7 +97,8 @@ impl RunningServer {
     /// connections; queued messages execute for up to `[server] shutdown_timeout`; what is
     /// left is dropped, counted (`caxton_messages_dropped_total{reason="shutdown"}`) and
     /// logged, and waiting clients are answered; open requests finish (bounded by
-    /// [`SHUTDOWN_GRACE`]); `/metrics` closes last, so a scrape during all of this works.
+    /// [`SHUTDOWN_GRACE`]); `/metrics` closes last, so a scrape during all of this works;
+    /// then the telemetry pipelines export what they hold and stop.
     pub async fn shutdown(self) -> ShutdownReport {
         self.ready.store(false, Ordering::Relaxed);
         let _ = self.stop_api.send(true);
@@ -123,6 +133,14 @@ impl RunningServer {
         }
         for task in self.tasks {
             bounded(task).await;
+        }
+        // Flushing blocks on the exporters' threads: keep it off the async workers.
+        let telemetry = self.telemetry;
+        if tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown: flushing telemetry failed");
         }
         report
     }
@@ -183,16 +201,22 @@ fn spawn_serving(
     tokio::spawn(connections::serve(listener, app, limits, open, stop))
 }
 
-/// Builds the runtime (compiling the built-in agents) and starts both listeners. Returns
-/// once both are bound, so the addresses are ready for clients.
+/// Sets up the telemetry of `[observability]` (and, first in the process, the log
+/// subscriber), builds the runtime (compiling the built-in agents) and starts both
+/// listeners. Returns once both are bound, so the addresses are ready for clients. Must run
+/// inside a tokio runtime, which the OTLP exporters then use until [`RunningServer::shutdown`].
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
-    let api_token = crate::access::Token::from_config(&config.server)?;
+    let api_token = crate::http::access::Token::from_config(&config.server)?;
+    let telemetry = crate::telemetry::init(&config.observability)?;
+    install_logging(&config, &telemetry)?;
     let metrics = Arc::new(Metrics::new(&config.observability.metrics)?);
     let setup_cfg = config.clone();
     let setup_metrics = metrics.clone();
-    let runtime = tokio::task::spawn_blocking(move || Runtime::new(&setup_cfg, setup_metrics))
-        .await
-        .map_err(|e| ServerError::Setup(e.to_string()))??;
+    let tracing = telemetry.tracing();
+    let runtime =
+        tokio::task::spawn_blocking(move || Runtime::new(&setup_cfg, setup_metrics, tracing))
+            .await
+            .map_err(|e| ServerError::Setup(e.to_string()))??;
     let runtime = Arc::new(runtime);
 
     let api_listener = bind(config.server.api_address, "api_address").await?;
@@ -211,7 +235,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let (stop, stop_rx) = watch::channel(false);
     let (stop_api, stop_api_rx) = watch::channel(false);
     let profiling = crate::profiling::start(&config.profiling, stop_rx.clone()).await?;
-    let api_app = api::router(state, crate::telemetry::tracing_enabled());
+    let api_app = api::router(state);
     let metrics_app = Router::new()
         .route("/metrics", get(serve_metrics))
         .with_state(Arc::new(MetricsState {
@@ -239,8 +263,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         None,
         stop_rx.clone(),
     )];
-    if let Some((provider, interval)) = crate::telemetry::metrics_export() {
-        let mirror = crate::otlp_metrics::spawn(&provider, metrics.clone(), interval, stop_rx);
+    if let Some(provider) = telemetry.meter_provider() {
+        let interval = config.observability.metrics_export_interval;
+        let mirror =
+            crate::telemetry::otlp_metrics::spawn(provider, metrics.clone(), interval, stop_rx);
         tasks.push(mirror);
     }
     tracing::info!(%api_addr, %metrics_addr, "caxton runtime serving");
@@ -255,7 +281,25 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tasks,
         profiling,
         shutdown_timeout: config.server.shutdown_timeout,
+        telemetry,
     })
+}
+
+/// The log subscriber of `[observability.logging]`, installed by the first server of the
+/// process. Why only the first: the subscriber is process-global and installs once, so a
+/// later server (several in one test process, or a program that installed its own
+/// subscriber) logs through what is there. Nothing else depends on it: each server's own
+/// spans and OTLP export go through its `Tracing` and `Telemetry`, never the subscriber;
+/// only `tracing` spans opened by embedding code reach the first server's tracer.
+fn install_logging(config: &Config, telemetry: &Telemetry) -> Result<(), ServerError> {
+    if tracing::dispatcher::has_been_set() {
+        return Ok(());
+    }
+    match crate::telemetry::logging::init(&config.observability.logging, telemetry) {
+        // Another server of this process installed it in the meantime.
+        Ok(()) | Err(LoggingError::Init(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The API listener's bounds, its connection limit fitted under the open-files limit (and

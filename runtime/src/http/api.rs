@@ -22,12 +22,12 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::agent::{Agent, AgentState};
-use crate::create_request::{self, BodyError, Encoding};
 use crate::events::Published;
 use crate::fipa::AclMessage;
-use crate::http_metrics::{self, GaugeGuard};
-use crate::http_tracing;
-use crate::routing::SendError;
+use crate::http::create_request::{self, BodyError, Encoding};
+use crate::http::metrics_layer::{self, GaugeGuard};
+use crate::http::trace_layer;
+use crate::runtime::routing::SendError;
 use crate::runtime::{AgentSource, Runtime, RuntimeError};
 
 /// Largest page `GET /api/agents` returns.
@@ -45,7 +45,7 @@ pub struct ApiState {
     /// `[server] max_body_bytes`: larger request bodies get 413.
     pub max_body_bytes: usize,
     /// `[server] api_token`: when set, `/api/*` and `/ws` need it (`access.rs`).
-    pub api_token: Option<crate::access::Token>,
+    pub api_token: Option<crate::http::access::Token>,
 }
 
 /// A request body of at most [`ApiState::max_body_bytes`]. An extractor rather than axum's
@@ -214,9 +214,11 @@ impl From<BodyError> for ApiError {
     }
 }
 
-/// The API's routes. The server-span middleware is layered only when `tracing` is on:
-/// with it off, it would be a boxed service and future per request that only read a flag.
-pub fn router(state: ApiState, tracing: bool) -> Router {
+/// The API's routes. The server-span middleware is layered only when the runtime's tracing
+/// is on: with it off, it would be a boxed service and future per request that only read a
+/// flag.
+pub fn router(state: ApiState) -> Router {
+    let tracing = state.runtime.tracing.clone();
     // Both prefixes as flat routes, not `nest`: a nested router strips the prefix by
     // rebuilding every request's URI, an allocation and a parse on the message path.
     let mut app = Router::new();
@@ -239,7 +241,7 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
     if let Some(token) = state.api_token.clone() {
         app = app.route_layer(axum::middleware::from_fn_with_state(
             token,
-            crate::access::require_token,
+            crate::http::access::require_token,
         ));
     }
     let app = app
@@ -260,9 +262,9 @@ pub fn router(state: ApiState, tracing: bool) -> Router {
                 format!("{} is not served on {}", req.method(), req.uri().path()),
             )
         })
-        .layer(http_metrics::TrackLayer::new(metrics));
-    let app = if tracing {
-        app.layer(http_tracing::TraceLayer)
+        .layer(metrics_layer::TrackLayer::new(metrics));
+    let app = if tracing.enabled() {
+        app.layer(trace_layer::TraceLayer::new(tracing))
     } else {
         app
     };
@@ -281,7 +283,7 @@ pub struct Status {
 async fn openapi_json() -> Response {
     (
         [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],
-        crate::openapi::document_json(),
+        crate::http::openapi::document_json(),
     )
         .into_response()
 }
@@ -369,8 +371,8 @@ impl AgentView {
 
 #[utoipa::path(post, path = "/api/agents", tag = "agents",
     request_body(content(
-        (crate::create_request::JsonBody = "application/json"),
-        (crate::create_request::FormBody = "application/x-www-form-urlencoded"))),
+        (crate::http::create_request::JsonBody = "application/json"),
+        (crate::http::create_request::FormBody = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "Created and Running", body = AgentView),
         (status = 400, description = "Malformed body", body = ErrorBody),

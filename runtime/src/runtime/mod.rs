@@ -1,5 +1,8 @@
 //! The runtime proper: agent types, the agent registry and the lifecycle. Message movement
-//! is in `routing.rs`; the HTTP API in `api.rs` calls only what is public here.
+//! is in `routing.rs`, the other half of `impl Runtime`; the HTTP API (`http/api.rs`) calls
+//! only what is public here.
+
+pub mod routing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +22,7 @@ use crate::fipa::AclMessage;
 use crate::metrics::Metrics;
 use crate::module_cache::{self, CacheFull, Lookup, ModuleCache};
 use crate::store::{self, AgentRecord, Contents, ModuleRecord, Store, StoreError};
+use crate::telemetry::Tracing;
 use crate::wasm::{AgentType, ExecError, ModuleError, WasmEngine};
 
 #[derive(Debug, Error)]
@@ -66,6 +70,8 @@ pub struct Runtime {
     pub(crate) in_flight: Arc<ByteBudget>,
     /// False once shutdown has begun: clients' messages are refused.
     pub(crate) accepting: AtomicBool,
+    /// The server's trace pipeline, for the spans of its message path.
+    pub(crate) tracing: Tracing,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -96,8 +102,13 @@ pub enum AgentSource {
 impl Runtime {
     /// Compiles the built-in types and, with `[server] persist_agents`, opens the store
     /// and restores its agents. Fails if the engine cannot be set up or the store cannot
-    /// be read (the error names the file).
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, RuntimeError> {
+    /// be read (the error names the file). Its spans go to `tracing` (the server's pipeline,
+    /// or [`Tracing::off`]).
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        tracing: Tracing,
+    ) -> Result<Self, RuntimeError> {
         let engine = WasmEngine::new(&config.agents)?;
         let mut builtins = HashMap::new();
         for b in builtin::ALL {
@@ -106,7 +117,12 @@ impl Runtime {
         }
         let (store, contents) = if config.server.persist_agents {
             let path = config.server.data_dir.join(store::FILE_NAME);
-            let (store, contents) = Store::open(&path, config.server.store_sync, metrics.clone())?;
+            let (store, contents) = Store::open(
+                &path,
+                config.server.store_sync,
+                metrics.clone(),
+                tracing.clone(),
+            )?;
             (Some(store), Some(contents))
         } else {
             (None, None)
@@ -130,6 +146,7 @@ impl Runtime {
             ),
             accepting: AtomicBool::new(true),
             metrics,
+            tracing,
         };
         if let Some(contents) = contents {
             runtime.restore(contents)?;
@@ -348,7 +365,7 @@ impl Runtime {
         name: Option<String>,
         config: Option<Box<str>>,
     ) -> Result<Arc<Agent>, (Option<Arc<Agent>>, RuntimeError)> {
-        let span = crate::trace_context::create_span(&ty.name);
+        let span = crate::telemetry::trace_context::create_span(&self.tracing, &ty.name);
         let _in_span = span.enter();
         let id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         if !span.is_none() {

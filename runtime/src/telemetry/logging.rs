@@ -1,9 +1,9 @@
 //! Log set-up from `[observability.logging]`, plus the OTLP trace and log layers of
-//! `telemetry.rs`.
+//! the pipelines (`telemetry/mod.rs`).
 //!
 //! - `level` (or `RUST_LOG`, which overrides it) filters; the SDK's own diagnostics
 //!   (`opentelemetry*` targets) are off unless `RUST_LOG` asks for them, because a dead collector
-//!   would otherwise log an error per export: `telemetry.rs` logs one warning per interval
+//!   would otherwise log an error per export: the pipelines log one warning per interval
 //!   instead.
 //! - `debug_sample_rate` / `trace_sample_rate` keep that fraction of DEBUG / TRACE *events*
 //!   (independently per event; spans are never sampled here, sampling them is the tracer's job).
@@ -87,7 +87,8 @@ pub fn init(cfg: &LoggingConfig, telemetry: &Telemetry) -> Result<(), LoggingErr
         .map_err(|e| LoggingError::Init(e.to_string()))?;
     // try_init bridges the `log` crate at the subscriber's max-level hint, which per-layer
     // filters widen to TRACE: every `log::trace!` in wasmtime and hyper was then built and
-    // handed to the bridge only to be dropped (5% of the message path under wrk). Cap the
+    // handed to the bridge only to be dropped (a visible share of the message path under wrk,
+    // BENCHMARKS.md). Cap the
     // bridge at the configured level unless RUST_LOG asks for more.
     if directives.is_none() {
         let max = match cfg.level.as_str() {
@@ -249,11 +250,10 @@ impl LineFormat {
     }
 
     /// Trace and span id of the current span's OpenTelemetry context (or of the unsampled
-    /// request being served), if tracing is on.
+    /// request being served): present only while a traced server serves, as neither exists
+    /// when tracing is off.
     fn ids(&self) -> Option<(String, String)> {
-        if (self.trace_id_key.is_none() && self.span_id_key.is_none())
-            || !crate::telemetry::tracing_enabled()
-        {
+        if self.trace_id_key.is_none() && self.span_id_key.is_none() {
             return None;
         }
         // The runtime's spans and entered `tracing` spans are both the current OpenTelemetry
@@ -263,7 +263,7 @@ impl LineFormat {
                 .then(|| cx.span().span_context().clone())
         }) {
             Some(sc) => sc,
-            None => crate::sampling::current()?,
+            None => crate::telemetry::sampling::current()?,
         };
         sc.is_valid()
             .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))

@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::Service;
 
-use crate::http_metrics::GaugeGuard;
+use crate::http::metrics_layer::GaugeGuard;
 
 /// Descriptors kept free of connections: listeners, epoll, the data directory, telemetry
 /// exporters' sockets, the pprof listener and the metrics listener's own connections.

@@ -21,9 +21,9 @@ use tokio::sync::oneshot;
 use crate::agent::{Agent, AgentState, Envelope, MailboxLimits, Refused};
 use crate::events::Event;
 use crate::fipa::{AclMessage, Performative};
-use crate::log_throttle::Throttle;
 use crate::runtime::Runtime;
-use crate::trace_context;
+use crate::telemetry::log_throttle::Throttle;
+use crate::telemetry::trace_context;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SendError {
@@ -163,7 +163,7 @@ impl Runtime {
                 limit: self.in_flight.limit(),
             });
         };
-        let span = trace_context::route_span(&mut msg, false);
+        let span = trace_context::route_span(&self.tracing, &mut msg, false);
         let _in_span = span.enter();
         tracing::debug!(
             performative = msg.performative.as_str(),
@@ -230,7 +230,7 @@ impl Runtime {
     /// external clients that read the event stream. `unsampled` when the execution that
     /// sent it belonged to an unsampled trace (it built no span).
     fn route_from(self: &Arc<Self>, mut msg: AclMessage, unsampled: bool, runtime_made: bool) {
-        let span = trace_context::route_span(&mut msg, unsampled);
+        let span = trace_context::route_span(&self.tracing, &mut msg, unsampled);
         let _in_span = span.enter();
         self.metrics.message_sent(msg.performative);
         self.events.publish(|| Event::Message {
@@ -337,7 +337,7 @@ impl Runtime {
         let msg = &env.msg;
         let started = Instant::now();
         let ty = &agent.agent_type.name;
-        let span = trace_context::execute_span(msg, &agent.id, ty);
+        let span = trace_context::execute_span(&self.tracing, msg, &agent.id, ty);
         // With tracing on, no span means the trigger's trace is unsampled: so are the replies.
         let unsampled = span.is_none();
         let _in_span = span.enter();

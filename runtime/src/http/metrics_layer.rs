@@ -22,7 +22,7 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Records every request under its route template (`/api/agents/{id}`, never the raw path).
 ///
 /// A tower layer rather than `middleware::from_fn`: that would clone a boxed service and box
-/// a future for every request (measured on the message path, BENCHMARKS.md issue 2).
+/// a future for every request (measured on the message path: BENCHMARKS.md, "Design choices").
 #[derive(Clone)]
 pub struct TrackLayer(Arc<Metrics>);
 

@@ -8,7 +8,7 @@
 //! - `traceresponse`: `00-<trace-id>-<server-span-id>-<flags>` (W3C Trace Context Level 2), so a
 //!   client can link its own span to ours and see whether we sampled it.
 //!
-//! Sampling is decided here, before the span is built (`sampling.rs`): an unsampled request
+//! Sampling is decided here, before the span is built (`telemetry/sampling.rs`): an unsampled request
 //! builds no span, yet still gets its trace headers (flags `00`) and propagates its context.
 //! It is a tower layer with its own future, not `middleware::from_fn`, which clones a boxed
 //! service and boxes a future per request; and `api::router` adds it only with tracing on.
@@ -26,11 +26,11 @@ use opentelemetry::trace::{SpanKind, TraceContextExt};
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
-use crate::http_metrics::UNMATCHED_ROUTE;
-use crate::sampling::{self, Decision, Unsampled};
-use crate::telemetry::tracing_enabled;
-use crate::trace_context::{self, RuntimeSpan};
-use crate::traceparent;
+use crate::http::metrics_layer::UNMATCHED_ROUTE;
+use crate::telemetry::Tracing;
+use crate::telemetry::sampling::{self, Decision, Unsampled};
+use crate::telemetry::trace_context::{self, RuntimeSpan};
+use crate::telemetry::traceparent;
 
 pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 pub const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("traceresponse");
@@ -38,20 +38,33 @@ pub const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("tracerespo
 /// The trace id and `traceresponse` value a response carries.
 type TraceIds = Option<(String, String)>;
 
-#[derive(Clone, Default)]
-pub struct TraceLayer;
+/// Server spans with the server's own trace pipeline.
+#[derive(Clone)]
+pub struct TraceLayer {
+    tracing: Tracing,
+}
+
+impl TraceLayer {
+    pub fn new(tracing: Tracing) -> Self {
+        Self { tracing }
+    }
+}
 
 impl<S> Layer<S> for TraceLayer {
     type Service = Trace<S>;
 
     fn layer(&self, inner: S) -> Trace<S> {
-        Trace { inner }
+        Trace {
+            inner,
+            tracing: self.tracing.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct Trace<S> {
     inner: S,
+    tracing: Tracing,
 }
 
 impl<S> Service<Request> for Trace<S>
@@ -67,13 +80,13 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if !tracing_enabled() {
+        if !self.tracing.enabled() {
             return TraceFuture::Plain {
                 inner: self.inner.call(req),
             };
         }
         let parent = trace_context::from_headers(req.headers());
-        let (parent, new_trace) = match sampling::decide(parent, sampling::rate()) {
+        let (parent, new_trace) = match sampling::decide(parent, self.tracing.sample_rate()) {
             Decision::Sampled { parent, new_trace } => (parent, new_trace),
             Decision::Unsampled(cx) => {
                 let ids = traceparent::encode(&cx);
@@ -105,7 +118,7 @@ where
         let name = format!("{method} {route}");
         // Started here, on this thread: the new trace gets the id the decision was made on.
         let span = sampling::start_sampled(new_trace, || {
-            RuntimeSpan::start(name, SpanKind::Server, attributes, &parent)
+            RuntimeSpan::start(&self.tracing, name, SpanKind::Server, attributes, &parent)
         });
         let Some(cx) = span.context().cloned() else {
             return TraceFuture::Plain {

@@ -2,8 +2,8 @@
 //!
 //! The SDK's sampler (parent-based, trace-id ratio at `trace_sample_rate`) only runs once
 //! `tracing-opentelemetry` has built a span: its builder, attributes, context activation
-//! on every poll, and the drop. At the seed's 10% that was measured as half the message
-//! path's throughput spent on spans nobody exports (BENCHMARKS.md, issue 4). So the
+//! on every poll, and the drop. At the Caxton Monitoring and Observability Guide's 10% most
+//! of that work went to spans nobody exports (BENCHMARKS.md has the figures). So the
 //! HTTP server span makes the same decision first, with the same function on the same
 //! trace id:
 //! - **sampled**: the spans are built as before, and the SDK, asked again, agrees (for a
@@ -18,7 +18,6 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::Context;
 use opentelemetry::trace::{
@@ -28,18 +27,6 @@ use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample,
 };
 use tokio::task::futures::TaskLocalFuture;
-
-/// `trace_sample_rate` as f64 bits; set by `telemetry::init` with the SDK's sampler.
-static RATE: AtomicU64 = AtomicU64::new(0);
-
-pub(crate) fn set_rate(rate: f64) {
-    RATE.store(rate.to_bits(), Ordering::Relaxed);
-}
-
-/// The configured `trace_sample_rate`.
-pub fn rate() -> f64 {
-    f64::from_bits(RATE.load(Ordering::Relaxed))
-}
 
 /// The sampler the tracer provider is built with: one definition for both deciders.
 pub(crate) fn sampler(rate: f64) -> Sampler {

@@ -16,8 +16,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-use crate::api::ApiError;
 use crate::config::ServerConfig;
+use crate::http::api::ApiError;
 
 /// How a secret is shown anywhere it is printed.
 pub const REDACTED: &str = "<redacted>";

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use utoipa::OpenApi;
 
-use crate::api;
+use crate::http::api;
 
 #[derive(OpenApi)]
 #[openapi(
