@@ -145,6 +145,7 @@ async fn messaging_scenario_sends_fipa_requests_and_waits_for_replies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_config_observability_exports_the_embedded_runtimes_spans() {
     let dir = common::out_dir("embedded-otlp");
+    std::fs::create_dir_all(&dir).unwrap();
     let rotel = Rotel::start(&["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
         .await
         .unwrap();
