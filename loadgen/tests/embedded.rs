@@ -9,13 +9,26 @@ use std::time::{Duration, Instant};
 use caxton_reports::model::RunReport;
 use caxton_testkit::Rotel;
 
+/// A run that must exit 0 within `limit`: its report and its output.
+async fn passing_run(
+    limit: Duration,
+    run_id: &str,
+    args: &[&str],
+    out: &std::path::Path,
+) -> (RunReport, String) {
+    let o = common::bench_within(limit, run_id, args, out).await;
+    let log = common::text(&o);
+    assert_eq!(o.status.code(), Some(0), "{log}");
+    let report = RunReport::read(&out.join(run_id).join("report.json")).unwrap();
+    (report, log)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds() {
-    let out = std::env::temp_dir().join(format!("caxton-bench-k6-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = common::out_dir("k6");
     // 1/100 of the Caxton Monitoring and Observability Guide's 16 minutes: 9.6 s, up to 200 users
     // sleeping 1 s per iteration.
-    let o = common::bench_within(
+    let (report, _) = passing_run(
         Duration::from_secs(90),
         "k6",
         &[
@@ -29,9 +42,6 @@ async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds()
         &out,
     )
     .await;
-    let log = common::text(&o);
-    assert_eq!(o.status.code(), Some(0), "{log}");
-    let report = RunReport::read(&out.join("k6").join("report.json")).unwrap();
     assert!(report.embedded_target);
     assert!(
         report.target.starts_with("http://127.0.0.1:"),
@@ -111,9 +121,9 @@ async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messaging_scenario_sends_fipa_requests_and_waits_for_replies() {
-    let out = std::env::temp_dir().join(format!("caxton-bench-msg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let o = common::bench_as(
+    let out = common::out_dir("msg");
+    let (report, log) = passing_run(
+        Duration::from_secs(60),
         "msg",
         &[
             "--stages",
@@ -129,9 +139,6 @@ async fn messaging_scenario_sends_fipa_requests_and_waits_for_replies() {
         &out,
     )
     .await;
-    let log = common::text(&o);
-    assert_eq!(o.status.code(), Some(0), "{log}");
-    let report = RunReport::read(&out.join("msg").join("report.json")).unwrap();
     let sent = &report.requests["send-message"];
     assert!(sent.requests > 0, "{log}");
     assert_eq!(sent.status_codes.get("200"), Some(&sent.requests));
