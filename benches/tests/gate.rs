@@ -22,6 +22,20 @@ fn bench_gate(args: &[&str]) -> Output {
         .expect("running bench-gate")
 }
 
+/// `bench-gate --config CONFIG criterion --dir DIR`.
+fn criterion_gate(config: &Path, dir: &Path) -> Output {
+    bench_gate(&[
+        "--config",
+        config.to_str().unwrap(),
+        "criterion",
+        "--dir",
+        dir.to_str().unwrap(),
+    ])
+}
+
+/// A config path that does not exist: the gate's defaults.
+const NO_CONFIG: &str = "/nonexistent/gate.toml";
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -47,13 +61,7 @@ fn a_20_percent_slowdown_fails_the_gate_and_names_the_benchmark() {
     assert_ne!(steady.verdict, Verdict::Regressed, "{}", report.table());
 
     let dir = fixture("slowdown");
-    let out = bench_gate(&[
-        "--config",
-        "/nonexistent/gate.toml",
-        "criterion",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let out = criterion_gate(Path::new(NO_CONFIG), &dir);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
@@ -67,13 +75,7 @@ fn a_20_percent_slowdown_fails_the_gate_and_names_the_benchmark() {
 #[test]
 fn identical_runs_pass() {
     let dir = fixture("identical");
-    let out = bench_gate(&[
-        "--config",
-        "/nonexistent/gate.toml",
-        "criterion",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let out = criterion_gate(Path::new(NO_CONFIG), &dir);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
@@ -88,13 +90,7 @@ fn a_per_benchmark_threshold_from_gate_toml_lets_the_slowdown_pass() {
     let cfg = tmp.path().join("gate.toml");
     std::fs::write(&cfg, "[criterion.thresholds]\n\"gate_fixture/*\" = 50.0\n").unwrap();
     let dir = fixture("slowdown");
-    let out = bench_gate(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "criterion",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let out = criterion_gate(&cfg, &dir);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
 
@@ -109,13 +105,7 @@ fn missing_results_and_bad_config_are_errors_not_passes() {
     let cfg = tmp.path().join("gate.toml");
     std::fs::write(&cfg, "[criterion]\ndefault_threshold = 5\n").unwrap();
     let dir = fixture("identical");
-    let out = bench_gate(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "criterion",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let out = criterion_gate(&cfg, &dir);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

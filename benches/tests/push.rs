@@ -8,7 +8,7 @@ use std::process::Command;
 use caxton_benches::callgrind::InstructionCounts;
 use caxton_benches::criterion_results;
 use caxton_benches::series::{INSTRUCTIONS, MICRO_SECONDS};
-use caxton_reports::prometheus_server::PrometheusServer;
+use caxton_testkit::Prometheus;
 
 fn value(result: &serde_json::Value) -> f64 {
     let series = result.as_array().expect("result array");
@@ -21,7 +21,7 @@ fn value(result: &serde_json::Value) -> f64 {
 
 #[tokio::test]
 async fn pushed_bench_results_can_be_queried_in_prometheus() {
-    let prometheus = PrometheusServer::start(&[]).await.unwrap();
+    let prometheus = Prometheus::start(&[]).await.unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/criterion/slowdown");
     let tmp = tempfile::tempdir().unwrap();
     let counts = tmp.path().join("instructions.json");

@@ -10,73 +10,25 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use caxton_reports::prometheus_server::{PrometheusServer, free_port};
 use caxton_runtime::config::Config;
+use caxton_testkit::api::{agent_wat, request};
+use caxton_testkit::{Alertmanager, ApiClient, Prometheus};
 
 type Inbox = Arc<Mutex<Vec<serde_json::Value>>>;
 
-/// Alertmanager on a free loopback port, killed on drop.
-struct Alertmanager {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Alertmanager {
-    async fn start(webhook: SocketAddr) -> Alertmanager {
-        let dir = std::env::temp_dir().join(format!("caxton-am-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = format!(
-            "route:\n  receiver: webhook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
-             receivers:\n- name: webhook\n  webhook_configs:\n  - url: http://{webhook}/alerts\n    send_resolved: false\n"
-        );
-        std::fs::write(dir.join("alertmanager.yml"), config).unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = Command::new("prometheus-alertmanager")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            // No gossip: a single instance on loopback.
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus-alertmanager is installed (ci/install-tools)");
-        let am = Alertmanager { child, addr, dir };
-        let ready = format!("http://{addr}/-/ready");
-        let ok = poll(Duration::from_secs(30), || async {
-            reqwest::get(&ready)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        })
-        .await;
-        assert!(ok, "alertmanager not ready on {addr}: {}", am.log());
-        am
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Alertmanager delivering every alert to `webhook`, grouped by name within a second.
+async fn alertmanager(webhook: SocketAddr) -> Alertmanager {
+    let config = format!(
+        "route:\n  receiver: webhook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+         receivers:\n- name: webhook\n  webhook_configs:\n  - url: http://{webhook}/alerts\n    send_resolved: false\n"
+    );
+    Alertmanager::start(&config).await.unwrap()
 }
 
 /// Polls `check` every 200 ms until it holds or `limit` passes.
@@ -109,12 +61,7 @@ async fn webhook() -> (SocketAddr, Inbox) {
                 ),
             )
             .with_state(inbox.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, inbox)
+    (caxton_testkit::serve(app).await.unwrap(), inbox)
 }
 
 fn delivered(inbox: &Inbox, alertname: &str) -> bool {
@@ -147,28 +94,41 @@ fn shortened_rules(dir: &Path) -> PathBuf {
     path
 }
 
-async fn firing(prom: &PrometheusServer, alertname: &str) -> bool {
-    let q = format!(r#"ALERTS{{alertname="{alertname}",alertstate="firing"}}"#);
-    prom.query(&q)
-        .await
-        .is_ok_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+async fn firing(prom: &Prometheus, alertname: &str) -> bool {
+    prom.has_series(&format!(
+        r#"ALERTS{{alertname="{alertname}",alertstate="firing"}}"#
+    ))
+    .await
 }
 
 /// An agent module (wasm.rs ABI) that spins until the execution timeout stops it.
-fn spinning_module() -> String {
-    use base64::Engine as _;
-    let wat = r#"(module (memory (export "memory") 1)
-        (func (export "alloc") (param i32) (result i32) (i32.const 1024))
-        (func (export "handle_message") (param i32 i32) (result i32)
-          (loop $spin (br $spin))
-          (i32.const 0)))"#;
-    base64::engine::general_purpose::STANDARD.encode(wat::parse_str(wat).unwrap())
+const SPINNING: &str = "(loop $spin (br $spin)) (i32.const 0)";
+
+/// Waits for `alertname` to fire in Prometheus, then to reach the webhook.
+async fn fires_and_is_delivered(
+    prom: &Prometheus,
+    am: &Alertmanager,
+    inbox: &Inbox,
+    alertname: &str,
+) {
+    let fired = poll(Duration::from_secs(60), || firing(prom, alertname)).await;
+    assert!(fired, "{alertname} never fired: {}", prom.output());
+    let got = poll(Duration::from_secs(60), || async {
+        delivered(inbox, alertname)
+    })
+    .await;
+    assert!(
+        got,
+        "webhook got {:?}\nalertmanager: {}",
+        inbox.lock().unwrap(),
+        am.output()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_and_service_down_alerts_reach_the_webhook() {
     let (hook, inbox) = webhook().await;
-    let am = Alertmanager::start(hook).await;
+    let am = alertmanager(hook).await;
 
     let mut config = Config::for_tests();
     config.agents.mailbox_capacity = 5000;
@@ -178,7 +138,7 @@ async fn backlog_and_service_down_alerts_reach_the_webhook() {
     // Shutdown drains the backlog this long before /metrics goes down.
     config.server.shutdown_timeout = Duration::from_secs(1);
     let server = caxton_runtime::http::server::start(config).await.unwrap();
-    let api = format!("http://{}", server.api_addr());
+    let api = ApiClient::new(format!("http://{}", server.api_addr()));
 
     let dir = std::env::temp_dir().join(format!("caxton-alerting-{}", std::process::id()));
     let rules = shortened_rules(&dir);
@@ -188,81 +148,43 @@ async fn backlog_and_service_down_alerts_reach_the_webhook() {
          alerting:\n  alertmanagers:\n  - static_configs:\n    - targets: ['{}']\n\
          scrape_configs:\n- job_name: caxton-runtime\n  static_configs:\n  - targets: ['{}']\n",
         rules.display(),
-        am.addr,
+        am.addr(),
         server.metrics_addr()
     );
-    let prom = PrometheusServer::start_with_config(&prom_config, None, &[])
+    let prom = Prometheus::start_with_config(&prom_config, None, &[])
         .await
         .unwrap();
-    let up = poll(Duration::from_secs(30), || async {
-        prom.query(r#"up{job="caxton-runtime"} == 1"#)
-            .await
-            .is_ok_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+    let up = poll(Duration::from_secs(30), || {
+        prom.has_series(r#"up{job="caxton-runtime"} == 1"#)
     })
     .await;
-    assert!(up, "prometheus never scraped the runtime: {}", prom.log());
+    assert!(
+        up,
+        "prometheus never scraped the runtime: {}",
+        prom.output()
+    );
 
     // The backlog.
-    let client = reqwest::Client::new();
-    let agent: serde_json::Value = client
-        .post(format!("{api}/api/agents"))
-        .json(&serde_json::json!({ "wasm_module": spinning_module() }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = agent["id"].as_str().expect("agent created").to_string();
+    let id = api.create_wat(&agent_wat(SPINNING)).await.unwrap();
     let sends = (0..4).map(|_| {
-        let (client, api, id) = (client.clone(), api.clone(), id.clone());
+        let (api, id) = (api.clone(), id.clone());
         tokio::spawn(async move {
             for n in 0..275 {
-                let m = serde_json::json!({"performative":"REQUEST","sender":"t","receiver":id,"content":{"n":n}});
-                let r = client.post(format!("{api}/api/messages")).json(&m).send().await.unwrap();
-                assert_eq!(r.status().as_u16(), 202);
+                let r = api
+                    .send(&request(&id, serde_json::json!({"n": n})))
+                    .await
+                    .unwrap();
+                assert_eq!(r.status.as_u16(), 202);
             }
         })
     });
     for s in sends {
         s.await.unwrap();
     }
-    let backlog = poll(Duration::from_secs(60), || {
-        firing(&prom, "CaxtonMessageQueueBacklog")
-    })
-    .await;
-    assert!(
-        backlog,
-        "CaxtonMessageQueueBacklog never fired: {}",
-        prom.log()
-    );
-    let got = poll(Duration::from_secs(60), || async {
-        delivered(&inbox, "CaxtonMessageQueueBacklog")
-    })
-    .await;
-    assert!(
-        got,
-        "webhook got {:?}\nalertmanager: {}",
-        inbox.lock().unwrap(),
-        am.log()
-    );
+    fires_and_is_delivered(&prom, &am, &inbox, "CaxtonMessageQueueBacklog").await;
 
     // Down: stop the runtime (bounded; the spinning executions are not waited for).
     let _ = tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await;
-    let down = poll(Duration::from_secs(60), || {
-        firing(&prom, "CaxtonServiceDown")
-    })
-    .await;
-    assert!(down, "CaxtonServiceDown never fired: {}", prom.log());
-    let got = poll(Duration::from_secs(60), || async {
-        delivered(&inbox, "CaxtonServiceDown")
-    })
-    .await;
-    assert!(
-        got,
-        "webhook got {:?}\nalertmanager: {}",
-        inbox.lock().unwrap(),
-        am.log()
-    );
+    fires_and_is_delivered(&prom, &am, &inbox, "CaxtonServiceDown").await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -99,10 +99,7 @@ async fn a_breached_threshold_exits_99_with_its_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_target_exits_1_naming_the_url() {
     // A port that was just free: nothing listens on it.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = caxton_testkit::free_port().unwrap();
     let target = format!("http://127.0.0.1:{port}");
     let out = out_dir("refused");
     let o = bench(&["--target", &target, "--stages", "1s:1"], &out).await;

@@ -7,44 +7,41 @@ mod common;
 use std::time::{Duration, Instant};
 
 use caxton_reports::model::RunReport;
+use caxton_testkit::Rotel;
+
+/// A run that must exit 0 within `limit`: its report and its output.
+async fn passing_run(
+    limit: Duration,
+    run_id: &str,
+    args: &[&str],
+    out: &std::path::Path,
+) -> (RunReport, String) {
+    let o = common::bench_within(limit, run_id, args, out).await;
+    let log = common::text(&o);
+    assert_eq!(o.status.code(), Some(0), "{log}");
+    let report = RunReport::read(&out.join(run_id).join("report.json")).unwrap();
+    (report, log)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds() {
-    let out = std::env::temp_dir().join(format!("caxton-bench-k6-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = common::out_dir("k6");
     // 1/100 of the Caxton Monitoring and Observability Guide's 16 minutes: 9.6 s, up to 200 users
     // sleeping 1 s per iteration.
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
-        .args([
+    let (report, _) = passing_run(
+        Duration::from_secs(90),
+        "k6",
+        &[
             "--plan",
             "k6",
             "--time-scale",
             "0.01",
-            "--run-id",
-            "k6",
-            "--progress",
-            "plain",
-        ])
-        .args([
             "--threshold",
             "http_req_duration{stage:hold-200}: p(99)<1500",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .kill_on_drop(true)
-        .output();
-    let o = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("the compressed k6 plan did not finish within 90 s")
-        .unwrap();
-    let log = format!(
-        "{:?}\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(o.status.code(), Some(0), "{log}");
-    let report = RunReport::read(&out.join("k6").join("report.json")).unwrap();
+        ],
+        &out,
+    )
+    .await;
     assert!(report.embedded_target);
     assert!(
         report.target.starts_with("http://127.0.0.1:"),
@@ -124,34 +121,24 @@ async fn compressed_k6_plan_against_the_embedded_runtime_passes_its_thresholds()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messaging_scenario_sends_fipa_requests_and_waits_for_replies() {
-    let out = std::env::temp_dir().join(format!("caxton-bench-msg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
-        .args(["--stages", "1s:4,1s:4", "--think-time", "50ms"])
-        .args([
+    let out = common::out_dir("msg");
+    let (report, log) = passing_run(
+        Duration::from_secs(60),
+        "msg",
+        &[
+            "--stages",
+            "1s:4,1s:4",
+            "--think-time",
+            "50ms",
             "--scenario",
             "create-agent:1,messaging:1",
-            "--run-id",
-            "msg",
-        ])
-        .args(["--progress", "off", "--no-default-thresholds"])
-        .args(["--threshold", "http_req_failed: rate==0"])
-        .arg("--out")
-        .arg(&out)
-        .kill_on_drop(true)
-        .output();
-    let o = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the messaging run did not finish within 60 s")
-        .unwrap();
-    let log = format!(
-        "{:?}\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(o.status.code(), Some(0), "{log}");
-    let report = RunReport::read(&out.join("msg").join("report.json")).unwrap();
+            "--no-default-thresholds",
+            "--threshold",
+            "http_req_failed: rate==0",
+        ],
+        &out,
+    )
+    .await;
     let sent = &report.requests["send-message"];
     assert!(sent.requests > 0, "{log}");
     assert_eq!(sent.status_codes.get("200"), Some(&sent.requests));
@@ -165,13 +152,17 @@ async fn messaging_scenario_sends_fipa_requests_and_waits_for_replies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_config_observability_exports_the_embedded_runtimes_spans() {
     let dir = common::out_dir("embedded-otlp");
-    let (_rotel, rotel) = common::start_rotel(&dir, true);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rotel = Rotel::start(&["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
+        .await
+        .unwrap();
+    let rotel_grpc = rotel.grpc();
     let config = dir.join("runtime.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\npersist_agents = false\n\
-             [observability]\nenable_tracing = true\notlp_endpoint = \"http://{rotel}\"\n\
+             [observability]\nenable_tracing = true\notlp_endpoint = \"http://{rotel_grpc}\"\n\
              trace_sample_rate = 1.0\nservice_name = \"caxton-embedded\"\n"
         ),
     )
@@ -211,7 +202,7 @@ async fn runtime_config_observability_exports_the_embedded_runtimes_spans() {
     ];
     let started = Instant::now();
     loop {
-        let seen = common::rotel_output(&dir);
+        let seen = rotel.output();
         let missing: Vec<_> = expected.iter().filter(|e| !seen.contains(*e)).collect();
         if missing.is_empty() {
             break;

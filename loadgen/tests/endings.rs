@@ -19,10 +19,7 @@ async fn garbage_server() -> String {
         .route("/health", get(|| async { "ok" }))
         .route("/api/agents", post(|| async { "<html>hello</html>" }))
         .route("/api/messages", post(|| async { "{}" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    format!("http://{}", caxton_testkit::serve(app).await.unwrap())
 }
 
 fn spawn_bench(args: &[&str], out: &Path) -> tokio::process::Child {

@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use caxton_loadgen::series::final_samples;
 use caxton_reports::compare::Metric;
 use caxton_reports::history::{self, DetectOptions, History, series::ALL};
-use caxton_reports::prometheus_server::PrometheusServer;
 use caxton_reports::remote_write::{RemoteWriteOptions, RemoteWriter};
+use caxton_testkit::Prometheus;
 use common::{BENCH, bench_as, text};
 
 /// Nights per history.
@@ -65,7 +65,7 @@ async fn programmed_server(program: Arc<Program>) -> SocketAddr {
             }),
         )
         .with_state(program);
-    common::serve(app).await
+    caxton_testkit::serve(app).await.unwrap()
 }
 
 /// The tail of a night: 20 ms ± 10 % night to night, ×2 from `step_at` on, ×3 on the
@@ -294,7 +294,7 @@ fn pushed_series_points(json: &serde_json::Value) -> Vec<(String, String, String
 /// The same nights remote-written to a real Prometheus with their own timestamps give the
 /// same change points through `--prometheus`; the verdict pushed back lands there too.
 async fn same_change_points_from_prometheus(dir: &Path, from_dir: &serde_json::Value) {
-    let prometheus = PrometheusServer::start(&[]).await.unwrap();
+    let prometheus = Prometheus::start(&[]).await.unwrap();
     let writer = RemoteWriter::new(&prometheus.url(), RemoteWriteOptions::default()).unwrap();
     let loaded = history::load_dir(dir, false).unwrap();
     for (_, report) in &loaded.runs {

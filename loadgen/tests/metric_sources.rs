@@ -4,24 +4,16 @@
 //! extractor ci/validate-k8s and ci/promql-parse-check use.
 #![cfg(feature = "embedded")]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use caxton_loadgen::series::BENCH_METRIC_NAMES;
-use caxton_reports::prometheus_server::PrometheusServer;
 use caxton_runtime::config::Config;
-
-/// An agent module (wasm.rs ABI) whose `handle_message` is `body`.
-fn module_b64(body: &str) -> String {
-    use base64::Engine as _;
-    let wat = format!(
-        r#"(module (memory (export "memory") 1)
-             (func (export "alloc") (param i32) (result i32) (i32.const 1024))
-             (func (export "handle_message") (param i32 i32) (result i32) {body}))"#
-    );
-    base64::engine::general_purpose::STANDARD.encode(wat::parse_str(&wat).unwrap())
-}
+use caxton_testkit::api::{agent_wat, request};
+use caxton_testkit::{ApiClient, Prometheus};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -79,7 +71,7 @@ fn used_names() -> BTreeMap<String, BTreeSet<String>> {
 async fn every_metric_in_rules_and_dashboards_exists_at_its_source() {
     let used = used_names();
     assert!(used.len() > 15, "too few names found: {used:?}");
-    let prom = PrometheusServer::start(&[]).await.unwrap();
+    let prom = Prometheus::start(&[]).await.unwrap();
     let out = std::env::temp_dir().join(format!("caxton-metric-sources-{}", std::process::id()));
     // With its store, so the store's series exist too.
     let mut config = Config::for_tests();
@@ -89,71 +81,35 @@ async fn every_metric_in_rules_and_dashboards_exists_at_its_source() {
     let target = format!("http://{}", server.api_addr());
 
     // Traffic: both scenarios, its series remote-written to the real Prometheus.
-    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_caxton-bench"))
-        .args([
+    let o = common::bench_as(
+        "names",
+        &[
             "--target",
             &target,
             "--duration",
             "2s",
             "--concurrent-users",
             "2",
-        ])
-        .args([
             "--think-time",
             "50ms",
             "--scenario",
             "create-agent,messaging",
-        ])
-        .args([
             "--no-flamegraph",
-            "--progress",
-            "plain",
-            "--run-id",
-            "names",
-        ])
-        .args(["--report-to-prometheus", &prom.url()])
-        .arg("--out")
-        .arg(&out)
-        .kill_on_drop(true)
-        .output();
-    let o = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("caxton-bench stops by itself")
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+            "--report-to-prometheus",
+            &prom.url(),
+        ],
+        &out,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
     // And an agent whose executions fail: the message error counter.
-    let client = reqwest::Client::new();
-    let agent: serde_json::Value = client
-        .post(format!("{target}/api/agents"))
-        .json(&serde_json::json!({ "wasm_module": module_b64("(i32.const 1)") }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = agent["id"].as_str().expect("agent created").to_string();
-    let message =
-        serde_json::json!({"performative":"REQUEST","sender":"t","receiver":id,"content":{}});
-    let r = client
-        .post(format!("{target}/api/messages?wait=true"))
-        .json(&message)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    let api = ApiClient::new(&target);
+    let id = api.create_wat(&agent_wat("(i32.const 1)")).await.unwrap();
+    let r = api.ask(&request(&id, serde_json::json!({}))).await.unwrap();
+    assert!(r.status.is_success(), "{}", r.status);
 
-    let text = client
-        .get(format!("http://{}/metrics", server.metrics_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
+    let text = api
+        .get_text(&format!("http://{}/metrics", server.metrics_addr()))
         .await
         .unwrap();
     server.shutdown().await;

@@ -7,11 +7,11 @@ mod common;
 use std::time::Duration;
 
 use caxton_reports::model::RunReport;
-use caxton_reports::prometheus_server::{PrometheusServer, free_port};
+use caxton_testkit::{Prometheus, free_port};
 use common::{BENCH, bench, out_dir, test_server, text};
 
 /// The single value of an instant query that must return exactly one series.
-async fn value(prometheus: &PrometheusServer, expr: &str) -> f64 {
+async fn value(prometheus: &Prometheus, expr: &str) -> f64 {
     let result = prometheus.query(expr).await.unwrap();
     let series = result.as_array().unwrap();
     assert_eq!(series.len(), 1, "{expr}: {result}");
@@ -20,7 +20,7 @@ async fn value(prometheus: &PrometheusServer, expr: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_final_push_lands_in_prometheus() {
-    let prometheus = PrometheusServer::start(&[]).await.unwrap();
+    let prometheus = Prometheus::start(&[]).await.unwrap();
     let addr = test_server(0, Duration::ZERO).await;
     let out = out_dir("prom");
     let o = bench(
@@ -111,7 +111,7 @@ async fn an_unreachable_prometheus_keeps_the_samples_for_push() {
     assert!(out.join("t").join("unsent-samples.jsonl").exists());
 
     // Later, with Prometheus up on that very address: `caxton-bench push` delivers them.
-    let prometheus = PrometheusServer::start_on_port(port, &[]).await.unwrap();
+    let prometheus = Prometheus::start_on_port(port, &[]).await.unwrap();
     let pushed = tokio::process::Command::new(BENCH)
         .arg("push")
         .arg(&report_path)

@@ -12,12 +12,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::process::{Child, Command, Output};
 
-use common::{BENCH, Killed, free_port, out_dir, start_rotel, text, wait_port};
+use caxton_testkit::{Caxton, CaxtonConfig, Rotel, free_addr};
+use common::{BENCH, out_dir, text};
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -33,6 +33,16 @@ fn bin_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The `[observability]` table of a run: tracing on, every request sampled at `rate`.
@@ -90,14 +100,14 @@ fn neighbour(cpu: &str, seconds: u64) -> Killed {
     )
 }
 
-#[test]
-fn gate_fails_a_slower_run_and_passes_an_a_a_pair() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+#[tokio::test]
+async fn gate_fails_a_slower_run_and_passes_an_a_a_pair() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = out_dir("regression-gate");
     std::fs::create_dir_all(&dir).unwrap();
-    let (_rotel, rotel) = start_rotel(&dir, false);
-    let rate0 = tracing_toml(&dir, "rate0", rotel, 0.0);
-    let rate1 = tracing_toml(&dir, "rate1", rotel, 1.0);
+    let rotel = Rotel::start(&[]).await.unwrap();
+    let rate0 = tracing_toml(&dir, "rate0", rotel.grpc(), 0.0);
+    let rate1 = tracing_toml(&dir, "rate1", rotel.grpc(), 1.0);
 
     let base = gate(&dir.join("base"), &rate0, &[]);
     assert_eq!(
@@ -142,46 +152,32 @@ fn gate_fails_a_slower_run_and_passes_an_a_a_pair() {
     assert!(dir.join("slow/gate/compare.html").is_file());
 }
 
-/// `caxton serve` on free loopback ports with its profiler at `hz` and `extra` tables.
-fn serve(dir: &Path, name: &str, extra: &Path, hz: u32) -> (Killed, String, String) {
-    let (api, metrics, pprof) = (free_port(), free_port(), free_port());
-    let data = dir.join(format!("{name}-data"));
-    std::fs::create_dir_all(&data).unwrap();
-    let config = dir.join(format!("{name}-caxton.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\napi_address = \"127.0.0.1:{api}\"\nmetrics_address = \"127.0.0.1:{metrics}\"\n\
-             data_dir = {data:?}\n\n[profiling]\nenabled = true\nserver_address = \"127.0.0.1:{pprof}\"\n\
-             sample_rate = {hz}\n\n{}",
+/// `caxton serve` on free loopback ports with its profiler at `hz` and `extra` tables, its
+/// config and data under `dir/name`.
+async fn serve(dir: &Path, name: &str, extra: &Path, hz: u32) -> (Caxton, String) {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    let pprof = free_addr().unwrap();
+    let config = CaxtonConfig::write(
+        &home,
+        &format!(
+            "\n[profiling]\nenabled = true\nserver_address = \"{pprof}\"\nsample_rate = {hz}\n\n{}",
             std::fs::read_to_string(extra).unwrap()
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.join(format!("{name}-runtime.log"))).unwrap();
-    let child = Command::new(bin_dir().join("caxton"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
+    let caxton = Caxton::start(&bin_dir().join("caxton"), &config)
+        .await
         .unwrap();
-    let child = Killed(child);
-    wait_port(SocketAddr::from(([127, 0, 0, 1], api)), "caxton");
-    (
-        child,
-        format!("http://127.0.0.1:{api}"),
-        format!("http://127.0.0.1:{pprof}"),
-    )
+    (caxton, format!("http://{pprof}"))
 }
 
-/// One open-model messaging run against a fresh runtime: its report.json.
-fn profiled_run(dir: &Path, name: &str, extra: &Path) -> PathBuf {
-    let (_caxton, api, pprof) = serve(dir, name, extra, 100);
+/// One open-model messaging run against `api`, profiled through `pprof`: its report.json.
+fn profiled_run(dir: &Path, name: &str, api: &str, pprof: &str) -> PathBuf {
     let out = dir.join("runs");
     let run = Command::new("timeout")
         .args(["--kill-after=5", "85", BENCH])
-        .args(["--target", &api, "--pprof", &pprof])
+        .args(["--target", api, "--pprof", pprof])
         .args([
             "--arrival-rate",
             "2s:400,52s:400",
@@ -203,24 +199,27 @@ fn profiled_run(dir: &Path, name: &str, extra: &Path) -> PathBuf {
     out.join(name).join("report.json")
 }
 
-#[test]
-fn diff_of_tracing_at_rate_1_shows_the_export_path_grew() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+#[tokio::test]
+async fn diff_of_tracing_at_rate_1_shows_the_export_path_grew() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = out_dir("profile-diff");
     std::fs::create_dir_all(&dir).unwrap();
-    let (_rotel, rotel) = start_rotel(&dir, false);
+    let rotel = Rotel::start(&[]).await.unwrap();
     // This machine's profiler keeps a few dozen samples a second whatever its rate, so each
     // side needs half a minute of capture: the two runs go side by side, sharing the machine
     // alike.
     let (rate0, rate1) = (
-        tracing_toml(&dir, "rate0", rotel, 0.0),
-        tracing_toml(&dir, "rate1", rotel, 1.0),
+        tracing_toml(&dir, "rate0", rotel.grpc(), 0.0),
+        tracing_toml(&dir, "rate1", rotel.grpc(), 1.0),
     );
+    let (base_caxton, base_pprof) = serve(&dir, "rate0", &rate0, 100).await;
+    let (cur_caxton, cur_pprof) = serve(&dir, "rate1", &rate1, 100).await;
     let (base, cur) = std::thread::scope(|s| {
-        let base = s.spawn(|| profiled_run(&dir, "rate0", &rate0));
-        let cur = s.spawn(|| profiled_run(&dir, "rate1", &rate1));
+        let base = s.spawn(|| profiled_run(&dir, "rate0", base_caxton.base(), &base_pprof));
+        let cur = s.spawn(|| profiled_run(&dir, "rate1", cur_caxton.base(), &cur_pprof));
         (base.join().unwrap(), cur.join().unwrap())
     });
+    drop((base_caxton, cur_caxton));
     let html = dir.join("compare.html");
     let compare = Command::new(BENCH)
         .arg("compare")

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::{get, post};
 use caxton_reports::model::{InvalidKind, RunReport};
-use caxton_reports::prometheus_server::PrometheusServer;
+use caxton_testkit::Prometheus;
 use common::{BENCH, bench, out_dir, test_server, text};
 
 const BODY: &str = r#"{"id":"a","agent_type":"test-agent","state":"Running"}"#;
@@ -38,7 +38,7 @@ async fn stall_server() -> SocketAddr {
                 }
             }),
         );
-    serve(app).await
+    caxton_testkit::serve(app).await.unwrap()
 }
 
 /// A target that takes `latency` for every request.
@@ -52,14 +52,7 @@ async fn slow_server(latency: Duration) -> SocketAddr {
                 BODY
             }),
         );
-    serve(app).await
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    caxton_testkit::serve(app).await.unwrap()
 }
 
 async fn stall_run(users: &str) -> (Option<i32>, RunReport, String) {
@@ -169,7 +162,7 @@ async fn an_arrival_rate_the_pool_cannot_hold_ends_invalid_with_its_own_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_histograms_sum_to_the_merged_p95_in_prometheus() {
     // With native histograms on, both forms arrive: the native one and the classic buckets.
-    let prometheus = PrometheusServer::start(&["--enable-feature=native-histograms"])
+    let prometheus = Prometheus::start(&["--enable-feature=native-histograms"])
         .await
         .unwrap();
     let addr = test_server(0, Duration::ZERO).await;

@@ -24,8 +24,6 @@ pub mod model;
 pub mod native_histogram;
 pub mod profile_diff;
 pub mod prometheus_query;
-#[cfg(feature = "testkit")]
-pub mod prometheus_server;
 pub mod pushgateway;
 pub mod remote_write;
 pub mod sink;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use caxton_reports::prometheus_server::{PushgatewayServer, free_port};
 use caxton_reports::pushgateway::{PushMethod, Pushgateway, PushgatewayOptions};
 use caxton_reports::remote_write::{Sample, SinkError};
 use caxton_reports::sink::RetryPolicy;
+use caxton_testkit::free_port;
 
 /// The value of the one line of `text` for `name` whose labels include every `labels` pair.
 fn value_of(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -38,7 +38,7 @@ fn run_sample(name: &str, run: &str, stage: &str, value: f64) -> Sample {
 
 #[tokio::test]
 async fn pushed_series_are_served_grouped_by_run_id() {
-    let gateway = PushgatewayServer::start(&[]).await.unwrap();
+    let gateway = caxton_testkit::Pushgateway::start(&[]).await.unwrap();
     let sink = Pushgateway::new(&gateway.url(), PushgatewayOptions::default()).unwrap();
     // A run id with '/' travels as run_id@base64 in the path.
     let nightly = "nightly/2026-11-24T02:00Z";
@@ -77,9 +77,14 @@ async fn pushed_series_are_served_grouped_by_run_id() {
     assert!(text.contains("# TYPE caxton_bench_rps gauge"), "{text}");
 }
 
+/// The value of `name` in run `run`'s group.
+fn run_value(text: &str, name: &str, run: &str) -> Option<f64> {
+    value_of(text, name, &[("run_id", run)])
+}
+
 #[tokio::test]
 async fn put_replaces_a_runs_group_and_post_adds_to_it() {
-    let gateway = PushgatewayServer::start(&[]).await.unwrap();
+    let gateway = caxton_testkit::Pushgateway::start(&[]).await.unwrap();
     let put = Pushgateway::new(&gateway.url(), PushgatewayOptions::default()).unwrap();
     put.push(&[
         run_sample("caxton_bench_rps", "a", "all", 1.0),
@@ -94,19 +99,9 @@ async fn put_replaces_a_runs_group_and_post_adds_to_it() {
         .await
         .unwrap();
     let text = gateway.metrics_text().await.unwrap();
-    assert_eq!(
-        value_of(&text, "caxton_bench_rps", &[("run_id", "a")]),
-        Some(5.0)
-    );
-    assert_eq!(
-        value_of(&text, "caxton_bench_users", &[("run_id", "a")]),
-        None,
-        "{text}"
-    );
-    assert_eq!(
-        value_of(&text, "caxton_bench_rps", &[("run_id", "b")]),
-        Some(2.0)
-    );
+    assert_eq!(run_value(&text, "caxton_bench_rps", "a"), Some(5.0));
+    assert_eq!(run_value(&text, "caxton_bench_users", "a"), None, "{text}");
+    assert_eq!(run_value(&text, "caxton_bench_rps", "b"), Some(2.0));
 
     let post = Pushgateway::new(
         &gateway.url(),
@@ -120,14 +115,8 @@ async fn put_replaces_a_runs_group_and_post_adds_to_it() {
         .await
         .unwrap();
     let text = gateway.metrics_text().await.unwrap();
-    assert_eq!(
-        value_of(&text, "caxton_bench_rps", &[("run_id", "a")]),
-        Some(5.0)
-    );
-    assert_eq!(
-        value_of(&text, "caxton_bench_users", &[("run_id", "a")]),
-        Some(20.0)
-    );
+    assert_eq!(run_value(&text, "caxton_bench_rps", "a"), Some(5.0));
+    assert_eq!(run_value(&text, "caxton_bench_users", "a"), Some(20.0));
 }
 
 #[tokio::test]

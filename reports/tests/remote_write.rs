@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use caxton_reports::prometheus_server::{PrometheusServer, free_port};
 use caxton_reports::remote_write::{RemoteWriteOptions, RemoteWriter, Sample, SinkError, now_ms};
 use caxton_reports::sink::RetryPolicy;
+use caxton_testkit::{Prometheus, free_port};
 use serde_json::Value;
 
 fn options(max_attempts: u32, backoff_ms: u64) -> RemoteWriteOptions {
@@ -50,7 +50,7 @@ fn bench_sample(name: &str, stage: &str, value: f64) -> Sample {
 
 #[tokio::test]
 async fn written_samples_come_back_from_a_query() {
-    let prometheus = PrometheusServer::start(&[]).await.unwrap();
+    let prometheus = Prometheus::start(&[]).await.unwrap();
     // A base URL, as the Caxton Monitoring and Observability Guide's CronJob passes it: the writer
     // appends /api/v1/write.
     let writer = RemoteWriter::new(&prometheus.url(), RemoteWriteOptions::default()).unwrap();
@@ -96,7 +96,7 @@ async fn written_samples_come_back_from_a_query() {
 
 #[tokio::test]
 async fn full_write_url_and_later_samples_update_the_series() {
-    let prometheus = PrometheusServer::start(&[]).await.unwrap();
+    let prometheus = Prometheus::start(&[]).await.unwrap();
     let url = format!("{}/api/v1/write", prometheus.url());
     let writer = RemoteWriter::new(&url, RemoteWriteOptions::default()).unwrap();
     let earlier = now_ms() - 20_000;
@@ -125,7 +125,7 @@ async fn full_write_url_and_later_samples_update_the_series() {
 
 #[tokio::test]
 async fn an_out_of_order_sample_is_rejected_once_not_retried() {
-    let prometheus = PrometheusServer::start(&[]).await.unwrap();
+    let prometheus = Prometheus::start(&[]).await.unwrap();
     // Long backoff: a retry would show as a GaveUp error after seconds, not a Rejected one.
     let writer = RemoteWriter::new(&prometheus.url(), options(5, 2_000)).unwrap();
     let sample = Sample::now("caxton_bench_users", 100.0).label("run_id", "r2");
@@ -183,7 +183,7 @@ async fn waits_for_a_prometheus_that_comes_up_during_the_retries() {
     // The write starts against a closed port; the server comes up while it backs off.
     let write = tokio::spawn(async move { writer.write(&[sample]).await });
     tokio::task::yield_now().await;
-    let prometheus = PrometheusServer::start_on_port(port, &[]).await.unwrap();
+    let prometheus = Prometheus::start_on_port(port, &[]).await.unwrap();
 
     let outcome = write.await.unwrap().unwrap();
     assert!(outcome.attempts >= 2, "{outcome:?}");

@@ -2,41 +2,35 @@
 //! and serves with it, `/health` and `/ready` stay open, and the token shows neither in the
 //! logs nor in `caxton check-config`.
 
-mod binary;
-
 use std::process::Command;
-use std::time::Duration;
 
+use caxton_testkit::{Caxton, CaxtonConfig};
 use serde_json::{Value, json};
-
-use binary::{Serving, free_port};
 
 const TOKEN: &str = "tok-5f1c9e0a7b3d42e8";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_needs_the_token_and_never_shows_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (api, metrics) = (free_port(), free_port());
     let log = dir.path().join("caxton.log");
     let token_file = dir.path().join("api-token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let config = dir.path().join("caxton.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\napi_address = \"127.0.0.1:{api}\"\nmetrics_address = \"127.0.0.1:{metrics}\"\n\
-             data_dir = \"{data}\"\napi_token_file = \"{token}\"\n\n\
+    let config = CaxtonConfig::write(
+        dir.path(),
+        &format!(
+            "api_token_file = \"{token}\"\n\n\
              [observability.logging]\nlevel = \"trace\"\nformat = \"json\"\noutput = \"{log}\"\n\
              debug_sample_rate = 1.0\n",
-            data = dir.path().display(),
             token = token_file.display(),
             log = log.display(),
         ),
     )
     .unwrap();
-    let serving = Serving::start(&config, api, &[], Duration::from_secs(40)).await;
+    let serving = Caxton::start(env!("CARGO_BIN_EXE_caxton").as_ref(), &config)
+        .await
+        .unwrap();
     let client = reqwest::Client::new();
-    let base = &serving.api;
+    let base = serving.base();
 
     for (method, path) in [
         ("POST", "/api/agents"),
@@ -58,35 +52,18 @@ async fn the_api_needs_the_token_and_never_shows_it() {
         }
     }
     let bearer = format!("Bearer {TOKEN}");
-    let r = client
-        .post(format!("{base}/api/agents"))
-        .header("authorization", &bearer)
-        .json(&json!({"agent_type": "test-agent"}))
-        .send()
+    let api = serving.api().with_header("authorization", &bearer).unwrap();
+    let id = api.create_type("test-agent").await.unwrap();
+    let r = api
+        .ask(&json!({"performative": "REQUEST", "receiver": id, "content": {}}))
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = client
-        .post(format!("{base}/api/messages?wait=true"))
-        .header("authorization", &bearer)
-        .json(&json!({"performative": "REQUEST", "receiver": id, "content": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status, 200);
     for open in ["/health", "/ready"] {
         let r = client.get(format!("{base}{open}")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{open}");
     }
-    let r = client
-        .get(format!("http://127.0.0.1:{metrics}/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let r = client.get(serving.metrics_url()).send().await.unwrap();
     assert_eq!(r.status(), 200);
     drop(serving);
 

@@ -23,25 +23,12 @@ async fn agents_are_created_listed_fetched_and_deleted() {
     let id = created["id"].as_str().unwrap();
     let second = h.agent("echo").await;
 
-    let list: Value = h
-        .http
-        .get(format!("{}/api/v1/agents?limit=1", h.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = h.get("/api/v1/agents?limit=1").await.json().await.unwrap();
     assert_eq!(list["total"], 2);
     assert_eq!(list["agents"].as_array().unwrap().len(), 1);
     assert_eq!(list["agents"][0]["id"], id, "pages are in creation order");
 
-    let got = h
-        .http
-        .get(format!("{}/api/agents/{id}", h.base))
-        .send()
-        .await
-        .unwrap();
+    let got = h.get(&format!("/api/agents/{id}")).await;
     assert_eq!(got.status(), StatusCode::OK);
 
     let del = h
@@ -52,27 +39,14 @@ async fn agents_are_created_listed_fetched_and_deleted() {
         .unwrap();
     assert_eq!(del.status(), StatusCode::OK);
     assert_eq!(del.json::<Value>().await.unwrap()["state"], "Stopped");
-    let gone = h
-        .http
-        .get(format!("{}/api/agents/{id}", h.base))
-        .send()
-        .await
-        .unwrap();
+    let gone = h.get(&format!("/api/agents/{id}")).await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     let body: Value = gone.json().await.unwrap();
     assert!(
         body["error"].is_string() && body["detail"].is_string(),
         "{body}"
     );
-    let list: Value = h
-        .http
-        .get(format!("{}/api/agents", h.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = h.get("/api/agents").await.json().await.unwrap();
     assert_eq!(list["agents"][0]["id"], second);
     h.server.shutdown().await;
 }
@@ -246,12 +220,7 @@ async fn client_mistakes_are_json_4xx_never_5xx() {
     .await
     .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = h
-        .http
-        .get(format!("{}/no/such/route", h.base))
-        .send()
-        .await
-        .unwrap();
+    let r = h.get("/no/such/route").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     h.server.shutdown().await;
 }

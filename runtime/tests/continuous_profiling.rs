@@ -14,9 +14,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
-use caxton_runtime::config::Config;
-use caxton_runtime::http::server;
-use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_on_demand_flamegraph_in_continuous_mode_takes_its_own_window() {
@@ -34,29 +31,18 @@ async fn an_on_demand_flamegraph_in_continuous_mode_takes_its_own_window() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let pyroscope = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, ingest).await.unwrap() });
+    let pyroscope = caxton_testkit::serve(ingest).await.unwrap();
 
-    let mut cfg = Config::for_tests();
-    cfg.profiling.enabled = true;
-    cfg.profiling.server_address = "127.0.0.1:0".parse().unwrap();
-    cfg.profiling.endpoint = Some(format!("http://{pyroscope}"));
-    let srv = server::start(cfg).await.unwrap();
-    let pprof = srv.pprof_addr().expect("pprof server started");
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", srv.api_addr());
-    let agent: Value = http
-        .post(format!("{base}/api/agents"))
-        .json(&json!({"agent_type": "cpu-heavy"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = agent["id"].as_str().unwrap().to_owned();
-    let load = support::keep_busy(&http, &base, &id, 20_000);
+    let h = support::Harness::start(|c| {
+        c.profiling.enabled = true;
+        c.profiling.server_address = "127.0.0.1:0".parse().unwrap();
+        c.profiling.endpoint = Some(format!("http://{pyroscope}"));
+    })
+    .await;
+    let pprof = h.server.pprof_addr().expect("pprof server started");
+    let http = h.http.clone();
+    let id = h.agent("cpu-heavy").await;
+    let load = support::keep_busy(&h.http, &h.base, &id, 20_000);
     // Continuous mode is sampling before the capture is asked for.
     while !caxton_profiles::capture_in_progress() {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -94,5 +80,5 @@ async fn an_on_demand_flamegraph_in_continuous_mode_takes_its_own_window() {
         pushes.load(Ordering::SeqCst) > 0,
         "no profile reached the ingest endpoint"
     );
-    srv.shutdown().await;
+    h.server.shutdown().await;
 }

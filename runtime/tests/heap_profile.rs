@@ -4,51 +4,40 @@
 //! harness, because only the binary sets the global allocator and `malloc_conf`.
 #![cfg(feature = "jemalloc")]
 
-mod binary;
-
-use std::time::Duration;
-
-use serde_json::{Value, json};
-
-use binary::{Serving, free_port};
+use caxton_testkit::{Caxton, CaxtonConfig, free_addr};
+use serde_json::json;
 
 #[tokio::test]
 async fn binary_serves_an_inuse_heap_profile_of_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let (api, metrics, pprof) = (free_port(), free_port(), free_port());
-    let config = dir.path().join("caxton.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\napi_address = \"127.0.0.1:{api}\"\nmetrics_address = \"127.0.0.1:{metrics}\"\n\
-             data_dir = \"{data}\"\n\n[profiling]\nenabled = true\n\
-             server_address = \"127.0.0.1:{pprof}\"\nprofile_types = [\"cpu\", \"inuse_space\"]\n",
-            data = dir.path().display()
+    let pprof = free_addr().unwrap();
+    let config = CaxtonConfig::write(
+        dir.path(),
+        &format!(
+            "\n[profiling]\nenabled = true\n\
+             server_address = \"{pprof}\"\nprofile_types = [\"cpu\", \"inuse_space\"]\n"
         ),
     )
     .unwrap();
-    let caxton = Serving::start(&config, api, &[], Duration::from_secs(30)).await;
-    let http = reqwest::Client::new();
-    let base = &caxton.api;
+    let caxton = Caxton::start(env!("CARGO_BIN_EXE_caxton").as_ref(), &config)
+        .await
+        .unwrap();
+    let http = caxton.api().http();
     // Heap that is allocated after activation and retained: jemalloc samples one allocation
     // per 512 KiB on average, so small allocations would give a profile that is empty by
     // chance. Each agent keeps its `config` as one allocation: 64 x 512 KiB = 32 MiB.
     let blob = "x".repeat(512 * 1024);
     for _ in 0..64 {
-        let created: Value = http
-            .post(format!("{base}/api/agents"))
-            .json(&json!({"agent_type": "test-agent", "config": {"blob": blob}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
+        let created = caxton
+            .api()
+            .create_agent(&json!({"agent_type": "test-agent", "config": {"blob": blob}}))
             .await
             .unwrap();
-        assert!(created["id"].is_string(), "{created}");
+        assert!(created.body["id"].is_string(), "{}", created.body);
     }
 
     let response = http
-        .get(format!("http://127.0.0.1:{pprof}/debug/pprof/heap"))
+        .get(format!("http://{pprof}/debug/pprof/heap"))
         .send()
         .await
         .unwrap();

@@ -2,14 +2,12 @@
 //! the shipped `caxton` binary over loopback HTTP, one test per item, each with a bound a
 //! user would notice. Tests run one at a time: several of them saturate the CPUs on purpose.
 
-mod binary;
+mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use binary::{Serving, free_port};
+use caxton_testkit::{CaxtonConfig, CaxtonOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -18,9 +16,8 @@ use tokio::io::AsyncWriteExt;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Caxton {
-    serving: Serving,
+    caxton: caxton_testkit::Caxton,
     api: String,
-    metrics_url: String,
     log: PathBuf,
     http: reqwest::Client,
     dir: tempfile::TempDir,
@@ -31,50 +28,35 @@ impl Caxton {
     /// to a file of its own.
     async fn start(server: &str, agents: &str) -> Caxton {
         let dir = tempfile::tempdir().unwrap();
-        let (api_port, metrics_port) = (free_port(), free_port());
         let log = dir.path().join("caxton.log");
-        let config = dir.path().join("caxton.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\napi_address = \"127.0.0.1:{api_port}\"\n\
-                 metrics_address = \"127.0.0.1:{metrics_port}\"\ndata_dir = {data:?}\n{server}\n\
-                 [agents]\n{agents}\n\
-                 [observability.logging]\noutput = {log:?}\n",
-                data = dir.path().display().to_string(),
+        let config = CaxtonConfig::write(
+            dir.path(),
+            &format!(
+                "{server}\n[agents]\n{agents}\n[observability.logging]\noutput = {log:?}\n",
                 log = log.display().to_string(),
             ),
         )
         .unwrap();
-        let serving = Serving::start(&config, api_port, &[], Duration::from_secs(20)).await;
+        let options = CaxtonOptions {
+            deadline: Duration::from_secs(20),
+            ..CaxtonOptions::default()
+        };
+        let caxton = support::caxton(&config, options).await;
         Caxton {
-            api: serving.api.clone(),
-            serving,
-            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            api: caxton.base().to_owned(),
+            http: caxton.api().http().clone(),
+            caxton,
             log,
-            http: reqwest::Client::new(),
             dir,
         }
     }
 
     async fn create(&self, body: Value) -> String {
-        let r = self
-            .http
-            .post(format!("{}/api/agents", self.api))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["id"].as_str().unwrap().to_owned()
+        self.caxton.api().create(&body).await.unwrap()
     }
 
     async fn custom(&self, wat: &str) -> String {
-        let wasm = wat::parse_str(wat).unwrap();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(wasm);
-        self.create(json!({ "wasm_module": b64 })).await
+        self.caxton.api().create_wat(wat).await.unwrap()
     }
 
     async fn post(&self, msg: &Value, wait: bool) -> reqwest::Response {
@@ -96,12 +78,11 @@ impl Caxton {
     }
 
     async fn metrics(&self) -> String {
-        let r = self.http.get(&self.metrics_url).send().await.unwrap();
-        r.text().await.unwrap()
+        self.caxton.metrics().await.unwrap()
     }
 
     fn pid(&self) -> u32 {
-        self.serving.child.id()
+        self.caxton.pid()
     }
 
     fn log_text(&self) -> String {
@@ -504,11 +485,7 @@ async fn sigterm_reports_every_queued_message_it_did_not_execute() {
     }
 
     let sent = Instant::now();
-    let kill = Command::new("kill")
-        .args(["-TERM", &c.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    c.caxton.sigterm().unwrap();
     let (status, body) = waiting.await.unwrap();
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"], "shutting down");
@@ -547,10 +524,10 @@ async fn sigterm_reports_every_queued_message_it_did_not_execute() {
     }
 
     drop(held);
-    let mut serving = c.serving;
+    let mut caxton = c.caxton;
     let started = Instant::now();
     loop {
-        if let Some(exit) = serving.child.try_wait().unwrap() {
+        if let Some(exit) = caxton.try_wait().unwrap() {
             assert!(exit.success(), "exit {exit:?}");
             break;
         }

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use caxton_runtime::http::create_request::MAX_NAME_BYTES;
 use caxton_runtime::metrics::ALL_METRIC_NAMES;
 use futures_util::StreamExt;
@@ -22,7 +21,7 @@ fn module(n: usize) -> String {
              (func (export "handle_message") (param i32 i32) (result i32) (i32.const 0))
              (func (export "f{n}") (result i32) (i32.const {n})))"#
     );
-    base64::engine::general_purpose::STANDARD.encode(wat::parse_str(&wat).unwrap())
+    caxton_testkit::api::module_b64(&wat).unwrap()
 }
 
 async fn post_form(http: &reqwest::Client, base: &str, body: &str) -> (StatusCode, Value) {
@@ -119,27 +118,20 @@ async fn refused_uploads_claim_no_name_and_the_module_cache_stays_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rss_stays_flat_under_refused_uploads() {
     let p = Process::start("max_agents = 1\n", None).await;
-    let http = reqwest::Client::new();
-    let create = |body: Value| {
-        http.post(format!("{}/api/agents", p.base))
-            .json(&body)
-            .send()
-    };
+    let api = p.caxton.api();
+    let create = |body: Value| async move { api.create_agent(&body).await.unwrap() };
     assert_eq!(
-        create(json!({"agent_type": "echo"}))
-            .await
-            .unwrap()
-            .status(),
+        create(json!({"agent_type": "echo"})).await.status,
         StatusCode::OK
     );
     // Warm the allocator and the connection before the baseline.
     for n in 0..20 {
-        create(json!({"wasm_module": module(n)})).await.unwrap();
+        create(json!({"wasm_module": module(n)})).await;
     }
     let before = p.rss();
     for n in 20..320 {
-        let r = create(json!({"wasm_module": module(n)})).await.unwrap();
-        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let r = create(json!({"wasm_module": module(n)})).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     }
     let grown = p.rss().saturating_sub(before);
     assert!(
@@ -353,8 +345,7 @@ async fn deleting_agents_loses_no_counts_and_no_names() {
         let (status, _) = h.ask(&id, "REQUEST").await;
         assert_eq!(status, StatusCode::OK);
     }
-    let r = h.delete(&id).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(h.delete(&id).await, StatusCode::OK);
     let last = h.metrics().await;
     let series = format!(
         r#"caxton_agent_executions_total{{agent_id="{id}",agent_type="test-agent",status="ok"}} 3"#

@@ -1,56 +1,52 @@
 //! The agent registry across restarts of the real `caxton` binary: a graceful restart, a
 //! `kill -9` in the middle of a stream of creates, and a store that is not a database.
 
-mod binary;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use caxton_testkit::{ApiClient, Caxton, CaxtonConfig, CaxtonOptions, Error};
 use serde_json::{Value, json};
 
-use binary::{Serving, free_port};
-
 const DEADLINE: Duration = Duration::from_secs(40);
+
+fn caxton_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_caxton"))
+}
 
 /// A data directory and the config of a runtime that keeps its registry there.
 struct Node {
     dir: tempfile::TempDir,
-    config: PathBuf,
-    api_port: u16,
+    config: CaxtonConfig,
     log: PathBuf,
 }
 
 impl Node {
     fn new() -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let (api_port, metrics_port) = (free_port(), free_port());
         let log = dir.path().join("caxton.log");
-        let config = dir.path().join("caxton.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[server]\napi_address = \"127.0.0.1:{api_port}\"\n\
-                 metrics_address = \"127.0.0.1:{metrics_port}\"\ndata_dir = \"{data}\"\n\n\
-                 [observability.logging]\nlevel = \"info\"\nformat = \"json\"\noutput = \"{log}\"\n",
-                data = dir.path().join("data").display(),
+        let config = CaxtonConfig::write(
+            dir.path(),
+            &format!(
+                "\n[observability.logging]\nlevel = \"info\"\nformat = \"json\"\noutput = \"{log}\"\n",
                 log = log.display(),
             ),
         )
         .unwrap();
-        Node {
-            dir,
-            config,
-            api_port,
-            log,
-        }
+        Node { dir, config, log }
     }
 
-    async fn start(&self) -> Serving {
-        Serving::start(&self.config, self.api_port, &[], DEADLINE).await
+    async fn try_start(&self) -> Result<Caxton, Error> {
+        let options = CaxtonOptions {
+            deadline: DEADLINE,
+            ..CaxtonOptions::default()
+        };
+        Caxton::start_with(caxton_binary(), &self.config, options).await
+    }
+
+    async fn start(&self) -> Caxton {
+        self.try_start().await.unwrap()
     }
 
     fn store(&self) -> PathBuf {
@@ -65,55 +61,20 @@ impl Node {
     }
 }
 
-fn sigterm(serving: &mut Serving) {
-    let status = Command::new("kill")
-        .args(["-TERM", &serving.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = serving.child.wait().unwrap();
+fn sigterm(caxton: &mut Caxton) {
+    let exit = caxton.terminate().unwrap();
     assert!(exit.success(), "caxton exited with {exit}");
 }
 
-async fn create(client: &reqwest::Client, api: &str, body: Value) -> reqwest::Response {
-    client
-        .post(format!("{api}/api/agents"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Every agent, page by page, in creation order.
-async fn all_agents(client: &reqwest::Client, api: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    loop {
-        let page: Value = client
-            .get(format!("{api}/api/agents?limit=1000&offset={}", all.len()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match page["agents"].as_array() {
-            Some(agents) if !agents.is_empty() => all.extend(agents.iter().cloned()),
-            _ => return all,
-        }
-    }
-}
-
-async fn ask(client: &reqwest::Client, api: &str, agent: &str) -> (u16, Value) {
-    let r = client
-        .post(format!("{api}/api/messages?wait=true"))
-        .json(
+async fn ask(api: &ApiClient, agent: &str) -> (u16, Value) {
+    let r = api
+        .ask(
             &json!({"performative": "REQUEST", "sender": "tester", "receiver": agent,
                       "content": {"q": 1}, "conversation_id": "c-1", "reply_with": "r-1"}),
         )
-        .send()
         .await
         .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+    (r.status.as_u16(), r.body)
 }
 
 /// The fields a restart must keep, as the API shows them.
@@ -124,42 +85,42 @@ fn kept(agent: &Value) -> Value {
     })
 }
 
+/// Every agent's kept fields, in creation order.
+async fn kept_fields(api: &ApiClient) -> Vec<Value> {
+    api.all_agents().await.unwrap().iter().map(kept).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_agents_survive_a_restart_and_answer() {
     let node = Node::new();
-    let client = reqwest::Client::new();
     let mut first = node.start().await;
     let mut created = Vec::new();
     for n in 0..49 {
-        let r = create(
-            &client,
-            &first.api,
-            json!({"agent_type": "test-agent", "name": format!("a-{n}"), "config": {"n": n}}),
-        )
-        .await;
-        assert_eq!(r.status(), 200);
-        created.push(r.json::<Value>().await.unwrap());
+        let r = first
+            .api()
+            .create_agent(
+                &json!({"agent_type": "test-agent", "name": format!("a-{n}"), "config": {"n": n}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        created.push(r.body);
     }
     // A custom module: stored once, by content, and compiled again on start.
-    let wasm = wat::parse_str(caxton_runtime::builtin::ALL[0].wat()).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(wasm);
-    let r = create(&client, &first.api, json!({"wasm_module": b64})).await;
-    assert_eq!(r.status(), 200);
-    created.push(r.json::<Value>().await.unwrap());
-    let before: Vec<Value> = all_agents(&client, &first.api)
+    let wasm = caxton_testkit::api::module_b64(&caxton_runtime::builtin::ALL[0].wat()).unwrap();
+    let r = first
+        .api()
+        .create_agent(&json!({"wasm_module": wasm}))
         .await
-        .iter()
-        .map(kept)
-        .collect();
+        .unwrap();
+    assert_eq!(r.status, 200);
+    created.push(r.body);
+    let before = kept_fields(first.api()).await;
     assert_eq!(before.len(), 50);
     sigterm(&mut first);
 
     let second = node.start().await;
-    let after: Vec<Value> = all_agents(&client, &second.api)
-        .await
-        .iter()
-        .map(kept)
-        .collect();
+    let after = kept_fields(second.api()).await;
     assert_eq!(
         after, before,
         "the same agents, in the same order, with their fields"
@@ -172,7 +133,7 @@ async fn fifty_agents_survive_a_restart_and_answer() {
     );
     for agent in [&created[7], &created[49]] {
         let id = agent["id"].as_str().unwrap();
-        let (status, reply) = ask(&client, &second.api, id).await;
+        let (status, reply) = ask(second.api(), id).await;
         assert_eq!(status, 200, "{reply}");
         assert_eq!(reply["performative"], "INFORM", "{reply}");
         assert_eq!(reply["in_reply_to"], "r-1");
@@ -180,16 +141,15 @@ async fn fifty_agents_survive_a_restart_and_answer() {
 
     // A delete is kept too.
     let gone = created[3]["id"].as_str().unwrap();
-    let r = client
-        .delete(format!("{}/api/agents/{gone}", second.api))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = second.api().delete(gone).await.unwrap();
+    assert_eq!(r.status, 200);
     drop(second);
     let third = node.start().await;
-    let ids: HashSet<String> = all_agents(&client, &third.api)
+    let ids: HashSet<String> = third
+        .api()
+        .all_agents()
         .await
+        .unwrap()
         .iter()
         .map(|a| a["id"].as_str().unwrap().to_owned())
         .collect();
@@ -204,29 +164,22 @@ async fn kill_9_during_creates_loses_no_acknowledged_agent() {
     let node = Node::new();
     let mut first = node.start().await;
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let client = reqwest::Client::new();
     let mut writers = Vec::new();
     for w in 0..8 {
-        let (client, api, acked) = (client.clone(), first.api.clone(), acked.clone());
+        let (api, acked) = (first.api().clone(), acked.clone());
         writers.push(tokio::spawn(async move {
             for n in 0.. {
-                let sent = client
-                    .post(format!("{api}/api/agents"))
-                    .json(&json!({"agent_type": "echo", "name": format!("w{w}-{n}"),
-                                  "config": {"writer": w, "n": n}}))
-                    .send()
+                let sent = api
+                    .create_agent(&json!({"agent_type": "echo", "name": format!("w{w}-{n}"),
+                                          "config": {"writer": w, "n": n}}))
                     .await;
+                // A create cut off by the kill, in the request or in its answer's body.
                 let Ok(r) = sent else { break };
-                if r.status() != 200 {
+                if r.status != 200 {
                     continue;
                 }
-                let Ok(body) = r.json::<Value>().await else {
-                    break;
-                };
-                acked
-                    .lock()
-                    .unwrap()
-                    .push(body["id"].as_str().unwrap().to_owned());
+                let Some(id) = r.id() else { break };
+                acked.lock().unwrap().push(id.to_owned());
             }
         }));
     }
@@ -234,8 +187,7 @@ async fn kill_9_during_creates_loses_no_acknowledged_agent() {
     while acked.lock().unwrap().len() < 300 && from.elapsed() < DEADLINE {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.kill().unwrap();
     for w in writers {
         w.await.unwrap();
     }
@@ -243,7 +195,7 @@ async fn kill_9_during_creates_loses_no_acknowledged_agent() {
     assert!(acked.len() >= 300, "only {} creates answered", acked.len());
 
     let second = node.start().await;
-    let restored = all_agents(&client, &second.api).await;
+    let restored = second.api().all_agents().await.unwrap();
     let ids: HashSet<&str> = restored.iter().map(|a| a["id"].as_str().unwrap()).collect();
     let missing: Vec<&String> = acked
         .iter()
@@ -269,44 +221,26 @@ async fn kill_9_during_creates_loses_no_acknowledged_agent() {
         );
     }
     let one = acked.last().unwrap();
-    let (status, reply) = ask(&client, &second.api, one).await;
+    let (status, reply) = ask(second.api(), one).await;
     assert_eq!(status, 200, "{reply}");
 }
 
-fn serve_output(config: &Path) -> std::process::Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_caxton"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let id = child.id();
-    let waited = std::thread::spawn(move || child.wait_with_output().unwrap());
-    let from = Instant::now();
-    while !waited.is_finished() {
-        if from.elapsed() > DEADLINE {
-            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
-            panic!("caxton kept running on a corrupt store");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    waited.join().unwrap()
-}
-
-#[test]
-fn a_store_that_is_not_a_database_stops_the_start_naming_the_file() {
+#[tokio::test]
+async fn a_store_that_is_not_a_database_stops_the_start_naming_the_file() {
     let node = Node::new();
     std::fs::create_dir_all(node.store().parent().unwrap()).unwrap();
     std::fs::write(node.store(), b"this is not an SQLite file, it is a note").unwrap();
-    let out = serve_output(&node.config);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let started = Instant::now();
+    let Err(Error::Exited { status, output, .. }) = node.try_start().await else {
+        panic!("caxton kept running on a corrupt store");
+    };
+    // The kit saw the exit, not its deadline.
+    assert!(started.elapsed() < DEADLINE);
+    assert!(!status.success());
     let store = node.store().display().to_string();
     assert!(
-        stderr.contains(&format!("agent store {store} is unreadable or corrupt")),
-        "{stderr}"
+        output.contains(&format!("agent store {store} is unreadable or corrupt")),
+        "{output}"
     );
     // Nothing was served: the file is as it was.
     assert_eq!(

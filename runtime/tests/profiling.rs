@@ -3,32 +3,19 @@
 
 mod support;
 
-use caxton_runtime::config::Config;
-use caxton_runtime::http::server;
-use serde_json::{Value, json};
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_profile_under_load_names_the_runtime_and_counts_samples() {
-    let mut cfg = Config::for_tests();
-    cfg.profiling.enabled = true;
-    cfg.profiling.server_address = "127.0.0.1:0".parse().unwrap();
-    let srv = server::start(cfg).await.unwrap();
-    let pprof = srv.pprof_addr().expect("pprof server started");
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", srv.api_addr());
-    let agent: Value = http
-        .post(format!("{base}/api/agents"))
-        .json(&json!({"agent_type": "cpu-heavy"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = agent["id"].as_str().unwrap().to_owned();
+    let h = support::Harness::start(|c| {
+        c.profiling.enabled = true;
+        c.profiling.server_address = "127.0.0.1:0".parse().unwrap();
+    })
+    .await;
+    let pprof = h.server.pprof_addr().expect("pprof server started");
+    let http = h.http.clone();
+    let id = h.agent("cpu-heavy").await;
 
     // Keep agents busy while the profile is taken; bounded by the capture itself.
-    let load = support::keep_busy(&http, &base, &id, 2000);
+    let load = support::keep_busy(&h.http, &h.base, &id, 2000);
     let resp = http
         .get(format!("http://{pprof}/debug/pprof/profile?seconds=2"))
         .send()
@@ -58,19 +45,12 @@ async fn cpu_profile_under_load_names_the_runtime_and_counts_samples() {
         "heap profiles are not enabled by default"
     );
 
-    let metrics = http
-        .get(format!("http://{}/metrics", srv.metrics_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     let taken = metrics
         .lines()
         .find_map(|l| l.strip_prefix("caxton_profiler_samples_taken_total "))
         .and_then(|v| v.parse::<f64>().ok())
         .expect("profiler counter on /metrics");
     assert!(taken > 0.0, "{metrics}");
-    srv.shutdown().await;
+    h.server.shutdown().await;
 }

@@ -7,12 +7,11 @@
 //! `opentelemetry-proto` types, exactly what a collector parses. The gRPC test uses rotel
 //! (`pip install rotel`, see ci/install-tools) as a real third-party receiver.
 
-mod binary;
+mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ use prost::Message;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use binary::{Serving, free_port};
+use caxton_testkit::{CaxtonConfig, CaxtonOptions, Rotel, free_addr};
 
 const DEADLINE: Duration = Duration::from_secs(40);
 
@@ -53,6 +52,17 @@ struct Received {
     trace_headers: Vec<HeaderMap>,
     log_bodies: Vec<String>,
     metric_names: Vec<String>,
+}
+
+impl Received {
+    /// The spans received so far of the trace `trace_id`.
+    fn spans_of(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        self.spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect()
+    }
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -112,13 +122,13 @@ async fn logs(State(r): State<Shared>, body: Bytes) -> Vec<u8> {
 
 async fn metrics(State(r): State<Shared>, body: Bytes) -> Vec<u8> {
     let req = ExportMetricsServiceRequest::decode(body).expect("OTLP metrics protobuf");
-    let mut r = r.lock().unwrap();
-    for rm in req.resource_metrics {
-        for sm in rm.scope_metrics {
-            r.metric_names
-                .extend(sm.metrics.into_iter().map(|m| m.name));
-        }
-    }
+    let names = req
+        .resource_metrics
+        .into_iter()
+        .flat_map(|rm| rm.scope_metrics)
+        .flat_map(|sm| sm.metrics)
+        .map(|m| m.name);
+    r.lock().unwrap().metric_names.extend(names);
     Vec::new()
 }
 
@@ -133,16 +143,13 @@ async fn start_receiver() -> (SocketAddr, Shared) {
         .route("/v1/logs", post(logs))
         .route("/v1/metrics", post(metrics))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, shared)
+    (caxton_testkit::serve(app).await.unwrap(), shared)
 }
 
 // ---- the runtime process ----
 
 struct Caxton {
-    process: Serving,
+    caxton: caxton_testkit::Caxton,
     api: String,
     metrics: String,
     _dir: tempfile::TempDir,
@@ -155,27 +162,31 @@ impl Caxton {
     async fn start(observability: &str) -> Caxton {
         let dir = tempfile::tempdir().unwrap();
         let log_file = dir.path().join("caxton.log");
-        let (api, metrics) = (free_port(), free_port());
-        let config = format!(
-            "[server]\napi_address = \"127.0.0.1:{api}\"\nmetrics_address = \"127.0.0.1:{metrics}\"\n\
-             data_dir = \"{data}\"\n\n[observability]\n{observability}\n\n\
-             [observability.logging]\nlevel = \"debug\"\nformat = \"json\"\noutput = \"{log}\"\n\
-             trace_id_key = \"tid\"\nspan_id_key = \"sid\"\ndebug_sample_rate = 1.0\n",
-            data = dir.path().display(),
-            log = log_file.display(),
-        );
-        let path = dir.path().join("caxton.toml");
-        std::fs::write(&path, config).unwrap();
+        let config = CaxtonConfig::write(
+            dir.path(),
+            &format!(
+                "\n[observability]\n{observability}\n\n\
+                 [observability.logging]\nlevel = \"debug\"\nformat = \"json\"\noutput = \"{log}\"\n\
+                 trace_id_key = \"tid\"\nspan_id_key = \"sid\"\ndebug_sample_rate = 1.0\n",
+                log = log_file.display(),
+            ),
+        )
+        .unwrap();
         // Export batches every 200 ms instead of 5 s so the test does not wait.
         let envs = [
             ("OTEL_BSP_SCHEDULE_DELAY", "200"),
             ("OTEL_BLRP_SCHEDULE_DELAY", "200"),
         ];
-        let process = Serving::start(&path, api, &envs, DEADLINE).await;
+        let options = CaxtonOptions {
+            envs: &envs,
+            deadline: DEADLINE,
+            ..CaxtonOptions::default()
+        };
+        let caxton = support::caxton(&config, options).await;
         Caxton {
-            api: process.api.clone(),
-            process,
-            metrics: format!("http://127.0.0.1:{metrics}/metrics"),
+            api: caxton.base().to_owned(),
+            metrics: caxton.metrics_url().to_owned(),
+            caxton,
             _dir: dir,
             log_file,
         }
@@ -183,27 +194,13 @@ impl Caxton {
 
     /// SIGTERM (graceful: telemetry is flushed) and wait for the exit.
     fn stop(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.process.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.process.child.wait().unwrap();
+        let exit = self.caxton.terminate().unwrap();
         assert!(exit.success(), "caxton exited with {exit}");
         read(&self.log_file)
     }
 
-    async fn create_agent(&self, client: &reqwest::Client) -> String {
-        let r: Value = client
-            .post(format!("{}/api/agents", self.api))
-            .json(&json!({"agent_type": "test-agent"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["id"].as_str().unwrap().to_owned()
+    async fn create_agent(&self) -> String {
+        self.caxton.api().create_type("test-agent").await.unwrap()
     }
 }
 
@@ -253,7 +250,7 @@ async fn a_request_traceparent_links_server_route_execute_and_reply_spans() {
     // Rate 0: only the caller's sampled flag (parent-based) gets these spans recorded.
     let caxton = Caxton::start(&http_observability(addr, 0.0)).await;
     let client = reqwest::Client::new();
-    let agent = caxton.create_agent(&client).await;
+    let agent = caxton.create_agent().await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
@@ -281,12 +278,7 @@ async fn a_request_traceparent_links_server_route_execute_and_reply_spans() {
     assert_eq!(reply["metadata"]["tracestate"], "caller=1", "{reply}");
 
     let spans = wait_for(&shared, "server, route, execute and reply spans", |r| {
-        let ours: Vec<_> = r
-            .spans
-            .iter()
-            .filter(|s| s.trace_id == trace_id)
-            .cloned()
-            .collect();
+        let ours = r.spans_of(trace_id);
         (ours.iter().filter(|s| s.name == "message.route").count() >= 2).then_some(ours)
     })
     .await;
@@ -359,34 +351,18 @@ async fn a_request_traceparent_links_server_route_execute_and_reply_spans() {
 async fn store_operations_are_child_spans_of_the_request() {
     let (addr, shared) = start_receiver().await;
     let caxton = Caxton::start(&http_observability(addr, 0.0)).await;
-    let client = reqwest::Client::new();
     let trace_id = "5bf92f3577b34da6a3ce929d0e0e4737";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
-    let created: Value = client
-        .post(format!("{}/api/agents", caxton.api))
-        .header("traceparent", &traceparent)
-        .json(&json!({"agent_type": "test-agent"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
+    let traced = caxton
+        .caxton
+        .api()
+        .with_header("traceparent", &traceparent)
         .unwrap();
-    let id = created["id"].as_str().unwrap();
-    let r = client
-        .delete(format!("{}/api/agents/{id}", caxton.api))
-        .header("traceparent", &traceparent)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let id = traced.create_type("test-agent").await.unwrap();
+    let r = traced.delete(&id).await.unwrap();
+    assert_eq!(r.status, 200);
     let spans = wait_for(&shared, "store.insert and store.delete", |r| {
-        let ours: Vec<_> = r
-            .spans
-            .iter()
-            .filter(|s| s.trace_id == trace_id)
-            .cloned()
-            .collect();
+        let ours = r.spans_of(trace_id);
         let names = [
             "POST /api/agents",
             "DELETE /api/agents/{id}",
@@ -416,7 +392,7 @@ async fn traces_sent_at_rate(rate: f64, requests: u32) -> Vec<ReceivedSpan> {
     let (addr, shared) = start_receiver().await;
     let caxton = Caxton::start(&http_observability(addr, rate)).await;
     let client = reqwest::Client::new();
-    let agent = caxton.create_agent(&client).await;
+    let agent = caxton.create_agent().await;
     for n in 0..requests {
         caxton.message(&client, &agent, n).await;
     }
@@ -459,7 +435,7 @@ async fn unsampled_requests_build_no_spans_yet_keep_their_trace_everywhere() {
     let (addr, shared) = start_receiver().await;
     let caxton = Caxton::start(&http_observability(addr, RATE)).await;
     let client = reqwest::Client::new();
-    let agent = caxton.create_agent(&client).await;
+    let agent = caxton.create_agent().await;
     // (trace id, server span id from traceresponse, sampled flag)
     let mut seen = Vec::new();
     for n in 0..40 {
@@ -573,10 +549,10 @@ fn dropped(metrics_text: &str, signal: &str, reason: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_collector_down_requests_still_answer_and_drops_are_counted() {
     // A collector that was there and is gone: its port refuses connections.
-    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let dead = free_addr().unwrap();
     let caxton = Caxton::start(&http_observability(dead, 1.0)).await;
     let client = reqwest::Client::new();
-    let agent = caxton.create_agent(&client).await;
+    let agent = caxton.create_agent().await;
     let started = Instant::now();
     loop {
         for n in 0..20 {
@@ -586,14 +562,7 @@ async fn with_the_collector_down_requests_still_answer_and_drops_are_counted() {
             assert_eq!(reply["content"]["status"], "done", "{reply}");
             assert_eq!(reply["conversation_id"], format!("conv-{n}"));
         }
-        let text = client
-            .get(&caxton.metrics)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = caxton.caxton.metrics().await.unwrap();
         if dropped(&text, "traces", "export_failed") > 0.0 {
             assert_eq!(dropped(&text, "traces", "queue_full"), 0.0);
             break;
@@ -650,10 +619,7 @@ async fn start_stalled_receiver() -> (SocketAddr, Arc<AtomicUsize>, watch::Sende
         .with_state((spans.clone(), open))
         .route("/v1/logs", post(|| async { Vec::<u8>::new() }))
         .route("/v1/metrics", post(|| async { Vec::<u8>::new() }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, spans, gate)
+    (caxton_testkit::serve(app).await.unwrap(), spans, gate)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -668,7 +634,7 @@ async fn spans_held_by_a_stalled_collector_show_as_queued_until_it_answers() {
         let resp = client.get(&caxton.metrics).send().await.unwrap();
         resp.text().await.unwrap()
     };
-    let agent = caxton.create_agent(&client).await;
+    let agent = caxton.create_agent().await;
     for n in 0..5 {
         caxton.message(&client, &agent, n).await;
     }
@@ -706,66 +672,23 @@ async fn spans_held_by_a_stalled_collector_show_as_queued_until_it_answers() {
     assert!(spans >= 22, "{spans} spans exported");
 }
 
-/// Where pip put rotel's collector binary.
-fn rotel_agent() -> PathBuf {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "rotel is not installed (ci/install-tools installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-fn wait_port(addr: SocketAddr) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "rotel never listened on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_reaches_rotel() {
-    let dir = tempfile::tempdir().unwrap();
-    let rotel_log = dir.path().join("rotel.log");
-    let (grpc, http) = (free_port(), free_port());
-    let grpc_addr = SocketAddr::from(([127, 0, 0, 1], grpc));
-    let rotel = Command::new(rotel_agent())
-        .args(["start", "--exporter", "blackhole", "--debug-log", "traces"])
-        .args(["--debug-log-verbosity", "detailed"])
-        .args(["--otlp-grpc-endpoint", &grpc_addr.to_string()])
-        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
-        .arg("--log-file")
-        .arg(&rotel_log)
-        .arg("--pid-file")
-        .arg(dir.path().join("rotel.pid"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let rotel = Rotel::start(&["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
+        .await
         .unwrap();
-    wait_port(grpc_addr);
-    let stdout_path = dir.path().join("rotel.out");
+    let grpc_addr = rotel.grpc();
     let caxton = Caxton::start(&format!(
         "enable_tracing = true\notlp_endpoint = \"http://{grpc_addr}\"\n\
          trace_sample_rate = 1.0\nservice_name = \"caxton-grpc\""
     ))
     .await;
     let client = reqwest::Client::new();
-    let agent = caxton.create_agent(&client).await;
+    let agent = caxton.create_agent().await;
     let resp = client
         .post(format!("{}/api/messages?wait=true", caxton.api))
         .json(&request(&agent, 7))
@@ -775,12 +698,7 @@ async fn grpc_export_reaches_rotel() {
     assert_eq!(resp.status(), 200);
     let trace_id = resp.headers()["x-trace-id"].to_str().unwrap().to_owned();
     caxton.stop();
-    let _ = Command::new("kill")
-        .args(["-TERM", &rotel.id().to_string()])
-        .status();
-    let output = rotel.wait_with_output().unwrap();
-    std::fs::write(&stdout_path, [output.stdout, output.stderr].concat()).unwrap();
-    let seen = format!("{}{}", read(&rotel_log), read(&stdout_path));
+    let seen = rotel.stop().unwrap();
     for expected in [
         "agent.execute",
         "message.route",

@@ -1,13 +1,12 @@
-//! Shared by the integration tests: a tiny axum target, a bounded runner of the binary, and
-//! a real OTLP receiver (rotel).
+//! Shared by the integration tests: a tiny axum target and a bounded runner of the binary.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -32,15 +31,7 @@ pub async fn test_server(stall_at: u64, stall: Duration) -> SocketAddr {
             }),
         )
         .with_state(count);
-    serve(app).await
-}
-
-/// Serves `app` on a free loopback port until the test ends.
-pub async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    caxton_testkit::serve(app).await.unwrap()
 }
 
 pub fn out_dir(test: &str) -> PathBuf {
@@ -77,10 +68,15 @@ pub async fn bench(args: &[&str], out: &Path) -> Output {
 
 /// A run with its own run id: its report goes to `out/<run_id>/report.json`.
 pub async fn bench_as(run_id: &str, args: &[&str], out: &Path) -> Output {
+    bench_within(Duration::from_secs(60), run_id, args, out).await
+}
+
+/// [`bench_as`] for a run that must stop by itself within `limit`.
+pub async fn bench_within(limit: Duration, run_id: &str, args: &[&str], out: &Path) -> Output {
     let run = bench_command_as(run_id, args, out).output();
-    tokio::time::timeout(Duration::from_secs(60), run)
+    tokio::time::timeout(limit, run)
         .await
-        .expect("caxton-bench did not stop by itself within 60 s")
+        .unwrap_or_else(|_| panic!("caxton-bench did not stop by itself within {limit:?}"))
         .unwrap()
 }
 
@@ -91,84 +87,4 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_port(addr: SocketAddr, what: &str) {
-    let started = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what} never listened on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A child process killed when the test ends, however it ends.
-pub struct Killed(pub Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// rotel's collector, blackholing what it receives: its gRPC address. With `log_spans` it
-/// also writes every span it receives (name, attributes, resource) into
-/// [`rotel_output`]'s files, to check what arrived; without, it costs a load run nothing.
-pub fn start_rotel(dir: &Path, log_spans: bool) -> (Killed, SocketAddr) {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rotel is not installed (ci/install-tools installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let agent = String::from_utf8(out.stdout).unwrap();
-    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    std::fs::create_dir_all(dir).unwrap();
-    let mut command = Command::new(agent.trim());
-    command
-        .args(["start", "--exporter", "blackhole"])
-        .args(["--otlp-grpc-endpoint", &grpc.to_string()])
-        .args([
-            "--otlp-http-endpoint",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .arg("--log-file")
-        .arg(dir.join("rotel.log"));
-    if log_spans {
-        let output = std::fs::File::create(dir.join("rotel.out")).unwrap();
-        command
-            .args(["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
-            .stdout(output.try_clone().unwrap())
-            .stderr(output);
-    } else {
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-    }
-    let child = Killed(command.spawn().unwrap());
-    wait_port(grpc, "rotel");
-    (child, grpc)
-}
-
-/// What rotel started in `dir` logged so far.
-pub fn rotel_output(dir: &Path) -> String {
-    ["rotel.log", "rotel.out"]
-        .iter()
-        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
-        .collect()
 }

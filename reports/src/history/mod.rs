@@ -6,7 +6,7 @@
 //! and renders the result (text, Markdown, JSON).
 
 pub mod detect;
-#[cfg(any(test, feature = "testkit"))]
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod html;
 pub mod micro;

@@ -1,15 +1,16 @@
 //! The loopback harness the API test files share: a runtime started in-process on
-//! ephemeral loopback ports, and a client for it.
+//! ephemeral loopback ports, and the test kit's client for it.
 #![allow(dead_code)] // each test file uses its own part
 
-use base64::Engine as _;
 use caxton_runtime::config::Config;
 use caxton_runtime::http::server::{self, RunningServer};
+use caxton_testkit::{ApiClient, Caxton, CaxtonConfig, CaxtonOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 pub struct Harness {
     pub server: RunningServer,
+    pub api: ApiClient,
     pub http: reqwest::Client,
     pub base: String,
 }
@@ -22,37 +23,26 @@ impl Harness {
         cfg.server.data_dir = data;
         edit(&mut cfg);
         let server = server::start(cfg).await.expect("runtime starts");
-        let base = format!("http://{}", server.api_addr());
+        let api = ApiClient::new(format!("http://{}", server.api_addr()));
         Self {
             server,
-            http: reqwest::Client::new(),
-            base,
+            http: api.http().clone(),
+            base: api.base().to_owned(),
+            api,
         }
     }
 
     pub async fn create(&self, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/agents", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.json().await.unwrap())
+        let r = self.api.create_agent(&body).await.unwrap();
+        (r.status, r.body)
     }
 
     pub async fn agent(&self, agent_type: &str) -> String {
-        let (status, body) = self.create(json!({"agent_type": agent_type})).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["id"].as_str().unwrap().to_owned()
+        self.api.create_type(agent_type).await.unwrap()
     }
 
     pub async fn custom(&self, wat: &str) -> String {
-        let wasm = wat::parse_str(wat).unwrap();
-        let b64 = base64::engine::general_purpose::STANDARD.encode(wasm);
-        let (status, body) = self.create(json!({"wasm_module": b64})).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["id"].as_str().unwrap().to_owned()
+        self.api.create_wat(wat).await.unwrap()
     }
 
     /// `POST {path}` with a JSON body.
@@ -61,31 +51,29 @@ impl Harness {
         self.http.post(url).json(body).send().await.unwrap()
     }
 
-    /// `DELETE /api/agents/{id}`.
-    pub async fn delete(&self, id: &str) -> reqwest::Response {
-        let url = format!("{}/api/agents/{id}", self.base);
-        self.http.delete(url).send().await.unwrap()
+    /// `GET {path}`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        self.http.get(url).send().await.unwrap()
+    }
+
+    /// `DELETE /api/agents/{id}`: its status.
+    pub async fn delete(&self, id: &str) -> StatusCode {
+        self.api.delete(id).await.unwrap().status
     }
 
     pub async fn ask(&self, receiver: &str, performative: &str) -> (StatusCode, Value) {
         let msg = json!({"performative": performative, "sender": "tester", "receiver": receiver,
                          "content": {"q": 1}, "conversation_id": "conv-1"});
-        let r = self.post("/api/messages?wait=true", &msg).await;
+        let r = self.api.ask(&msg).await.unwrap();
         // Replies and errors alike: clients (k6, goose) parse by this header.
-        assert_eq!(r.headers()["content-type"], "application/json");
-        (r.status(), r.json().await.unwrap())
+        assert_eq!(r.headers["content-type"], "application/json");
+        (r.status, r.body)
     }
 
     pub async fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.server.metrics_addr());
-        self.http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.api.get_text(&url).await.unwrap()
     }
 }
 
@@ -106,27 +94,24 @@ pub fn keep_busy(
     })
 }
 
+/// A custom agent whose `handle_message` runs `body`, then answers status 0.
 pub fn misbehaving(body: &str) -> String {
-    format!(
-        r#"(module (memory (export "memory") 1)
-             (func (export "alloc") (param i32) (result i32) (i32.const 1024))
-             (func (export "handle_message") (param i32 i32) (result i32) {body} (i32.const 0)))"#
-    )
+    caxton_testkit::api::agent_wat(&format!("{body} (i32.const 0)"))
+}
+
+/// This build's `caxton` binary serving `config`, ready.
+pub async fn caxton(config: &CaxtonConfig, options: CaxtonOptions<'_>) -> Caxton {
+    Caxton::start_with(env!("CARGO_BIN_EXE_caxton").as_ref(), config, options)
+        .await
+        .unwrap()
 }
 
 /// A real `caxton serve` process on loopback ports, for what only a process shows (its RSS,
 /// its open-files limit, its log). Killed when dropped.
 pub struct Process {
-    child: std::process::Child,
+    pub caxton: Caxton,
     pub base: String,
-    pub metrics: String,
-    pub log: std::path::PathBuf,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 impl Process {
@@ -134,72 +119,28 @@ impl Process {
     /// `ulimit -n open_files` when given, and waits until `/ready` answers.
     pub async fn start(toml: &str, open_files: Option<u32>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (api, metrics) = (free_port(), free_port());
-        let cfg = dir.path().join("caxton.toml");
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let head = format!(
-            "[server]\napi_address = \"127.0.0.1:{api}\"\nmetrics_address = \"127.0.0.1:{metrics}\"\ndata_dir = \"{}\"\n",
-            data.display()
-        );
-        // `toml` may continue [server] or open further tables.
-        std::fs::write(&cfg, format!("{head}{toml}")).unwrap();
-        let log = dir.path().join("caxton.log");
-        let limit = open_files.map_or(String::new(), |n| format!("ulimit -n {n} && "));
-        let child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "{limit}exec '{}' serve --config '{}'",
-                env!("CARGO_BIN_EXE_caxton"),
-                cfg.display()
-            ))
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let p = Self {
-            child,
-            base: format!("http://127.0.0.1:{api}"),
-            metrics: format!("http://127.0.0.1:{metrics}/metrics"),
-            log,
-            _dir: dir,
+        let config = CaxtonConfig::write(dir.path(), toml).unwrap();
+        let options = CaxtonOptions {
+            open_files,
+            ..CaxtonOptions::default()
         };
-        let http = reqwest::Client::new();
-        for _ in 0..600 {
-            if let Ok(r) = http.get(format!("{}/ready", p.base)).send().await
-                && r.status() == StatusCode::OK
-            {
-                return p;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let caxton = caxton(&config, options).await;
+        Self {
+            base: caxton.base().to_owned(),
+            caxton,
+            _dir: dir,
         }
-        panic!("caxton never became ready: {}", p.output());
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// VmRSS of the process, in bytes.
     pub fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.caxton.pid())).unwrap();
         caxton_runtime::system::parse_rss_bytes(&status).unwrap()
     }
 
-    /// Everything the process wrote so far (its log is stdout; stderr after it).
+    /// Everything the process wrote so far (its log is stdout).
     pub fn output(&self) -> String {
-        let err = self.log.with_file_name("stderr.log");
-        format!(
-            "{}{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default(),
-            std::fs::read_to_string(err).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.caxton.output()
     }
 }
