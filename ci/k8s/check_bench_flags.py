@@ -5,7 +5,9 @@ Reads the container scripts of the manifests that run caxton-bench (the CronJob 
 as /benchmark), splits them like the shell would (after joining backslash-newlines), and
 checks each `--flag` against `caxton-bench --help` (runs) or `caxton-bench SUB --help`
 (subcommands such as `merge`). The help text is the binary's clap definition, so a flag
-renamed in loadgen/src/cli.rs fails here.
+renamed in loadgen/src/cli.rs fails here. The same goes for the CAXTON_BENCH_* variables a
+container sets (the defaults that keep the guide's command line, e.g. CAXTON_BENCH_PPROF):
+each must be named in the binary's --help.
 Usage: check_bench_flags.py REPO_DIR CAXTON_BENCH_BINARY
 """
 import os
@@ -19,6 +21,7 @@ import yaml
 MANIFESTS = ("benchmark-cronjob.yaml", "nightly-verdict-cronjob.yaml", "distributed/workers-job.yaml", "distributed/merge-job.yaml")
 BINARIES = ("/benchmark", "caxton-bench")
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+ENV = re.compile(r"\bCAXTON_BENCH_[A-Z0-9_]+")
 
 
 def help_flags(binary, sub=None):
@@ -55,6 +58,12 @@ def main():
         path = os.path.join(repo, "k8s", manifest)
         for doc in yaml.safe_load_all(open(path, encoding="utf-8")):
             for c in containers(doc):
+                for var in c.get("env", []) or []:
+                    name = var.get("name", "")
+                    if name.startswith("CAXTON_BENCH_"):
+                        checked += 1
+                        if name not in set(ENV.findall(top_help)):
+                            errors.append(f"k8s/{manifest}: env {name} is not named in `caxton-bench --help`")
                 script = " ".join(c.get("command", []) + c.get("args", [])).replace("\\\n", " ")
                 words = shlex.split(script)
                 for i, w in enumerate(words):
@@ -77,7 +86,7 @@ def main():
                             errors.append(f"k8s/{manifest}: `{what}` has no flag {flag} (see `{what} --help`)")
     for e in errors:
         print(f"FAIL {e}")
-    print(f"{checked} caxton-bench flags in k8s/ checked against --help of {binary}")
+    print(f"{checked} caxton-bench flags and variables in k8s/ checked against --help of {binary}")
     return 1 if errors or checked == 0 else 0
 
 

@@ -288,7 +288,9 @@ pub struct RunArgs {
     pub no_flamegraph: bool,
 
     /// The target's pprof endpoint base URL (its `[profiling] server_address`), e.g.
-    /// http://127.0.0.1:6060, for flamegraphs of a --target run.
+    /// http://127.0.0.1:6060, for flamegraphs of a --target run. Default with --target:
+    /// $CAXTON_BENCH_PPROF when set (so a manifest can add it without changing the command
+    /// line).
     #[arg(long, value_name = "URL")]
     pub pprof: Option<String>,
 
@@ -364,6 +366,8 @@ const DEFAULT_CONSTANT_USERS: u64 = 10;
 
 /// The environment variable `--token-file` defaults to.
 pub const TOKEN_FILE_ENV: &str = "CAXTON_BENCH_TOKEN_FILE";
+/// The environment variable `--pprof` defaults to.
+pub const PPROF_ENV: &str = "CAXTON_BENCH_PPROF";
 
 impl RunArgs {
     /// Resolves the flags into a run; `argv` is recorded in the report.
@@ -385,8 +389,14 @@ impl RunArgs {
             Some(w) => w.plan(&plan)?,
             None => plan,
         };
+        // The variable names a --target's endpoint: an embedded runtime is profiled where
+        // it listens.
+        let pprof = self.pprof.clone().or_else(|| {
+            self.target.as_ref()?;
+            std::env::var(PPROF_ENV).ok().filter(|url| !url.is_empty())
+        });
         // A --target can be profiled only through its pprof endpoint.
-        let flamegraph = if self.no_flamegraph || (self.target.is_some() && self.pprof.is_none()) {
+        let flamegraph = if self.no_flamegraph || (self.target.is_some() && pprof.is_none()) {
             None
         } else {
             self.flamegraph_stage
@@ -428,7 +438,7 @@ impl RunArgs {
             prometheus: self.report_to_prometheus.clone(),
             pushgateway: self.pushgateway.clone(),
             flamegraph,
-            pprof: self.pprof.clone(),
+            pprof,
             target_metrics: self.target_metrics.clone(),
         })
     }

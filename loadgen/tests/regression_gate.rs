@@ -173,11 +173,14 @@ async fn serve(dir: &Path, name: &str, extra: &Path, hz: u32) -> (Caxton, String
 }
 
 /// One open-model messaging run against `api`, profiled through `pprof`: its report.json.
+/// The endpoint is given as the nightly CronJob gives it (`CAXTON_BENCH_PPROF`, so the
+/// guide's command line stays as it is), not as `--pprof`.
 fn profiled_run(dir: &Path, name: &str, api: &str, pprof: &str) -> PathBuf {
     let out = dir.join("runs");
     let run = Command::new("timeout")
+        .env("CAXTON_BENCH_PPROF", pprof)
         .args(["--kill-after=5", "85", BENCH])
-        .args(["--target", api, "--pprof", pprof])
+        .args(["--target", api])
         .args([
             "--arrival-rate",
             "2s:400,52s:400",
