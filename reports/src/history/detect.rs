@@ -179,10 +179,10 @@ pub fn detect_with(
 }
 
 /// The runs `[lo, hi)` compared either side of `tau` in the segment `[s, e)`: at most
-/// `window` each side.
-fn window(s: usize, tau: usize, e: usize, window: usize) -> (usize, usize) {
-    let window = window.max(1);
-    (s.max(tau.saturating_sub(window)), e.min(tau + window))
+/// `width` each side.
+fn window(s: usize, tau: usize, e: usize, width: usize) -> (usize, usize) {
+    let width = width.max(1);
+    (s.max(tau.saturating_sub(width)), e.min(tau + width))
 }
 
 /// The runs compared either side of `tau` in the segment `[s, e)`.

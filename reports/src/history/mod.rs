@@ -309,7 +309,16 @@ fn judge_series(
     // it) must be in this series for it to reveal anything.
     let has_newest = newest.is_some() && series.runs.last().copied() == newest;
     let earlier = if has_newest && !points.is_empty() {
-        detect::detect_with(&values[..values.len() - 1], options, &mut judged)
+        // Only where its change points lie is compared, so their intervals (the
+        // bootstrap, which changes no decision) are not drawn.
+        let where_only = DetectOptions {
+            bootstrap: crate::bootstrap::Bootstrap {
+                resamples: 0,
+                ..options.bootstrap
+            },
+            ..*options
+        };
+        detect::detect_with(&values[..values.len() - 1], &where_only, &mut judged)
     } else {
         Vec::new()
     };

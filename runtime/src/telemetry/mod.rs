@@ -36,7 +36,6 @@
 //! What is queued right now ([`queued`], `caxton_telemetry_queued{signal}`) is the backlog
 //! the admission limit is checked against: it climbs toward [`QUEUE_CAPACITY`] before any
 //! `queue_full` drop, and returns to 0 once an export has taken everything.
-
 //!
 //! The parts of tracing and logging around the pipelines live below: `logging` (the log
 //! subscriber), `trace_context` (the runtime's spans, W3C context in headers and FIPA
