@@ -42,6 +42,11 @@ pub enum Command {
     /// Compare a run with a baseline. Exit status: 0 nothing regressed, 1 a metric
     /// regressed (beyond its threshold and significant), 2 bad input.
     Compare(CompareArgs),
+    /// Paired A/B run: the plan against a baseline (A) and a candidate (B) at the same time,
+    /// each with half the load, judged on the ratio B/A over time-aligned slices.
+    /// Exit status: 0 no regression and the thresholds held, 99 a regression or a breach,
+    /// 98 invalid (an arm did not get its load, or the pairing broke), 1 error.
+    Ab(Box<AbArgs>),
     /// Change points in a history of runs (e.g. the nightly volume): series per plan,
     /// target, scenario, stage and metric, their noise, and whether the newest run starts a
     /// regression. Exit status: 0 it does not, 1 it does, 2 bad input.
@@ -85,6 +90,44 @@ pub struct HistoryArgs {
     /// Push the verdict to this Pushgateway (job caxton_bench_history, replaced each time).
     #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
+}
+
+/// `caxton-bench ab`: the run flags, plus the two arms and the verdict's settings.
+#[derive(Debug, Args)]
+pub struct AbArgs {
+    /// The baseline (A) target's base URL; --target is the candidate (B).
+    #[arg(long, value_name = "URL", requires = "target")]
+    pub baseline_target: Option<String>,
+    /// Without targets: the baseline build's `caxton` binary. Both runtimes start with one
+    /// configuration (--runtime-config, listeners moved to free loopback ports, pprof on).
+    #[arg(long, value_name = "BIN", requires = "runtime", conflicts_with_all = ["baseline_target", "target"])]
+    pub baseline_runtime: Option<PathBuf>,
+    /// Without targets: the candidate build's `caxton` binary.
+    #[arg(long, value_name = "BIN", requires = "baseline_runtime")]
+    pub runtime: Option<PathBuf>,
+    /// The baseline target's pprof endpoint (--pprof is the candidate's): both arms are
+    /// then profiled over the same stage, and the diff of B against A is drawn.
+    #[arg(long, value_name = "URL")]
+    pub baseline_pprof: Option<String>,
+    /// Length of a slice, the unit that is paired and resampled.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub slice: Duration,
+    /// Slices starting before this are discarded [default: two slices].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub warmup: Option<Duration>,
+    /// Relative change a metric may make in its bad direction before it can regress (the
+    /// run's own --threshold is a k6 threshold, so this one has its own name).
+    #[arg(long, default_value = "3%", value_name = "PERCENT")]
+    pub regression_threshold: String,
+    /// Per-metric regression threshold METRIC=PERCENT, repeatable; METRIC: p50, p90, p95,
+    /// p99, throughput, error_rate.
+    #[arg(long = "metric-threshold", value_name = "METRIC=PERCENT")]
+    pub metric_thresholds: Vec<String>,
+    /// Print the verdict as Markdown (for a pull-request comment) instead of text.
+    #[arg(long)]
+    pub markdown: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +371,21 @@ pub struct RunArgs {
     /// Distributed run: the number of workers N sharing the load.
     #[arg(long, value_name = "N", requires = "worker_index", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub workers: Option<u32>,
+
+    /// Also record a latency histogram per slice of this many seconds in report.json
+    /// (`slices`): the unit `caxton-bench ab` pairs and resamples.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub slice_seconds: Option<u64>,
+
+    /// Run this fraction of every stage's users (rounded up) or rate: how `ab` gives each
+    /// of two concurrent arms its half.
+    #[arg(long, value_name = "F", hide = true)]
+    pub load_share: Option<f64>,
+
+    /// Start the load at this unix time in milliseconds, not as soon as possible: how the
+    /// arms of `ab` start together.
+    #[arg(long, value_name = "UNIX_MS", hide = true)]
+    pub start_at: Option<u64>,
 }
 
 #[derive(Debug, Error)]
@@ -346,6 +404,8 @@ pub enum CliError {
     Distributed(#[from] crate::distributed::DistributedError),
     #[error(transparent)]
     Header(#[from] crate::headers::HeaderError),
+    #[error("--load-share {0}: expected a fraction in (0, 1]")]
+    LoadShare(f64),
 }
 
 fn check_run_id(id: &str) -> Result<(), CliError> {
@@ -389,6 +449,15 @@ impl RunArgs {
             Some(w) => w.plan(&plan)?,
             None => plan,
         };
+        let share = match self.load_share {
+            Some(f) if f > 0.0 && f <= 1.0 => Some(f),
+            Some(f) => return Err(CliError::LoadShare(f)),
+            None => None,
+        };
+        let plan = match share {
+            Some(f) => plan.share(f),
+            None => plan,
+        };
         // The variable names a --target's endpoint: an embedded runtime is profiled where
         // it listens.
         let pprof = self.pprof.clone().or_else(|| {
@@ -414,7 +483,8 @@ impl RunArgs {
             pool_users: match plan.model {
                 LoadModel::Open => self
                     .concurrent_users
-                    .map(|n| worker.map_or(n, |w| w.count(n).max(1))),
+                    .map(|n| worker.map_or(n, |w| w.count(n).max(1)))
+                    .map(|n| share.map_or(n, |f| ((n as f64 * f).ceil() as u64).max(1))),
                 LoadModel::Closed => None,
             },
             worker,
@@ -440,6 +510,10 @@ impl RunArgs {
             flamegraph,
             pprof,
             target_metrics: self.target_metrics.clone(),
+            slice_seconds: self.slice_seconds,
+            start_at: self
+                .start_at
+                .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
         })
     }
 

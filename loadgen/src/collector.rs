@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use caxton_reports::model::SecondSample;
+use caxton_reports::model::{ReportError, SecondSample, Slice, encode_histogram};
 
 use crate::plan::Plan;
-use crate::recorder::{CHECKS, Cell, Hub};
+use crate::recorder::{CHECKS, Cell, ErrorKind, Hub};
 
 /// Counters the users and the arrival scheduler keep up to date.
 #[derive(Debug, Default)]
@@ -61,7 +61,11 @@ pub struct Collector {
     pub checks: [(u64, u64); CHECKS.len()],
     pub timeline: Vec<SecondSample>,
     pub max_users: u64,
+    /// Finished slices (`--slice-seconds`), each with its own histogram.
+    pub slices: Vec<Slice>,
     second: Cell,
+    /// The slice being filled: its length in seconds and what it holds so far.
+    slicing: Option<(u64, Cell)>,
 }
 
 impl Collector {
@@ -75,8 +79,17 @@ impl Collector {
             checks: Default::default(),
             timeline: Vec::new(),
             max_users: 0,
+            slices: Vec::new(),
             second: Cell::default(),
+            slicing: None,
         }
+    }
+
+    /// Keeps a histogram per `seconds`-long slice of the run as well (memory: one
+    /// serialized histogram per slice).
+    pub fn with_slices(mut self, seconds: u64) -> Collector {
+        self.slicing = Some((seconds.max(1), Cell::default()));
+        self
     }
 
     /// Merges what was recorded since the last tick as second `t` (ending at `elapsed`).
@@ -98,6 +111,7 @@ impl Collector {
             }
         }
         self.overall.merge(&self.second);
+        self.fill_slice(t);
         let users = self.counters.users();
         self.max_users = self.max_users.max(users);
         let stage = self.plan.stages[self
@@ -139,6 +153,38 @@ impl Collector {
         self.timeline.push(sample);
         tick
     }
+
+    /// Adds second `t` to the current slice, closing it at its last second.
+    fn fill_slice(&mut self, t: u64) {
+        let Some((seconds, cell)) = &mut self.slicing else {
+            return;
+        };
+        cell.merge(&self.second);
+        if (t + 1).is_multiple_of(*seconds) {
+            let seconds = *seconds;
+            let done = std::mem::take(cell);
+            // A histogram that cannot be serialized loses its slice, not the run: the
+            // verdict then has one pair fewer, and says how many it used.
+            if let Ok(slice) = slice_of(&done, t + 1 - seconds, seconds) {
+                self.slices.push(slice);
+            }
+        }
+    }
+}
+
+fn slice_of(cell: &Cell, start_seconds: u64, seconds: u64) -> Result<Slice, ReportError> {
+    let transport = [ErrorKind::Connect, ErrorKind::Timeout, ErrorKind::Request]
+        .iter()
+        .filter_map(|k| cell.errors.get(k))
+        .sum();
+    Ok(Slice {
+        start_seconds,
+        seconds,
+        requests: cell.requests,
+        failures: cell.failures,
+        transport_failures: transport,
+        corrected: encode_histogram(&cell.corrected, "slice")?,
+    })
 }
 
 #[cfg(test)]

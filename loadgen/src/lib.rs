@@ -24,6 +24,7 @@
 //! (what users do), `arrival` (open model), `embedded` (runtime without `--target`),
 //! `progress`, [`summary`].
 
+pub mod ab;
 pub(crate) mod arrival;
 pub mod cli;
 pub(crate) mod collector;

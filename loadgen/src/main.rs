@@ -78,6 +78,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             eprintln!("caxton-bench: error: {e}");
             compare::EXIT_BAD_INPUT
         })),
+        Some(Command::Ab(args)) => ab(&args).await,
         Some(Command::Run(args)) => load_run(*args).await,
         None => load_run(cli.run).await,
     }
@@ -120,6 +121,26 @@ async fn load_run(args: RunArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_BREACHED
     })
+}
+
+async fn ab(args: &caxton_loadgen::cli::AbArgs) -> anyhow::Result<u8> {
+    let argv: Vec<String> = std::env::args().collect();
+    let run = caxton_loadgen::ab::run(args, &argv).await?;
+    if args.markdown {
+        print!("{}", run.report.to_markdown());
+    } else {
+        print!("{}", run.report.to_text());
+    }
+    println!("report: {}", run.report_path.display());
+    if let Some(html) = &run.html {
+        println!("html report: {}", html.display());
+    }
+    match (&run.diff_flamegraph, &run.diff_note) {
+        (Some(svg), _) => println!("diff flamegraph (B against A): {}", svg.display()),
+        (None, Some(why)) => eprintln!("caxton-bench: no diff flamegraph: {}", why.trim()),
+        (None, None) => {}
+    }
+    Ok(run.exit_code())
 }
 
 /// Exit 0 or 1 by the verdict; the caller turns errors into exit 2, so a broken baseline is

@@ -240,6 +240,23 @@ impl Plan {
         from
     }
 
+    /// The plan with `fraction` of every target: an exact fraction of a rate, whole users
+    /// rounded up (a stage with users keeps at least one). Stage names stay the plan's, so
+    /// thresholds on `{stage:hold-200}` still apply. Used by `ab`'s concurrent pairing,
+    /// where each arm runs its share at the same time as the other.
+    pub fn share(&self, fraction: f64) -> Plan {
+        let part = |target: f64| match self.model {
+            LoadModel::Open => target * fraction,
+            LoadModel::Closed => (target * fraction).ceil(),
+        };
+        let mut mine = self.clone();
+        mine.start_target = part(self.start_target);
+        for s in &mut mine.stages {
+            s.target = part(s.target);
+        }
+        mine
+    }
+
     pub fn planned_stages(&self) -> Vec<PlannedStage> {
         self.stages
             .iter()
@@ -263,6 +280,22 @@ fn fmt_target(target: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_half_share_keeps_the_shape_and_the_names() {
+        let k6 = Plan::k6(1.0).unwrap();
+        let half = k6.share(0.5);
+        let targets: Vec<f64> = half.stages.iter().map(|s| s.target).collect();
+        assert_eq!(targets, [50.0, 50.0, 100.0, 100.0, 0.0]);
+        let names = |p: &Plan| p.stages.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&half), names(&k6));
+        let one = Plan::constant(1, Duration::from_secs(10), 1.0).unwrap().share(0.5);
+        assert_eq!(one.start_target, 1.0, "one user is not halved to none");
+        let open = Plan::from_stages("r", LoadModel::Open, 0.0, vec![(Duration::from_secs(5), 3.0)], 1.0)
+            .unwrap()
+            .share(0.5);
+        assert_eq!(open.stages[0].target, 1.5);
+    }
 
     #[test]
     fn k6_plan_is_the_seed_plan() {

@@ -112,6 +112,7 @@ pub fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport, Report
         target_build: None,
         interrupted: None,
         generator_cpu: None,
+        slices: totals.slices.clone(),
     })
 }
 

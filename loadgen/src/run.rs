@@ -67,6 +67,10 @@ pub struct RunOptions {
     pub worker: Option<WorkerShare>,
     /// Sent with every request (`--header`, `--token-file`).
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Record a histogram per slice of this many seconds (`--slice-seconds`).
+    pub slice_seconds: Option<u64>,
+    /// Start the load at this instant rather than at once (`ab`'s arms start together).
+    pub start_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Error)]
@@ -375,13 +379,25 @@ async fn execute(
     profile: Option<((Duration, u64), String)>,
     run_dir: PathBuf,
 ) -> Result<Load, RunError> {
+    if let Some(at) = opts.start_at
+        && let Ok(wait) = at.duration_since(SystemTime::now())
+    {
+        // Bounded: a start time far off is a caller's mistake, not a reason to hang.
+        tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+    }
     let wall_start = SystemTime::now();
     // Closed model: the run clock starts with the first user's first iteration (scenario.rs),
     // not here: goose sets up its users first, which takes a while on a busy machine, and
     // stages must not tick away before any request is sent.
     let (stop_tx, stop_rx) = watch::channel(false);
     let cpu = tokio::spawn(crate::generator_cpu::measure(stop_rx.clone()));
-    let ticker = tokio::spawn(ticker(ctx.clone(), opts.progress, stop_rx, live));
+    let ticker = tokio::spawn(ticker(
+        ctx.clone(),
+        opts.progress,
+        stop_rx,
+        live,
+        opts.slice_seconds,
+    ));
     let scheduler = match (&ctx.arrivals, pool) {
         (Some(arrivals), Some(pool)) => Some(tokio::spawn(open_schedule(
             ctx.clone(),
@@ -559,11 +575,15 @@ async fn ticker(
     mode: ProgressMode,
     mut stop: watch::Receiver<bool>,
     live: Option<LivePush>,
+    slice_seconds: Option<u64>,
 ) -> Collector {
     let mut pushes = Vec::new();
     let mut pushed_requests = 0;
     let push_every = PUSH_INTERVAL.as_secs();
     let mut collector = Collector::new(ctx.hub.clone(), ctx.plan.clone(), ctx.counters.clone());
+    if let Some(seconds) = slice_seconds {
+        collector = collector.with_slices(seconds);
+    }
     let mut progress = Progress::new(mode, ctx.plan.total_duration());
     // The open model starts its clock once its users are up.
     let started = tokio::select! {

@@ -310,7 +310,7 @@ fn relative_change(baseline: f64, current: f64) -> f64 {
     }
 }
 
-fn verdict(metric: Metric, change: f64, threshold: f64, interval: Option<Interval>) -> Verdict {
+pub(crate) fn verdict(metric: Metric, change: f64, threshold: f64, interval: Option<Interval>) -> Verdict {
     let sign = if metric.higher_is_worse() { 1.0 } else { -1.0 };
     let worse = sign * change > threshold;
     let better = sign * change < -threshold;
@@ -467,7 +467,7 @@ pub(crate) fn format_change(change: f64) -> String {
     }
 }
 
-fn format_signed(metric: Metric, v: f64) -> String {
+pub(crate) fn format_signed(metric: Metric, v: f64) -> String {
     let text = metric.format(v);
     if v >= 0.0 { format!("+{text}") } else { text }
 }

@@ -488,6 +488,68 @@ svg .grid{stroke:#eee}svg .frame{fill:none;stroke:#bbb}svg .marker{stroke:#999;s
 svg .empty{font-size:13px;fill:#999}img.flamegraph{width:100%;border:1px solid #ddd}";
 
 /// Summary line and latency table of a set of requests.
+/// The page of an A/B run: the verdict table first, then both arms on the same charts and
+/// the differential flamegraph of B against A.
+pub fn render_ab(
+    report: &crate::paired::AbReport,
+    profiles: Option<&DiffOutcome>,
+) -> Result<String, HtmlError> {
+    use crate::paired::AbOutcome;
+    let mut body = String::new();
+    let class = match report.verdict.outcome {
+        AbOutcome::NoRegression => "pass",
+        _ => "fail",
+    };
+    let _ = write!(
+        body,
+        "<h1>caxton-bench ab</h1><p class=\"verdict {class}\">{}</p><pre>{}</pre><table class=\"num\"><tr>",
+        escape(report.verdict.outcome.as_str()),
+        escape(&report.preamble()),
+    );
+    for h in report.headers() {
+        let _ = write!(body, "<th>{}</th>", escape(&h));
+    }
+    body.push_str("</tr>");
+    for cells in report.cells() {
+        let cls = match cells[7].as_str() {
+            "REGRESSED" => " class=\"fail\"",
+            "improved" => " class=\"pass\"",
+            _ => "",
+        };
+        let _ = write!(body, "<tr{cls}>");
+        for c in cells {
+            let _ = write!(body, "<td>{}</td>", escape(&c));
+        }
+        body.push_str("</tr>");
+    }
+    let _ = write!(
+        body,
+        "</table><pre>{}</pre><p class=\"note\">Regressed = beyond the threshold in the bad direction and the {:.0}% interval, from {} bootstrap resamples of slice pairs (never of requests), excludes no change.</p>",
+        escape(&report.conclusion()),
+        report.verdict.confidence * 100.0,
+        report.verdict.resamples,
+    );
+    let runs = [
+        Drawn {
+            report: &report.baseline,
+            name: "baseline (A)",
+            color: 0,
+            dashed: true,
+        },
+        Drawn {
+            report: &report.candidate,
+            name: "candidate (B)",
+            color: 1,
+            dashed: false,
+        },
+    ];
+    charts_section(&mut body, &runs)?;
+    if let Some(p) = profiles {
+        body.push_str(&p.to_html());
+    }
+    Ok(page("caxton-bench ab", &body))
+}
+
 fn stats_tables(s: &Stats) -> String {
     let mut out = String::new();
     let codes: Vec<String> = s

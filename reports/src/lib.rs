@@ -22,6 +22,7 @@ pub mod html;
 pub mod merge;
 pub mod model;
 pub mod native_histogram;
+pub mod paired;
 pub mod profile_diff;
 pub mod prometheus_query;
 pub mod pushgateway;

@@ -143,6 +143,7 @@ pub fn merge(
             interrupted: all.iter().find_map(|r| r.interrupted.clone()),
             // Each worker's generator ran on its own machine: see the workers' reports.
             generator_cpu: None,
+            slices: Vec::new(),
         },
         threshold_expressions: threshold_expressions(&all),
     })
@@ -533,6 +534,7 @@ mod tests {
             target_build: None,
             interrupted: None,
             generator_cpu: None,
+            slices: Vec::new(),
         };
         (PathBuf::from(format!("w{index}/report.json")), report)
     }

@@ -32,7 +32,7 @@ pub use crate::threshold::{Aggregation, ThresholdMetric};
 /// 3 = adds [`RunReport::validity`], [`RunReport::target_build`],
 /// [`RunReport::interrupted`] and the profile's sample counts in [`FlamegraphRef`] (an
 /// older report reads as valid, of an unknown build, not interrupted).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Reports of every version from this one on are read (and upgraded to [`SCHEMA_VERSION`]),
 /// so old baselines keep comparing and rendering.
@@ -137,6 +137,32 @@ pub struct RunReport {
     /// The load generator's own CPU use during the run (schema 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_cpu: Option<GeneratorCpu>,
+    /// Consecutive slices of the run with their own latency histogram (`--slice-seconds`,
+    /// schema 4): the unit a paired A/B verdict resamples. Empty unless asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<Slice>,
+}
+
+/// A slice of the run: the requests completed in `[start_seconds, start_seconds + seconds)`
+/// from the start of the load, with their corrected latency histogram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slice {
+    pub start_seconds: u64,
+    pub seconds: u64,
+    pub requests: u64,
+    /// Failed requests, of which `transport_failures` got no HTTP answer at all (refused,
+    /// reset, timed out): a target that stopped answering, not one that answered badly.
+    pub failures: u64,
+    pub transport_failures: u64,
+    /// HdrHistogram V2 serialization, base64, microseconds (as [`Histograms`]).
+    pub corrected: String,
+}
+
+impl Slice {
+    pub fn decode_corrected(&self) -> Result<Histogram<u64>, ReportError> {
+        decode_histogram(&self.corrected, "slice")
+    }
 }
 
 /// CPU the load generator itself used, per second of the run, in cores. When the target is
@@ -827,6 +853,7 @@ pub(crate) mod tests {
             target_build: None,
             interrupted: None,
             generator_cpu: None,
+            slices: Vec::new(),
         }
     }
 

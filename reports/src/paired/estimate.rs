@@ -1,0 +1,300 @@
+//! The paired estimate: ratio B/A of each metric over time-aligned slice pairs, a bootstrap
+//! interval that resamples **pairs** (never requests), and the minimum detectable change.
+//!
+//! Both arms ran in the same wall-clock slices, so whatever the machine did in a slice
+//! (a neighbour, a frequency change) hit both. Resampling whole pairs keeps that shared
+//! part inside each replicate, so the interval reflects how much the *ratio* varies from
+//! slice to slice, not how much either arm does. A quantile of a replicate is taken from
+//! the union of its slices' histograms, as the whole-run figure is.
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use statrs::distribution::{ContinuousCDF as _, Normal};
+
+use crate::bootstrap::Interval;
+use crate::compare::Metric;
+use crate::model::{ReportError, Slice};
+
+/// One arm's slices, flattened for weighted quantiles: every recorded histogram bucket of
+/// every slice, sorted by value.
+#[derive(Debug, Clone)]
+pub(crate) struct ArmSlices {
+    /// (value µs, slice index, count), ascending by value.
+    entries: Vec<(u64, u32, u64)>,
+    requests: Vec<u64>,
+    failures: Vec<u64>,
+    /// Requests that were recorded in the histograms, per slice.
+    recorded: Vec<u64>,
+}
+
+impl ArmSlices {
+    pub(crate) fn new(slices: &[&Slice]) -> Result<ArmSlices, ReportError> {
+        let mut entries = Vec::new();
+        let mut recorded = Vec::with_capacity(slices.len());
+        for (i, s) in slices.iter().enumerate() {
+            let h = s.decode_corrected()?;
+            let mut n = 0;
+            for v in h.iter_recorded() {
+                entries.push((v.value_iterated_to(), i as u32, v.count_at_value()));
+                n += v.count_at_value();
+            }
+            recorded.push(n);
+        }
+        entries.sort_unstable_by_key(|e| e.0);
+        Ok(ArmSlices {
+            entries,
+            requests: slices.iter().map(|s| s.requests).collect(),
+            failures: slices.iter().map(|s| s.failures).collect(),
+            recorded,
+        })
+    }
+
+    /// The metrics of the slices weighted by `w` (how often each slice was drawn), in
+    /// [`Metric::ALL`]'s order: quantiles in ms, requests per slice, error rate.
+    fn figures(&self, w: &[u64]) -> [f64; 6] {
+        let weighted = |v: &[u64]| -> u64 { v.iter().zip(w).map(|(x, k)| x * k).sum() };
+        let n = weighted(&self.recorded);
+        let mut out = [f64::NAN; 6];
+        if n > 0 {
+            let qs = [0.5, 0.9, 0.95, 0.99];
+            // The same rank rule as `Histogram::value_at_quantile`: the ceil(q·n)-th value.
+            let ranks = qs.map(|q| ((q * n as f64).ceil() as u64).max(1));
+            let mut next = 0;
+            let mut cum = 0;
+            for &(value, slice, count) in &self.entries {
+                cum += count * w[slice as usize];
+                while next < ranks.len() && cum >= ranks[next] {
+                    out[next] = value as f64 / 1000.0;
+                    next += 1;
+                }
+                if next == ranks.len() {
+                    break;
+                }
+            }
+        }
+        let draws: u64 = w.iter().sum();
+        let requests = weighted(&self.requests);
+        out[4] = requests as f64 / draws.max(1) as f64;
+        out[5] = if requests == 0 {
+            0.0
+        } else {
+            weighted(&self.failures) as f64 / requests as f64
+        };
+        out
+    }
+}
+
+/// One metric's paired estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub baseline: f64,
+    pub candidate: f64,
+    /// Relative change B/A − 1 (error rate: relative too, infinite from a zero baseline).
+    pub change: f64,
+    /// The interval of the relative change (error rate: of the difference B − A).
+    pub interval: Option<Interval>,
+    /// The smallest change in the bad direction this run would have detected with the
+    /// given power: relative for ratios, absolute for the error rate. `None` when the
+    /// pairs do not vary enough to say (e.g. no errors at all in either arm).
+    pub min_detectable: Option<f64>,
+}
+
+/// Bootstrap settings of the paired estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedBootstrap {
+    pub resamples: usize,
+    /// Two-sided level of the interval.
+    pub confidence: f64,
+    /// Power at which the minimum detectable change is stated.
+    pub power: f64,
+    pub seed: u64,
+}
+
+impl Default for PairedBootstrap {
+    fn default() -> Self {
+        PairedBootstrap {
+            resamples: 2000,
+            confidence: 0.95,
+            power: 0.8,
+            seed: 0x6361_7874_6f6e,
+        }
+    }
+}
+
+/// Estimates every metric of [`Metric::ALL`] from `n` pairs (`a` and `b` hold the same
+/// number of slices, pair `i` being slice `i` of each).
+pub(crate) fn estimate(a: &ArmSlices, b: &ArmSlices, opts: &PairedBootstrap) -> Vec<Estimate> {
+    let n = a.requests.len().min(b.requests.len());
+    let ones = vec![1u64; n];
+    let point_a = a.figures(&ones);
+    let point_b = b.figures(&ones);
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut replicates: Vec<[f64; 6]> = Vec::with_capacity(opts.resamples);
+    let mut w = vec![0u64; n];
+    for _ in 0..opts.resamples {
+        w.iter_mut().for_each(|x| *x = 0);
+        for _ in 0..n {
+            w[rng.random_range(0..n)] += 1;
+        }
+        let fa = a.figures(&w);
+        let fb = b.figures(&w);
+        let mut r = [f64::NAN; 6];
+        for m in 0..6 {
+            r[m] = if m == 5 { fb[m] - fa[m] } else { fb[m] / fa[m] };
+        }
+        replicates.push(r);
+    }
+    let z = |p: f64| Normal::standard().inverse_cdf(p);
+    let spread = z(1.0 - (1.0 - opts.confidence) / 2.0) + z(opts.power);
+    Metric::ALL
+        .iter()
+        .enumerate()
+        .map(|(m, metric)| {
+            let (base, cand) = (point_a[m], point_b[m]);
+            let ratio_metric = *metric != Metric::ErrorRate;
+            let mut values: Vec<f64> = replicates
+                .iter()
+                .map(|r| r[m])
+                .filter(|v| v.is_finite() && (!ratio_metric || *v > 0.0))
+                .collect();
+            // Too few usable replicates (a metric with no data in most draws): no interval.
+            let interval_and_se = (n >= 2 && values.len() * 10 >= opts.resamples * 9).then(|| {
+                values.sort_by(f64::total_cmp);
+                let pick = |p: f64| values[((p * (values.len() - 1) as f64).round()) as usize];
+                let tail = (1.0 - opts.confidence) / 2.0;
+                let (lo, hi) = (pick(tail), pick(1.0 - tail));
+                if ratio_metric {
+                    let logs: Vec<f64> = values.iter().map(|v| v.ln()).collect();
+                    (
+                        Interval {
+                            low: lo - 1.0,
+                            high: hi - 1.0,
+                        },
+                        std_dev(&logs),
+                    )
+                } else {
+                    (Interval { low: lo, high: hi }, std_dev(&values))
+                }
+            });
+            let change = relative_change(base, cand);
+            let min_detectable = interval_and_se.and_then(|(_, se)| {
+                (se > 0.0).then(|| {
+                    if ratio_metric {
+                        let factor = (spread * se).exp();
+                        // A fall is the bad direction of throughput.
+                        if metric.higher_is_worse() {
+                            factor - 1.0
+                        } else {
+                            1.0 - 1.0 / factor
+                        }
+                    } else {
+                        spread * se
+                    }
+                })
+            });
+            Estimate {
+                baseline: base,
+                candidate: cand,
+                change: if change.is_nan() { 0.0 } else { change },
+                interval: interval_and_se.map(|(i, _)| i),
+                min_detectable,
+            }
+        })
+        .collect()
+}
+
+fn relative_change(baseline: f64, candidate: f64) -> f64 {
+    if baseline == 0.0 {
+        if candidate == 0.0 { 0.0 } else { f64::INFINITY }
+    } else {
+        candidate / baseline - 1.0
+    }
+}
+
+fn std_dev(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{encode_histogram, new_histogram};
+    use rand_distr::{Distribution as _, LogNormal};
+
+    /// `n` slices of `per` requests, log-normal latencies around 1 ms times `factor`, with
+    /// a slice-wide multiplier shared by the pair (`noise`, the machine's drift).
+    fn arms(n: usize, per: u64, factor: f64, seed: u64) -> (ArmSlices, ArmSlices) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let latency = LogNormal::new(0.0, 0.4).unwrap();
+        let drift = LogNormal::new(0.0, 0.3).unwrap();
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for i in 0..n {
+            let shared = drift.sample(&mut rng);
+            for (out, f) in [(&mut a, 1.0), (&mut b, factor)] {
+                let mut h = new_histogram();
+                for _ in 0..per {
+                    let us = 1000.0 * shared * f * latency.sample(&mut rng);
+                    h.record(us as u64 + 1).unwrap();
+                }
+                out.push(Slice {
+                    start_seconds: i as u64 * 2,
+                    seconds: 2,
+                    requests: per,
+                    failures: 0,
+                    transport_failures: 0,
+                    corrected: encode_histogram(&h, "slice").unwrap(),
+                });
+            }
+        }
+        let a: Vec<&Slice> = a.iter().collect();
+        let b: Vec<&Slice> = b.iter().collect();
+        (ArmSlices::new(&a).unwrap(), ArmSlices::new(&b).unwrap())
+    }
+
+    fn p95(e: &[Estimate]) -> Estimate {
+        e[Metric::ALL.iter().position(|m| *m == Metric::P95).unwrap()]
+    }
+
+    #[test]
+    fn a_shared_drift_does_not_widen_the_paired_interval() {
+        // A 30 % slice-to-slice drift hits both arms; a 10 % slowdown stays visible.
+        let opts = PairedBootstrap {
+            resamples: 400,
+            ..Default::default()
+        };
+        let (a, b) = arms(40, 300, 1.10, 7);
+        let e = p95(&estimate(&a, &b, &opts));
+        let i = e.interval.unwrap();
+        assert!(i.low > 0.0, "interval {i:?} should exclude no change");
+        assert!((e.change - 0.10).abs() < 0.05, "change {}", e.change);
+        let mdc = e.min_detectable.unwrap();
+        assert!(mdc > 0.0 && mdc < 0.10, "minimum detectable change {mdc}");
+    }
+
+    #[test]
+    fn identical_arms_straddle_no_change() {
+        let opts = PairedBootstrap {
+            resamples: 400,
+            ..Default::default()
+        };
+        let (a, b) = arms(40, 300, 1.0, 11);
+        let e = p95(&estimate(&a, &b, &opts));
+        let i = e.interval.unwrap();
+        assert!(i.low < 0.0 && i.high > 0.0, "A/A interval {i:?}");
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_estimate() {
+        let opts = PairedBootstrap {
+            resamples: 200,
+            ..Default::default()
+        };
+        let (a, b) = arms(10, 100, 1.05, 3);
+        assert_eq!(estimate(&a, &b, &opts), estimate(&a, &b, &opts));
+    }
+}

@@ -1,0 +1,405 @@
+//! Paired A/B verdicts: two builds measured together (`caxton-bench ab`), judged on the
+//! ratio of candidate to baseline over time-aligned slice pairs.
+//!
+//! The report of an A/B run ([`AbReport`]) holds both arms as full [`RunReport`]s (each with
+//! its `slices`) and the [`AbVerdict`]. A metric **regressed** when its change is beyond the
+//! metric's threshold in the bad direction and the paired interval excludes no change (the
+//! rule of `compare`, with an interval that comes from pairs instead of requests). Every
+//! verdict states its **minimum detectable change**, so a green result says what it could
+//! have seen.
+
+pub mod estimate;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::{self, Metric, Verdict, format_change};
+use crate::model::{ReportError, RunReport, Slice};
+use crate::table::{markdown_table, text_table};
+pub use estimate::{Estimate, PairedBootstrap};
+
+/// Version of the A/B report's own shape (its arms carry the run report's version).
+pub const AB_SCHEMA_VERSION: u32 = 1;
+
+/// Default relative threshold of `ab`: a change must be larger than this in the bad
+/// direction, as well as significant, to regress. BENCHMARKS.md gives its measured false
+/// alarm and detection rates.
+pub const DEFAULT_THRESHOLD: f64 = 0.03;
+
+/// Fewer pairs than this cannot be judged: the run is invalid.
+pub const MIN_PAIRS: usize = 6;
+
+/// Thresholds, warm-up and bootstrap of the verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairedOptions {
+    pub threshold: f64,
+    pub per_metric: BTreeMap<Metric, f64>,
+    /// Slices starting before this second are discarded (connections, caches, JIT).
+    pub warmup_seconds: u64,
+    pub bootstrap: PairedBootstrap,
+}
+
+impl Default for PairedOptions {
+    fn default() -> Self {
+        PairedOptions {
+            threshold: DEFAULT_THRESHOLD,
+            per_metric: BTreeMap::new(),
+            warmup_seconds: 0,
+            bootstrap: PairedBootstrap::default(),
+        }
+    }
+}
+
+impl PairedOptions {
+    fn threshold_for(&self, m: Metric) -> f64 {
+        self.per_metric.get(&m).copied().unwrap_or(self.threshold)
+    }
+}
+
+/// What the A/B run concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbOutcome {
+    NoRegression,
+    /// A metric regressed, or the candidate breached a threshold.
+    Regressed,
+    /// The pairing broke or an arm did not produce its load: nothing can be concluded.
+    Invalid,
+}
+
+impl AbOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbOutcome::NoRegression => "no regression",
+            AbOutcome::Regressed => "REGRESSED",
+            AbOutcome::Invalid => "INVALID",
+        }
+    }
+}
+
+/// One metric of the verdict. Latency in ms, throughput in requests per slice, error
+/// rate as a fraction; `change`, the interval and `min_detectable` are relative (B/A − 1),
+/// except the error rate's interval and `min_detectable`, which are of the difference B − A.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbRow {
+    pub metric: String,
+    pub baseline: f64,
+    pub candidate: f64,
+    pub change: f64,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub min_detectable: Option<f64>,
+    pub threshold: f64,
+    pub verdict: String,
+}
+
+/// The verdict of an A/B run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbVerdict {
+    pub outcome: AbOutcome,
+    /// Slice pairs the estimate used (after the warm-up).
+    pub pairs: usize,
+    pub slice_seconds: u64,
+    pub warmup_seconds: u64,
+    pub confidence: f64,
+    pub power: f64,
+    pub resamples: usize,
+    pub rows: Vec<AbRow>,
+    /// Why the run cannot be judged (outcome `invalid`), each naming the arm.
+    pub invalid: Vec<String>,
+    /// The candidate's thresholds that failed (k6 expressions).
+    pub thresholds_breached: Vec<String>,
+}
+
+/// `report.json` of `caxton-bench ab`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbReport {
+    pub schema_version: u32,
+    pub run_id: String,
+    /// How the load was paired: `concurrent` (both arms at once, each with half the load).
+    pub pairing: String,
+    /// Candidate's load start minus baseline's, ms.
+    pub start_skew_ms: i64,
+    pub verdict: AbVerdict,
+    pub baseline: RunReport,
+    pub candidate: RunReport,
+}
+
+/// Judges `candidate` (B) against `baseline` (A), both runs with slices of the same length
+/// made at the same time.
+pub fn judge(
+    baseline: &RunReport,
+    candidate: &RunReport,
+    opts: &PairedOptions,
+) -> Result<AbVerdict, ReportError> {
+    let mut invalid = Vec::new();
+    for (arm, r) in [("baseline", baseline), ("candidate", candidate)] {
+        if !r.validity.valid {
+            let why: Vec<String> = r.validity.reasons.iter().map(|x| x.detail.clone()).collect();
+            invalid.push(format!("arm {arm}: the run is invalid: {}", why.join("; ")));
+        }
+        if let Some(i) = &r.interrupted {
+            invalid.push(format!("arm {arm}: {}", i.describe()));
+        }
+        if r.slices.is_empty() {
+            invalid.push(format!("arm {arm}: report {} has no slices", r.run_id));
+        }
+    }
+    let pairs = pair_slices(baseline, candidate, opts.warmup_seconds, &mut invalid);
+    let slice_seconds = baseline.slices.first().map_or(0, |s| s.seconds);
+    if pairs.len() < MIN_PAIRS && invalid.is_empty() {
+        invalid.push(format!(
+            "only {} slice pairs after the {} s warm-up; at least {MIN_PAIRS} are needed: run \
+             longer or use shorter slices",
+            pairs.len(),
+            opts.warmup_seconds
+        ));
+    }
+    let mut rows = Vec::new();
+    if pairs.len() >= 2 {
+        let (a, b): (Vec<&Slice>, Vec<&Slice>) = pairs.iter().copied().unzip();
+        let a = estimate::ArmSlices::new(&a)?;
+        let b = estimate::ArmSlices::new(&b)?;
+        for (metric, e) in Metric::ALL
+            .into_iter()
+            .zip(estimate::estimate(&a, &b, &opts.bootstrap))
+        {
+            let threshold = opts.threshold_for(metric);
+            let verdict = compare::verdict(metric, e.change, threshold, e.interval);
+            rows.push(AbRow {
+                metric: metric.key().to_string(),
+                baseline: e.baseline,
+                candidate: e.candidate,
+                change: e.change,
+                low: e.interval.map(|i| i.low),
+                high: e.interval.map(|i| i.high),
+                min_detectable: e.min_detectable,
+                threshold,
+                verdict: verdict.as_str().to_string(),
+            });
+        }
+    }
+    let thresholds_breached: Vec<String> = candidate
+        .thresholds
+        .iter()
+        .filter(|t| !t.ok)
+        .map(|t| t.expression.clone())
+        .collect();
+    let regressed = rows
+        .iter()
+        .any(|r| r.verdict == Verdict::Regressed.as_str())
+        || !thresholds_breached.is_empty();
+    let outcome = if !invalid.is_empty() {
+        AbOutcome::Invalid
+    } else if regressed {
+        AbOutcome::Regressed
+    } else {
+        AbOutcome::NoRegression
+    };
+    Ok(AbVerdict {
+        outcome,
+        pairs: pairs.len(),
+        slice_seconds,
+        warmup_seconds: opts.warmup_seconds,
+        confidence: opts.bootstrap.confidence,
+        power: opts.bootstrap.power,
+        resamples: opts.bootstrap.resamples,
+        rows,
+        invalid,
+        thresholds_breached,
+    })
+}
+
+/// The slices both arms measured over the same seconds, after the warm-up. A pair where one
+/// arm sent nothing, or got no HTTP answer to anything, while the other was served, breaks
+/// the pairing: it is reported (naming the arm and the second) and left out.
+fn pair_slices<'a>(
+    a: &'a RunReport,
+    b: &'a RunReport,
+    warmup: u64,
+    invalid: &mut Vec<String>,
+) -> Vec<(&'a Slice, &'a Slice)> {
+    let mut pairs = Vec::new();
+    let mut broken: BTreeMap<&str, u64> = BTreeMap::new();
+    for sa in a.slices.iter().filter(|s| s.start_seconds >= warmup) {
+        let Some(sb) = b
+            .slices
+            .iter()
+            .find(|s| s.start_seconds == sa.start_seconds && s.seconds == sa.seconds)
+        else {
+            continue;
+        };
+        let served = |s: &Slice| s.requests > s.transport_failures;
+        let silent = |s: &Slice| !served(s);
+        let mut ok = true;
+        for (arm, mine, other) in [("baseline", sa, sb), ("candidate", sb, sa)] {
+            if silent(mine) && served(other) {
+                broken.entry(arm).or_insert(mine.start_seconds);
+                ok = false;
+            }
+        }
+        if ok && served(sa) && served(sb) {
+            pairs.push((sa, sb));
+        }
+    }
+    for (arm, second) in broken {
+        invalid.push(format!(
+            "arm {arm} stopped answering at second {second}: its slice got no HTTP answer \
+             while the other arm's was served"
+        ));
+    }
+    pairs
+}
+
+impl AbReport {
+    pub fn write(&self, path: &Path) -> Result<(), ReportError> {
+        let text = serde_json::to_vec_pretty(self).map_err(|source| ReportError::Serialize {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let write_err = |source| ReportError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, text).map_err(write_err)?;
+        std::fs::rename(&tmp, path).map_err(write_err)
+    }
+
+    pub(crate) fn cells(&self) -> Vec<[String; 8]> {
+        self.verdict
+            .rows
+            .iter()
+            .filter_map(|r| Some((Metric::parse(&r.metric)?, r)))
+            .map(|(m, r)| {
+                let value = |v: f64| match m {
+                    Metric::Throughput => format!("{v:.1} req/slice"),
+                    _ => m.format(v),
+                };
+                let signed = |v: f64| match m {
+                    Metric::ErrorRate => format!("{:+.2} pp", v * 100.0),
+                    _ => format!("{:+.1}%", v * 100.0),
+                };
+                let ci = match (r.low, r.high) {
+                    (Some(l), Some(h)) => format!("[{}, {}]", signed(l), signed(h)),
+                    _ => "n/a".into(),
+                };
+                let mdc = r.min_detectable.map_or("n/a".into(), |v| match m {
+                    Metric::ErrorRate => format!("{:.2} pp", v * 100.0),
+                    Metric::Throughput => format!("-{:.1}%", v * 100.0),
+                    _ => format!("+{:.1}%", v * 100.0),
+                });
+                [
+                    m.label().to_string(),
+                    value(r.baseline),
+                    value(r.candidate),
+                    format_change(r.change),
+                    ci,
+                    mdc,
+                    format!("±{:.0}%", r.threshold * 100.0),
+                    r.verdict.clone(),
+                ]
+            })
+            .collect()
+    }
+
+    pub(crate) fn headers(&self) -> [String; 8] {
+        [
+            "metric".into(),
+            "baseline (A)".into(),
+            "candidate (B)".into(),
+            "change B/A".into(),
+            format!("{:.0}% CI (paired)", self.verdict.confidence * 100.0),
+            format!("detectable ({:.0}% power)", self.verdict.power * 100.0),
+            "threshold".into(),
+            "verdict".into(),
+        ]
+    }
+
+    pub(crate) fn preamble(&self) -> String {
+        let v = &self.verdict;
+        format!(
+            "baseline {} ({}) vs candidate {} ({})\npairing {}: {} pairs of {} s slices, the \
+             first {} s discarded as warm-up, start skew {} ms; intervals resample pairs, \
+             not requests",
+            self.baseline.run_id,
+            self.baseline.target,
+            self.candidate.run_id,
+            self.candidate.target,
+            self.pairing,
+            v.pairs,
+            v.slice_seconds,
+            v.warmup_seconds,
+            self.start_skew_ms
+        )
+    }
+
+    pub(crate) fn conclusion(&self) -> String {
+        let v = &self.verdict;
+        let mut out = format!("verdict: {}", v.outcome.as_str());
+        for why in &v.invalid {
+            let _ = write!(out, "\n  invalid: {why}");
+        }
+        let regressed: Vec<&str> = v
+            .rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Regressed.as_str())
+            .map(|r| r.metric.as_str())
+            .collect();
+        if !regressed.is_empty() {
+            let _ = write!(out, "\n  regressed: {}", regressed.join(", "));
+        }
+        for t in &v.thresholds_breached {
+            let _ = write!(out, "\n  candidate breached threshold: {t}");
+        }
+        if let Some(mdc) = v
+            .rows
+            .iter()
+            .find(|r| r.metric == Metric::P95.key())
+            .and_then(|r| r.min_detectable)
+        {
+            let _ = write!(
+                out,
+                "\n  this run would have seen a p95 change of {:+.1}% or more with {:.0}% power",
+                mdc * 100.0,
+                v.power * 100.0
+            );
+        }
+        out + "\n"
+    }
+
+    /// Plain text for terminals and logs.
+    pub fn to_text(&self) -> String {
+        let headers = self.headers();
+        let headers: [&str; 8] = headers.each_ref().map(String::as_str);
+        format!(
+            "caxton-bench ab: {}\n\n{}\n{}",
+            self.preamble(),
+            text_table(&headers, &self.cells()),
+            self.conclusion()
+        )
+    }
+
+    /// GitHub Markdown, for a pull-request comment.
+    pub fn to_markdown(&self) -> String {
+        let headers = self.headers();
+        let headers: [&str; 8] = headers.each_ref().map(String::as_str);
+        format!(
+            "### caxton-bench ab: {}\n\n{}\n\n{}\n```\n{}```\n",
+            self.verdict.outcome.as_str(),
+            self.preamble().replace('\n', "  \n"),
+            markdown_table(&headers, &self.cells()),
+            self.conclusion()
+        )
+    }
+}
