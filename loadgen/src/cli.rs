@@ -37,7 +37,8 @@ pub enum Command {
     /// Combine the reports of a distributed run's workers into exact global figures and
     /// judge the thresholds once. Exit status like a run: 0 pass, 99 breach, 1 error.
     Merge(MergeArgs),
-    /// Render a run's report.json as report.html beside it (one self-contained file).
+    /// Render a run's report.json (or an A/B run's) as report.html beside it (one
+    /// self-contained file).
     Report(ReportArgs),
     /// Compare a run with a baseline. Exit status: 0 nothing regressed, 1 a metric
     /// regressed (beyond its threshold and significant), 2 bad input.
@@ -132,8 +133,12 @@ pub struct AbArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The report.json of the run (any schema version written so far).
+    /// The report.json of the run (any schema version written so far), or of an A/B run.
     pub report: PathBuf,
+    /// An A/B run's report: print its verdict as Markdown (a pull-request comment) instead
+    /// of rendering the page.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]
@@ -372,6 +377,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", requires = "worker_index", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub workers: Option<u32>,
 
+    /// The target's name in histories and pushed series (label `target_key`): runs with the
+    /// same key form one series wherever the target listened, e.g. a service that moved, or a
+    /// loopback runtime on a new port each night [default: the --target URL; `embedded` for
+    /// the embedded runtime].
+    #[arg(long, value_name = "NAME")]
+    pub target_key: Option<String>,
+
     /// Also record a latency histogram per slice of this many seconds in report.json
     /// (`slices`): the unit `caxton-bench ab` pairs and resamples.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -510,6 +522,7 @@ impl RunArgs {
             flamegraph,
             pprof,
             target_metrics: self.target_metrics.clone(),
+            target_key: self.target_key.clone(),
             slice_seconds: self.slice_seconds,
             start_at: self
                 .start_at

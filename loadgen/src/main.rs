@@ -65,6 +65,18 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             })
         }
         Some(Command::Report(args)) => {
+            if let Some(ab) = caxton_reports::paired::AbReport::read_if_paired(&args.report)? {
+                if args.markdown {
+                    print!("{}", ab.to_markdown());
+                } else {
+                    let page = caxton_reports::html::render_ab(&ab, None)?;
+                    let out = args.report.with_file_name("report.html");
+                    caxton_reports::html::write_file(&out, &page)?;
+                    println!("report: {}", out.display());
+                }
+                return Ok(EXIT_PASSED);
+            }
+            anyhow::ensure!(!args.markdown, "--markdown is for an A/B run's report");
             let html = caxton_reports::html::write_report(&args.report)?;
             println!("report: {}", html.display());
             Ok(EXIT_PASSED)

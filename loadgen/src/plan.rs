@@ -289,11 +289,19 @@ mod tests {
         assert_eq!(targets, [50.0, 50.0, 100.0, 100.0, 0.0]);
         let names = |p: &Plan| p.stages.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&half), names(&k6));
-        let one = Plan::constant(1, Duration::from_secs(10), 1.0).unwrap().share(0.5);
-        assert_eq!(one.start_target, 1.0, "one user is not halved to none");
-        let open = Plan::from_stages("r", LoadModel::Open, 0.0, vec![(Duration::from_secs(5), 3.0)], 1.0)
+        let one = Plan::constant(1, Duration::from_secs(10), 1.0)
             .unwrap()
             .share(0.5);
+        assert_eq!(one.start_target, 1.0, "one user is not halved to none");
+        let open = Plan::from_stages(
+            "r",
+            LoadModel::Open,
+            0.0,
+            vec![(Duration::from_secs(5), 3.0)],
+            1.0,
+        )
+        .unwrap()
+        .share(0.5);
         assert_eq!(open.stages[0].target, 1.5);
     }
 

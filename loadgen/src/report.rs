@@ -72,6 +72,7 @@ pub fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport, Report
         command_line: meta.command_line.to_vec(),
         target: meta.target.to_string(),
         embedded_target: meta.embedded_target,
+        target_key: None,
         started_at: humantime::format_rfc3339_millis(meta.started).to_string(),
         ended_at: humantime::format_rfc3339_millis(meta.ended).to_string(),
         started_unix_ms: unix_ms(meta.started),

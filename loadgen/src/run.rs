@@ -67,6 +67,8 @@ pub struct RunOptions {
     pub worker: Option<WorkerShare>,
     /// Sent with every request (`--header`, `--token-file`).
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The target's name in histories (`--target-key`); `None`: its URL or `embedded`.
+    pub target_key: Option<String>,
     /// Record a histogram per slice of this many seconds (`--slice-seconds`).
     pub slice_seconds: Option<u64>,
     /// Start the load at this instant rather than at once (`ab`'s arms start together).
@@ -328,7 +330,9 @@ fn common_labels(
             &opts.plan.name,
             &opts.plan.planned_stages(),
         ),
-        target_key: caxton_reports::history::series::target_key_of(target, opts.target.is_none()),
+        target_key: opts.target_key.clone().unwrap_or_else(|| {
+            caxton_reports::history::series::target_key_of(target, opts.target.is_none())
+        }),
     }
 }
 
@@ -475,6 +479,7 @@ fn judged_report(
         scenarios: &opts.scenarios,
     };
     let mut report = report::build(&meta, &load.collector)?;
+    report.target_key = opts.target_key.clone();
     report.distributed = opts.worker.map(|w| w.record());
     report.generator_cpu = load.generator_cpu.clone();
     report.target_build = target_build;

@@ -15,7 +15,66 @@ pub const CHANGE_POINT: &str = "caxton_bench_change_point";
 /// `absent()`.
 pub const REGRESSION: &str = "caxton_bench_regression";
 
-pub const VERDICT_METRIC_NAMES: [&str; 2] = [CHANGE_POINT, REGRESSION];
+/// One sample: how many series had enough runs to be judged. 0 means the history cannot
+/// judge yet (a young history), which the regression series alone would show as green.
+pub const JUDGED_SERIES: &str = "caxton_bench_history_judged_series";
+
+pub const VERDICT_METRIC_NAMES: [&str; 3] = [CHANGE_POINT, REGRESSION, JUDGED_SERIES];
+
+/// `caxton-bench ab`, one sample per metric: the paired ratio B/A (labels `metric`,
+/// `run_id`, `plan_key`, `target_key`, `verdict`).
+pub const AB_RATIO: &str = "caxton_bench_ab_ratio";
+/// Per metric: the smallest change in its bad direction the A/B run would have detected at
+/// its stated power (relative; the error rate's in absolute points).
+pub const AB_MIN_DETECTABLE: &str = "caxton_bench_ab_min_detectable_change";
+/// One sample: 1 regressed, 0 no regression, -1 invalid (label `outcome`).
+pub const AB_OUTCOME: &str = "caxton_bench_ab_regression";
+
+pub const AB_METRIC_NAMES: [&str; 3] = [AB_RATIO, AB_MIN_DETECTABLE, AB_OUTCOME];
+
+/// The verdict of an A/B run as samples stamped `ts`.
+pub fn ab_samples(report: &caxton_reports::paired::AbReport, ts: i64) -> Vec<Sample> {
+    use caxton_reports::paired::AbOutcome;
+    let base = |name: &str, value: f64| {
+        Sample {
+            name: name.to_string(),
+            labels: Vec::new(),
+            value,
+            timestamp_ms: ts,
+        }
+        .label("run_id", report.run_id.as_str())
+        .label("target_key", report.target_key.as_str())
+        .label(
+            "plan_key",
+            caxton_reports::history::series::plan_key(&report.candidate.plan),
+        )
+    };
+    let mut out = Vec::new();
+    for row in &report.verdict.rows {
+        if row.change.is_finite() {
+            out.push(
+                base(AB_RATIO, 1.0 + row.change)
+                    .label("metric", row.metric.as_str())
+                    .label("verdict", row.verdict.as_str()),
+            );
+        }
+        if let Some(mdc) = row.min_detectable {
+            out.push(base(AB_MIN_DETECTABLE, mdc).label("metric", row.metric.as_str()));
+        }
+    }
+    let outcome = report.verdict.outcome;
+    let value = match outcome {
+        AbOutcome::Regressed => 1.0,
+        AbOutcome::NoRegression => 0.0,
+        AbOutcome::Invalid => -1.0,
+    };
+    let outcome_label = serde_json::to_value(outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    out.push(base(AB_OUTCOME, value).label("outcome", outcome_label));
+    out
+}
 
 /// The Pushgateway job the verdict is pushed under: one group, replaced each night, so a
 /// change point that no longer holds disappears.
@@ -59,6 +118,12 @@ pub fn verdict_samples(history: &History, ts: i64) -> Vec<Sample> {
             _ => sample,
         }
     }));
+    out.push(Sample {
+        name: JUDGED_SERIES.to_string(),
+        labels: Vec::new(),
+        value: history.judged() as f64,
+        timestamp_ms: ts,
+    });
     out
 }
 

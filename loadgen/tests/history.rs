@@ -19,7 +19,7 @@ use caxton_reports::compare::Metric;
 use caxton_reports::history::{self, DetectOptions, History, series::ALL};
 use caxton_reports::remote_write::{RemoteWriteOptions, RemoteWriter};
 use caxton_testkit::Prometheus;
-use common::{BENCH, bench_as, text};
+use common::{BENCH, bench_as, test_server, text};
 
 /// Nights per history.
 const NIGHTS: u64 = 32;
@@ -358,4 +358,49 @@ fn an_unreadable_report_is_named_unless_skipped() {
         text(&o)
     );
     let _ = std::fs::remove_dir_all(root);
+}
+
+/// `ci/nightly` starts its runtime on a new free port each night: with one `--target-key`
+/// the nights are one series, and a history too young to judge says so instead of "no
+/// change points".
+#[tokio::test(flavor = "multi_thread")]
+async fn nights_on_new_ports_with_one_target_key_are_one_series() {
+    let out = common::out_dir("target-key");
+    for night in 0..3 {
+        let addr = test_server(0, Duration::ZERO).await;
+        let o = bench_as(
+            &format!("night-{night}"),
+            &[
+                "--target",
+                &format!("http://{addr}"),
+                "--target-key",
+                "loopback-runtime",
+                "--duration",
+                "2s",
+                "--concurrent-users",
+                "2",
+                "--think-time",
+                "10ms",
+            ],
+            &out,
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+    let loaded = history::load_dir(&out, false).unwrap();
+    let (runs, per_run) = loaded.observations();
+    let h = history::analyse(runs, &per_run, &DetectOptions::default());
+    let p95: Vec<_> = h
+        .verdicts
+        .iter()
+        .filter(|v| v.series.key.metric == Metric::P95 && v.series.key.stage == ALL)
+        .filter(|v| v.series.key.scenario == ALL)
+        .collect();
+    assert_eq!(p95.len(), 1, "one series: {}", h.to_text());
+    assert_eq!(p95[0].series.key.target, "loopback-runtime");
+    assert_eq!(p95[0].series.values.len(), 3);
+    assert_eq!(h.status(), "not_enough_runs");
+    let text = h.to_text();
+    assert!(text.contains("NOT JUDGED"), "{text}");
+    assert_eq!(text.matches("too short to judge").count(), 1, "{text}");
 }

@@ -310,7 +310,12 @@ fn relative_change(baseline: f64, current: f64) -> f64 {
     }
 }
 
-pub(crate) fn verdict(metric: Metric, change: f64, threshold: f64, interval: Option<Interval>) -> Verdict {
+pub(crate) fn verdict(
+    metric: Metric,
+    change: f64,
+    threshold: f64,
+    interval: Option<Interval>,
+) -> Verdict {
     let sign = if metric.higher_is_worse() { 1.0 } else { -1.0 };
     let worse = sign * change > threshold;
     let better = sign * change < -threshold;

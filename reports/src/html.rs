@@ -479,7 +479,7 @@ h1{font-size:22px;margin:8px 0}h2{font-size:18px;margin:28px 0 8px;border-bottom
 table{border-collapse:collapse;margin:6px 0 10px}th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}\
 table.num th,table.num td{text-align:right}table.num th:first-child,table.num td:first-child{text-align:left}table.meta th{color:#555;font-weight:600}\
 .verdict{font-weight:700;padding:6px 10px;display:inline-block;border-radius:4px}\
-.pass .verdict,.verdict.pass{background:#e3f4ea;color:#0a6b35}.verdict.fail{background:#fbe4e4;color:#a11}\
+.pass .verdict,.verdict.pass{background:#e3f4ea;color:#0a6b35}.verdict.fail{background:#fbe4e4;color:#a11}.verdict.warn{background:#fdf3d8;color:#7a5a00}\
 tr.fail td{color:#a11}tr.pass td{color:#0a6b35}.note{color:#666;font-size:12px}\
 pre.cmd{background:#f6f6f6;padding:8px;white-space:pre-wrap;word-break:break-all}\
 svg.chart{width:100%;height:auto;display:block;margin:8px 0 14px}\

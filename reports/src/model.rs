@@ -95,6 +95,11 @@ pub struct RunReport {
     pub target: String,
     /// True when the run started its own runtime (no `--target`).
     pub embedded_target: bool,
+    /// The target's name in a history (`--target-key`, schema 4): series of runs with the
+    /// same key are one series, wherever the target listened. Absent: the URL, or
+    /// `embedded` for the embedded runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_key: Option<String>,
     /// Wall-clock start and end, RFC 3339 UTC, and as unix milliseconds.
     pub started_at: String,
     pub ended_at: String,
@@ -791,6 +796,7 @@ pub(crate) mod tests {
             command_line: vec!["caxton-bench".into(), "--plan".into(), "k6".into()],
             target: "http://127.0.0.1:1".into(),
             embedded_target: true,
+            target_key: None,
             started_at: "2026-01-01T00:00:00Z".into(),
             ended_at: "2026-01-01T00:00:01Z".into(),
             started_unix_ms: 1,

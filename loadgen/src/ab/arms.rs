@@ -37,6 +37,7 @@ const NOT_FORWARDED: &[&str] = &[
     "--load-share",
     "--start-at",
     "--target-metrics",
+    "--target-key",
 ];
 const NOT_FORWARDED_SWITCHES: &[&str] = &["--markdown"];
 
@@ -69,6 +70,7 @@ pub(crate) struct ArmPlan {
     pub(crate) target: String,
     pub(crate) pprof: Option<String>,
     pub(crate) target_metrics: Option<String>,
+    pub(crate) target_key: String,
     pub(crate) run_id: String,
     pub(crate) progress: ProgressMode,
     pub(crate) summary_export: Option<PathBuf>,
@@ -85,7 +87,10 @@ impl ArmResult {
     /// The arm's report, or why there is none (naming the arm and its log).
     pub(crate) fn report(&self, arm: &str) -> Result<RunReport, AbError> {
         let code = self.status.code();
-        if code == Some(i32::from(crate::EXIT_ERROR)) || code.is_none() || !self.report_path.is_file() {
+        if code == Some(i32::from(crate::EXIT_ERROR))
+            || code.is_none()
+            || !self.report_path.is_file()
+        {
             return Err(AbError::Arm {
                 arm: arm.to_string(),
                 detail: format!("its caxton-bench run failed ({})", self.status),
@@ -136,6 +141,7 @@ pub(crate) async fn run_both(
             .arg("--out")
             .arg(pairing.dir)
             .args(["--run-id", &arm.run_id])
+            .args(["--target-key", &arm.target_key])
             .args(["--slice-seconds", &pairing.slice_seconds.to_string()])
             .args(["--load-share", &pairing.share.to_string()])
             .args(["--start-at", &unix_ms(pairing.start_at).to_string()])

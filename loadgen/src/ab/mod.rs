@@ -21,7 +21,6 @@ use thiserror::Error;
 use crate::cli::AbArgs;
 use crate::progress::ProgressMode;
 
-
 #[derive(Debug, Error)]
 pub enum AbError {
     #[error("{what}: {source}")]
@@ -107,15 +106,26 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
         if args.run.no_flamegraph {
             None
         } else {
-            given.clone().or_else(|| started.get(i).map(|r| r.pprof.clone()))
+            given
+                .clone()
+                .or_else(|| started.get(i).map(|r| r.pprof.clone()))
         }
     };
+    let pair_key = args
+        .run
+        .target_key
+        .clone()
+        .unwrap_or_else(|| match &args.run.target {
+            Some(url) if started.is_empty() => url.clone(),
+            _ => "ab-runtime".to_string(),
+        });
     let arm_plans = [
         arms::ArmPlan {
             name: "baseline",
             target: a_target,
             pprof: pprof(0, &args.baseline_pprof),
             target_metrics: started.first().map(|r| r.metrics.clone()),
+            target_key: format!("{pair_key}.baseline"),
             run_id: format!("{run_id}-baseline"),
             progress: ProgressMode::Off,
             summary_export: None,
@@ -128,6 +138,7 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
                 .get(1)
                 .map(|r| r.metrics.clone())
                 .or_else(|| args.run.target_metrics.clone()),
+            target_key: format!("{pair_key}.candidate"),
             run_id: format!("{run_id}-candidate"),
             progress: args.run.progress,
             summary_export: args.run.summary_export.clone(),
@@ -148,7 +159,9 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
     let mut died = Vec::new();
     for (arm, rt) in ["baseline", "candidate"].iter().zip(started.iter_mut()) {
         if let Some(status) = rt.exited() {
-            died.push(format!("arm {arm}: its runtime exited during the run ({status})"));
+            died.push(format!(
+                "arm {arm}: its runtime exited during the run ({status})"
+            ));
         }
     }
     for rt in started {
@@ -166,6 +179,7 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
         schema_version: AB_SCHEMA_VERSION,
         run_id,
         pairing: "concurrent".into(),
+        target_key: pair_key.clone(),
         start_skew_ms: candidate.started_unix_ms as i64 - baseline.started_unix_ms as i64,
         verdict,
         baseline,
@@ -173,18 +187,24 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
     };
     let report_path = dir.join(crate::run_dir::REPORT_FILE);
     report.write(&report_path)?;
-    let profiles = crate::profile_diff::diff_runs(
-        (&report.baseline, &a.report_path),
-        (&report.candidate, &b.report_path),
-    );
+    // The diff of B against A, when both arms were profiled (over the same stage).
+    let profiled = arm_plans.iter().all(|a| a.pprof.is_some());
+    let profiles = profiled.then(|| {
+        crate::profile_diff::diff_runs(
+            (&report.baseline, &a.report_path),
+            (&report.candidate, &b.report_path),
+        )
+    });
     let (diff_flamegraph, diff_note, profiles) = match profiles {
-        Ok(p) => {
+        Some(Ok(p)) => {
             let svg = crate::profile_diff::write_svg(&p, &dir).ok().flatten();
             let note = svg.is_none().then(|| p.to_text(None));
             (svg, note, Some(p))
         }
-        Err(e) => (None, Some(e.to_string()), None),
+        Some(Err(e)) => (None, Some(e.to_string()), None),
+        None => (None, None, None),
     };
+    push(args, &report).await;
     let page = caxton_reports::html::render_ab(&report, profiles.as_ref())?;
     let html_path = dir.join("report.html");
     caxton_reports::html::write_file(&html_path, &page)?;
@@ -195,6 +215,32 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
         diff_flamegraph,
         diff_note,
     })
+}
+
+/// The verdict to the run's sinks (the arms pushed their own series); a failure is a
+/// warning: the report on disk is the result.
+async fn push(args: &AbArgs, report: &AbReport) {
+    let sinks = match crate::push::Sinks::new(
+        args.run.report_to_prometheus.as_deref(),
+        args.run.pushgateway.as_deref(),
+    ) {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("caxton-bench: warning: the A/B verdict was not pushed: {e}");
+            return;
+        }
+    };
+    let samples = crate::verdict::ab_samples(report, caxton_reports::remote_write::now_ms());
+    let sent = tokio::time::timeout(crate::push::PUSH_BOUND, sinks.send(&samples, &[])).await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("caxton-bench: warning: the A/B verdict was not pushed: {e}"),
+        Err(_) => eprintln!(
+            "caxton-bench: warning: the A/B verdict was not pushed within {:?}",
+            crate::push::PUSH_BOUND
+        ),
+    }
 }
 
 /// Time the arms get to start before their load begins together.
@@ -217,14 +263,3 @@ impl AbArgs {
         })
     }
 }
-
-/// Reads an A/B report back (`report.json` of `ab`).
-pub fn read(path: &std::path::Path) -> Result<AbReport, AbError> {
-    let text = std::fs::read(path).map_err(|source| AbError::Io {
-        what: format!("reading {}", path.display()),
-        source,
-    })?;
-    serde_json::from_slice(&text)
-        .map_err(|e| AbError::Internal(format!("{}: not an A/B report: {e}", path.display())))
-}
-

@@ -88,3 +88,49 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A calibrated peer on its own thread (one core's worth of server, like a small service):
+/// `POST /api/agents` and `/api/messages` cost `rounds` rounds of an integer hash each and
+/// answer `status`; with `lives`, it stops serving (listener and connections closed) that
+/// long after it started.
+pub fn peer(rounds: u64, status: u16, lives: Option<Duration>) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let status = axum::http::StatusCode::from_u16(status).unwrap();
+            let work = move || async move {
+                let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15u64);
+                for _ in 0..rounds {
+                    x ^= x >> 33;
+                    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+                }
+                let body = format!(
+                    r#"{{"id":"{:x}","state":"Running"}}"#,
+                    std::hint::black_box(x)
+                );
+                (status, body)
+            };
+            let app = Router::new()
+                .route("/health", get(|| async { "ok" }))
+                .route("/api/agents", post(work))
+                .route("/api/messages", post(work));
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let serve = axum::serve(listener, app);
+            match lives {
+                Some(d) => {
+                    let _ = tokio::time::timeout(d, serve).await;
+                }
+                None => {
+                    let _ = serve.await;
+                }
+            }
+        });
+    });
+    addr
+}

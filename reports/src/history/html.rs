@@ -57,8 +57,11 @@ fn chart(v: &SeriesVerdict, history: &History) -> LineChart {
 /// The whole page.
 pub fn render(history: &History) -> String {
     let mut body = String::from("<h1>caxton-bench history</h1>");
+    // A history that could judge nothing is not green: it has not looked yet.
     let class = if history.newest_regresses() {
         "fail"
+    } else if history.judged() == 0 {
+        "warn"
     } else {
         "pass"
     };

@@ -67,6 +67,9 @@ pub struct Loaded {
     pub unreadable: Vec<String>,
     /// Micro-benchmark runs (`micro.json`), in time order.
     pub micro: Vec<(PathBuf, MicroRun)>,
+    /// A/B runs (`caxton-bench ab`'s report.json): their paired ratios, in time order. Their
+    /// arms' own reports, in the A/B run's directory, are runs like any other.
+    pub paired: Vec<(PathBuf, crate::paired::AbReport)>,
 }
 
 /// Every `report.json` and `micro.json` under `dir` (run directories, any depth), in path
@@ -116,6 +119,18 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
             }
             continue;
         }
+        match crate::paired::AbReport::read_if_paired(&path) {
+            Ok(Some(ab)) => {
+                loaded.paired.push((path, ab));
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) if skip_unreadable => {
+                loaded.unreadable.push(e.to_string());
+                continue;
+            }
+            Err(e) => return Err(HistoryError::Unreadable(e)),
+        }
         let report = match RunReport::read(&path) {
             Ok(r) => r,
             Err(e) if skip_unreadable => {
@@ -158,7 +173,7 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
 impl Loaded {
     /// Nothing to judge: no valid report and no micro-benchmark run.
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty() && self.micro.is_empty()
+        self.runs.is_empty() && self.micro.is_empty() && self.paired.is_empty()
     }
 
     /// The runs' identities and their observations (load runs and micro-benchmark runs), in
@@ -189,6 +204,15 @@ impl Loaded {
                 (info, series::observations(r))
             })
             .chain(micro)
+            .chain(self.paired.iter().map(|(_, ab)| {
+                let info = RunInfo {
+                    run_id: ab.run_id.clone(),
+                    version: series::version_of(&ab.candidate),
+                    started_unix_ms: ab.candidate.started_unix_ms,
+                    profile: None,
+                };
+                (info, series::paired_observations(ab))
+            }))
             .collect();
         all.sort_by(|a, b| {
             (a.0.started_unix_ms, &a.0.run_id).cmp(&(b.0.started_unix_ms, &b.0.run_id))
@@ -393,6 +417,21 @@ impl History {
         self.verdicts.iter().filter(|v| v.too_short)
     }
 
+    /// How many series had enough runs to be judged.
+    pub fn judged(&self) -> usize {
+        self.verdicts.iter().filter(|v| !v.too_short).count()
+    }
+
+    /// `judged`, or `not_enough_runs` when no series could be judged: a history of a few
+    /// nights says nothing yet, which is not the same as "nothing changed".
+    pub fn status(&self) -> &'static str {
+        if self.judged() == 0 {
+            "not_enough_runs"
+        } else {
+            "judged"
+        }
+    }
+
     /// `{"change_points": [...], "noise": {series: {...}}, ...}`.
     pub fn to_json(&self) -> Value {
         let change_points: Vec<Value> = self
@@ -443,6 +482,8 @@ impl History {
             "runs": self.runs.len(),
             "change_points": change_points,
             "noise": noise,
+            "status": self.status(),
+            "judged_series": self.judged(),
             "too_short": self.too_short().map(|v| v.series.key.to_string()).collect::<Vec<_>>(),
             "invalid": self.invalid,
             "unreadable": self.unreadable,
@@ -541,12 +582,14 @@ impl History {
         for u in &self.unreadable {
             lines.push(format!("left out (unreadable): {u}"));
         }
-        for v in self.too_short() {
+        // One line for all of them: a young history has dozens, and they say one thing.
+        let short: Vec<&SeriesVerdict> = self.too_short().collect();
+        if let Some(longest) = short.iter().map(|v| v.series.values.len()).max() {
             lines.push(format!(
-                "too short to judge: {} has {} runs, needs {}",
-                v.series.key,
-                v.series.values.len(),
-                self.options.min_len()
+                "too short to judge: {} series (the longest has {longest} runs, a series needs {}), e.g. {}",
+                short.len(),
+                self.options.min_len(),
+                short[0].series.key
             ));
         }
         lines
@@ -554,12 +597,21 @@ impl History {
 
     pub(crate) fn verdict_line(&self) -> String {
         let n = self.change_points().count();
+        let judged = self.judged();
         if self.newest_regresses() {
             format!("REGRESSION: the newest run starts a regression ({n} change points in all)")
+        } else if judged == 0 {
+            format!(
+                "NOT JUDGED: no series has enough runs yet (a series needs {})",
+                self.options.min_len()
+            )
         } else if n == 0 {
-            "no change points".to_string()
+            format!("no change points in {judged} judged series")
         } else {
-            format!("{n} change points; none is a regression started by the newest run")
+            format!(
+                "{n} change points in {judged} judged series; none is a regression started by \
+                 the newest run"
+            )
         }
     }
 
@@ -712,7 +764,8 @@ mod tests {
         assert_eq!(h.too_short().count(), 2);
         let text = h.to_text();
         assert!(
-            text.contains("too short to judge") && text.contains("has 4 runs, needs 6"),
+            text.contains("too short to judge: 2 series")
+                && text.contains("the longest has 4 runs, a series needs 6"),
             "{text}"
         );
         assert_eq!(h.to_json()["too_short"].as_array().unwrap().len(), 2);

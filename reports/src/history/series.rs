@@ -82,9 +82,13 @@ pub fn plan_key_of(name: &str, stages: &[PlannedStage]) -> String {
     format!("{name}({})", stages.join(","))
 }
 
-/// The target of a run: its URL, or `embedded` (each embedded run listens on a new port).
+/// The target of a run: the key it was given (`--target-key`), else its URL, or `embedded`
+/// (each embedded run listens on a new port).
 pub fn target_key(report: &RunReport) -> String {
-    target_key_of(&report.target, report.embedded_target)
+    report
+        .target_key
+        .clone()
+        .unwrap_or_else(|| target_key_of(&report.target, report.embedded_target))
 }
 
 /// [`target_key`] of a target URL and whether it is the embedded runtime.
@@ -148,6 +152,38 @@ pub fn observations(report: &RunReport) -> Vec<(SeriesKey, f64)> {
         }
     }
     out
+}
+
+/// The scenario of the paired-ratio series an A/B run contributes.
+pub const PAIRED: &str = "ab-ratio";
+
+/// Every (key, ratio B/A) an A/B run contributes: one series per latency metric and
+/// throughput, named by the pair's target key and the baseline's build (a bumped reference
+/// build starts new series rather than a change point). Nothing from an invalid A/B run.
+pub fn paired_observations(ab: &crate::paired::AbReport) -> Vec<(SeriesKey, f64)> {
+    if ab.verdict.outcome == crate::paired::AbOutcome::Invalid {
+        return Vec::new();
+    }
+    let reference = match &ab.baseline.target_build {
+        Some(b) if !b.commit.is_empty() => format!("{}@{}", b.version, b.commit),
+        _ => version_of(&ab.baseline),
+    };
+    ab.verdict
+        .rows
+        .iter()
+        .filter_map(|r| Some((Metric::parse(&r.metric)?, r)))
+        .filter(|(m, r)| *m != Metric::ErrorRate && r.change.is_finite())
+        .map(|(metric, r)| {
+            let key = SeriesKey {
+                plan: plan_key(&ab.candidate.plan),
+                target: format!("{} vs {reference}", ab.target_key),
+                scenario: PAIRED.to_string(),
+                stage: ALL.to_string(),
+                metric,
+            };
+            (key, 1.0 + r.change)
+        })
+        .collect()
 }
 
 /// Groups observations of runs (given in time order) into series.

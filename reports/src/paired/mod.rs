@@ -126,6 +126,10 @@ pub struct AbReport {
     pub pairing: String,
     /// Candidate's load start minus baseline's, ms.
     pub start_skew_ms: i64,
+    /// The pair's name in a history: the candidate's `--target-key`, its URL, or `ab-runtime`
+    /// for two runtimes started by `ab`. The ratio series are named by it and by the
+    /// baseline's build, so a new baseline build starts new series.
+    pub target_key: String,
     pub verdict: AbVerdict,
     pub baseline: RunReport,
     pub candidate: RunReport,
@@ -141,7 +145,12 @@ pub fn judge(
     let mut invalid = Vec::new();
     for (arm, r) in [("baseline", baseline), ("candidate", candidate)] {
         if !r.validity.valid {
-            let why: Vec<String> = r.validity.reasons.iter().map(|x| x.detail.clone()).collect();
+            let why: Vec<String> = r
+                .validity
+                .reasons
+                .iter()
+                .map(|x| x.detail.clone())
+                .collect();
             invalid.push(format!("arm {arm}: the run is invalid: {}", why.join("; ")));
         }
         if let Some(i) = &r.interrupted {
@@ -258,6 +267,30 @@ fn pair_slices<'a>(
 }
 
 impl AbReport {
+    /// Reads `path` as an A/B run's report when it is one (it names its pairing); `None`
+    /// for a single run's report, which [`RunReport::read`] reads.
+    pub fn read_if_paired(path: &Path) -> Result<Option<AbReport>, ReportError> {
+        let text = std::fs::read(path).map_err(|source| ReportError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        #[derive(Deserialize)]
+        struct Probe {
+            pairing: Option<serde_json::Value>,
+        }
+        match serde_json::from_slice::<Probe>(&text) {
+            Ok(Probe { pairing: Some(_) }) => {
+                serde_json::from_slice(&text)
+                    .map(Some)
+                    .map_err(|source| ReportError::Parse {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+            }
+            _ => Ok(None),
+        }
+    }
+
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
         let text = serde_json::to_vec_pretty(self).map_err(|source| ReportError::Serialize {
             path: path.to_path_buf(),
