@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use crate::bootstrap::{self, Bootstrap, Interval, Stratum};
 use crate::model::{ReportError, RunReport};
+use crate::paired::estimate::{ArmSlices, unpaired_quantile_differences};
 
 /// Exit status of `caxton-bench compare` when nothing regressed.
 pub const EXIT_OK: u8 = 0;
@@ -31,6 +32,17 @@ pub enum CompareError {
     MetricThreshold { value: String, known: String },
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error(
+        "report of run {run}: its p{} is {stated} ms but its histogram says {histogram} ms; \
+         the report was altered or damaged",
+        quantile * 100.0
+    )]
+    Disagree {
+        run: String,
+        quantile: f64,
+        stated: f64,
+        histogram: f64,
+    },
 }
 
 /// What is compared.
@@ -219,6 +231,37 @@ pub struct Comparison {
     pub current_run: String,
     pub rows: Vec<MetricComparison>,
     pub bootstrap: Bootstrap,
+    /// What the latency intervals resample.
+    pub resampled: Resampled,
+}
+
+/// What the latency intervals of a comparison resample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resampled {
+    /// Both runs carry slices (`--slice-seconds`): slices, blocks of time that keep the
+    /// correlation within a run.
+    Slices { baseline: usize, current: usize },
+    /// Requests, as if each were independent: the interval is too narrow.
+    Requests,
+}
+
+impl Resampled {
+    /// The caveat every comparison prints: two runs alone cannot see the run-to-run noise.
+    pub fn note(self) -> String {
+        let unit = match self {
+            Resampled::Slices { baseline, current } => {
+                format!("latency intervals resample slices ({baseline} and {current})")
+            }
+            Resampled::Requests => "latency intervals resample requests (the runs carry no \
+                 slices: record them with --slice-seconds), which makes them too narrow"
+                .to_string(),
+        };
+        format!(
+            "{unit}; one pair of runs made at different times cannot measure the machine's \
+             run-to-run noise: judge against a history directory (calibrated thresholds) or \
+             measure both builds together with `caxton-bench ab`"
+        )
+    }
 }
 
 /// Compares two runs' overall figures.
@@ -230,9 +273,38 @@ pub fn compare(
     let quantiles: Vec<f64> = Metric::ALL.iter().filter_map(|m| m.quantile()).collect();
     let b_hist = baseline.overall.histograms.decode_corrected()?;
     let c_hist = current.overall.histograms.decode_corrected()?;
-    // In microseconds, as recorded.
-    let latency_cis =
-        bootstrap::quantile_differences(&b_hist, &c_hist, &quantiles, &opts.bootstrap);
+    for (report, h) in [(baseline, &b_hist), (current, &c_hist)] {
+        check_agreement(report, h, &quantiles)?;
+    }
+    let (latency_cis, resampled) = if !baseline.slices.is_empty() && !current.slices.is_empty() {
+        let slices = |r: &RunReport| -> Result<ArmSlices, ReportError> {
+            ArmSlices::new(&r.slices.iter().collect::<Vec<_>>())
+        };
+        let cis = unpaired_quantile_differences(
+            &slices(baseline)?,
+            &slices(current)?,
+            opts.bootstrap.resamples,
+            opts.bootstrap.confidence,
+            opts.bootstrap.seed,
+        );
+        // In microseconds, as the request bootstrap gives them.
+        let us = cis.map(|c| {
+            c.map(|i| Interval {
+                low: i.low * 1000.0,
+                high: i.high * 1000.0,
+            })
+        });
+        let resampled = Resampled::Slices {
+            baseline: baseline.slices.len(),
+            current: current.slices.len(),
+        };
+        (us.to_vec(), resampled)
+    } else {
+        (
+            bootstrap::quantile_differences(&b_hist, &c_hist, &quantiles, &opts.bootstrap),
+            Resampled::Requests,
+        )
+    };
     let throughput_ci = bootstrap::ratio_difference(
         &strata(baseline, |s| (s.requests as f64, 1.0)),
         &strata(current, |s| (s.requests as f64, 1.0)),
@@ -285,7 +357,35 @@ pub fn compare(
         current_run: current.run_id.clone(),
         rows,
         bootstrap: opts.bootstrap,
+        resampled,
     })
+}
+
+/// The figures a report states and its histogram must agree (within the histogram's
+/// precision): a report edited by hand, or damaged, would otherwise show one number beside
+/// an interval computed from another.
+fn check_agreement(
+    report: &RunReport,
+    h: &hdrhistogram::Histogram<u64>,
+    quantiles: &[f64],
+) -> Result<(), CompareError> {
+    let stated = &report.overall.latency_ms.corrected;
+    for &q in quantiles {
+        let (Some(figure), false) = (stated.at(q), h.is_empty()) else {
+            continue;
+        };
+        let from_histogram = h.value_at_quantile(q) as f64 / 1000.0;
+        let tolerance = 0.01 * from_histogram.max(figure) + 0.002;
+        if (figure - from_histogram).abs() > tolerance {
+            return Err(CompareError::Disagree {
+                run: report.run_id.clone(),
+                quantile: q,
+                stated: figure,
+                histogram: from_histogram,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn strata(
@@ -432,10 +532,11 @@ impl Comparison {
         }
         let _ = write!(
             out,
-            "\n{} (bootstrap: {} resamples, seed {:#x})\n",
+            "\n{} (bootstrap: {} resamples, seed {:#x})\nnote: {}\n",
             self.summary(),
             self.bootstrap.resamples,
-            self.bootstrap.seed
+            self.bootstrap.seed,
+            self.resampled.note()
         );
         out
     }
@@ -458,7 +559,7 @@ impl Comparison {
             }
             let _ = writeln!(out, "| {} |", row.join(" | "));
         }
-        let _ = writeln!(out, "\n{}", self.summary());
+        let _ = writeln!(out, "\n{}\n\n_{}_", self.summary(), self.resampled.note());
         out
     }
 }

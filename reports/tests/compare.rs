@@ -136,3 +136,33 @@ fn a_history_directory_calibrates_the_threshold_from_its_noise() {
     calibrated.apply(&mut explicit, &[Metric::P95]);
     assert_eq!(explicit.threshold_for(Metric::P95), 0.05);
 }
+
+#[test]
+fn a_report_whose_figures_disagree_with_its_histogram_is_refused() {
+    let baseline = synthetic_report(1, 20_000, 1.0);
+    let mut doctored = synthetic_report(2, 20_000, 1.0);
+    doctored.overall.latency_ms.corrected.p95 *= 1.5;
+    let err = compare::compare(&baseline, &doctored, &CompareOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&doctored.run_id) && text.contains("p95") && text.contains("histogram"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_comparison_says_what_its_interval_cannot_see() {
+    let c = compare::compare(
+        &synthetic_report(1, 20_000, 1.0),
+        &synthetic_report(2, 20_000, 1.0),
+        &CompareOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(c.resampled, compare::Resampled::Requests);
+    for out in [c.to_text(), c.to_markdown()] {
+        assert!(
+            out.contains("caxton-bench ab") && out.contains("too narrow"),
+            "{out}"
+        );
+    }
+}

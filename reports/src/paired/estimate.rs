@@ -203,6 +203,51 @@ pub(crate) fn estimate(a: &ArmSlices, b: &ArmSlices, opts: &PairedBootstrap) -> 
         .collect()
 }
 
+/// Percentile intervals of `b − a` (ms) for p50, p90, p95 and p99 of two runs made at
+/// different times: each run's slices resampled on their own (blocks of time, which keep
+/// the correlation within a run that resampling requests ignores). `None` for a metric
+/// with too few usable replicates.
+pub(crate) fn unpaired_quantile_differences(
+    a: &ArmSlices,
+    b: &ArmSlices,
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> [Option<Interval>; 4] {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let draw = |n: usize, rng: &mut StdRng| {
+        let mut w = vec![0u64; n];
+        for _ in 0..n {
+            w[rng.random_range(0..n)] += 1;
+        }
+        w
+    };
+    let (na, nb) = (a.requests.len(), b.requests.len());
+    let mut diffs: [Vec<f64>; 4] = Default::default();
+    for _ in 0..resamples {
+        let fa = a.figures(&draw(na, &mut rng));
+        let fb = b.figures(&draw(nb, &mut rng));
+        for (m, d) in diffs.iter_mut().enumerate() {
+            let v = fb[m] - fa[m];
+            if v.is_finite() {
+                d.push(v);
+            }
+        }
+    }
+    diffs.map(|mut d| {
+        if na < 2 || nb < 2 || d.len() * 10 < resamples * 9 {
+            return None;
+        }
+        d.sort_by(f64::total_cmp);
+        let pick = |p: f64| d[((p * (d.len() - 1) as f64).round()) as usize];
+        let tail = (1.0 - confidence) / 2.0;
+        Some(Interval {
+            low: pick(tail),
+            high: pick(1.0 - tail),
+        })
+    })
+}
+
 fn relative_change(baseline: f64, candidate: f64) -> f64 {
     if baseline == 0.0 {
         if candidate == 0.0 { 0.0 } else { f64::INFINITY }
