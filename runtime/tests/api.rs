@@ -343,3 +343,29 @@ async fn concurrent_waits_with_the_same_reply_with_each_get_their_own_reply() {
     }
     h.server.shutdown().await;
 }
+
+/// Issue 25, item 3: a stream filtered on an agent that does not exist is refused with the
+/// API's 404, not upgraded into a stream that never shows anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_for_an_unknown_agent_is_404() {
+    let h = Harness::start(|_| {}).await;
+    let url = format!("ws://{}/ws?agent=no-such-agent", h.server.api_addr());
+    let Err(tokio_tungstenite::tungstenite::Error::Http(response)) =
+        tokio_tungstenite::connect_async(url).await
+    else {
+        panic!("upgraded a stream for an unknown agent");
+    };
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+    assert_eq!(body["error"], "agent not found", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("no-such-agent"),
+        "{body}"
+    );
+    // A known agent's stream still opens.
+    let id = h.agent("echo").await;
+    let url = format!("ws://{}/ws?agent={id}", h.server.api_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.close(None).await.ok();
+    h.server.shutdown().await;
+}

@@ -644,6 +644,12 @@ async fn ws(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(filter) = filter?;
+    // An agent that does not exist would be a stream that never shows anything.
+    if let Some(agent) = &filter.agent
+        && state.runtime.agent(agent).is_none()
+    {
+        return Err(RuntimeError::NoSuchAgent(agent.clone()).into());
+    }
     let upgrade = upgrade?;
     let rt = state.runtime.clone();
     // Subscribed before the 101 goes out: a client that sends a message as soon as its
