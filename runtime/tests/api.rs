@@ -369,3 +369,37 @@ async fn websocket_for_an_unknown_agent_is_404() {
     ws.close(None).await.ok();
     h.server.shutdown().await;
 }
+
+/// Issue 25, item 4: echo returns numbers as they were sent, digit for digit (checked on the
+/// raw text of the reply, not through a JSON parser that could round them again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_returns_numbers_as_received() {
+    let h = Harness::start(|_| {}).await;
+    let echo = h.agent("echo").await;
+    let numbers = [
+        "123456789012345678901234567890",
+        "-98765432109876543210",
+        "3.14159265358979323846264338327950288",
+        "18446744073709551616",
+    ];
+    let body = format!(
+        r#"{{"performative":"REQUEST","sender":"tester","receiver":"{echo}",
+            "content":{{"n":[{}]}}}}"#,
+        numbers.join(",")
+    );
+    let r = h
+        .http
+        .post(format!("{}/api/messages?wait=true", h.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(&format!(r#""content":{{"n":[{}]}}"#, numbers.join(","))),
+        "{text}"
+    );
+    h.server.shutdown().await;
+}
