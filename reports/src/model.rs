@@ -704,11 +704,23 @@ impl RunReport {
     }
 
     /// The `run_report_read` fuzz target (fuzz/) and its corpus replay: the bytes of a
-    /// report file, as [`RunReport::read`] parses them.
+    /// report file, as [`RunReport::read`] parses them, and its histograms decoded.
     #[doc(hidden)]
     pub fn fuzz_read(data: &[u8]) {
         if let Ok(report) = Self::from_json(data, Path::new("fuzz/report.json")) {
             serde_json::to_vec(&report).expect("a read report serializes");
+            // What compare, report and merge do next: decode every histogram (a header's
+            // payload length is checked before anything is sized by it).
+            let stats = std::iter::once(&report.overall)
+                .chain(report.stages.iter().map(|s| &s.stats))
+                .chain(report.requests.values());
+            for h in stats.map(|s| &s.histograms) {
+                let _ = h.decode_corrected();
+                let _ = h.decode_uncorrected();
+            }
+            for slice in &report.slices {
+                let _ = slice.decode_corrected();
+            }
         }
     }
 
