@@ -559,6 +559,10 @@ pub(crate) fn decode_histogram(text: &str, what: &str) -> Result<Histogram<u64>,
             what: what.to_string(),
             detail: format!("not base64: {e}"),
         })?;
+    check_histogram_header(&bytes).map_err(|detail| ReportError::Histogram {
+        what: what.to_string(),
+        detail,
+    })?;
     let mut h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut Cursor::new(bytes))
         .map_err(|e| ReportError::Histogram {
@@ -567,6 +571,49 @@ pub(crate) fn decode_histogram(text: &str, what: &str) -> Result<Histogram<u64>,
         })?;
     h.auto(true);
     Ok(h)
+}
+
+/// HdrHistogram V2 cookies (what `V2Serializer` writes, and its deflated form).
+const HDR_V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+const HDR_V2_COMPRESSED_COOKIE: u32 = 0x1c84_9304 | 0x10;
+/// Cookie, payload length, normalizing offset, significant digits, lowest, highest, ratio.
+const HDR_V2_HEADER_BYTES: usize = 40;
+
+/// Checks a V2 serialization's header against the bytes present before the decoder sizes
+/// its buffer by it: a 4 KB report claiming a 2 GB payload is refused, not allocated.
+fn check_histogram_header(bytes: &[u8]) -> Result<(), String> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let cookie = word(0).ok_or_else(|| {
+        format!(
+            "{} bytes: too short for an HdrHistogram V2 header",
+            bytes.len()
+        )
+    })?;
+    match cookie {
+        HDR_V2_COOKIE => {}
+        HDR_V2_COMPRESSED_COOKIE => {
+            return Err(
+                "a compressed (deflate) HdrHistogram V2 serialization; reports hold the \
+                 uncompressed V2 form"
+                    .to_string(),
+            );
+        }
+        other => return Err(format!("cookie {other:#010x} is not HdrHistogram V2's")),
+    }
+    let claimed = word(4).unwrap_or(0);
+    let present = bytes.len().saturating_sub(HDR_V2_HEADER_BYTES);
+    if bytes.len() < HDR_V2_HEADER_BYTES || claimed as usize > present {
+        return Err(format!(
+            "the V2 header claims a payload of {claimed} bytes (as signed: {}) but {present} \
+             bytes follow the header",
+            claimed as i32
+        ));
+    }
+    Ok(())
 }
 
 /// A k6 check: counted, never fatal.
@@ -662,11 +709,23 @@ impl RunReport {
     }
 
     /// The `run_report_read` fuzz target (fuzz/) and its corpus replay: the bytes of a
-    /// report file, as [`RunReport::read`] parses them.
+    /// report file, as [`RunReport::read`] parses them, and its histograms decoded.
     #[doc(hidden)]
     pub fn fuzz_read(data: &[u8]) {
         if let Ok(report) = Self::from_json(data, Path::new("fuzz/report.json")) {
             serde_json::to_vec(&report).expect("a read report serializes");
+            // What compare, report and merge do next: decode every histogram (a header's
+            // payload length is checked before anything is sized by it).
+            let stats = std::iter::once(&report.overall)
+                .chain(report.stages.iter().map(|s| &s.stats))
+                .chain(report.requests.values());
+            for h in stats.map(|s| &s.histograms) {
+                let _ = h.decode_corrected();
+                let _ = h.decode_uncorrected();
+            }
+            for slice in &report.slices {
+                let _ = slice.decode_corrected();
+            }
         }
     }
 
@@ -764,6 +823,41 @@ pub(crate) mod tests {
     }
 
     use super::*;
+
+    /// Issue 25, item 5: a histogram whose V2 header claims 2^31 - 1 (or, as i32, -1) bytes
+    /// is refused with the claim in the message, before anything is sized by it.
+    #[test]
+    fn a_histogram_header_claiming_more_bytes_than_present_is_refused_without_allocating() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        h.record(1_000).unwrap();
+        let good = encode_histogram(&h, "corrected").unwrap();
+        assert!(decode_histogram(&good, "corrected").is_ok());
+        let bytes = BASE64.decode(good.as_bytes()).unwrap();
+        for claim in [i32::MAX as u32, u32::MAX, 4096] {
+            let mut doctored = bytes.clone();
+            doctored[4..8].copy_from_slice(&claim.to_be_bytes());
+            let started = std::time::Instant::now();
+            let err = decode_histogram(&BASE64.encode(&doctored), "corrected")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                started.elapsed() < std::time::Duration::from_millis(100),
+                "took {:?}",
+                started.elapsed()
+            );
+            assert!(err.contains("corrected"), "{err}");
+            assert!(
+                err.contains(&format!("claims a payload of {claim} bytes")),
+                "{err}"
+            );
+        }
+        let mut compressed = bytes.clone();
+        compressed[0..4].copy_from_slice(&HDR_V2_COMPRESSED_COOKIE.to_be_bytes());
+        let err = decode_histogram(&BASE64.encode(&compressed), "slice").unwrap_err();
+        assert!(err.to_string().contains("compressed"), "{err}");
+        let err = decode_histogram(&BASE64.encode([0x1c, 0x84]), "slice").unwrap_err();
+        assert!(err.to_string().contains("too short"), "{err}");
+    }
 
     fn histogram(values: &[u64]) -> Histogram<u64> {
         let mut h = new_histogram();

@@ -108,13 +108,17 @@ mod json_float {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum NumberOrName {
-        Number(f64),
+        // Not f64: with serde_json's arbitrary_precision an untagged enum sees a number as
+        // a map only `Number` reads.
+        Number(serde_json::Number),
         Name(String),
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         match NumberOrName::deserialize(d)? {
-            NumberOrName::Number(v) => Ok(v),
+            NumberOrName::Number(v) => v.as_f64().ok_or_else(|| {
+                serde::de::Error::custom(format!("value {v} is out of the range of an f64"))
+            }),
             NumberOrName::Name(name) => match name.as_str() {
                 "NaN" => Ok(f64::NAN),
                 "+Inf" | "Inf" => Ok(f64::INFINITY),

@@ -292,6 +292,8 @@ fn json_heap_bytes(v: &serde_json::Value) -> usize {
     let node = std::mem::size_of::<Value>();
     match v {
         Value::String(s) => node + s.len(),
+        // Numbers keep their digits (serde_json's arbitrary_precision).
+        Value::Number(n) => node + n.as_str().len(),
         Value::Array(a) => node + a.iter().map(json_heap_bytes).sum::<usize>(),
         Value::Object(o) => {
             node + o

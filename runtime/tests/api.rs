@@ -343,3 +343,63 @@ async fn concurrent_waits_with_the_same_reply_with_each_get_their_own_reply() {
     }
     h.server.shutdown().await;
 }
+
+/// Issue 25, item 3: a stream filtered on an agent that does not exist is refused with the
+/// API's 404, not upgraded into a stream that never shows anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_for_an_unknown_agent_is_404() {
+    let h = Harness::start(|_| {}).await;
+    let url = format!("ws://{}/ws?agent=no-such-agent", h.server.api_addr());
+    let Err(tokio_tungstenite::tungstenite::Error::Http(response)) =
+        tokio_tungstenite::connect_async(url).await
+    else {
+        panic!("upgraded a stream for an unknown agent");
+    };
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+    assert_eq!(body["error"], "agent not found", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("no-such-agent"),
+        "{body}"
+    );
+    // A known agent's stream still opens.
+    let id = h.agent("echo").await;
+    let url = format!("ws://{}/ws?agent={id}", h.server.api_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.close(None).await.ok();
+    h.server.shutdown().await;
+}
+
+/// Issue 25, item 4: echo returns numbers as they were sent, digit for digit (checked on the
+/// raw text of the reply, not through a JSON parser that could round them again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_returns_numbers_as_received() {
+    let h = Harness::start(|_| {}).await;
+    let echo = h.agent("echo").await;
+    let numbers = [
+        "123456789012345678901234567890",
+        "-98765432109876543210",
+        "3.14159265358979323846264338327950288",
+        "18446744073709551616",
+    ];
+    let body = format!(
+        r#"{{"performative":"REQUEST","sender":"tester","receiver":"{echo}",
+            "content":{{"n":[{}]}}}}"#,
+        numbers.join(",")
+    );
+    let r = h
+        .http
+        .post(format!("{}/api/messages?wait=true", h.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(&format!(r#""content":{{"n":[{}]}}"#, numbers.join(","))),
+        "{text}"
+    );
+    h.server.shutdown().await;
+}

@@ -389,3 +389,101 @@ fn check_config_redacts_secrets() {
         "{text}"
     );
 }
+
+/// Issue 25, item 2: `max_connections` clients that send their headers and one byte of a
+/// 100-byte body hold every slot; `/health` still answers within a second, a non-probe
+/// request on the reserved connections is refused, and each slow client gets 408 once
+/// `server.body_read_timeout` has passed, then its connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_get_408_and_cannot_starve_health() {
+    const SLOTS: usize = 8;
+    let timeout = Duration::from_secs(2);
+    let p = Process::start(
+        &format!("max_connections = {SLOTS}\nbody_read_timeout = \"2s\"\n"),
+        None,
+    )
+    .await;
+    let addr = p.base.trim_start_matches("http://").to_owned();
+    let sent = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..SLOTS {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            b"POST /api/agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        slow.push(s);
+    }
+    // Every slot is taken once the gauge says so (the /ready probe's connection has closed).
+    let open = format!("caxton_http_active_connections {SLOTS}");
+    let waiting = Instant::now();
+    while !p.caxton.metrics().await.unwrap().contains(&open) {
+        assert!(
+            waiting.elapsed() < timeout / 2,
+            "the slow clients were not all accepted"
+        );
+        tokio::task::yield_now().await;
+    }
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let health = fresh()
+        .get(format!("{}/health", p.base))
+        .send()
+        .await
+        .expect("/health answers");
+    assert_eq!(health.status(), StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(1), "/health took {waited:?}");
+    let r = fresh()
+        .get(format!("{}/api/agents", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "connection limit reached", "{body}");
+
+    for mut s in slow {
+        let mut answer = Vec::new();
+        tokio::time::timeout(timeout * 3, s.read_to_end(&mut answer))
+            .await
+            .expect("the slow connection is closed")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("server.body_read_timeout"), "{answer}");
+        assert!(
+            sent.elapsed() >= timeout - Duration::from_millis(100),
+            "answered before the timeout"
+        );
+    }
+    // The slots are free again: an ordinary request is served.
+    let waiting = Instant::now();
+    while !p
+        .caxton
+        .metrics()
+        .await
+        .unwrap()
+        .contains("caxton_http_active_connections 0")
+    {
+        assert!(
+            waiting.elapsed() < timeout,
+            "the slow connections stayed open"
+        );
+        tokio::task::yield_now().await;
+    }
+    let r = fresh()
+        .get(format!("{}/api/agents", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -248,3 +248,168 @@ async fn a_store_that_is_not_a_database_stops_the_start_naming_the_file() {
         b"this is not an SQLite file, it is a note"
     );
 }
+
+/// `/ready`'s agent count.
+async fn ready_agents(api: &ApiClient) -> u64 {
+    let body: Value = api
+        .http()
+        .get(format!("{}/ready", api.base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["agents"].as_u64().unwrap()
+}
+
+/// Another writer holds the database's write lock (SQLite `BEGIN IMMEDIATE` from this
+/// process): the runtime's delete cannot be made durable. The agent stays, 503; once the
+/// lock is gone the same delete succeeds and stays done across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_the_store_cannot_record_leaves_the_agent_and_answers_503() {
+    let node = Node::new();
+    let first = node.start().await;
+    let id = first.api().create_type("echo").await.unwrap();
+    assert_eq!(ready_agents(first.api()).await, 1);
+
+    let blocker = rusqlite::Connection::open(node.store()).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = first.api().delete(&id).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["error"], "store unavailable", "{}", r.body);
+    let got = first
+        .api()
+        .http()
+        .get(format!("{}/api/agents/{id}", first.api().base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(ready_agents(first.api()).await, 1);
+    let (status, reply) = ask(first.api(), &id).await;
+    assert_eq!(status, 200, "the agent still answers: {reply}");
+
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    let r = first.api().delete(&id).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ready_agents(first.api()).await, 0);
+    drop(first);
+    let second = node.start().await;
+    assert!(second.api().all_agents().await.unwrap().is_empty());
+}
+
+/// A second runtime on the same data_dir exits, naming the directory and the first one's pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_runtime_on_the_same_data_dir_exits_naming_it_and_the_holder() {
+    let node = Node::new();
+    let first = node.start().await;
+    let other = tempfile::tempdir().unwrap();
+    let config = CaxtonConfig::write(other.path(), "").unwrap();
+    let data = node.dir.path().join("data");
+    let text = std::fs::read_to_string(&config.path).unwrap();
+    let text = text.replace(
+        &format!("{:?}", other.path().join("data").display().to_string()),
+        &format!("{:?}", data.display().to_string()),
+    );
+    assert!(text.contains(&data.display().to_string()), "{text}");
+    std::fs::write(&config.path, text).unwrap();
+    let options = CaxtonOptions {
+        deadline: DEADLINE,
+        ..CaxtonOptions::default()
+    };
+    let Err(Error::Exited { status, output, .. }) =
+        Caxton::start_with(caxton_binary(), &config, options).await
+    else {
+        panic!("a second caxton started on {}", data.display());
+    };
+    assert!(!status.success());
+    assert!(
+        output.contains(&format!("data_dir {} is in use", data.display()))
+            && output.contains(&format!("pid {}", first.pid())),
+        "{output}"
+    );
+    // The first one is unaffected.
+    assert_eq!(ready_agents(first.api()).await, 0);
+}
+
+/// The database file emptied while its write-ahead log holds 50 agents: the start stops,
+/// naming both, and neither file is changed (the log is not discarded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_database_with_a_wal_stops_the_start_and_keeps_the_wal() {
+    let node = Node::new();
+    let mut first = node.start().await;
+    for n in 0..50 {
+        first
+            .api()
+            .create(&json!({"agent_type": "echo", "name": format!("a-{n}")}))
+            .await
+            .unwrap();
+    }
+    // kill -9: no checkpoint, the agents are in the WAL.
+    first.kill().unwrap();
+    let mut wal = node.store().into_os_string();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    let logged = std::fs::read(&wal).unwrap();
+    assert!(!logged.is_empty());
+    std::fs::File::create(node.store()).unwrap(); // truncated to 0 bytes
+
+    let Err(Error::Exited { status, output, .. }) = node.try_start().await else {
+        panic!("caxton started on an empty database with a WAL");
+    };
+    assert!(!status.success());
+    let store = node.store().display().to_string();
+    assert!(
+        output.contains(&format!("agent store {store} is unreadable or corrupt"))
+            && output.contains(&format!("write-ahead log {}", wal.display())),
+        "{output}"
+    );
+    assert_eq!(std::fs::read(&wal).unwrap(), logged, "the WAL was changed");
+    assert_eq!(std::fs::metadata(node.store()).unwrap().len(), 0);
+}
+
+/// Rows that cannot be restored stop the start naming the row; the file is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_cannot_be_restored_stop_the_start_naming_the_row() {
+    for (column, value, expected) in [
+        ("created_at_ms", "-1", "created_at_ms -1 is out of range"),
+        (
+            "created_at_ms",
+            "9223372036854775807",
+            "created_at_ms 9223372036854775807 is out of range",
+        ),
+        ("config", "'{not json'", "config is not valid JSON"),
+    ] {
+        let node = Node::new();
+        let mut first = node.start().await;
+        let id = first.api().create_type("echo").await.unwrap();
+        sigterm(&mut first);
+        {
+            let db = rusqlite::Connection::open(node.store()).unwrap();
+            db.execute(
+                &format!("UPDATE agents SET {column} = {value} WHERE id = ?1"),
+                [&id],
+            )
+            .unwrap();
+        }
+        let Err(Error::Exited { status, output, .. }) = node.try_start().await else {
+            panic!("caxton started with {column} = {value}");
+        };
+        assert!(!status.success());
+        assert!(
+            output.contains(&format!("agent row `{id}`: {expected}")),
+            "{column} = {value}: {output}"
+        );
+        let db = rusqlite::Connection::open(node.store()).unwrap();
+        let kept: String = db
+            .query_row(
+                &format!("SELECT CAST({column} AS TEXT) FROM agents WHERE id = ?1"),
+                [&id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, value.trim_matches('\''));
+    }
+}

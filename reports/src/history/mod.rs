@@ -72,8 +72,8 @@ pub struct Loaded {
     pub paired: Vec<(PathBuf, crate::paired::AbReport)>,
 }
 
-/// Every `report.json` and `micro.json` under `dir` (run directories, any depth), in path
-/// order. Worker reports of a distributed run are parts of the merged one and are left out.
+/// Every `report.json` and `micro.json` under `dir` (run directories, any depth, symlinked
+/// directories not followed), in path order. Worker reports of a distributed run are parts of the merged one and are left out.
 fn report_files(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -88,8 +88,16 @@ fn report_files(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
                 source,
             })?;
             let path = entry.path();
-            if path.is_dir() {
+            // The entry's own type, not its target's: a symlink to a directory (`ln -s .
+            // DIR/self`) is not followed, so no run is read twice and no loop is walked.
+            let kind = entry.file_type().map_err(|source| HistoryError::Dir {
+                path: path.clone(),
+                source,
+            })?;
+            if kind.is_dir() {
                 stack.push(path);
+            } else if kind.is_symlink() && path.is_dir() {
+                continue;
             } else if path
                 .file_name()
                 .is_some_and(|n| n == REPORT_FILE || n == MICRO_FILE)
@@ -110,9 +118,14 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
         return Err(HistoryError::Empty(dir.to_path_buf()));
     }
     let mut loaded = Loaded::default();
+    // Run id -> where it was first read (load runs and micro runs apart): a second report
+    // with the same id (a copy of a run directory) is left out, named, not counted twice.
+    let mut seen_runs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut seen_micro: BTreeMap<String, PathBuf> = BTreeMap::new();
     for path in files {
         if path.file_name().is_some_and(|n| n == MICRO_FILE) {
             match MicroRun::read(&path) {
+                Ok(m) if duplicate(&mut seen_micro, &m.run_id, &path, &mut loaded) => {}
                 Ok(m) => loaded.micro.push((path, m)),
                 Err(e) if skip_unreadable => loaded.unreadable.push(e.to_string()),
                 Err(e) => return Err(HistoryError::Unreadable(e)),
@@ -146,6 +159,9 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
         {
             continue;
         }
+        if duplicate(&mut seen_runs, &report.run_id, &path, &mut loaded) {
+            continue;
+        }
         if !report.validity.valid {
             loaded.invalid.push(Excluded {
                 run_id: report.run_id.clone(),
@@ -168,6 +184,32 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
         (a.1.started_unix_ms, &a.1.run_id).cmp(&(b.1.started_unix_ms, &b.1.run_id))
     });
     Ok(loaded)
+}
+
+/// Whether `run_id` was already read (then `path` goes to `loaded.invalid`, saying where).
+fn duplicate(
+    seen: &mut BTreeMap<String, PathBuf>,
+    run_id: &str,
+    path: &Path,
+    loaded: &mut Loaded,
+) -> bool {
+    match seen.get(run_id) {
+        Some(first) => {
+            loaded.invalid.push(Excluded {
+                run_id: run_id.to_owned(),
+                path: path.to_path_buf(),
+                reasons: vec![format!(
+                    "duplicate run id: {run_id} was already read from {}",
+                    first.display()
+                )],
+            });
+            true
+        }
+        None => {
+            seen.insert(run_id.to_owned(), path.to_path_buf());
+            false
+        }
+    }
 }
 
 impl Loaded {
@@ -756,6 +798,47 @@ mod tests {
             h.to_text()
         );
         assert_eq!(h.exit_code(), EXIT_REGRESSION);
+    }
+
+    /// Issue 25, item 6: a symlink to a directory (`ln -s . DIR/self`) is not followed, and
+    /// a copied run (same run id) is left out, naming where the id was first read.
+    #[test]
+    fn symlinked_directories_are_not_followed_and_duplicate_run_ids_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, id) in ["micro-a", "micro-b"].into_iter().enumerate() {
+            let m = MicroRun {
+                run_id: id.to_string(),
+                version: "1.0".into(),
+                started_unix_ms: i as u64,
+                median_seconds: [("route/send".to_string(), 2.0e-6)].into(),
+            };
+            m.write(&dir.path().join(id).join(MICRO_FILE)).unwrap();
+        }
+        std::os::unix::fs::symlink(".", dir.path().join("self")).unwrap();
+        let loaded = load_dir(dir.path(), false).unwrap();
+        assert_eq!(loaded.micro.len(), 2, "{:?}", loaded.micro);
+        assert!(loaded.invalid.is_empty(), "{:?}", loaded.invalid);
+
+        let copy = dir.path().join("zz-copy");
+        std::fs::create_dir(&copy).unwrap();
+        std::fs::copy(
+            dir.path().join("micro-a").join(MICRO_FILE),
+            copy.join(MICRO_FILE),
+        )
+        .unwrap();
+        let loaded = load_dir(dir.path(), false).unwrap();
+        assert_eq!(loaded.micro.len(), 2, "{:?}", loaded.micro);
+        assert_eq!(loaded.invalid.len(), 1, "{:?}", loaded.invalid);
+        let left_out = &loaded.invalid[0];
+        assert_eq!(left_out.run_id, "micro-a");
+        assert_eq!(left_out.path, copy.join(MICRO_FILE));
+        assert_eq!(
+            left_out.reasons,
+            [format!(
+                "duplicate run id: micro-a was already read from {}",
+                dir.path().join("micro-a").join(MICRO_FILE).display()
+            )]
+        );
     }
 
     #[test]

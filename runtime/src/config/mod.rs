@@ -94,6 +94,10 @@ pub struct ServerConfig {
     /// before it is closed. Default `"10s"`.
     #[serde(with = "duration_text")]
     pub header_read_timeout: Duration,
+    /// Time a request has, from its complete headers, to send its complete body; one that
+    /// is late gets 408 and its connection is closed. Default `"10s"`.
+    #[serde(with = "duration_text")]
+    pub body_read_timeout: Duration,
     /// A connection with no request in flight for this long is closed. Default `"30s"`.
     #[serde(with = "duration_text")]
     pub idle_timeout: Duration,
@@ -127,6 +131,7 @@ impl Default for ServerConfig {
             reply_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             api_token: None,

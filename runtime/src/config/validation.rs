@@ -15,6 +15,7 @@ impl Config {
         nonzero_duration("server.reply_timeout", server.reply_timeout)?;
         nonzero_duration("server.shutdown_timeout", server.shutdown_timeout)?;
         nonzero_duration("server.header_read_timeout", server.header_read_timeout)?;
+        nonzero_duration("server.body_read_timeout", server.body_read_timeout)?;
         nonzero_duration("server.idle_timeout", server.idle_timeout)?;
         positive("server.max_connections", server.max_connections as u64)?;
         if let Some(token) = &server.api_token {

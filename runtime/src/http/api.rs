@@ -353,7 +353,14 @@ pub struct Accepted {
 
 impl AgentView {
     fn of(agent: &Agent) -> Self {
-        let created = UNIX_EPOCH + Duration::from_millis(agent.created_at_ms);
+        // Restored rows are range-checked (store.rs); the fallback keeps a handler from
+        // panicking on a time SystemTime cannot hold anyway.
+        let ms = agent
+            .created_at_ms
+            .min(crate::store::MAX_CREATED_AT_MS as u64);
+        let created = UNIX_EPOCH
+            .checked_add(Duration::from_millis(ms))
+            .unwrap_or(UNIX_EPOCH);
         Self {
             id: agent.id.to_string(),
             agent_type: agent.agent_type.name.clone(),
@@ -510,8 +517,13 @@ pub(crate) async fn delete_agent(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Deleted>, ApiError> {
     let Path(id) = id?;
-    let reached = state.runtime.stop_agent(&id)?;
+    // Durable first: if the store cannot record the delete, the agent stays as it was
+    // (503), rather than leaving now and coming back on the next start.
+    if state.runtime.agent(&id).is_none() {
+        return Err(RuntimeError::NoSuchAgent(id).into());
+    }
     state.runtime.persist_deleted(&id).await?;
+    let reached = state.runtime.stop_agent(&id)?;
     Ok(Json(Deleted { id, state: reached }))
 }
 
@@ -632,6 +644,12 @@ async fn ws(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(filter) = filter?;
+    // An agent that does not exist would be a stream that never shows anything.
+    if let Some(agent) = &filter.agent
+        && state.runtime.agent(agent).is_none()
+    {
+        return Err(RuntimeError::NoSuchAgent(agent.clone()).into());
+    }
     let upgrade = upgrade?;
     let rt = state.runtime.clone();
     // Subscribed before the 101 goes out: a client that sends a message as soon as its

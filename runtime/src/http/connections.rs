@@ -5,18 +5,27 @@
 //! open-files limit, so idle sockets can never take the descriptors `/health`, `/metrics` and
 //! the runtime's own files need.
 //!
+//! A request's body must arrive within `body_read_timeout` of its headers: a late one gets
+//! 408 and the connection closes. When every connection slot is taken, a few more
+//! connections ([`PROBE_CONNECTIONS`]) are still accepted for `/health` and `/ready` only
+//! (anything else on them gets 503), one request each: slow clients holding every slot
+//! cannot make a liveness probe wait for their timeouts.
+//!
 //! `axum::serve` offers none of these, so this is its accept loop with them added: same
 //! graceful shutdown (stop accepting, let each connection finish its request, wait for all).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::IntGauge;
@@ -25,6 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::Service;
 
+use crate::http::api::ApiError;
 use crate::http::metrics_layer::GaugeGuard;
 
 /// Descriptors kept free of connections: listeners, epoll, the data directory, telemetry
@@ -34,6 +44,11 @@ const RESERVED_FDS: u64 = 64;
 pub const METRICS_CONNECTIONS: usize = 32;
 /// Fewest API connections allowed however low the open-files limit is.
 const MIN_CONNECTIONS: usize = 16;
+/// Connections accepted beyond `max_connections` for the probes only (within
+/// `RESERVED_FDS`).
+pub const PROBE_CONNECTIONS: usize = 8;
+/// The paths a probe connection serves.
+const PROBE_PATHS: [&str; 2] = ["/health", "/ready"];
 /// How often "connection limit reached" may be logged while it stays reached.
 const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -41,8 +56,12 @@ const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_read_timeout: Duration,
+    /// From a request's headers to the end of its body.
+    pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections beyond `max_connections` for the probes only.
+    pub probe_reserve: usize,
 }
 
 /// The API listener's connection limit: the configured one, lowered to fit the open-files
@@ -118,12 +137,13 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let probe_slots = Arc::new(Semaphore::new(limits.probe_reserve));
     let (close_tx, close_rx) = watch::channel(());
     let mut last_limit_log: Option<Instant> = None;
     let local = listener.local_addr().ok();
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
+        let (slot, probe_only) = match slots.clone().try_acquire_owned() {
+            Ok(slot) => (slot, false),
             Err(_) => {
                 if last_limit_log.is_none_or(|t| t.elapsed() >= LIMIT_LOG_INTERVAL) {
                     last_limit_log = Some(Instant::now());
@@ -131,12 +151,18 @@ pub async fn serve(
                         listener = ?local,
                         max_connections = limits.max_connections,
                         "connection limit reached: new connections wait in the listen backlog \
-                         until one closes (idle ones close after server.idle_timeout)"
+                         until one closes (idle ones close after server.idle_timeout, slow \
+                         bodies after server.body_read_timeout); /health and /ready still \
+                         answer on a few reserved connections"
                     );
                 }
                 tokio::select! {
                     slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
+                        Ok(slot) => (slot, false),
+                        Err(_) => break,
+                    },
+                    slot = probe_slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => (slot, true),
                         Err(_) => break,
                     },
                     _ = stop.wait_for(|s| *s) => break,
@@ -158,6 +184,15 @@ pub async fn serve(
                 continue;
             }
         };
+        // A probe slot taken while every slot was busy: one may have freed while waiting
+        // for this connection.
+        let (slot, probe_only) = match probe_only {
+            true => match slots.clone().try_acquire_owned() {
+                Ok(free) => (free, false),
+                Err(_) => (slot, true),
+            },
+            false => (slot, false),
+        };
         let _ = stream.set_nodelay(true);
         let io = Connection {
             stream,
@@ -168,6 +203,7 @@ pub async fn serve(
             io,
             app.clone(),
             limits,
+            probe_only,
             stop.clone(),
             close_rx.clone(),
         ));
@@ -190,6 +226,7 @@ async fn serve_connection(
     io: Connection,
     app: Router,
     limits: Limits,
+    probe_only: bool,
     mut stop: watch::Receiver<bool>,
     close_rx: watch::Receiver<()>,
 ) {
@@ -199,19 +236,58 @@ async fn serve_connection(
         in_flight: AtomicUsize::new(0),
     });
     let requests = activity.clone();
+    let body_timeout = limits.body_read_timeout;
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let in_flight = InFlight::new(&requests);
         let mut app = app.clone();
         async move {
-            let response = app.call(req.map(axum::body::Body::new)).await;
+            if probe_only && !PROBE_PATHS.contains(&req.uri().path()) {
+                drop(in_flight);
+                let mut response = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "connection limit reached",
+                    format!(
+                        "every connection slot is taken; this reserved connection serves only \
+                         {PROBE_PATHS:?}, not {}",
+                        req.uri().path()
+                    ),
+                )
+                .into_response();
+                close_after(&mut response);
+                return Ok(response);
+            }
+            let late = Arc::new(AtomicBool::new(false));
+            let req = req.map(|body| {
+                axum::body::Body::new(TimedBody {
+                    inner: body,
+                    deadline: Box::pin(tokio::time::sleep(body_timeout)),
+                    timeout: body_timeout,
+                    late: late.clone(),
+                })
+            });
+            let mut response = app.call(req).await;
             drop(in_flight);
+            if late.load(Ordering::Relaxed) {
+                let mut timed_out = ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body timeout",
+                    format!(
+                        "the request body did not arrive within server.body_read_timeout ({})",
+                        humantime::format_duration(body_timeout)
+                    ),
+                )
+                .into_response();
+                close_after(&mut timed_out);
+                response = Ok(timed_out);
+            }
             response
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(!probe_only);
     let mut conn = pin!(
         builder
             .serve_connection(TokioIo::new(io), service)
@@ -237,6 +313,64 @@ async fn serve_connection(
         }
     }
     drop(close_rx);
+}
+
+/// Tells hyper (and the client) the connection closes after this response.
+fn close_after(response: &mut axum::response::Response) {
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that must end by its deadline: a late one is an error to whoever reads
+    /// it, and `late` tells the connection to answer 408 instead.
+    struct TimedBody {
+        #[pin]
+        inner: Incoming,
+        deadline: Pin<Box<tokio::time::Sleep>>,
+        timeout: Duration,
+        late: Arc<AtomicBool>,
+    }
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = axum::body::Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(BodyError::Http)));
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                this.late.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(BodyError::Late(*this.timeout))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error(transparent)]
+    Http(hyper::Error),
+    #[error("the request body did not arrive within server.body_read_timeout ({})", humantime::format_duration(*.0))]
+    Late(Duration),
 }
 
 /// An accepted connection: counted in `caxton_http_active_connections` (API listener) and holding one of

@@ -246,6 +246,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let api_limits = api_connection_limits(&config);
     let metrics_limits = connections::Limits {
         max_connections: connections::METRICS_CONNECTIONS,
+        probe_reserve: 0,
         ..api_limits
     };
     // The API stops first (its own signal); /metrics stays up through the drain.
@@ -318,7 +319,9 @@ fn api_connection_limits(config: &Config) -> connections::Limits {
     }
     connections::Limits {
         header_read_timeout: config.server.header_read_timeout,
+        body_read_timeout: config.server.body_read_timeout,
         idle_timeout: config.server.idle_timeout,
+        probe_reserve: connections::PROBE_CONNECTIONS,
         max_connections,
     }
 }
