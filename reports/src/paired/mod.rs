@@ -170,30 +170,11 @@ pub fn judge(
             opts.warmup_seconds
         ));
     }
-    let mut rows = Vec::new();
-    if pairs.len() >= 2 {
-        let (a, b): (Vec<&Slice>, Vec<&Slice>) = pairs.iter().copied().unzip();
-        let a = estimate::ArmSlices::new(&a)?;
-        let b = estimate::ArmSlices::new(&b)?;
-        for (metric, e) in Metric::ALL
-            .into_iter()
-            .zip(estimate::estimate(&a, &b, &opts.bootstrap))
-        {
-            let threshold = opts.threshold_for(metric);
-            let verdict = compare::verdict(metric, e.change, threshold, e.interval);
-            rows.push(AbRow {
-                metric: metric.key().to_string(),
-                baseline: e.baseline,
-                candidate: e.candidate,
-                change: e.change,
-                low: e.interval.map(|i| i.low),
-                high: e.interval.map(|i| i.high),
-                min_detectable: e.min_detectable,
-                threshold,
-                verdict: verdict.as_str().to_string(),
-            });
-        }
-    }
+    let rows = if pairs.len() >= 2 {
+        judge_pairs(&pairs, opts)?
+    } else {
+        Vec::new()
+    };
     let thresholds_breached: Vec<String> = candidate
         .thresholds
         .iter()
@@ -223,6 +204,37 @@ pub fn judge(
         invalid,
         thresholds_breached,
     })
+}
+
+/// The verdict rows of slice pairs (A, B), every metric of [`Metric::ALL`]: what [`judge`]
+/// does once the pairs are found; public so that the verdict's error rates can be measured
+/// on pairs drawn from real runs (`examples/ab_eval.rs`).
+pub fn judge_pairs(
+    pairs: &[(&Slice, &Slice)],
+    opts: &PairedOptions,
+) -> Result<Vec<AbRow>, ReportError> {
+    let (a, b): (Vec<&Slice>, Vec<&Slice>) = pairs.iter().copied().unzip();
+    let a = estimate::ArmSlices::new(&a)?;
+    let b = estimate::ArmSlices::new(&b)?;
+    Ok(Metric::ALL
+        .into_iter()
+        .zip(estimate::estimate(&a, &b, &opts.bootstrap))
+        .map(|(metric, e)| {
+            let threshold = opts.threshold_for(metric);
+            let verdict = compare::verdict(metric, e.change, threshold, e.interval);
+            AbRow {
+                metric: metric.key().to_string(),
+                baseline: e.baseline,
+                candidate: e.candidate,
+                change: e.change,
+                low: e.interval.map(|i| i.low),
+                high: e.interval.map(|i| i.high),
+                min_detectable: e.min_detectable,
+                threshold,
+                verdict: verdict.as_str().to_string(),
+            }
+        })
+        .collect())
 }
 
 /// The slices both arms measured over the same seconds, after the warm-up. A pair where one
