@@ -281,10 +281,17 @@ pub struct RunArgs {
 
     /// A k6-style threshold, repeatable: 'http_req_duration: p(95)<2000',
     /// 'http_req_duration{stage:hold-200}: p(99)<1500', 'http_req_failed: rate<0.1'.
+    /// k6's abortOnFail follows the expression: 'http_req_duration: p(95)<2000 abortOnFail
+    /// delayAbortEval=10s' is judged once a second during the run on what was measured so
+    /// far (not before delayAbortEval), and a breach stops the run: report marked aborted,
+    /// exit 99. A lower bound on a count (http_reqs: count>N) is refused with abortOnFail.
+    /// A distributed worker (--workers) does not abort: merge judges the thresholds.
     #[arg(long = "threshold", value_name = "THRESHOLD")]
     pub thresholds: Vec<String>,
 
-    /// A TOML file of thresholds: [thresholds] http_req_duration = ["p(95)<2000"].
+    /// A TOML file of thresholds: [thresholds] http_req_duration = ["p(95)<2000"], or in
+    /// k6's object form [{ threshold = "p(95)<2000", abortOnFail = true, delayAbortEval =
+    /// "10s" }], the two mixed freely.
     #[arg(long = "thresholds", value_name = "FILE")]
     pub thresholds_file: Option<PathBuf>,
 

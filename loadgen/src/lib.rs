@@ -25,6 +25,7 @@
 //! `progress`, [`summary`].
 
 pub mod ab;
+pub(crate) mod abort;
 pub(crate) mod arrival;
 pub mod cli;
 pub(crate) mod collector;

@@ -14,6 +14,7 @@ use goose::prelude::*;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::abort::Aborter;
 use crate::arrival::{self, Arrivals, Backlog, ScheduleOutcome};
 use crate::collector::{Collector, Tick};
 use crate::distributed::WorkerShare;
@@ -270,9 +271,25 @@ async fn attack(
     )?);
     let goose = goose_attack(opts, &ctx, target, pool)?;
     let run_dir = run_dir::dir_of(&report_path).to_path_buf();
-    let load = execute(opts, goose, &ctx, pool, live, profile, run_dir).await?;
+    // A worker's share is not the run: merge judges its thresholds (abortOnFail too).
+    let aborter = match opts.worker {
+        Some(_) => None,
+        None => Aborter::new(&opts.thresholds).map(Arc::new),
+    };
+    let load = execute(
+        opts,
+        goose,
+        &ctx,
+        pool,
+        live,
+        profile,
+        run_dir,
+        aborter.clone(),
+    )
+    .await?;
 
     let mut report = judged_report(opts, target, embedded, &ctx, pool, &load, target_build)?;
+    report.aborted = aborter.as_ref().and_then(|a| a.fired());
     report.write(&report_path)?;
     let flamegraph = match load.flamegraph {
         // The capture window lies inside the stage, so it ends about when the run does;
@@ -369,7 +386,9 @@ struct Load {
 }
 
 /// Runs the attack, bounded, with everything that watches it: the ticker (progress, live
-/// pushes), the generator's CPU, the open model's scheduler and the flamegraph capture.
+/// pushes, abortOnFail thresholds), the generator's CPU, the open model's scheduler and the
+/// flamegraph capture.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     opts: &RunOptions,
     goose: GooseAttack,
@@ -378,6 +397,7 @@ async fn execute(
     live: Option<LivePush>,
     profile: Option<((Duration, u64), String)>,
     run_dir: PathBuf,
+    aborter: Option<Arc<Aborter>>,
 ) -> Result<Load, RunError> {
     if let Some(at) = opts.start_at
         && let Ok(wait) = at.duration_since(SystemTime::now())
@@ -397,6 +417,7 @@ async fn execute(
         stop_rx,
         live,
         opts.slice_seconds,
+        aborter.clone(),
     ));
     let scheduler = match (&ctx.arrivals, pool) {
         (Some(arrivals), Some(pool)) => Some(tokio::spawn(open_schedule(
@@ -413,16 +434,19 @@ async fn execute(
             crate::flamegraph::capture(pprof, &ctx.started, window, run_dir).await
         })
     });
+    let aborted_at = || aborter.as_ref().and_then(|a| a.fired_at());
     let goose_result = crate::interrupt::bounded(
         goose.execute(),
         opts.plan.total_duration(),
         opts.request_timeout,
+        aborted_at,
     )
     .await;
     // On its own the scheduler ends the run (the killswitch), so it has finished by now; a
-    // run interrupted or abandoned may have left it scheduling: stop it instead.
+    // run interrupted, aborted or abandoned may have left it scheduling: stop it instead.
+    let stopped_early = crate::interrupt::caught().is_some() || aborted_at().is_some();
     let schedule = match scheduler {
-        Some(s) if goose_result.is_none() || crate::interrupt::caught().is_some() => {
+        Some(s) if goose_result.is_none() || stopped_early => {
             s.abort();
             None
         }
@@ -568,14 +592,16 @@ impl LivePush {
     }
 }
 
-/// Merges the shards every second of the run (aligned to its start), shows progress and
-/// pushes live figures every [`PUSH_INTERVAL`].
+/// Merges the shards every second of the run (aligned to its start), shows progress,
+/// judges the abortOnFail thresholds on the figures so far and pushes live figures every
+/// [`PUSH_INTERVAL`].
 async fn ticker(
     ctx: Arc<RunContext>,
     mode: ProgressMode,
     mut stop: watch::Receiver<bool>,
     live: Option<LivePush>,
     slice_seconds: Option<u64>,
+    aborter: Option<Arc<Aborter>>,
 ) -> Collector {
     let mut pushes = Vec::new();
     let mut pushed_requests = 0;
@@ -604,6 +630,14 @@ async fn ticker(
         };
         let tick: Tick = collector.tick(t, elapsed);
         progress.show(&tick);
+        if let Some(aborter) = &aborter
+            && !stopping
+            && let Err(e) = aborter.judge(&collector, &ctx.plan, elapsed, &tick.stage)
+        {
+            eprintln!(
+                "caxton-bench: warning: abortOnFail thresholds not judged at {elapsed:?}: {e}"
+            );
+        }
         t += 1;
         if let Some(live) = &live
             && t.is_multiple_of(push_every)
