@@ -27,6 +27,7 @@
 pub mod ab;
 pub(crate) mod abort;
 pub(crate) mod arrival;
+pub mod barrier;
 pub mod cli;
 pub(crate) mod collector;
 pub mod distributed;

@@ -72,6 +72,8 @@ pub struct RunOptions {
     pub slice_seconds: Option<u64>,
     /// Start the load at this instant rather than at once (`ab`'s arms start together).
     pub start_at: Option<SystemTime>,
+    /// Distributed run: meet the other workers and start with them.
+    pub start_barrier: Option<crate::barrier::StartBarrier>,
 }
 
 #[derive(Debug, Error)]
@@ -96,6 +98,8 @@ pub enum RunError {
     Transport(#[from] crate::transport::TransportError),
     #[error(transparent)]
     Flamegraph(#[from] FlamegraphError),
+    #[error(transparent)]
+    Barrier(#[from] crate::barrier::BarrierError),
 }
 
 /// What a finished run produced.
@@ -276,6 +280,19 @@ async fn attack(
         Some(_) => None,
         None => Aborter::new(&opts.thresholds).map(Arc::new),
     };
+    // The workers of a distributed run meet once set up, so they start their load together.
+    let start_at = match (opts.worker, opts.start_barrier) {
+        (Some(w), Some(barrier)) => Some(
+            crate::barrier::meet(
+                &crate::barrier::dir(&opts.out_dir, &opts.run_id),
+                w.index,
+                w.workers,
+                barrier,
+            )
+            .await?,
+        ),
+        _ => opts.start_at,
+    };
     let load = execute(
         opts,
         goose,
@@ -285,6 +302,7 @@ async fn attack(
         profile,
         run_dir,
         aborter.clone(),
+        start_at,
     )
     .await?;
 
@@ -398,8 +416,9 @@ async fn execute(
     profile: Option<((Duration, u64), String)>,
     run_dir: PathBuf,
     aborter: Option<Arc<Aborter>>,
+    start_at: Option<SystemTime>,
 ) -> Result<Load, RunError> {
-    if let Some(at) = opts.start_at
+    if let Some(at) = start_at
         && let Ok(wait) = at.duration_since(SystemTime::now())
     {
         // Bounded: a start time far off is a caller's mistake, not a reason to hang.
