@@ -285,7 +285,10 @@ pub struct RunArgs {
     /// delayAbortEval=10s' is judged once a second during the run on what was measured so
     /// far (not before delayAbortEval), and a breach stops the run: report marked aborted,
     /// exit 99. A lower bound on a count (http_reqs: count>N) is refused with abortOnFail.
-    /// A distributed worker (--workers) does not abort: merge judges the thresholds.
+    /// A distributed worker (--workers) pushing to --report-to-prometheus judges them on
+    /// the run's global figures there (up to one 10 s push behind; http_req_duration p(N),
+    /// med, avg, http_req_failed and checks rate, http_reqs count<N, no stage tag: others
+    /// are refused); without Prometheus it does not abort, and merge judges at the end.
     #[arg(long = "threshold", value_name = "THRESHOLD")]
     pub thresholds: Vec<String>,
 

@@ -275,11 +275,21 @@ async fn attack(
     )?);
     let goose = goose_attack(opts, &ctx, target, pool)?;
     let run_dir = run_dir::dir_of(&report_path).to_path_buf();
-    // A worker's share is not the run: merge judges its thresholds (abortOnFail too).
-    let aborter = match opts.worker {
-        Some(_) => None,
-        None => Aborter::new(&opts.thresholds).map(Arc::new),
-    };
+    // A worker's share is not the run: its abortOnFail thresholds are judged on the global
+    // figures in Prometheus, or (without) by merge at the end.
+    let aborter = match (opts.worker, &opts.prometheus) {
+        (None, _) => Aborter::new(&opts.thresholds),
+        (Some(_), Some(url)) => Aborter::new(&opts.thresholds)
+            .map(|a| {
+                a.global(crate::abort::Global {
+                    url: url.clone(),
+                    run_id: opts.run_id.clone(),
+                })
+            })
+            .transpose()?,
+        (Some(_), None) => None,
+    }
+    .map(Arc::new);
     // The workers of a distributed run meet once set up, so they start their load together.
     let start_at = match (opts.worker, opts.start_barrier) {
         (Some(w), Some(barrier)) => Some(
@@ -430,13 +440,17 @@ async fn execute(
     // stages must not tick away before any request is sent.
     let (stop_tx, stop_rx) = watch::channel(false);
     let cpu = tokio::spawn(crate::generator_cpu::measure(stop_rx.clone()));
+    let global_watch = aborter
+        .clone()
+        .filter(|a| a.is_global())
+        .map(|a| tokio::spawn(a.watch_global(ctx.clone(), stop_rx.clone())));
     let ticker = tokio::spawn(ticker(
         ctx.clone(),
         opts.progress,
         stop_rx,
         live,
         opts.slice_seconds,
-        aborter.clone(),
+        aborter.clone().filter(|a| !a.is_global()),
     ));
     let scheduler = match (&ctx.arrivals, pool) {
         (Some(arrivals), Some(pool)) => Some(tokio::spawn(open_schedule(
@@ -479,6 +493,9 @@ async fn execute(
         .await
         .map_err(|e| RunError::Collector(e.to_string()))?;
     let generator_cpu = cpu.await.ok();
+    if let Some(watch) = global_watch {
+        let _ = watch.await;
+    }
     if let Some(result) = goose_result {
         result.map_err(goose_error)?;
     }

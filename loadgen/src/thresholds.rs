@@ -45,6 +45,10 @@ pub enum ThresholdError {
         "threshold `{text}`: abortOnFail cannot judge a lower bound on a count during the run (it only grows into being met); judge it at the end without abortOnFail"
     )]
     NotJudgeableMidRun { text: String },
+    #[error(
+        "threshold `{text}`: abortOnFail across distributed workers is judged on the series pushed to Prometheus, which cannot give it (they do: http_req_duration p(N), med, avg; http_req_failed and checks rate; http_reqs count<N; no stage tag)"
+    )]
+    NotGlobal { text: String },
 }
 
 pub use caxton_reports::threshold::{Aggregation, ThresholdMetric as Metric};
@@ -293,6 +297,11 @@ impl Threshold {
                 _ => per_second(report.dropped_iterations),
             },
         }
+    }
+
+    /// Whether `value` meets the threshold.
+    pub fn holds(&self, value: f64) -> bool {
+        self.op.holds(value, self.limit)
     }
 
     /// Mid-run judgement of an `abortOnFail` threshold on the figures so far (`so_far`, the

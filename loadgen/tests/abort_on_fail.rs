@@ -208,3 +208,75 @@ async fn a_count_lower_bound_with_abort_on_fail_is_refused_at_start() {
     );
     assert!(!out.join("t/report.json").exists());
 }
+
+/// Distributed workers pushing to one Prometheus judge abortOnFail on the run's global
+/// figures there: both stop (exit 99, marked), and merge carries the mark (exit 99).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_workers_abort_together_on_the_global_figures_in_prometheus() {
+    let prometheus = caxton_testkit::Prometheus::start(&[]).await.unwrap();
+    let target = slow_server(Duration::from_millis(300), StatusCode::OK).await;
+    let out = out_dir("abort-global");
+    let url = prometheus.url();
+    let worker = |i: &'static str| {
+        vec![
+            "--target",
+            target.as_str(),
+            "--stages",
+            "1s:4,59s:4",
+            "--think-time",
+            "10ms",
+            "--no-default-thresholds",
+            "--threshold",
+            "http_req_duration: p(95)<100 abortOnFail delayAbortEval=2s",
+            "--report-to-prometheus",
+            url.as_str(),
+            "--worker-index",
+            i,
+            "--workers",
+            "2",
+        ]
+    };
+    let (w0, w1) = (worker("0"), worker("1"));
+    let begun = Instant::now();
+    let (o0, o1) = tokio::join!(
+        bench_within(Duration::from_secs(45), "g", &w0, &out),
+        bench_within(Duration::from_secs(45), "g", &w1, &out)
+    );
+    let took = begun.elapsed();
+    assert_eq!(o0.status.code(), Some(99), "{}", text(&o0));
+    assert_eq!(o1.status.code(), Some(99), "{}", text(&o1));
+    // The global figures exist from the first live push (10 s), then a second to judge.
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+    let mut reports = Vec::new();
+    for i in 0..2 {
+        let r = RunReport::read(&out.join(format!("g/worker-{i}/report.json"))).unwrap();
+        let a = r.aborted.as_ref().expect("marked aborted");
+        assert_eq!(a.threshold, "http_req_duration: p(95)<100");
+        assert!(a.at_seconds >= 10.0 && a.at_seconds < 15.0, "{a:?}");
+        assert!(a.value >= 250.0, "{a:?}");
+        reports.push(out.join(format!("g/worker-{i}/report.json")));
+    }
+    let merge = tokio::process::Command::new(common::BENCH)
+        .arg("merge")
+        .args(&reports)
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(merge.status.code(), Some(99), "{}", text(&merge));
+    let merged = RunReport::read(&out.join("g/report.json")).unwrap();
+    assert!(merged.aborted.is_some());
+
+    // A threshold the pushed series cannot give is refused before any load, by name.
+    let mut tagged = worker("0");
+    tagged[8] = "http_req_duration{stage:hold-4}: p(95)<100 abortOnFail";
+    let o = bench_within(Duration::from_secs(30), "refused", &tagged, &out).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("`http_req_duration{stage:hold-4}: p(95)<100`")
+            && stderr.contains("across distributed workers"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
