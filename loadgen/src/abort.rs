@@ -120,6 +120,9 @@ impl Aborter {
                 match global_value(&client, &global, t).await {
                     Ok(Some(value)) if !t.holds(value) => {
                         self.fire(t, value, elapsed, &stage);
+                        if let Some(arrivals) = &ctx.arrivals {
+                            arrivals.stop();
+                        }
                         return;
                     }
                     Ok(_) => {}

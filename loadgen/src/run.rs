@@ -674,6 +674,14 @@ async fn ticker(
                 "caxton-bench: warning: abortOnFail thresholds not judged at {elapsed:?}: {e}"
             );
         }
+        // Open model: a run stopped early stops handing out arrivals, so users waiting for
+        // one end now rather than after one more iteration each.
+        if let Some(arrivals) = &ctx.arrivals
+            && (crate::interrupt::caught().is_some()
+                || aborter.as_ref().is_some_and(|a| a.fired_at().is_some()))
+        {
+            arrivals.stop();
+        }
         t += 1;
         if let Some(live) = &live
             && t.is_multiple_of(push_every)

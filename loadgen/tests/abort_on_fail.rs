@@ -280,3 +280,37 @@ async fn distributed_workers_abort_together_on_the_global_figures_in_prometheus(
     );
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// The open model stops as promptly: users waiting for an arrival end at once instead of
+/// after one more iteration each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_model_run_stops_at_once_when_it_aborts() {
+    let addr = test_server(0, Duration::ZERO).await;
+    let out = out_dir("abort-open");
+    let o = bench_within(
+        Duration::from_secs(30),
+        "t",
+        &[
+            "--target",
+            &format!("http://{addr}"),
+            "--arrival-rate",
+            "60s:20",
+            "--no-default-thresholds",
+            "--threshold",
+            "http_req_duration: p(95)<0.001 abortOnFail delayAbortEval=2s",
+        ],
+        &out,
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(99), "{}", text(&o));
+    let report = RunReport::read(&out.join("t/report.json")).unwrap();
+    let a = report.aborted.as_ref().expect("marked aborted");
+    assert!(a.at_seconds >= 2.0 && a.at_seconds < 4.0, "{a:?}");
+    assert!(
+        report.duration_seconds < a.at_seconds + 1.5,
+        "ran {} s after an abort at {} s",
+        report.duration_seconds,
+        a.at_seconds
+    );
+    let _ = std::fs::remove_dir_all(out);
+}
