@@ -911,6 +911,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_aborted_run_never_passes_and_its_mark_round_trips() {
+        let mut report = sample_report();
+        let passed = report.passed();
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(!json.contains("aborted"), "absent when not aborted");
+        report.aborted = Some(Abort {
+            threshold: "http_req_duration: p(95)<100".into(),
+            value: 312.5,
+            at_seconds: 10.2,
+            stage: "hold-4".into(),
+        });
+        assert!(!report.passed());
+        let json = serde_json::to_vec(&report).unwrap();
+        let back = RunReport::from_json(&json, Path::new("a.json")).unwrap();
+        assert_eq!(back.aborted, report.aborted);
+        assert_eq!(
+            back.aborted.unwrap().describe(),
+            "aborted by threshold `http_req_duration: p(95)<100` (abortOnFail, value 312.500) at 10.2 s, in stage hold-4"
+        );
+        report.aborted = None;
+        assert_eq!(report.passed(), passed);
+    }
+
+    #[test]
     fn histograms_survive_serialization_and_merge() {
         let report = sample_report();
         let mut merged = report.overall.histograms.decode_corrected().unwrap();
