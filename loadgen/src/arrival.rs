@@ -138,6 +138,12 @@ impl Arrivals {
         }
     }
 
+    /// The run stops early (a signal, an abortOnFail threshold): users waiting for an
+    /// arrival get `None` at once instead of one more iteration each.
+    pub fn stop(&self) {
+        self.close();
+    }
+
     /// Ends the schedule: waiting users get `None`. Returns the tokens never started.
     fn close(&self) -> u64 {
         self.closed.store(true, Ordering::SeqCst);

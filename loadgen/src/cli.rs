@@ -286,10 +286,20 @@ pub struct RunArgs {
 
     /// A k6-style threshold, repeatable: 'http_req_duration: p(95)<2000',
     /// 'http_req_duration{stage:hold-200}: p(99)<1500', 'http_req_failed: rate<0.1'.
+    /// k6's abortOnFail follows the expression: 'http_req_duration: p(95)<2000 abortOnFail
+    /// delayAbortEval=10s' is judged once a second during the run on what was measured so
+    /// far (not before delayAbortEval), and a breach stops the run: report marked aborted,
+    /// exit 99. A lower bound on a count (http_reqs: count>N) is refused with abortOnFail.
+    /// A distributed worker (--workers) pushing to --report-to-prometheus judges them on
+    /// the run's global figures there (up to one 10 s push behind; http_req_duration p(N),
+    /// med, avg, http_req_failed and checks rate, http_reqs count<N, no stage tag: others
+    /// are refused); without Prometheus it does not abort, and merge judges at the end.
     #[arg(long = "threshold", value_name = "THRESHOLD")]
     pub thresholds: Vec<String>,
 
-    /// A TOML file of thresholds: [thresholds] http_req_duration = ["p(95)<2000"].
+    /// A TOML file of thresholds: [thresholds] http_req_duration = ["p(95)<2000"], or in
+    /// k6's object form [{ threshold = "p(95)<2000", abortOnFail = true, delayAbortEval =
+    /// "10s" }], the two mixed freely.
     #[arg(long = "thresholds", value_name = "FILE")]
     pub thresholds_file: Option<PathBuf>,
 
@@ -373,7 +383,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "I", requires = "workers")]
     pub worker_index: Option<u32>,
 
-    /// Distributed run: the number of workers N sharing the load.
+    /// Distributed run: the number of workers N sharing the load. The workers of one
+    /// --run-id meet in DIR/<run-id>/barrier/ (the shared --out) and start their load at
+    /// one instant: the last one's arrival plus 1 s.
     #[arg(long, value_name = "N", requires = "worker_index", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub workers: Option<u32>,
 
@@ -383,6 +395,16 @@ pub struct RunArgs {
     /// the embedded runtime].
     #[arg(long, value_name = "NAME")]
     pub target_key: Option<String>,
+
+    /// Distributed run: how long a worker waits for the others before its load.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub start_timeout: Duration,
+
+    /// Distributed run: when workers have not come within --start-timeout, `fail` (exit 1,
+    /// naming them, before any load) or `proceed` (the others start together without them,
+    /// naming them).
+    #[arg(long, value_enum, default_value_t = crate::barrier::MissingWorkers::Fail, value_name = "WHAT")]
+    pub missing_workers: crate::barrier::MissingWorkers,
 
     /// Also record a latency histogram per slice of this many seconds in report.json
     /// (`slices`): the unit `caxton-bench ab` pairs and resamples.
@@ -418,6 +440,10 @@ pub enum CliError {
     Header(#[from] crate::headers::HeaderError),
     #[error("--load-share {0}: expected a fraction in (0, 1]")]
     LoadShare(f64),
+    #[error(
+        "--workers {0}: give the workers one --run-id, the id they meet and write their reports under"
+    )]
+    WorkersWithoutRunId(u32),
 }
 
 fn check_run_id(id: &str) -> Result<(), CliError> {
@@ -455,6 +481,18 @@ impl RunArgs {
         };
         let worker = match (self.worker_index, self.workers) {
             (Some(index), Some(workers)) => Some(WorkerShare::new(index, workers)?),
+            _ => None,
+        };
+        let start_barrier = match worker {
+            Some(w) if w.workers > 1 => {
+                if self.run_id.is_none() {
+                    return Err(CliError::WorkersWithoutRunId(w.workers));
+                }
+                Some(crate::barrier::StartBarrier {
+                    timeout: self.start_timeout,
+                    missing: self.missing_workers,
+                })
+            }
             _ => None,
         };
         let plan = match &worker {
@@ -527,6 +565,7 @@ impl RunArgs {
             start_at: self
                 .start_at
                 .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
+            start_barrier,
         })
     }
 
@@ -682,10 +721,21 @@ mod tests {
             "1",
             "--workers",
             "2",
+            "--run-id",
+            "r",
         ])
         .run
         .resolve(vec![])
         .unwrap();
+        assert_eq!(
+            opts.start_barrier.map(|b| b.timeout),
+            Some(Duration::from_secs(60))
+        );
+        let err = parse(&["--worker-index", "0", "--workers", "2"])
+            .run
+            .resolve(vec![])
+            .unwrap_err();
+        assert!(err.to_string().contains("one --run-id"), "{err}");
         assert_eq!(opts.plan.start_target, 2.0);
         assert_eq!(
             opts.worker,

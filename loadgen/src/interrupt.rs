@@ -111,7 +111,8 @@ pub(crate) fn interruption(plan: &Plan, started: Option<Instant>) -> Option<Inte
 }
 
 /// Runs `attack` (goose's `execute`) within the run's bound. Goose is told to stop (its
-/// killswitch) once a signal came or the plan is over by [`STOP_GRACE`]; the attack is
+/// killswitch) once a signal came, the run stopped itself (`stopped`: when an
+/// `abortOnFail` threshold failed) or the plan is over by [`STOP_GRACE`]; the attack is
 /// abandoned (`None`) when it has not returned `request_timeout + GRACE` after that. Goose
 /// resets its killswitch when it starts, so the stop is passed on again until the attack
 /// returns.
@@ -119,19 +120,32 @@ pub async fn bounded<F: Future>(
     attack: F,
     plan_length: Duration,
     request_timeout: Duration,
+    stopped: impl Fn() -> Option<Instant>,
 ) -> Option<F::Output> {
-    bounded_by(attack, plan_length + STOP_GRACE, request_timeout + GRACE).await
+    bounded_by(
+        attack,
+        plan_length + STOP_GRACE,
+        request_timeout + GRACE,
+        stopped,
+    )
+    .await
 }
 
 /// [`bounded`] with its two allowances given: stop after `run`, abandon `wind_down` later.
-async fn bounded_by<F: Future>(attack: F, run: Duration, wind_down: Duration) -> Option<F::Output> {
+async fn bounded_by<F: Future>(
+    attack: F,
+    run: Duration,
+    wind_down: Duration,
+    stopped: impl Fn() -> Option<Instant>,
+) -> Option<F::Output> {
     let plan_over = tokio::time::Instant::now() + run;
     let mut attack = std::pin::pin!(attack);
     loop {
-        let stop_at = match caught() {
-            Some(c) => tokio::time::Instant::from_std(c.at).min(plan_over),
-            None => plan_over,
-        };
+        let stop_at = [caught().map(|c| c.at), stopped()]
+            .into_iter()
+            .flatten()
+            .map(tokio::time::Instant::from_std)
+            .fold(plan_over, tokio::time::Instant::min);
         let now = tokio::time::Instant::now();
         if now >= stop_at {
             goose::trigger_killswitch("the run's time is up");
@@ -158,7 +172,7 @@ mod tests {
         let begun = Instant::now();
         let run = Duration::from_millis(200);
         let wind_down = Duration::from_millis(300);
-        let out = bounded_by(std::future::pending::<()>(), run, wind_down).await;
+        let out = bounded_by(std::future::pending::<()>(), run, wind_down, || None).await;
         assert!(out.is_none());
         let took = begun.elapsed();
         assert!(took >= run + wind_down, "{took:?}");
@@ -172,8 +186,29 @@ mod tests {
             async { 7 },
             Duration::from_secs(60),
             Duration::from_secs(60),
+            || None,
         )
         .await;
         assert_eq!(out, Some(7));
+    }
+
+    #[tokio::test]
+    async fn a_run_that_stopped_itself_is_abandoned_after_its_wind_down() {
+        let begun = Instant::now();
+        let wind_down = Duration::from_millis(300);
+        let out = bounded_by(
+            std::future::pending::<()>(),
+            Duration::from_secs(60),
+            wind_down,
+            || Some(begun),
+        )
+        .await;
+        assert!(out.is_none());
+        let took = begun.elapsed();
+        assert!(
+            took >= wind_down && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        goose::reset_killswitch();
     }
 }

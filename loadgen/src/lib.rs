@@ -10,12 +10,14 @@
 //! - [`prometheus_history`], [`verdict`] and [`profile_diff`]: `history` and `compare` on
 //!   top of `caxton-reports`;
 //! - [`interrupt`]: how a run ends early, and the bound on every run;
+//! - [`barrier`]: the workers of a distributed run meet and start their load together;
 //! - the exit statuses below.
 //!
 //! Inside, goose runs the virtual users and their stages; every transaction measures its
 //! own requests (to the end of the body) into per-thread HdrHistograms (`recorder`), merged
 //! each second (`collector`) into the versioned report of `caxton-reports` (`report`),
-//! judged by k6-style thresholds (`thresholds`) and by whether the load was produced
+//! judged by k6-style thresholds (`thresholds`; those with abortOnFail also during the run,
+//! `abort`) and by whether the load was produced
 //! (`validity`). Goose's own metrics are turned off: they drop the ramp, stop at the first
 //! byte and round to milliseconds.
 //!
@@ -25,7 +27,9 @@
 //! `progress`, [`summary`].
 
 pub mod ab;
+pub(crate) mod abort;
 pub(crate) mod arrival;
+pub mod barrier;
 pub mod cli;
 pub(crate) mod collector;
 pub mod distributed;

@@ -126,6 +126,10 @@ async fn load_run(args: RunArgs) -> anyhow::Result<u8> {
         eprintln!("caxton-bench: {}", i.describe());
         return Ok(EXIT_INTERRUPTED);
     }
+    if let Some(a) = &outcome.report.aborted {
+        eprintln!("caxton-bench: {}", a.describe());
+        return Ok(EXIT_BREACHED);
+    }
     Ok(if !outcome.report.validity.valid {
         EXIT_INVALID
     } else if outcome.passed() || outcome.judged_by_merge() {

@@ -112,6 +112,7 @@ pub fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport, Report
         validity: Default::default(),
         target_build: None,
         interrupted: None,
+        aborted: None,
         generator_cpu: None,
         slices: totals.slices.clone(),
     })

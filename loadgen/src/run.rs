@@ -14,6 +14,7 @@ use goose::prelude::*;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::abort::Aborter;
 use crate::arrival::{self, Arrivals, Backlog, ScheduleOutcome};
 use crate::collector::{Collector, Tick};
 use crate::distributed::WorkerShare;
@@ -73,6 +74,8 @@ pub struct RunOptions {
     pub slice_seconds: Option<u64>,
     /// Start the load at this instant rather than at once (`ab`'s arms start together).
     pub start_at: Option<SystemTime>,
+    /// Distributed run: meet the other workers and start with them.
+    pub start_barrier: Option<crate::barrier::StartBarrier>,
 }
 
 #[derive(Debug, Error)]
@@ -97,6 +100,8 @@ pub enum RunError {
     Transport(#[from] crate::transport::TransportError),
     #[error(transparent)]
     Flamegraph(#[from] FlamegraphError),
+    #[error(transparent)]
+    Barrier(#[from] crate::barrier::BarrierError),
 }
 
 /// What a finished run produced.
@@ -272,9 +277,49 @@ async fn attack(
     )?);
     let goose = goose_attack(opts, &ctx, target, pool)?;
     let run_dir = run_dir::dir_of(&report_path).to_path_buf();
-    let load = execute(opts, goose, &ctx, pool, live, profile, run_dir).await?;
+    // A worker's share is not the run: its abortOnFail thresholds are judged on the global
+    // figures in Prometheus, or (without) by merge at the end.
+    let aborter = match (opts.worker, &opts.prometheus) {
+        (None, _) => Aborter::new(&opts.thresholds),
+        (Some(_), Some(url)) => Aborter::new(&opts.thresholds)
+            .map(|a| {
+                a.global(crate::abort::Global {
+                    url: url.clone(),
+                    run_id: opts.run_id.clone(),
+                })
+            })
+            .transpose()?,
+        (Some(_), None) => None,
+    }
+    .map(Arc::new);
+    // The workers of a distributed run meet once set up, so they start their load together.
+    let start_at = match (opts.worker, opts.start_barrier) {
+        (Some(w), Some(barrier)) => Some(
+            crate::barrier::meet(
+                &crate::barrier::dir(&opts.out_dir, &opts.run_id),
+                w.index,
+                w.workers,
+                barrier,
+            )
+            .await?,
+        ),
+        _ => opts.start_at,
+    };
+    let load = execute(
+        opts,
+        goose,
+        &ctx,
+        pool,
+        live,
+        profile,
+        run_dir,
+        aborter.clone(),
+        start_at,
+    )
+    .await?;
 
     let mut report = judged_report(opts, target, embedded, &ctx, pool, &load, target_build)?;
+    report.aborted = aborter.as_ref().and_then(|a| a.fired());
     report.write(&report_path)?;
     let flamegraph = match load.flamegraph {
         // The capture window lies inside the stage, so it ends about when the run does;
@@ -373,7 +418,9 @@ struct Load {
 }
 
 /// Runs the attack, bounded, with everything that watches it: the ticker (progress, live
-/// pushes), the generator's CPU, the open model's scheduler and the flamegraph capture.
+/// pushes, abortOnFail thresholds), the generator's CPU, the open model's scheduler and the
+/// flamegraph capture.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     opts: &RunOptions,
     goose: GooseAttack,
@@ -382,8 +429,10 @@ async fn execute(
     live: Option<LivePush>,
     profile: Option<((Duration, u64), String)>,
     run_dir: PathBuf,
+    aborter: Option<Arc<Aborter>>,
+    start_at: Option<SystemTime>,
 ) -> Result<Load, RunError> {
-    if let Some(at) = opts.start_at
+    if let Some(at) = start_at
         && let Ok(wait) = at.duration_since(SystemTime::now())
     {
         // Bounded: a start time far off is a caller's mistake, not a reason to hang.
@@ -395,12 +444,17 @@ async fn execute(
     // stages must not tick away before any request is sent.
     let (stop_tx, stop_rx) = watch::channel(false);
     let cpu = tokio::spawn(crate::generator_cpu::measure(stop_rx.clone()));
+    let global_watch = aborter
+        .clone()
+        .filter(|a| a.is_global())
+        .map(|a| tokio::spawn(a.watch_global(ctx.clone(), stop_rx.clone())));
     let ticker = tokio::spawn(ticker(
         ctx.clone(),
         opts.progress,
         stop_rx,
         live,
         opts.slice_seconds,
+        aborter.clone().filter(|a| !a.is_global()),
     ));
     let scheduler = match (&ctx.arrivals, pool) {
         (Some(arrivals), Some(pool)) => Some(tokio::spawn(open_schedule(
@@ -417,16 +471,19 @@ async fn execute(
             crate::flamegraph::capture(pprof, &ctx.started, window, run_dir).await
         })
     });
+    let aborted_at = || aborter.as_ref().and_then(|a| a.fired_at());
     let goose_result = crate::interrupt::bounded(
         goose.execute(),
         opts.plan.total_duration(),
         opts.request_timeout,
+        aborted_at,
     )
     .await;
     // On its own the scheduler ends the run (the killswitch), so it has finished by now; a
-    // run interrupted or abandoned may have left it scheduling: stop it instead.
+    // run interrupted, aborted or abandoned may have left it scheduling: stop it instead.
+    let stopped_early = crate::interrupt::caught().is_some() || aborted_at().is_some();
     let schedule = match scheduler {
-        Some(s) if goose_result.is_none() || crate::interrupt::caught().is_some() => {
+        Some(s) if goose_result.is_none() || stopped_early => {
             s.abort();
             None
         }
@@ -440,6 +497,9 @@ async fn execute(
         .await
         .map_err(|e| RunError::Collector(e.to_string()))?;
     let generator_cpu = cpu.await.ok();
+    if let Some(watch) = global_watch {
+        let _ = watch.await;
+    }
     if let Some(result) = goose_result {
         result.map_err(goose_error)?;
     }
@@ -573,14 +633,16 @@ impl LivePush {
     }
 }
 
-/// Merges the shards every second of the run (aligned to its start), shows progress and
-/// pushes live figures every [`PUSH_INTERVAL`].
+/// Merges the shards every second of the run (aligned to its start), shows progress,
+/// judges the abortOnFail thresholds on the figures so far and pushes live figures every
+/// [`PUSH_INTERVAL`].
 async fn ticker(
     ctx: Arc<RunContext>,
     mode: ProgressMode,
     mut stop: watch::Receiver<bool>,
     live: Option<LivePush>,
     slice_seconds: Option<u64>,
+    aborter: Option<Arc<Aborter>>,
 ) -> Collector {
     let mut pushes = Vec::new();
     let mut pushed_requests = 0;
@@ -609,6 +671,22 @@ async fn ticker(
         };
         let tick: Tick = collector.tick(t, elapsed);
         progress.show(&tick);
+        if let Some(aborter) = &aborter
+            && !stopping
+            && let Err(e) = aborter.judge(&collector, &ctx.plan, elapsed, &tick.stage)
+        {
+            eprintln!(
+                "caxton-bench: warning: abortOnFail thresholds not judged at {elapsed:?}: {e}"
+            );
+        }
+        // Open model: a run stopped early stops handing out arrivals, so users waiting for
+        // one end now rather than after one more iteration each.
+        if let Some(arrivals) = &ctx.arrivals
+            && (crate::interrupt::caught().is_some()
+                || aborter.as_ref().is_some_and(|a| a.fired_at().is_some()))
+        {
+            arrivals.stop();
+        }
         t += 1;
         if let Some(live) = &live
             && t.is_multiple_of(push_every)

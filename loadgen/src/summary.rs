@@ -85,6 +85,9 @@ fn header(out: &mut String, report: &RunReport) {
     if let Some(i) = &report.interrupted {
         let _ = writeln!(out, "  INTERRUPTED: {}\n", i.describe());
     }
+    if let Some(a) = &report.aborted {
+        let _ = writeln!(out, "  ABORTED: {}\n", a.describe());
+    }
 }
 
 fn thresholds(out: &mut String, report: &RunReport) {

@@ -11,9 +11,19 @@
 //! - `dropped_iterations`: `count`, `rate` (per second)
 //!
 //! Only `stage` is a known tag; `checks` and `dropped_iterations` take no tag.
+//!
+//! k6's object form stops a run early: `abortOnFail` judges the threshold during the run,
+//! once a second on what was measured so far (from `delayAbortEval` on), and a breach ends
+//! the run (exit 99). On the command line the options follow the expression:
+//! `http_req_duration: p(95)<2000 abortOnFail delayAbortEval=10s`; in TOML,
+//! `http_req_duration = [{ threshold = "p(95)<2000", abortOnFail = true, delayAbortEval = "10s" }]`.
+//! A lower bound on a count (`http_reqs: count>N`, `dropped_iterations: count>=N`, `==`)
+//! only grows into being met, so it cannot be judged mid-run and is refused with
+//! `abortOnFail`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use caxton_reports::model::{Percentiles, RunReport, Stats, ThresholdResult, ratio};
 use serde::Deserialize;
@@ -31,6 +41,14 @@ pub enum ThresholdError {
     },
     #[error("cannot read thresholds file {path}: {detail}")]
     File { path: String, detail: String },
+    #[error(
+        "threshold `{text}`: abortOnFail cannot judge a lower bound on a count during the run (it only grows into being met); judge it at the end without abortOnFail"
+    )]
+    NotJudgeableMidRun { text: String },
+    #[error(
+        "threshold `{text}`: abortOnFail across distributed workers is judged on the series pushed to Prometheus, which cannot give it (they do: http_req_duration p(N), med, avg; http_req_failed and checks rate; http_reqs count<N; no stage tag)"
+    )]
+    NotGlobal { text: String },
 }
 
 pub use caxton_reports::threshold::{Aggregation, ThresholdMetric as Metric};
@@ -68,7 +86,20 @@ pub struct Threshold {
     pub aggregation: Aggregation,
     pub op: Op,
     pub limit: f64,
+    /// k6's `abortOnFail`: judged during the run, and a breach stops it.
+    pub abort: Option<AbortOnFail>,
 }
+
+/// k6's `abortOnFail` and `delayAbortEval` of one threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortOnFail {
+    /// Not judged before this far into the run (`delayAbortEval`; zero when not given).
+    pub delay: Duration,
+}
+
+/// The options of the command line's form, after the expression.
+const ABORT_ON_FAIL: &str = "abortOnFail";
+const DELAY_ABORT_EVAL: &str = "delayAbortEval=";
 
 impl Threshold {
     /// Parses `http_req_duration{stage:hold-200}: p(99)<1500`.
@@ -85,7 +116,60 @@ impl Threshold {
                 "expected `METRIC: EXPRESSION`, e.g. `http_req_duration: p(95)<2000`",
             )
         })?;
-        Self::from_parts(metric_part.trim(), expr.trim(), text)
+        // Options follow the expression, which may itself contain spaces (`p(99) < 1500`).
+        let mut words: Vec<&str> = expr.split_whitespace().collect();
+        let mut abort_on_fail = false;
+        let mut delay = None;
+        while let Some(last) = words.last() {
+            if *last == ABORT_ON_FAIL {
+                abort_on_fail = true;
+            } else if let Some(d) = last.strip_prefix(DELAY_ABORT_EVAL) {
+                delay = Some(d.to_string());
+            } else {
+                break;
+            }
+            words.pop();
+        }
+        let mut t = Self::from_parts(metric_part.trim(), &words.join(" "), text)?;
+        t.set_abort(abort_on_fail, delay.as_deref(), text)?;
+        Ok(t)
+    }
+
+    /// Applies `abortOnFail` / `delayAbortEval` (`text` names the threshold in errors).
+    fn set_abort(
+        &mut self,
+        abort_on_fail: bool,
+        delay: Option<&str>,
+        text: &str,
+    ) -> Result<(), ThresholdError> {
+        let delay = match delay {
+            Some(d) => Some(humantime::parse_duration(d).map_err(|e| {
+                syntax(
+                    text,
+                    &format!("delayAbortEval `{d}` is not a duration like 10s or 1m: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        if !abort_on_fail {
+            if delay.is_some() {
+                return Err(syntax(text, "delayAbortEval needs abortOnFail"));
+            }
+            self.abort = None;
+            return Ok(());
+        }
+        let lower_bound_on_count = matches!(self.metric, Metric::Reqs | Metric::Dropped)
+            && self.aggregation == Aggregation::Count
+            && matches!(self.op, Op::Gt | Op::Ge | Op::Eq);
+        if lower_bound_on_count {
+            return Err(ThresholdError::NotJudgeableMidRun {
+                text: text.to_string(),
+            });
+        }
+        self.abort = Some(AbortOnFail {
+            delay: delay.unwrap_or(Duration::ZERO),
+        });
+        Ok(())
     }
 
     /// Builds a threshold from a metric key (`http_req_duration{stage:x}`) and one of its
@@ -166,6 +250,7 @@ impl Threshold {
             aggregation,
             op,
             limit,
+            abort: None,
         })
     }
 
@@ -212,6 +297,23 @@ impl Threshold {
                 _ => per_second(report.dropped_iterations),
             },
         }
+    }
+
+    /// Whether `value` meets the threshold.
+    pub fn holds(&self, value: f64) -> bool {
+        self.op.holds(value, self.limit)
+    }
+
+    /// Mid-run judgement of an `abortOnFail` threshold on the figures so far (`so_far`, the
+    /// same report the end of the run builds): the measured value when it breaches, `None`
+    /// while it holds, has no data yet, or is still in its `delayAbortEval`.
+    pub fn breached_so_far(&self, so_far: &RunReport, elapsed: Duration) -> Option<f64> {
+        let abort = self.abort?;
+        if elapsed < abort.delay {
+            return None;
+        }
+        self.value(so_far)
+            .filter(|v| !self.op.holds(*v, self.limit))
     }
 
     pub fn evaluate(&self, report: &RunReport) -> ThresholdResult {
@@ -270,10 +372,23 @@ fn syntax(text: &str, detail: &str) -> ThresholdError {
 /// "http_req_duration{stage:hold-200}" = ["p(99)<1500"]
 /// http_req_failed = ["rate<0.1"]
 /// ```
+/// k6's object form is accepted beside plain strings:
+/// `http_req_duration = ["p(99)<3000", { threshold = "p(95)<2000", abortOnFail = true, delayAbortEval = "10s" }]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ThresholdsFile {
-    thresholds: BTreeMap<String, Vec<String>>,
+    thresholds: BTreeMap<String, Vec<toml::Value>>,
+}
+
+/// k6's object form of one threshold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThresholdObject {
+    threshold: String,
+    #[serde(default, rename = "abortOnFail")]
+    abort_on_fail: bool,
+    #[serde(default, rename = "delayAbortEval")]
+    delay_abort_eval: Option<String>,
 }
 
 pub fn load_file(path: &Path) -> Result<Vec<Threshold>, ThresholdError> {
@@ -284,13 +399,35 @@ pub fn load_file(path: &Path) -> Result<Vec<Threshold>, ThresholdError> {
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
     let file: ThresholdsFile = toml::from_str(&text).map_err(|e| file_err(e.to_string()))?;
     let mut out = Vec::new();
-    for (metric, exprs) in &file.thresholds {
-        for expr in exprs {
-            let text = format!("{metric}: {expr}");
-            out.push(
-                Threshold::from_parts(metric.trim(), expr.trim(), &text)
-                    .map_err(|e| file_err(e.to_string()))?,
-            );
+    for (metric, entries) in &file.thresholds {
+        for entry in entries {
+            let object = match entry {
+                toml::Value::String(expr) => ThresholdObject {
+                    threshold: expr.clone(),
+                    abort_on_fail: false,
+                    delay_abort_eval: None,
+                },
+                toml::Value::Table(_) => entry
+                    .clone()
+                    .try_into()
+                    .map_err(|e| file_err(format!("threshold of `{metric}`: {e}")))?,
+                other => {
+                    return Err(file_err(format!(
+                        "threshold of `{metric}`: expected a string or {{ threshold = \"…\", abortOnFail = true, delayAbortEval = \"10s\" }}, found a {}",
+                        other.type_str()
+                    )));
+                }
+            };
+            let text = format!("{metric}: {}", object.threshold);
+            let mut t = Threshold::from_parts(metric.trim(), object.threshold.trim(), &text)
+                .map_err(|e| file_err(e.to_string()))?;
+            t.set_abort(
+                object.abort_on_fail,
+                object.delay_abort_eval.as_deref(),
+                &text,
+            )
+            .map_err(|e| file_err(e.to_string()))?;
+            out.push(t);
         }
     }
     Ok(out)
@@ -330,6 +467,72 @@ mod tests {
             .check_stage(&["ramp-100".into(), "hold-100".into()])
             .unwrap_err();
         assert!(e.to_string().contains("unknown stage `hold-300`"), "{e}");
+    }
+
+    #[test]
+    fn abort_on_fail_follows_the_expression() {
+        let t = Threshold::parse("http_req_duration: p(95) < 2000 abortOnFail delayAbortEval=10s")
+            .unwrap();
+        assert_eq!(t.text, "http_req_duration: p(95) < 2000");
+        assert_eq!(
+            t.abort,
+            Some(AbortOnFail {
+                delay: Duration::from_secs(10)
+            })
+        );
+        let t = Threshold::parse("http_req_failed: rate<0.1 abortOnFail").unwrap();
+        assert_eq!(t.abort.map(|a| a.delay), Some(Duration::ZERO));
+        assert_eq!(t.limit, 0.1);
+        assert!(
+            Threshold::parse("checks: rate>0.9")
+                .unwrap()
+                .abort
+                .is_none()
+        );
+        let err = |t: &str| Threshold::parse(t).unwrap_err().to_string();
+        assert!(err("http_req_failed: rate<0.1 delayAbortEval=5s").contains("needs abortOnFail"));
+        assert!(
+            err("http_req_failed: rate<0.1 abortOnFail delayAbortEval=soon")
+                .contains("delayAbortEval `soon`")
+        );
+        let e = err("http_reqs: count>100 abortOnFail");
+        assert!(
+            e.contains("`http_reqs: count>100 abortOnFail`") && e.contains("lower bound"),
+            "{e}"
+        );
+        assert!(Threshold::parse("http_reqs: count<100 abortOnFail").is_ok());
+    }
+
+    #[test]
+    fn file_takes_k6_object_form_beside_strings() {
+        let dir = std::env::temp_dir().join(format!("caxton-thr-obj-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.toml");
+        std::fs::write(
+            &path,
+            "[thresholds]\nhttp_req_duration = [\"p(99)<3000\", { threshold = \"p(95)<2000\", abortOnFail = true, delayAbortEval = \"10s\" }]\nchecks = [{ threshold = \"rate>0.9\" }]\n",
+        )
+        .unwrap();
+        let all = load_file(&path).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].text, "checks: rate>0.9");
+        assert!(all[0].abort.is_none() && all[1].abort.is_none());
+        assert_eq!(all[2].text, "http_req_duration: p(95)<2000");
+        assert_eq!(all[2].abort.unwrap().delay, Duration::from_secs(10));
+        std::fs::write(
+            &path,
+            "[thresholds]\nhttp_req_duration = [{ threshold = \"p(95)<2000\", abortOnFial = true }]\n",
+        )
+        .unwrap();
+        let e = load_file(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("abortOnFial") && e.contains("http_req_duration"),
+            "{e}"
+        );
+        std::fs::write(&path, "[thresholds]\nhttp_req_duration = [3]\n").unwrap();
+        let e = load_file(&path).unwrap_err().to_string();
+        assert!(e.contains("expected a string"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub fn render_report(
     Ok(page(&format!("caxton-bench {}", report.run_id), &body))
 }
 
-/// The title, the verdict, and why a run is invalid or was interrupted.
+/// The title, the verdict, and why a run is invalid, was interrupted or was aborted.
 fn verdict_section(body: &mut String, report: &RunReport) {
     let breached = report.thresholds.iter().filter(|t| !t.ok).count();
     let (class, verdict) = if !report.validity.valid {
@@ -137,8 +137,13 @@ fn verdict_section(body: &mut String, report: &RunReport) {
              describe the generator, not the target"
                 .to_string(),
         )
-    } else if breached == 0 {
+    } else if breached == 0 && report.aborted.is_none() {
         ("pass", "PASSED: every threshold held".to_string())
+    } else if breached == 0 {
+        (
+            "fail",
+            "FAILED: stopped early by an abortOnFail threshold".to_string(),
+        )
     } else {
         (
             "fail",
@@ -171,6 +176,13 @@ fn verdict_section(body: &mut String, report: &RunReport) {
             body,
             "<p class=\"verdict fail\">INTERRUPTED: {}; the figures cover the run until then</p>",
             escape(&i.describe())
+        );
+    }
+    if let Some(a) = &report.aborted {
+        let _ = write!(
+            body,
+            "<p class=\"verdict fail\">ABORTED: {}; the figures cover the run until then</p>",
+            escape(&a.describe())
         );
     }
 }

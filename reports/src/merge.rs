@@ -142,6 +142,7 @@ pub fn merge(
             ),
             target_build: all.iter().find_map(|r| r.target_build.clone()),
             interrupted: all.iter().find_map(|r| r.interrupted.clone()),
+            aborted: all.iter().find_map(|r| r.aborted.clone()),
             // Each worker's generator ran on its own machine: see the workers' reports.
             generator_cpu: None,
             slices: Vec::new(),
@@ -535,6 +536,7 @@ mod tests {
             validity: Default::default(),
             target_build: None,
             interrupted: None,
+            aborted: None,
             generator_cpu: None,
             slices: Vec::new(),
         };

@@ -139,6 +139,10 @@ pub struct RunReport {
     /// Set when the run was stopped by a signal before its plan ended (schema 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<Interruption>,
+    /// Set when an `abortOnFail` threshold failed during the run and stopped it (schema 4;
+    /// absent from older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Abort>,
     /// The load generator's own CPU use during the run (schema 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_cpu: Option<GeneratorCpu>,
@@ -289,6 +293,41 @@ impl Interruption {
             "interrupted by {} at {:.1} s, in stage {}",
             self.signal, self.at_seconds, self.stage
         )
+    }
+}
+
+/// The `abortOnFail` threshold that stopped a run, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Abort {
+    /// The threshold as written, e.g. `http_req_duration: p(95)<2000`.
+    pub threshold: String,
+    /// Its value on the figures measured until then, in the threshold's units.
+    pub value: f64,
+    /// Seconds into the run (the stage clock).
+    pub at_seconds: f64,
+    /// The stage that was running.
+    pub stage: String,
+}
+
+impl Abort {
+    /// One line for a person: which threshold, when, in which stage.
+    pub fn describe(&self) -> String {
+        format!(
+            "aborted by threshold `{}` (abortOnFail, value {}) at {:.1} s, in stage {}",
+            self.threshold,
+            trim_number(self.value),
+            self.at_seconds,
+            self.stage
+        )
+    }
+}
+
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
     }
 }
 
@@ -672,9 +711,9 @@ pub struct SecondSample {
 }
 
 impl RunReport {
-    /// The run's verdict: valid, and every threshold passed.
+    /// The run's verdict: valid, not aborted by a threshold, and every threshold passed.
     pub fn passed(&self) -> bool {
-        self.validity.valid && self.thresholds.iter().all(|t| t.ok)
+        self.validity.valid && self.aborted.is_none() && self.thresholds.iter().all(|t| t.ok)
     }
 
     /// Writes the report as pretty JSON, creating parent directories. The file is written
@@ -952,6 +991,7 @@ pub(crate) mod tests {
             validity: Default::default(),
             target_build: None,
             interrupted: None,
+            aborted: None,
             generator_cpu: None,
             slices: Vec::new(),
         }
@@ -968,6 +1008,30 @@ pub(crate) mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"p99.9\""), "{text}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_aborted_run_never_passes_and_its_mark_round_trips() {
+        let mut report = sample_report();
+        let passed = report.passed();
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(!json.contains("aborted"), "absent when not aborted");
+        report.aborted = Some(Abort {
+            threshold: "http_req_duration: p(95)<100".into(),
+            value: 312.5,
+            at_seconds: 10.2,
+            stage: "hold-4".into(),
+        });
+        assert!(!report.passed());
+        let json = serde_json::to_vec(&report).unwrap();
+        let back = RunReport::from_json(&json, Path::new("a.json")).unwrap();
+        assert_eq!(back.aborted, report.aborted);
+        assert_eq!(
+            back.aborted.unwrap().describe(),
+            "aborted by threshold `http_req_duration: p(95)<100` (abortOnFail, value 312.500) at 10.2 s, in stage hold-4"
+        );
+        report.aborted = None;
+        assert_eq!(report.passed(), passed);
     }
 
     #[test]
