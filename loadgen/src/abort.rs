@@ -119,7 +119,7 @@ impl Aborter {
                 }
                 match global_value(&client, &global, t).await {
                     Ok(Some(value)) if !t.holds(value) => {
-                        self.fire(t, value, elapsed, &stage);
+                        self.fire(t, value, elapsed, &stage, promql(t, &global.run_id));
                         if let Some(arrivals) = &ctx.arrivals {
                             arrivals.stop();
                         }
@@ -136,12 +136,20 @@ impl Aborter {
         }
     }
 
-    fn fire(&self, t: &Threshold, value: f64, elapsed: Duration, stage: &str) {
+    fn fire(
+        &self,
+        t: &Threshold,
+        value: f64,
+        elapsed: Duration,
+        stage: &str,
+        global: Option<String>,
+    ) {
         let abort = Abort {
             threshold: t.text.clone(),
             value,
             at_seconds: elapsed.as_secs_f64(),
             stage: stage.to_string(),
+            global,
         };
         eprintln!(
             "caxton-bench: {}: stopping the load and writing the report",
@@ -174,7 +182,7 @@ impl Aborter {
         let so_far = figures_so_far(collector, plan, elapsed)?;
         for t in &self.thresholds {
             if let Some(value) = t.breached_so_far(&so_far, elapsed) {
-                self.fire(t, value, elapsed, stage);
+                self.fire(t, value, elapsed, stage, None);
                 return Ok(true);
             }
         }

@@ -254,6 +254,8 @@ async fn distributed_workers_abort_together_on_the_global_figures_in_prometheus(
         assert_eq!(a.threshold, "http_req_duration: p(95)<100");
         assert!(a.at_seconds >= 10.0 && a.at_seconds < 15.0, "{a:?}");
         assert!(a.value >= 250.0, "{a:?}");
+        let figure = a.global.as_deref().expect("the abort says it was global");
+        assert!(figure.contains("histogram_quantile"), "{figure}");
         reports.push(out.join(format!("g/worker-{i}/report.json")));
     }
     let merge = tokio::process::Command::new(common::BENCH)

@@ -308,13 +308,21 @@ pub struct Abort {
     pub at_seconds: f64,
     /// The stage that was running.
     pub stage: String,
+    /// For a distributed run judged on the run's global figures: the PromQL figure (an
+    /// estimate from the pushed buckets); `None` when judged on this run's own figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<String>,
 }
 
 impl Abort {
     /// One line for a person: which threshold, when, in which stage.
     pub fn describe(&self) -> String {
+        let scope = match &self.global {
+            Some(figure) => format!(", on the run's global figure {figure}"),
+            None => String::new(),
+        };
         format!(
-            "aborted by threshold `{}` (abortOnFail, value {}) at {:.1} s, in stage {}",
+            "aborted by threshold `{}` (abortOnFail, value {}{scope}) at {:.1} s, in stage {}",
             self.threshold,
             trim_number(self.value),
             self.at_seconds,
@@ -1021,6 +1029,7 @@ pub(crate) mod tests {
             value: 312.5,
             at_seconds: 10.2,
             stage: "hold-4".into(),
+            global: None,
         });
         assert!(!report.passed());
         let json = serde_json::to_vec(&report).unwrap();
