@@ -18,7 +18,7 @@ import tomllib
 import yaml
 
 # image in the manifests -> Dockerfile target (as in the Dockerfile's header)
-IMAGES = {"caxton/runtime": "runtime", "caxton/benchmark": "benchmark", "caxton/benchmark-load": "benchmark-load"}
+IMAGES = {"caxton/runtime": "runtime", "caxton/runtime-control": "runtime", "caxton/benchmark": "benchmark", "caxton/benchmark-load": "benchmark-load"}
 
 
 def instructions(text):
@@ -89,7 +89,7 @@ def main():
             stages[stage]["entrypoint"] = rest
             stages[stage]["files"].add("__entrypoint__")
 
-    for manifest in ("caxton-runtime.yaml", "benchmark-cronjob.yaml", "nightly-verdict-cronjob.yaml", "distributed/workers-job.yaml", "distributed/merge-job.yaml"):
+    for manifest in ("caxton-runtime.yaml", "caxton-control.yaml", "benchmark-cronjob.yaml", "nightly-verdict-cronjob.yaml", "distributed/workers-job.yaml", "distributed/merge-job.yaml"):
         for doc in yaml.safe_load_all(open(os.path.join(repo, "k8s", manifest), encoding="utf-8")):
             for c in find_containers(doc):
                 image = c["image"].split(":")[0]

@@ -19,6 +19,9 @@ use crate::thresholds::{self, Threshold, ThresholdError};
 /// thresholds). `caxton-bench [FLAGS]` and `caxton-bench run [FLAGS]` are the same run.
 /// Exit status: 0 all thresholds pass, 99 a threshold was breached, 98 the run was invalid
 /// (it could not produce the load asked for), 105 interrupted, 1 setup or runtime error.
+/// With $CAXTON_BENCH_BASELINE_TARGET set (e.g. a Kubernetes control arm), a --target run is
+/// a paired A/B run against that baseline, as `caxton-bench ab --baseline-target` is, with
+/// $CAXTON_BENCH_BASELINE_PPROF as the baseline's pprof endpoint; the command line stays.
 #[derive(Debug, Parser)]
 #[command(name = "caxton-bench", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -466,6 +469,46 @@ const DEFAULT_CONSTANT_USERS: u64 = 10;
 pub const TOKEN_FILE_ENV: &str = "CAXTON_BENCH_TOKEN_FILE";
 /// The environment variable `--pprof` defaults to.
 pub const PPROF_ENV: &str = "CAXTON_BENCH_PPROF";
+/// The environment variable that makes a `--target` run a paired A/B run against it.
+pub const BASELINE_TARGET_ENV: &str = "CAXTON_BENCH_BASELINE_TARGET";
+/// The baseline's pprof endpoint for such a run.
+pub const BASELINE_PPROF_ENV: &str = "CAXTON_BENCH_BASELINE_PPROF";
+
+impl AbArgs {
+    /// The A/B run a plain `--target` run becomes when $CAXTON_BENCH_BASELINE_TARGET names a
+    /// baseline (and it is not a distributed worker); `None` otherwise. The verdict's
+    /// settings are `ab`'s defaults.
+    pub fn from_environment(run: RunArgs) -> Result<AbArgs, Box<RunArgs>> {
+        let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        match env(BASELINE_TARGET_ENV) {
+            // An arm of an A/B run (`--load-share`) is never an A/B run itself.
+            Some(baseline)
+                if run.target.is_some()
+                    && run.worker_index.is_none()
+                    && run.load_share.is_none() =>
+            {
+                Ok(AbArgs {
+                    baseline_target: Some(baseline),
+                    baseline_runtime: None,
+                    runtime: None,
+                    baseline_pprof: env(BASELINE_PPROF_ENV),
+                    slice: DEFAULT_SLICE,
+                    warmup: None,
+                    regression_threshold: DEFAULT_REGRESSION_THRESHOLD.to_string(),
+                    metric_thresholds: Vec::new(),
+                    markdown: false,
+                    run,
+                })
+            }
+            _ => Err(Box::new(run)),
+        }
+    }
+}
+
+/// `ab --slice`'s default.
+const DEFAULT_SLICE: Duration = Duration::from_secs(2);
+/// `ab --regression-threshold`'s default (`caxton_reports::paired::DEFAULT_THRESHOLD`).
+const DEFAULT_REGRESSION_THRESHOLD: &str = "3%";
 
 impl RunArgs {
     /// Resolves the flags into a run; `argv` is recorded in the report.

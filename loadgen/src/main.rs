@@ -91,8 +91,23 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             compare::EXIT_BAD_INPUT
         })),
         Some(Command::Ab(args)) => ab(&args).await,
-        Some(Command::Run(args)) => load_run(*args).await,
-        None => load_run(cli.run).await,
+        Some(Command::Run(args)) => plain_or_paired(*args).await,
+        None => plain_or_paired(cli.run).await,
+    }
+}
+
+/// A run, or the A/B run it becomes with $CAXTON_BENCH_BASELINE_TARGET.
+async fn plain_or_paired(args: RunArgs) -> anyhow::Result<u8> {
+    match caxton_loadgen::cli::AbArgs::from_environment(args) {
+        Ok(ab_args) => {
+            eprintln!(
+                "caxton-bench: ${} is set: a paired A/B run against {}",
+                caxton_loadgen::cli::BASELINE_TARGET_ENV,
+                ab_args.baseline_target.as_deref().unwrap_or_default()
+            );
+            ab(&ab_args).await
+        }
+        Err(args) => load_run(*args).await,
     }
 }
 

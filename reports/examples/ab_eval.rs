@@ -77,9 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 drawn.truncate(pairs_per_run);
                 let rows = judge_pairs(&drawn, &opts)?;
                 let regressed = |r: &caxton_reports::paired::AbRow| r.verdict == "REGRESSED";
-                p95_hits += rows
-                    .iter()
-                    .any(|r| r.metric == "p95" && regressed(r)) as usize;
+                p95_hits += rows.iter().any(|r| r.metric == "p95" && regressed(r)) as usize;
                 // Throughput in a closed model follows latency; error rate is separate.
                 any_hits += rows.iter().any(regressed) as usize;
                 if let Some(m) = rows

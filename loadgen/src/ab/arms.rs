@@ -44,10 +44,13 @@ const NOT_FORWARDED_SWITCHES: &[&str] = &["--markdown"];
 /// The run flags of `argv` (this process's arguments, `ab` and all): what follows `ab`,
 /// without the flags above.
 pub(crate) fn forwarded(argv: &[String]) -> Vec<String> {
-    let after = argv
-        .iter()
-        .position(|a| a == "ab")
-        .map_or(&argv[argv.len().min(1)..], |i| &argv[i + 1..]);
+    // `caxton-bench ab FLAGS`, `caxton-bench run FLAGS` (a run that became an A/B run) or
+    // `caxton-bench FLAGS`.
+    let skip = match argv.get(1).map(String::as_str) {
+        Some("ab" | "run") => 2,
+        _ => 1,
+    };
+    let after = &argv[skip.min(argv.len())..];
     let mut out = Vec::new();
     let mut skip_value = false;
     for arg in after {
@@ -135,7 +138,11 @@ pub(crate) async fn run_both(
             _ => Stdio::inherit(),
         };
         let mut cmd = Command::new(&exe);
-        cmd.arg("run")
+        // An arm is a plain run: the variable that makes a run an A/B run must not make
+        // each arm one again (and so on).
+        cmd.env_remove(crate::cli::BASELINE_TARGET_ENV)
+            .env_remove(crate::cli::BASELINE_PPROF_ENV)
+            .arg("run")
             .args(pairing.run_flags)
             .args(["--target", &arm.target])
             .arg("--out")
