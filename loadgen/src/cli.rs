@@ -409,6 +409,12 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = crate::barrier::MissingWorkers::Fail, value_name = "WHAT")]
     pub missing_workers: crate::barrier::MissingWorkers,
 
+    /// The most of a response body kept in memory for the checks, in bytes; a longer body is
+    /// still read to its end (its latency is whole) but the rest is dropped and counted, so
+    /// a hostile target cannot exhaust the generator's memory (at most users × this).
+    #[arg(long, default_value_t = crate::transport::DEFAULT_MAX_BODY, value_name = "BYTES")]
+    pub max_body: usize,
+
     /// Also record a latency histogram per slice of this many seconds in report.json
     /// (`slices`): the unit `caxton-bench ab` pairs and resamples.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -604,6 +610,7 @@ impl RunArgs {
             pprof,
             target_metrics: self.target_metrics.clone(),
             target_key: self.target_key.clone(),
+            max_body: self.max_body,
             slice_seconds: self.slice_seconds,
             start_at: self
                 .start_at

@@ -70,6 +70,8 @@ pub struct RunOptions {
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The target's name in histories (`--target-key`); `None`: its URL or `embedded`.
     pub target_key: Option<String>,
+    /// The most of a response body kept for the checks (`--max-body`).
+    pub max_body: usize,
     /// Record a histogram per slice of this many seconds (`--slice-seconds`).
     pub slice_seconds: Option<u64>,
     /// Start the load at this instant rather than at once (`ab`'s arms start together).
@@ -274,6 +276,7 @@ async fn attack(
         open.then(|| Arc::new(Arrivals::new(opts.backlog))),
         opts.request_timeout,
         opts.headers.clone(),
+        opts.max_body,
     )?);
     let goose = goose_attack(opts, &ctx, target, pool)?;
     let run_dir = run_dir::dir_of(&report_path).to_path_buf();
@@ -317,6 +320,14 @@ async fn attack(
         start_at,
     )
     .await?;
+    let oversized = ctx.oversized_bodies();
+    if oversized > 0 {
+        eprintln!(
+            "caxton-bench: warning: {oversized} responses were longer than --max-body {} bytes: \
+             read to their end (their latency is whole), only their first bytes kept for the checks",
+            opts.max_body
+        );
+    }
 
     let mut report = judged_report(opts, target, embedded, &ctx, pool, &load, target_build)?;
     report.aborted = aborter.as_ref().and_then(|a| a.fired());

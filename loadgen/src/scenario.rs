@@ -125,6 +125,7 @@ impl RunContext {
         arrivals: Option<Arc<Arrivals>>,
         request_timeout: Duration,
         headers: Vec<(http::HeaderName, http::HeaderValue)>,
+        max_body: usize,
     ) -> Result<RunContext, TransportError> {
         let base = target.trim_end_matches('/');
         Ok(RunContext {
@@ -134,10 +135,15 @@ impl RunContext {
             think_time,
             started: RunClock::new(),
             arrivals,
-            transport: Transport::new(base, request_timeout, headers)?,
+            transport: Transport::new(base, request_timeout, headers, max_body)?,
             agents: Endpoint::parse(&format!("{base}/api/agents"))?,
             messages: Endpoint::parse(&format!("{base}/api/messages?wait=true"))?,
         })
+    }
+
+    /// Responses so far whose body was longer than `--max-body`.
+    pub fn oversized_bodies(&self) -> u64 {
+        self.transport.oversized()
     }
 
     fn stage_at(&self, at: Instant) -> usize {

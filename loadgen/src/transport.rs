@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Uri, header};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -75,6 +77,51 @@ pub struct Transport {
     timeout: Duration,
     /// Sent with every request (`--header`, `--token-file`).
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// The most of a body kept (`--max-body`); the rest is read and dropped.
+    max_body: usize,
+    /// Responses whose body was longer than `max_body`.
+    oversized: AtomicU64,
+}
+
+/// The default of `--max-body`: far more than any answer of the API, far less than a
+/// hostile target's.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// The first `max` bytes of a body, the rest read to its end without being kept: the
+/// latency still runs to the end of the body, and memory stays bounded by `max`.
+struct Bounded {
+    kept: Vec<u8>,
+    max: usize,
+    dropped: bool,
+}
+
+impl Bounded {
+    fn new(max: usize) -> Bounded {
+        Bounded {
+            kept: Vec::new(),
+            max,
+            dropped: false,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        let room = self.max.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&data[..data.len().min(room)]);
+        self.dropped |= data.len() > room;
+    }
+}
+
+async fn read_bounded(
+    mut body: hyper::body::Incoming,
+    max: usize,
+) -> Result<Bounded, hyper::Error> {
+    let mut out = Bounded::new(max);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            out.push(&data);
+        }
+    }
+    Ok(out)
 }
 
 impl Transport {
@@ -84,6 +131,7 @@ impl Transport {
         target: &str,
         timeout: Duration,
         headers: Vec<(HeaderName, HeaderValue)>,
+        max_body: usize,
     ) -> Result<Transport, TransportError> {
         let inner = if target.starts_with("https://") {
             let client = reqwest::Client::builder()
@@ -105,7 +153,21 @@ impl Transport {
             inner,
             timeout,
             headers,
+            max_body,
+            oversized: AtomicU64::new(0),
         })
+    }
+
+    /// How many responses so far were longer than `--max-body`.
+    pub fn oversized(&self) -> u64 {
+        self.oversized.load(Ordering::Relaxed)
+    }
+
+    fn kept(&self, body: Bounded) -> Bytes {
+        if body.dropped {
+            self.oversized.fetch_add(1, Ordering::Relaxed);
+        }
+        Bytes::from(body.kept)
     }
 
     /// POSTs a JSON `body` and reads the response to its end.
@@ -131,13 +193,15 @@ impl Transport {
                         },
                     })?;
                     let status = response.status().as_u16();
-                    let body = response.into_body().collect().await.map_err(|_| Failure {
-                        status: Some(status),
-                        kind: ErrorKind::Body,
-                    })?;
+                    let body = read_bounded(response.into_body(), self.max_body)
+                        .await
+                        .map_err(|_| Failure {
+                            status: Some(status),
+                            kind: ErrorKind::Body,
+                        })?;
                     Ok(Reply {
                         status,
-                        body: body.to_bytes(),
+                        body: self.kept(body),
                     })
                 };
                 tokio::time::timeout(self.timeout, exchange)
@@ -159,11 +223,24 @@ impl Transport {
                         kind: ErrorKind::of(&e),
                     })?;
                 let status = response.status().as_u16();
-                let body = response.bytes().await.map_err(|e| Failure {
-                    status: Some(status),
-                    kind: ErrorKind::of(&e),
-                })?;
-                Ok(Reply { status, body })
+                let mut response = response;
+                let mut body = Bounded::new(self.max_body);
+                loop {
+                    match response.chunk().await {
+                        Ok(Some(data)) => body.push(&data),
+                        Ok(None) => break,
+                        Err(e) => {
+                            return Err(Failure {
+                                status: Some(status),
+                                kind: ErrorKind::of(&e),
+                            });
+                        }
+                    }
+                }
+                Ok(Reply {
+                    status,
+                    body: self.kept(body),
+                })
             }
         }
     }
@@ -207,7 +284,7 @@ mod tests {
     #[tokio::test]
     async fn statuses_bodies_timeouts_and_refusals_are_told_apart() {
         let base = server().await;
-        let t = Transport::new(&base, Duration::from_millis(300), Vec::new()).unwrap();
+        let t = Transport::new(&base, Duration::from_millis(300), Vec::new(), 64).unwrap();
         let at = |path: &str| Endpoint::parse(&format!("{base}{path}")).unwrap();
 
         let ok = t
@@ -230,5 +307,21 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!((err.status, err.kind), (None, ErrorKind::Connect));
+    }
+
+    #[tokio::test]
+    async fn a_body_longer_than_max_body_is_read_to_its_end_but_not_kept() {
+        let base = server().await;
+        let t = Transport::new(&base, Duration::from_secs(5), Vec::new(), 4).unwrap();
+        let ok = Endpoint::parse(&format!("{base}/ok")).unwrap();
+        let long = t
+            .post_json(&ok, Bytes::from(vec![b'x'; 100_000]))
+            .await
+            .unwrap();
+        assert_eq!((long.status, long.body.len()), (200, 4));
+        assert_eq!(t.oversized(), 1);
+        let short = t.post_json(&ok, Bytes::from_static(b"ab")).await.unwrap();
+        assert_eq!(&short.body[..], b"ab");
+        assert_eq!(t.oversized(), 1);
     }
 }
