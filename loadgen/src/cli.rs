@@ -127,6 +127,10 @@ pub struct AbArgs {
     /// p99, throughput, error_rate.
     #[arg(long = "metric-threshold", value_name = "METRIC=PERCENT")]
     pub metric_thresholds: Vec<String>,
+    /// The metrics whose regression fails the run, comma-separated (p50, p90, p95, p99,
+    /// throughput, error_rate); the others are estimated and shown, marked `not gating`.
+    #[arg(long, default_value = DEFAULT_GATE, value_name = "METRICS")]
+    pub gate: String,
     /// Print the verdict as Markdown (for a pull-request comment) instead of text.
     #[arg(long)]
     pub markdown: bool,
@@ -501,6 +505,7 @@ impl AbArgs {
                     slice: DEFAULT_SLICE,
                     warmup: None,
                     regression_threshold: DEFAULT_REGRESSION_THRESHOLD.to_string(),
+                    gate: DEFAULT_GATE.to_string(),
                     metric_thresholds: Vec::new(),
                     markdown: false,
                     run,
@@ -511,6 +516,8 @@ impl AbArgs {
     }
 }
 
+/// `ab --gate`'s default (`caxton_reports::paired::DEFAULT_GATING`).
+const DEFAULT_GATE: &str = "p95,error_rate";
 /// `ab --slice`'s default.
 const DEFAULT_SLICE: Duration = Duration::from_secs(2);
 /// `ab --regression-threshold`'s default (`caxton_reports::paired::DEFAULT_THRESHOLD`).

@@ -26,6 +26,7 @@ const NOT_FORWARDED: &[&str] = &[
     "--warmup",
     "--regression-threshold",
     "--metric-threshold",
+    "--gate",
     "--target",
     "--pprof",
     "--out",

@@ -49,6 +49,8 @@ pub enum AbError {
     #[error(transparent)]
     Html(#[from] caxton_reports::html::HtmlError),
     #[error("{0}")]
+    Flag(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -255,9 +257,22 @@ impl AbArgs {
         )?;
         let slice = self.slice.as_secs().max(1);
         let warmup = self.warmup.map_or(2 * slice, |w| w.as_secs());
+        let gating = self
+            .gate
+            .split(',')
+            .map(|m| {
+                compare::Metric::parse(m.trim()).ok_or_else(|| {
+                    AbError::Flag(format!(
+                        "--gate `{}`: `{}` is not one of p50, p90, p95, p99, throughput, error_rate",
+                        self.gate, m
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(PairedOptions {
             threshold: flags.threshold,
             per_metric: flags.per_metric,
+            gating,
             warmup_seconds: warmup,
             ..Default::default()
         })

@@ -32,11 +32,19 @@ pub const DEFAULT_THRESHOLD: f64 = 0.03;
 /// Fewer pairs than this cannot be judged: the run is invalid.
 pub const MIN_PAIRS: usize = 6;
 
+/// The metrics whose regression fails an A/B run unless `--gate` says otherwise: the CI
+/// gate's p95 and the error rate. Every metric is estimated and shown; judging five at a
+/// 95 % level would make a false alarm on one of them several times likelier than on p95
+/// alone (BENCHMARKS.md, "Paired A/B").
+pub const DEFAULT_GATING: [Metric; 2] = [Metric::P95, Metric::ErrorRate];
+
 /// Thresholds, warm-up and bootstrap of the verdict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairedOptions {
     pub threshold: f64,
     pub per_metric: BTreeMap<Metric, f64>,
+    /// The metrics whose regression fails the run; the others are shown `(not gating)`.
+    pub gating: Vec<Metric>,
     /// Slices starting before this second are discarded (connections, caches, JIT).
     pub warmup_seconds: u64,
     pub bootstrap: PairedBootstrap,
@@ -47,6 +55,7 @@ impl Default for PairedOptions {
         PairedOptions {
             threshold: DEFAULT_THRESHOLD,
             per_metric: BTreeMap::new(),
+            gating: DEFAULT_GATING.to_vec(),
             warmup_seconds: 0,
             bootstrap: PairedBootstrap::default(),
         }
@@ -221,7 +230,12 @@ pub fn judge_pairs(
         .zip(estimate::estimate(&a, &b, &opts.bootstrap))
         .map(|(metric, e)| {
             let threshold = opts.threshold_for(metric);
-            let verdict = compare::verdict(metric, e.change, threshold, e.interval);
+            let verdict = compare::verdict(metric, e.change, threshold, e.interval).as_str();
+            let verdict = if opts.gating.contains(&metric) {
+                verdict.to_string()
+            } else {
+                format!("{verdict} (not gating)")
+            };
             AbRow {
                 metric: metric.key().to_string(),
                 baseline: e.baseline,
@@ -231,7 +245,7 @@ pub fn judge_pairs(
                 high: e.interval.map(|i| i.high),
                 min_detectable: e.min_detectable,
                 threshold,
-                verdict: verdict.as_str().to_string(),
+                verdict,
             }
         })
         .collect())
