@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod module_cache;
 pub mod profiling;
 pub mod runtime;
+pub mod secret;
 pub mod store;
 pub mod system;
 pub mod telemetry;

@@ -683,24 +683,18 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// Brings `caxton_telemetry_dropped_total` up to the telemetry pipelines' counts, which
-    /// only grow, and sets `caxton_telemetry_queued` to their backlog. Every signal/reason
-    /// pair is present (0 until something drops).
-    pub fn sync_telemetry(&self) {
-        use crate::telemetry::{DropReason, QUEUED_SIGNALS, Signal, dropped, queued};
-        for signal in QUEUED_SIGNALS {
-            self.telemetry_queued
-                .with_label_values(&[signal.as_str()])
-                .set(i64::try_from(queued(signal)).unwrap_or(i64::MAX));
-        }
-        for signal in Signal::ALL {
-            for reason in DropReason::ALL {
-                let c = self
-                    .telemetry_dropped
-                    .with_label_values(&[signal.as_str(), reason.as_str()]);
-                c.inc_by(dropped(signal, reason).saturating_sub(c.get()));
-            }
-        }
+    /// Raises `caxton_telemetry_dropped_total{signal,reason}` to `total`, a count that only
+    /// grows (the telemetry pipelines' own; `telemetry::sync_metrics` passes them).
+    pub fn telemetry_dropped_to(&self, signal: &str, reason: &str, total: u64) {
+        let c = self.telemetry_dropped.with_label_values(&[signal, reason]);
+        c.inc_by(total.saturating_sub(c.get()));
+    }
+
+    /// Sets `caxton_telemetry_queued{signal}`: what waits for or is inside an OTLP export.
+    pub fn set_telemetry_queued(&self, signal: &str, n: u64) {
+        self.telemetry_queued
+            .with_label_values(&[signal])
+            .set(as_i64(n));
     }
 }
 
