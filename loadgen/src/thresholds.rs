@@ -232,7 +232,12 @@ impl Threshold {
             .filter(|l| l.is_finite())
             .ok_or_else(|| syntax(text, &format!("`{}` is not a number", limit_text.trim())))?;
         let agg_text = agg_text.trim();
-        let aggregation: Aggregation = agg_text.parse().map_err(|e: String| syntax(text, &e))?;
+        let aggregation: Aggregation =
+            agg_text
+                .parse()
+                .map_err(|e: caxton_reports::threshold::AggregationError| {
+                    syntax(text, &e.to_string())
+                })?;
         if !metric.allows(&aggregation) {
             return Err(syntax(
                 text,

@@ -618,7 +618,8 @@ pub(crate) async fn send_message(
             format!("the runtime shut down before `{key}` was answered"),
         )),
         Err(_) => {
-            rt.metrics().message_error("reply_timeout");
+            rt.metrics()
+                .message_error(crate::metrics::MessageErrorKind::ReplyTimeout);
             Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "reply timeout",
