@@ -51,7 +51,7 @@ pub enum ThresholdError {
     NotGlobal { text: String },
 }
 
-pub use caxton_reports::threshold::{Aggregation, ThresholdMetric as Metric};
+pub(crate) use caxton_reports::threshold::{Aggregation, ThresholdMetric as Metric};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -396,7 +396,7 @@ struct ThresholdObject {
     delay_abort_eval: Option<String>,
 }
 
-pub fn load_file(path: &Path) -> Result<Vec<Threshold>, ThresholdError> {
+pub(crate) fn load_file(path: &Path) -> Result<Vec<Threshold>, ThresholdError> {
     let file_err = |detail: String| ThresholdError::File {
         path: path.display().to_string(),
         detail,

@@ -69,7 +69,7 @@ pub(super) mod byte_size {
 
     use super::{GIB, KIB, MIB, parse_byte_size};
 
-    pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
         let bytes = *bytes;
         for (unit, size) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
             if bytes >= size && bytes.is_multiple_of(size) {
@@ -79,7 +79,7 @@ pub(super) mod byte_size {
         s.serialize_u64(bytes)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         d.deserialize_any(ByteSizeVisitor)
     }
 
@@ -114,11 +114,11 @@ pub(super) mod socket_addr {
     use std::fmt;
     use std::net::SocketAddr;
 
-    pub fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(addr)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
         d.deserialize_str(AddrVisitor)
     }
 
@@ -148,11 +148,11 @@ pub(super) mod duration_text {
     use std::fmt;
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(*d))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         d.deserialize_str(DurationVisitor)
     }
 
