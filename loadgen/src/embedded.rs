@@ -33,26 +33,26 @@ pub(crate) struct Embedded {
 }
 
 #[cfg(not(feature = "embedded"))]
-pub struct Embedded;
+pub(crate) struct Embedded;
 
 #[cfg(not(feature = "embedded"))]
 impl Embedded {
-    pub async fn start(
+    pub(crate) async fn start(
         _config_path: Option<&Path>,
         _profiling: bool,
     ) -> Result<Embedded, EmbeddedError> {
         Err(EmbeddedError::NotBuiltIn)
     }
-    pub fn pprof_url(&self) -> Option<String> {
+    pub(crate) fn pprof_url(&self) -> Option<String> {
         None
     }
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         String::new()
     }
-    pub fn metrics_url(&self) -> String {
+    pub(crate) fn metrics_url(&self) -> String {
         String::new()
     }
-    pub async fn stop(self) {}
+    pub(crate) async fn stop(self) {}
 }
 
 #[cfg(feature = "embedded")]
