@@ -46,7 +46,7 @@ impl Backlog {
 }
 
 /// The users' side of the schedule.
-pub struct Arrivals {
+pub(crate) struct Arrivals {
     rx: Mutex<mpsc::UnboundedReceiver<Instant>>,
     tx: std::sync::Mutex<Option<mpsc::UnboundedSender<Instant>>>,
     backlog: Backlog,
@@ -63,7 +63,7 @@ pub struct Arrivals {
 }
 
 impl Arrivals {
-    pub fn new(backlog: Backlog) -> Arrivals {
+    pub(crate) fn new(backlog: Backlog) -> Arrivals {
         let (tx, rx) = mpsc::unbounded_channel();
         Arrivals {
             rx: Mutex::new(rx),
@@ -79,7 +79,7 @@ impl Arrivals {
 
     /// Waits for the next iteration; returns its intended start, or `None` once the
     /// schedule is over.
-    pub async fn next(&self) -> Option<Instant> {
+    pub(crate) async fn next(&self) -> Option<Instant> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let token = self.rx.lock().await.recv().await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -95,12 +95,12 @@ impl Arrivals {
     }
 
     /// Iterations started so far.
-    pub fn taken(&self) -> u64 {
+    pub(crate) fn taken(&self) -> u64 {
         self.taken.load(Ordering::SeqCst)
     }
 
     /// Tokens issued and not yet started.
-    pub fn pending(&self) -> u64 {
+    pub(crate) fn pending(&self) -> u64 {
         self.pending.load(Ordering::SeqCst)
     }
 
@@ -140,7 +140,7 @@ impl Arrivals {
 
     /// The run stops early (a signal, an abortOnFail threshold): users waiting for an
     /// arrival get `None` at once instead of one more iteration each.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.close();
     }
 
@@ -154,7 +154,7 @@ impl Arrivals {
 
 /// How the schedule went, for the run's validity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ScheduleOutcome {
+pub(crate) struct ScheduleOutcome {
     /// Iterations the plan called for.
     pub scheduled: u64,
     /// Of those, started by the time the last one was due.
@@ -165,7 +165,7 @@ pub struct ScheduleOutcome {
 
 impl ScheduleOutcome {
     /// Share of the scheduled iterations started by the end of the schedule.
-    pub fn held_share(&self) -> f64 {
+    pub(crate) fn held_share(&self) -> f64 {
         if self.scheduled == 0 {
             1.0
         } else {
@@ -178,7 +178,7 @@ impl ScheduleOutcome {
 ///
 /// Within a stage the rate moves linearly from `a` to `b` over `D`, so the number of
 /// arrivals after `τ` is `a·τ + (b−a)·τ²/(2D)`; the n-th arrival solves that for `τ`.
-pub struct Schedule<'a> {
+pub(crate) struct Schedule<'a> {
     plan: &'a Plan,
     stage: usize,
     stage_start: Duration,
@@ -189,7 +189,7 @@ pub struct Schedule<'a> {
 }
 
 impl<'a> Schedule<'a> {
-    pub fn new(plan: &'a Plan) -> Schedule<'a> {
+    pub(crate) fn new(plan: &'a Plan) -> Schedule<'a> {
         Schedule {
             plan,
             stage: 0,
@@ -231,7 +231,7 @@ impl Iterator for Schedule<'_> {
 
 /// Issues the plan's arrivals from `epoch`, counting drops; once the last is due, gives the
 /// backlog up to `grace` to start, counts what did not as dropped, and closes the schedule.
-pub async fn run_schedule(
+pub(crate) async fn run_schedule(
     plan: Plan,
     arrivals: Arc<Arrivals>,
     counters: Arc<LiveCounters>,

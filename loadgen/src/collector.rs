@@ -17,7 +17,7 @@ use crate::recorder::{CHECKS, Cell, ErrorKind, Hub};
 
 /// Counters the users and the arrival scheduler keep up to date.
 #[derive(Debug, Default)]
-pub struct LiveCounters {
+pub(crate) struct LiveCounters {
     /// Users currently running.
     pub users: AtomicU64,
     /// Open model: arrivals that found no free user.
@@ -25,17 +25,17 @@ pub struct LiveCounters {
 }
 
 impl LiveCounters {
-    pub fn users(&self) -> u64 {
+    pub(crate) fn users(&self) -> u64 {
         self.users.load(Ordering::Relaxed)
     }
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }
 
 /// What the progress line and the Prometheus push show after each second.
 #[derive(Debug, Clone)]
-pub struct Tick {
+pub(crate) struct Tick {
     pub elapsed: Duration,
     pub stage: String,
     pub users: u64,
@@ -49,7 +49,7 @@ pub struct Tick {
 }
 
 /// Run totals.
-pub struct Collector {
+pub(crate) struct Collector {
     hub: Arc<Hub>,
     plan: Plan,
     counters: Arc<LiveCounters>,
@@ -69,7 +69,7 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(hub: Arc<Hub>, plan: Plan, counters: Arc<LiveCounters>) -> Collector {
+    pub(crate) fn new(hub: Arc<Hub>, plan: Plan, counters: Arc<LiveCounters>) -> Collector {
         Collector {
             hub,
             plan,
@@ -87,13 +87,13 @@ impl Collector {
 
     /// Keeps a histogram per `seconds`-long slice of the run as well (memory: one
     /// serialized histogram per slice).
-    pub fn with_slices(mut self, seconds: u64) -> Collector {
+    pub(crate) fn with_slices(mut self, seconds: u64) -> Collector {
         self.slicing = Some((seconds.max(1), Cell::default()));
         self
     }
 
     /// Merges what was recorded since the last tick as second `t` (ending at `elapsed`).
-    pub fn tick(&mut self, t: u64, elapsed: Duration) -> Tick {
+    pub(crate) fn tick(&mut self, t: u64, elapsed: Duration) -> Tick {
         self.second.corrected.reset();
         self.second.uncorrected.reset();
         self.second.requests = 0;

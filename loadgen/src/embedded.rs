@@ -27,32 +27,32 @@ pub enum EmbeddedError {
 }
 
 #[cfg(feature = "embedded")]
-pub struct Embedded {
+pub(crate) struct Embedded {
     server: RunningServer,
     runtime: tokio::runtime::Runtime,
 }
 
 #[cfg(not(feature = "embedded"))]
-pub struct Embedded;
+pub(crate) struct Embedded;
 
 #[cfg(not(feature = "embedded"))]
 impl Embedded {
-    pub async fn start(
+    pub(crate) async fn start(
         _config_path: Option<&Path>,
         _profiling: bool,
     ) -> Result<Embedded, EmbeddedError> {
         Err(EmbeddedError::NotBuiltIn)
     }
-    pub fn pprof_url(&self) -> Option<String> {
+    pub(crate) fn pprof_url(&self) -> Option<String> {
         None
     }
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         String::new()
     }
-    pub fn metrics_url(&self) -> String {
+    pub(crate) fn metrics_url(&self) -> String {
         String::new()
     }
-    pub async fn stop(self) {}
+    pub(crate) async fn stop(self) {}
 }
 
 #[cfg(feature = "embedded")]
@@ -63,7 +63,7 @@ impl Embedded {
     /// Its log lines never go to stdout, which carries the run's own output: `stdout` in the
     /// file means stderr. Without a file it logs its warnings only.
     /// `profiling` turns on the pprof endpoints (on a free loopback port) for a flamegraph.
-    pub async fn start(
+    pub(crate) async fn start(
         config_path: Option<&Path>,
         profiling: bool,
     ) -> Result<Embedded, EmbeddedError> {
@@ -102,19 +102,19 @@ impl Embedded {
         Ok(Embedded { server, runtime })
     }
 
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.server.api_addr())
     }
 
-    pub fn metrics_url(&self) -> String {
+    pub(crate) fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.server.metrics_addr())
     }
 
-    pub fn pprof_url(&self) -> Option<String> {
+    pub(crate) fn pprof_url(&self) -> Option<String> {
         self.server.pprof_addr().map(|a| format!("http://{a}"))
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let Embedded { server, runtime } = self;
         let _ = runtime.spawn(server.shutdown()).await;
         // Dropping a runtime blocks, which an async caller must not do.

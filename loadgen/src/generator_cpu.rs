@@ -14,10 +14,10 @@ use caxton_reports::model::GeneratorCpu;
 use tokio::sync::watch;
 
 /// A second counts as saturated at this share of the machine's cores.
-pub const SATURATED_SHARE: f64 = 0.9;
+pub(crate) const SATURATED_SHARE: f64 = 0.9;
 
 /// Samples every second until `stop` turns true; returns the run's figures.
-pub async fn measure(mut stop: watch::Receiver<bool>) -> GeneratorCpu {
+pub(crate) async fn measure(mut stop: watch::Receiver<bool>) -> GeneratorCpu {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let embedded = threads::filtered();
     let mut last = (Instant::now(), threads::cpu_split());

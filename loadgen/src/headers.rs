@@ -23,7 +23,7 @@ const REDACTED: &str = "<redacted>";
 
 /// Parses the `--header` flags and reads `--token-file`; every value is marked sensitive
 /// (hyper and reqwest then keep it out of their debug output).
-pub fn parse(
+pub(crate) fn parse(
     flags: &[String],
     token_file: Option<&Path>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, HeaderError> {
@@ -71,7 +71,7 @@ fn name_only(flag: &str) -> String {
 }
 
 /// The command line with every `--header` value replaced by `<redacted>`.
-pub fn redact_argv(argv: Vec<String>) -> Vec<String> {
+pub(crate) fn redact_argv(argv: Vec<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(argv.len());
     let mut value_next = false;
     for arg in argv {

@@ -297,7 +297,7 @@ async fn push_verdict(args: &HistoryArgs, result: &history::History) -> anyhow::
     let samples = verdict::verdict_samples(result, caxton_reports::remote_write::now_ms());
     tokio::time::timeout(push::PUSH_BOUND, sinks.send(&samples, &[]))
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {:?}", push::PUSH_BOUND)))
+        .unwrap_or_else(|_| Err(push::SendFailed::Timeout(push::PUSH_BOUND)))
         .map_err(|e| anyhow::anyhow!("pushing the verdict: {e}"))?;
     eprintln!("caxton-bench: pushed {} verdict samples", samples.len());
     Ok(())

@@ -10,7 +10,7 @@ use caxton_reports::model::{LoadModel, PlannedStage};
 use thiserror::Error;
 
 /// The guide's `options.stages` (its "Load Testing" section): (duration, users).
-pub const K6_STAGES: [(Duration, u64); 5] = [
+pub(crate) const K6_STAGES: [(Duration, u64); 5] = [
     (Duration::from_secs(120), 100), // ramp up to 100 users
     (Duration::from_secs(300), 100), // stay at 100 users
     (Duration::from_secs(120), 200), // ramp up to 200 users
@@ -19,10 +19,11 @@ pub const K6_STAGES: [(Duration, u64); 5] = [
 ];
 
 /// The guide's `options.thresholds`, in our k6 syntax.
-pub const K6_THRESHOLDS: [&str; 2] = ["http_req_duration: p(95)<2000", "http_req_failed: rate<0.1"];
+pub(crate) const K6_THRESHOLDS: [&str; 2] =
+    ["http_req_duration: p(95)<2000", "http_req_failed: rate<0.1"];
 
 /// The guide's `sleep(1)` at the end of each iteration.
-pub const K6_THINK_TIME: Duration = Duration::from_secs(1);
+pub(crate) const K6_THINK_TIME: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Error, PartialEq)]
 pub enum PlanError {
@@ -55,7 +56,7 @@ pub enum PlanError {
 
 /// The shortest plan a run can carry out: goose schedules its steps in whole milliseconds,
 /// so a shorter plan would be a zero-length schedule (which goose never ends).
-pub const RESOLUTION: Duration = Duration::from_millis(1);
+pub(crate) const RESOLUTION: Duration = Duration::from_millis(1);
 
 /// A stage: move linearly from the previous target to `target` over `duration`.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +80,7 @@ pub struct Plan {
 }
 
 /// Parses `30s:20,1m:20,30s:0` into (duration, target) pairs.
-pub fn parse_stages(text: &str) -> Result<Vec<(Duration, f64)>, PlanError> {
+pub(crate) fn parse_stages(text: &str) -> Result<Vec<(Duration, f64)>, PlanError> {
     let mut out = Vec::new();
     for (i, part) in text.split(',').enumerate() {
         let index = i + 1;

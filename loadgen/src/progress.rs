@@ -19,7 +19,7 @@ pub enum ProgressMode {
 
 const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
-pub struct Progress {
+pub(crate) struct Progress {
     mode: ProgressMode,
     total: Duration,
     last_stage: Option<String>,
@@ -28,7 +28,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(mode: ProgressMode, total: Duration) -> Progress {
+    pub(crate) fn new(mode: ProgressMode, total: Duration) -> Progress {
         let mode = match mode {
             ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Live,
             ProgressMode::Auto => ProgressMode::Plain,
@@ -43,7 +43,7 @@ impl Progress {
         }
     }
 
-    pub fn line(&self, t: &Tick) -> String {
+    pub(crate) fn line(&self, t: &Tick) -> String {
         let err = if t.requests == 0 {
             0.0
         } else {
@@ -68,7 +68,7 @@ impl Progress {
         )
     }
 
-    pub fn show(&mut self, t: &Tick) {
+    pub(crate) fn show(&mut self, t: &Tick) {
         let mut err = std::io::stderr().lock();
         match self.mode {
             ProgressMode::Live => {
@@ -92,7 +92,7 @@ impl Progress {
     }
 
     /// Ends a live line so what follows starts on its own line.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if self.live_open {
             let _ = writeln!(std::io::stderr());
             self.live_open = false;

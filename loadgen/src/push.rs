@@ -34,8 +34,26 @@ pub enum PushError {
     Report(#[from] caxton_reports::model::ReportError),
     #[error("nothing to push to: give --report-to-prometheus URL and/or --pushgateway URL")]
     NoSink,
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Failed(#[from] SendFailed),
+}
+
+/// What [`Sinks::send`] could not deliver.
+#[derive(Debug, Error)]
+pub enum SendFailed {
+    /// Each sink that failed, with its error.
+    #[error("{}", join(.0))]
+    Sinks(Vec<SinkError>),
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+fn join(errors: &[SinkError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The configured sinks.
@@ -80,7 +98,7 @@ impl Sinks {
         &self,
         samples: &[Sample],
         histograms: &[HistogramSample],
-    ) -> Result<(), String> {
+    ) -> Result<(), SendFailed> {
         let mut failures = Vec::new();
         if let Some(w) = &self.remote {
             let written = if !histograms.is_empty() && w.accepts_native_histograms().await {
@@ -89,18 +107,18 @@ impl Sinks {
                 w.write(samples).await
             };
             if let Err(e) = written {
-                failures.push(e.to_string());
+                failures.push(e);
             }
         }
         if let Some(p) = &self.pushgateway
             && let Err(e) = p.push(samples).await
         {
-            failures.push(e.to_string());
+            failures.push(e);
         }
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(failures.join("; "))
+            Err(SendFailed::Sinks(failures))
         }
     }
 
@@ -115,7 +133,7 @@ impl Sinks {
     ) -> bool {
         let sent = tokio::time::timeout(PUSH_BOUND, self.send(samples, histograms))
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {PUSH_BOUND:?}")));
+            .unwrap_or_else(|_| Err(SendFailed::Timeout(PUSH_BOUND)));
         match sent {
             Ok(()) => true,
             Err(e) => {
@@ -167,10 +185,7 @@ pub async fn push_later(report_path: &Path, sinks: Option<Sinks>) -> Result<usiz
             series::final_native_histograms(&report, ts),
         )
     };
-    sinks
-        .send(&samples, &histograms)
-        .await
-        .map_err(PushError::Failed)?;
+    sinks.send(&samples, &histograms).await?;
     if spool.exists() {
         let sent = spool.with_extension("jsonl.sent");
         std::fs::rename(&spool, &sent).map_err(|source| SinkError::SpoolIo {

@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 
 /// Why a request failed, as the report counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// TCP connect or TLS failed (refused, unreachable).
     Connect,
     /// The client timeout elapsed.
@@ -39,7 +39,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Connect => "connect",
             ErrorKind::Timeout => "timeout",
@@ -50,7 +50,7 @@ impl ErrorKind {
         }
     }
 
-    pub fn of(e: &reqwest::Error) -> ErrorKind {
+    pub(crate) fn of(e: &reqwest::Error) -> ErrorKind {
         if e.is_timeout() {
             ErrorKind::Timeout
         } else if e.is_connect() {
@@ -65,14 +65,14 @@ impl ErrorKind {
 
 /// The k6 checks of the Caxton Monitoring and Observability Guide's script, counted per request,
 /// never fatal; then ours: `body has an id`, counted on each agent creation.
-pub const CHECKS: [&str; 3] = ["status is 200", "response time < 1000ms", "body has an id"];
+pub(crate) const CHECKS: [&str; 3] = ["status is 200", "response time < 1000ms", "body has an id"];
 
 /// The latency under which `response time < 1000ms` passes, in microseconds.
 const CHECK_FAST_US: u64 = 1_000_000;
 
 /// How the corrected latency of one request is derived.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Correction {
+pub(crate) enum Correction {
     /// Closed model: `record_correct` with this expected interval (µs); 0 disables.
     ExpectedInterval(u64),
     /// Open model: latency from the intended start to the end of the body (µs).
@@ -81,7 +81,7 @@ pub enum Correction {
 
 /// One finished request.
 #[derive(Debug, Clone, Copy)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Index into the run's request names.
     pub name: usize,
     pub stage: usize,
@@ -96,14 +96,14 @@ pub struct Outcome {
 
 impl Outcome {
     /// `http_req_failed`: a transport error or a status >= 400.
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.error.is_some() || self.status.is_none_or(|s| s >= 400)
     }
 }
 
 /// Latency and counters of one (request name, stage) cell over some time.
 #[derive(Debug, Clone)]
-pub struct Cell {
+pub(crate) struct Cell {
     pub corrected: Histogram<u64>,
     pub uncorrected: Histogram<u64>,
     pub requests: u64,
@@ -153,7 +153,7 @@ impl Cell {
     }
 
     /// Adds `other` into `self`. Histograms auto-resize, so adding cannot run out of range.
-    pub fn merge(&mut self, other: &Cell) {
+    pub(crate) fn merge(&mut self, other: &Cell) {
         // Both histograms share the same precision and auto-resize: `add` only fails on a
         // range it cannot grow to, which u64 microseconds never reach.
         let _ = self.corrected.add(&other.corrected);
@@ -179,7 +179,7 @@ fn record(h: &mut Histogram<u64>, value: u64) {
 
 /// What one thread recorded since the collector last took it.
 #[derive(Debug, Default)]
-pub struct Interval {
+pub(crate) struct Interval {
     pub cells: HashMap<(usize, usize), Cell>,
     /// Per check: (passes, fails).
     pub checks: [(u64, u64); CHECKS.len()],
@@ -213,7 +213,7 @@ thread_local! {
 }
 
 /// Where a run's outcomes go: the set of per-thread shards.
-pub struct Hub {
+pub(crate) struct Hub {
     id: u64,
     shards: Mutex<Vec<Shard>>,
 }
@@ -225,7 +225,7 @@ impl Default for Hub {
 }
 
 impl Hub {
-    pub fn new() -> Hub {
+    pub(crate) fn new() -> Hub {
         Hub {
             id: NEXT_HUB_ID.fetch_add(1, Ordering::Relaxed),
             shards: Mutex::new(Vec::new()),
@@ -233,7 +233,7 @@ impl Hub {
     }
 
     /// Records a finished request into this thread's shard.
-    pub fn record(&self, outcome: &Outcome) {
+    pub(crate) fn record(&self, outcome: &Outcome) {
         let shard = SHARDS.with(|cell| {
             let mut shards = cell.borrow_mut();
             if let Some((_, shard)) = shards.iter().find(|(id, _)| *id == self.id) {
@@ -248,7 +248,7 @@ impl Hub {
     }
 
     /// Takes everything recorded so far, leaving empty shards behind.
-    pub fn drain(&self) -> Vec<Interval> {
+    pub(crate) fn drain(&self) -> Vec<Interval> {
         let shards: Vec<Shard> = lock(&self.shards).clone();
         shards
             .iter()
@@ -265,7 +265,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Per-user state for the closed model's coordinated-omission correction.
 #[derive(Debug, Clone, Default)]
-pub struct Cadence {
+pub(crate) struct Cadence {
     count: u64,
     sum_us: u64,
 }
@@ -273,7 +273,7 @@ pub struct Cadence {
 impl Cadence {
     /// The interval at which this user means to send (think time plus its usual
     /// latency), to correct a request that took `latency_us`; then learns from it.
-    pub fn interval_for(&mut self, think_us: u64, latency_us: u64) -> u64 {
+    pub(crate) fn interval_for(&mut self, think_us: u64, latency_us: u64) -> u64 {
         let mean = self.sum_us.checked_div(self.count).unwrap_or(0);
         self.count += 1;
         self.sum_us = self.sum_us.saturating_add(latency_us);

@@ -14,7 +14,7 @@ use crate::recorder::{CHECKS, Cell};
 use crate::scenario::{REQUEST_NAMES, WeightedScenario};
 
 /// Facts about the run that are not measurements.
-pub struct RunMeta<'a> {
+pub(crate) struct RunMeta<'a> {
     pub run_id: &'a str,
     pub command_line: &'a [String],
     pub target: &'a str,
@@ -29,7 +29,7 @@ pub struct RunMeta<'a> {
     pub scenarios: &'a [WeightedScenario],
 }
 
-pub fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport, ReportError> {
+pub(crate) fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport, ReportError> {
     let elapsed = meta.elapsed.as_secs_f64();
     let mut stages = Vec::new();
     for (i, stage) in meta.plan.stages.iter().enumerate() {
@@ -146,7 +146,7 @@ fn stats(cell: &Cell, seconds: f64) -> Result<Stats, ReportError> {
     )
 }
 
-pub fn unix_ms(t: SystemTime) -> u64 {
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)

@@ -8,18 +8,18 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
-pub struct RunClock {
+pub(crate) struct RunClock {
     at: OnceLock<Instant>,
     started: Notify,
 }
 
 impl RunClock {
-    pub fn new() -> RunClock {
+    pub(crate) fn new() -> RunClock {
         RunClock::default()
     }
 
     /// Starts the clock at `at` unless it has started; returns when it started.
-    pub fn start(&self, at: Instant) -> Instant {
+    pub(crate) fn start(&self, at: Instant) -> Instant {
         let mut first = false;
         let started = *self.at.get_or_init(|| {
             first = true;
@@ -32,19 +32,19 @@ impl RunClock {
     }
 
     /// Starts the clock now unless it has started (cheap once started: every iteration calls it).
-    pub fn start_now(&self) -> Instant {
+    pub(crate) fn start_now(&self) -> Instant {
         match self.at.get() {
             Some(at) => *at,
             None => self.start(Instant::now()),
         }
     }
 
-    pub fn get(&self) -> Option<Instant> {
+    pub(crate) fn get(&self) -> Option<Instant> {
         self.at.get().copied()
     }
 
     /// When the clock started, waiting for it if need be.
-    pub async fn wait(&self) -> Instant {
+    pub(crate) async fn wait(&self) -> Instant {
         loop {
             // Register before looking, so a start between the look and the await still wakes.
             let notified = self.started.notified();

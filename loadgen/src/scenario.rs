@@ -24,7 +24,7 @@ use crate::run_clock::RunClock;
 use crate::transport::{Endpoint, Failure, Transport, TransportError};
 
 /// Request names as the report shows them (index = `Outcome::name`).
-pub const REQUEST_NAMES: [&str; 2] = ["create-agent", "send-message"];
+pub(crate) const REQUEST_NAMES: [&str; 2] = ["create-agent", "send-message"];
 const CREATE_AGENT: usize = 0;
 const SEND_MESSAGE: usize = 1;
 
@@ -66,7 +66,7 @@ pub struct WeightedScenario {
 }
 
 /// Parses `create-agent`, `messaging:1,create-agent:3`.
-pub fn parse_scenarios(text: &str) -> Result<Vec<WeightedScenario>, ScenarioError> {
+pub(crate) fn parse_scenarios(text: &str) -> Result<Vec<WeightedScenario>, ScenarioError> {
     let mut out: Vec<WeightedScenario> = Vec::new();
     for part in text.split(',').map(str::trim) {
         let (name, weight) = match part.split_once(':') {
@@ -102,7 +102,7 @@ impl FromStr for ScenarioKind {
 }
 
 /// Everything a transaction needs, shared by all users of a run.
-pub struct RunContext {
+pub(crate) struct RunContext {
     pub hub: Arc<Hub>,
     pub counters: Arc<LiveCounters>,
     pub plan: Plan,
@@ -118,7 +118,7 @@ pub struct RunContext {
 }
 
 impl RunContext {
-    pub fn new(
+    pub(crate) fn new(
         target: &str,
         plan: Plan,
         think_time: Duration,
@@ -192,7 +192,7 @@ struct CreatedAgent {
 }
 
 /// Builds the goose scenarios of a run.
-pub fn goose_scenarios(
+pub(crate) fn goose_scenarios(
     ctx: &Arc<RunContext>,
     scenarios: &[WeightedScenario],
 ) -> Result<Vec<Scenario>, GooseError> {

@@ -81,7 +81,7 @@ pub(crate) fn target_version(build: Option<&TargetBuild>) -> String {
 }
 
 impl CommonLabels {
-    pub fn of_report(report: &RunReport) -> CommonLabels {
+    pub(crate) fn of_report(report: &RunReport) -> CommonLabels {
         CommonLabels {
             run_id: report.run_id.clone(),
             plan: report.plan.name.clone(),

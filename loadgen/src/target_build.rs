@@ -11,7 +11,7 @@ const BUILD_INFO: &str = "caxton_build_info";
 
 /// Reads the build from a Prometheus text endpoint; `None` (with a warning) when there is no
 /// URL, it does not answer, or it has no such series: the run's figures stand without it.
-pub async fn read(metrics_url: Option<&str>) -> Option<TargetBuild> {
+pub(crate) async fn read(metrics_url: Option<&str>) -> Option<TargetBuild> {
     let url = metrics_url?;
     let text = match fetch(url).await {
         Ok(t) => t,
@@ -42,7 +42,7 @@ async fn fetch(url: &str) -> Result<String, reqwest::Error> {
 }
 
 /// The labels of the first `caxton_build_info{...}` sample of a text exposition.
-pub fn parse(text: &str) -> Option<TargetBuild> {
+pub(crate) fn parse(text: &str) -> Option<TargetBuild> {
     let line = text
         .lines()
         .find(|l| l.starts_with(BUILD_INFO) && l[BUILD_INFO.len()..].starts_with('{'))?;

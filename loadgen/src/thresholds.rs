@@ -51,7 +51,7 @@ pub enum ThresholdError {
     NotGlobal { text: String },
 }
 
-pub use caxton_reports::threshold::{Aggregation, ThresholdMetric as Metric};
+pub(crate) use caxton_reports::threshold::{Aggregation, ThresholdMetric as Metric};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -232,7 +232,12 @@ impl Threshold {
             .filter(|l| l.is_finite())
             .ok_or_else(|| syntax(text, &format!("`{}` is not a number", limit_text.trim())))?;
         let agg_text = agg_text.trim();
-        let aggregation: Aggregation = agg_text.parse().map_err(|e: String| syntax(text, &e))?;
+        let aggregation: Aggregation =
+            agg_text
+                .parse()
+                .map_err(|e: caxton_reports::threshold::AggregationError| {
+                    syntax(text, &e.to_string())
+                })?;
         if !metric.allows(&aggregation) {
             return Err(syntax(
                 text,
@@ -391,7 +396,7 @@ struct ThresholdObject {
     delay_abort_eval: Option<String>,
 }
 
-pub fn load_file(path: &Path) -> Result<Vec<Threshold>, ThresholdError> {
+pub(crate) fn load_file(path: &Path) -> Result<Vec<Threshold>, ThresholdError> {
     let file_err = |detail: String| ThresholdError::File {
         path: path.display().to_string(),
         detail,

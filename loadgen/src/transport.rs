@@ -34,13 +34,13 @@ pub enum TransportError {
 
 /// A POST endpoint, parsed once per run.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     uri: Uri,
     url: String,
 }
 
 impl Endpoint {
-    pub fn parse(url: &str) -> Result<Endpoint, TransportError> {
+    pub(crate) fn parse(url: &str) -> Result<Endpoint, TransportError> {
         let uri = url.parse::<Uri>().map_err(|e| TransportError::BadUrl {
             url: url.to_string(),
             detail: e.to_string(),
@@ -54,14 +54,14 @@ impl Endpoint {
 
 /// What one request came to: the status and the whole body, or why there is none.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub body: Bytes,
 }
 
 /// A request that got no complete response; the status when the head arrived.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub status: Option<u16>,
     pub kind: ErrorKind,
 }
@@ -72,7 +72,7 @@ enum Inner {
 }
 
 /// The shared client: cheap to use from many tasks at once.
-pub struct Transport {
+pub(crate) struct Transport {
     inner: Inner,
     timeout: Duration,
     /// Sent with every request (`--header`, `--token-file`).
@@ -127,7 +127,7 @@ async fn read_bounded(
 impl Transport {
     /// A client for `target` (`http://` takes the hyper path); every request is bounded
     /// by `timeout`, from sending to the end of the body, and carries `headers`.
-    pub fn new(
+    pub(crate) fn new(
         target: &str,
         timeout: Duration,
         headers: Vec<(HeaderName, HeaderValue)>,
@@ -171,7 +171,7 @@ impl Transport {
     }
 
     /// POSTs a JSON `body` and reads the response to its end.
-    pub async fn post_json(&self, to: &Endpoint, body: Bytes) -> Result<Reply, Failure> {
+    pub(crate) async fn post_json(&self, to: &Endpoint, body: Bytes) -> Result<Reply, Failure> {
         match &self.inner {
             Inner::Plain(client) => {
                 let mut request =

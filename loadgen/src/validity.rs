@@ -10,29 +10,29 @@ use crate::arrival::ScheduleOutcome;
 
 /// Open model: the share of scheduled iterations that must have started by the time the
 /// last was due. Below it, the pool or the generator could not keep the rate.
-pub const MIN_HELD_SHARE: f64 = 0.9;
+pub(crate) const MIN_HELD_SHARE: f64 = 0.9;
 
 /// Saturated seconds beyond this share of the run make it invalid: a short burst is
 /// measured (and shows in the timeline), a run spent saturated measured the generator.
-pub const MAX_SATURATED_SHARE: f64 = 0.5;
+pub(crate) const MAX_SATURATED_SHARE: f64 = 0.5;
 
 /// A profile that lost more than this share of the samples its CPU time called for says
 /// little about where the time went.
-pub const MAX_PROFILE_LOST_SHARE: f64 = 0.5;
+pub(crate) const MAX_PROFILE_LOST_SHARE: f64 = 0.5;
 
 /// Below this many samples called for (half a CPU-second at 100 Hz), a profile's loss is
 /// a handful of samples either way and says nothing about the run.
-pub const MIN_PROFILE_SAMPLES: u64 = 50;
+pub(crate) const MIN_PROFILE_SAMPLES: u64 = 50;
 
 /// Everything that decides a run's validity, gathered by `run.rs`.
-pub struct Evidence<'a> {
+pub(crate) struct Evidence<'a> {
     pub schedule: Option<ScheduleOutcome>,
     pub generator: Option<&'a GeneratorCpu>,
     pub profile: Option<&'a FlamegraphRef>,
 }
 
 /// Judges a run from its report and the evidence the report does not hold.
-pub fn judge(report: &RunReport, evidence: &Evidence) -> Validity {
+pub(crate) fn judge(report: &RunReport, evidence: &Evidence) -> Validity {
     let mut reasons = Vec::new();
     let mut invalid = |kind, detail: String| reasons.push(InvalidReason { kind, detail });
     if let Some(s) = evidence.schedule

@@ -19,19 +19,19 @@ const PLOT_W: f64 = WIDTH - LEFT - RIGHT;
 const PLOT_H: f64 = HEIGHT - TOP - BOTTOM;
 
 /// Colours of successive series (colour-blind friendly, Okabe–Ito).
-pub const PALETTE: [&str; 6] = [
+pub(crate) const PALETTE: [&str; 6] = [
     "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scale {
+pub(crate) enum Scale {
     Linear,
     /// Base-10 logarithmic; every x must be >= 1.
     Log10,
 }
 
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     pub name: String,
     /// (x, y) in data units, in drawing order. Equal x values draw vertical steps.
     pub points: Vec<(f64, f64)>,
@@ -41,13 +41,13 @@ pub struct Series {
 
 /// A labelled vertical line at `x` (stage boundaries).
 #[derive(Debug, Clone)]
-pub struct Marker {
+pub(crate) struct Marker {
     pub x: f64,
     pub label: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct LineChart {
+pub(crate) struct LineChart {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
@@ -61,7 +61,7 @@ pub struct LineChart {
 }
 
 impl LineChart {
-    pub fn new(title: &str, x_label: &str, y_label: &str) -> LineChart {
+    pub(crate) fn new(title: &str, x_label: &str, y_label: &str) -> LineChart {
         LineChart {
             title: title.to_string(),
             x_label: x_label.to_string(),
@@ -75,7 +75,7 @@ impl LineChart {
     }
 
     /// The chart as a standalone `<svg>` element (scales to its container's width).
-    pub fn to_svg(&self) -> String {
+    pub(crate) fn to_svg(&self) -> String {
         let points: Vec<(f64, f64)> = self
             .series
             .iter()
@@ -282,7 +282,7 @@ impl Frame {
 }
 
 /// Ticks at 1, 2 or 5 × 10^k covering [lo, hi], about five of them.
-pub fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
+pub(crate) fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let span = if hi > lo { hi - lo } else { 1.0 };
     let raw = span / 5.0;
     let magnitude = 10f64.powf(raw.log10().floor());
@@ -306,7 +306,7 @@ pub fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// At most three significant digits, no trailing zeros: 0.25, 12.5, 1500, 2.5M.
-pub fn format_number(v: f64) -> String {
+pub(crate) fn format_number(v: f64) -> String {
     let a = v.abs();
     let (scaled, suffix) = if a >= 1e6 {
         (v / 1e6, "M")
@@ -332,7 +332,7 @@ pub fn format_number(v: f64) -> String {
 }
 
 /// The x ticks of an HDR percentile plot, x = 1/(1-q): 0%, 90%, 99%, 99.9%, … up to `x_max`.
-pub fn percentile_ticks(x_max: f64) -> Vec<(f64, String)> {
+pub(crate) fn percentile_ticks(x_max: f64) -> Vec<(f64, String)> {
     let mut ticks = Vec::new();
     let mut k = 0i32;
     while 10f64.powi(k) <= x_max * 1.0001 && k < 12 {

@@ -2,7 +2,7 @@
 //! (run ids, stage names, thresholds, frame names) through [`escape`].
 
 /// Text for HTML and SVG text nodes and attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

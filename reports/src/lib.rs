@@ -30,3 +30,4 @@ pub mod remote_write;
 pub mod sink;
 pub(crate) mod table;
 pub mod threshold;
+pub mod wire;

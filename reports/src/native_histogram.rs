@@ -5,8 +5,8 @@
 //! `histogram_quantile` over a `sum` of workers' histograms is as exact as one worker's. The
 //! classic `_bucket` series stay beside it for receivers without the feature.
 
-use crate::remote_write::wire;
 use crate::sink::{self, SinkError};
+use crate::wire;
 
 /// Schema of the histograms this crate writes: 8 buckets per power of two, each about 9 %
 /// wide, which keeps a p95 within a few per cent with a few dozen buckets per run.

@@ -93,7 +93,7 @@ pub(crate) fn sorted_labels<'a>(
 mod json_float {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
         if value.is_finite() {
             s.serialize_f64(*value)
         } else if value.is_nan() {
@@ -114,7 +114,7 @@ mod json_float {
         Name(String),
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         match NumberOrName::deserialize(d)? {
             NumberOrName::Number(v) => v.as_f64().ok_or_else(|| {
                 serde::de::Error::custom(format!("value {v} is out of the range of an f64"))

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 /// Left-aligned columns separated by two spaces, a header line first.
-pub fn text_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+pub(crate) fn text_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -25,7 +25,7 @@ pub fn text_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> 
 }
 
 /// A Markdown table; `|` in a cell is escaped.
-pub fn markdown_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+pub(crate) fn markdown_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
     let mut out = format!("| {} |\n|{}\n", headers.join(" | "), " --- |".repeat(N));
     for r in rows {
         let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();

@@ -93,12 +93,20 @@ pub enum Aggregation {
     Count,
 }
 
-impl FromStr for Aggregation {
-    type Err = String;
+/// Why a text is not an [`Aggregation`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AggregationError {
+    #[error("unknown aggregation `{0}` (p(N), avg, med, min, max, rate, count)")]
+    Unknown(String),
+    #[error("percentile `{0}` must be in (0, 100], e.g. p(95)")]
+    Percentile(String),
+}
 
-    fn from_str(text: &str) -> Result<Aggregation, String> {
-        let unknown =
-            || format!("unknown aggregation `{text}` (p(N), avg, med, min, max, rate, count)");
+impl FromStr for Aggregation {
+    type Err = AggregationError;
+
+    fn from_str(text: &str) -> Result<Aggregation, AggregationError> {
+        let unknown = || AggregationError::Unknown(text.to_owned());
         Ok(match text {
             "avg" => Aggregation::Avg,
             "med" => Aggregation::Med,
@@ -113,9 +121,7 @@ impl FromStr for Aggregation {
                     .and_then(|t| t.trim().parse::<f64>().ok())
                     .ok_or_else(unknown)?;
                 if !(n > 0.0 && n <= 100.0) {
-                    return Err(format!(
-                        "percentile `{text}` must be in (0, 100], e.g. p(95)"
-                    ));
+                    return Err(AggregationError::Percentile(text.to_owned()));
                 }
                 Aggregation::Percentile(n)
             }
@@ -254,6 +260,7 @@ mod tests {
             "p(0)"
                 .parse::<Aggregation>()
                 .unwrap_err()
+                .to_string()
                 .contains("(0, 100]")
         );
     }

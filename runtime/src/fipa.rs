@@ -178,9 +178,6 @@ impl AclMessage {
         }
     }
 
-    /// The message's JSON, as agents and HTTP clients receive it. The buffer starts at
-    /// [`JSON_CAPACITY`] bytes: serde_json's 128 grew twice for a reply carrying its trace
-    /// context, two reallocations and copies per serialization.
     /// The `fipa_decode` fuzz target (fuzz/) and its corpus replay: any bytes either fail
     /// to decode or give a message that encodes and decodes back to itself.
     #[doc(hidden)]
@@ -198,6 +195,9 @@ impl AclMessage {
         );
     }
 
+    /// The message's JSON, as agents and HTTP clients receive it. The buffer starts at
+    /// [`JSON_CAPACITY`] bytes: serde_json's 128 grew twice for a reply carrying its trace
+    /// context, two reallocations and copies per serialization.
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(JSON_CAPACITY);
         serde_json::to_writer(&mut out, self)?;

@@ -67,8 +67,91 @@ pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit `caxton_build_info` reports (`build.rs`; "unknown" outside a checkout).
 pub const BUILD_COMMIT: &str = env!("CAXTON_COMMIT");
 
-/// The `reason`s of `caxton_messages_dropped_total`: why an accepted message never executed.
-pub const DROP_REASONS: [&str; 2] = ["agent_deleted", "shutdown"];
+/// The `reason` of `caxton_messages_dropped_total`: why an accepted message never executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Its receiver was deleted with the message still in its mailbox.
+    AgentDeleted,
+    /// The runtime shut down before the message executed.
+    Shutdown,
+}
+
+impl DropReason {
+    /// Every reason, each present on /metrics from the start.
+    pub const ALL: [DropReason; 2] = [DropReason::AgentDeleted, DropReason::Shutdown];
+
+    /// The label value (rules, dashboards and tests read these).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::AgentDeleted => "agent_deleted",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The `kind` label of `caxton_message_errors_total`: why a message was refused or lost.
+/// The same word is the `error` of the FAILURE a refused message's sender gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageErrorKind {
+    /// More receivers than `agents.max_receivers`.
+    TooManyReceivers,
+    /// The conversation passed `agents.max_hops`.
+    HopLimit,
+    /// One message larger than a mailbox's byte bound.
+    MessageTooLarge,
+    /// `agents.in_flight_bytes` reached: the runtime holds too many bytes of messages.
+    InFlightBytes,
+    /// The receiver's mailbox holds `agents.mailbox_capacity` messages.
+    MailboxFull,
+    /// The receiver's mailbox holds `agents.mailbox_bytes` bytes.
+    MailboxBytes,
+    /// The receiver is stopping or stopped.
+    ReceiverStopped,
+    /// An agent answered a FAILURE or NOT_UNDERSTOOD to its sender, which is never delivered.
+    ReplyToFailure,
+    /// The agent's execution failed (trap, timeout, fuel, bad output).
+    ExecutionFailed,
+    /// A `?wait=true` client got no reply in time.
+    ReplyTimeout,
+}
+
+impl MessageErrorKind {
+    /// Every kind, each present on /metrics from the start (no series appears late).
+    pub const ALL: [MessageErrorKind; 10] = [
+        MessageErrorKind::TooManyReceivers,
+        MessageErrorKind::HopLimit,
+        MessageErrorKind::MessageTooLarge,
+        MessageErrorKind::InFlightBytes,
+        MessageErrorKind::MailboxFull,
+        MessageErrorKind::MailboxBytes,
+        MessageErrorKind::ReceiverStopped,
+        MessageErrorKind::ReplyToFailure,
+        MessageErrorKind::ExecutionFailed,
+        MessageErrorKind::ReplyTimeout,
+    ];
+
+    /// The label value (rules, dashboards and tests read these).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageErrorKind::TooManyReceivers => "too_many_receivers",
+            MessageErrorKind::HopLimit => "hop_limit",
+            MessageErrorKind::MessageTooLarge => "message_too_large",
+            MessageErrorKind::InFlightBytes => "in_flight_bytes",
+            MessageErrorKind::MailboxFull => "mailbox_full",
+            MessageErrorKind::MailboxBytes => "mailbox_bytes",
+            MessageErrorKind::ReceiverStopped => "receiver_stopped",
+            MessageErrorKind::ReplyToFailure => "reply_to_failure",
+            MessageErrorKind::ExecutionFailed => "execution_failed",
+            MessageErrorKind::ReplyTimeout => "reply_timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for MessageErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Buckets of `caxton_store_operation_duration_seconds`: a group commit's fsync is about a
 /// millisecond on a local disk, a restore of many agents seconds.
@@ -206,14 +289,6 @@ pub struct Metrics {
     /// executions counted since the previous scrape are not lost with the agent.
     retiring: Mutex<Vec<(String, String)>>,
 }
-
-/// The `kind`s of `caxton_message_errors_total` the runtime counts from its start.
-const ERROR_KINDS: [&str; 4] = [
-    "mailbox_full",
-    "receiver_stopped",
-    "execution_failed",
-    "reply_timeout",
-];
 
 /// Most deleted agents whose series wait for a scrape; past it (nobody scrapes) the oldest
 /// go at once, so the wait cannot grow the registry without bound.
@@ -433,12 +508,12 @@ impl Metrics {
             .with_label_values(&[BUILD_VERSION, BUILD_COMMIT])
             .set(1);
         // Present at 0 from the start, so the accounting can be checked before any drop.
-        for reason in DROP_REASONS {
-            m.messages_dropped.with_label_values(&[reason]);
+        for reason in DropReason::ALL {
+            m.messages_dropped.with_label_values(&[reason.as_str()]);
         }
         // Present at 0 from the start, so the guide's name is on /metrics before any error.
-        for kind in ERROR_KINDS {
-            m.message_errors.with_label_values(&[kind]);
+        for kind in MessageErrorKind::ALL {
+            m.message_errors.with_label_values(&[kind.as_str()]);
         }
         // The process collector exports only process_* names, so it cannot clash with ours.
         #[cfg(target_os = "linux")]
@@ -614,16 +689,20 @@ impl Metrics {
         self.messages_accepted.inc();
     }
 
-    pub fn messages_dropped(&self, reason: &str, n: u64) {
-        self.messages_dropped.with_label_values(&[reason]).inc_by(n);
+    pub fn messages_dropped(&self, reason: DropReason, n: u64) {
+        self.messages_dropped
+            .with_label_values(&[reason.as_str()])
+            .inc_by(n);
     }
 
     pub fn message_bytes_in_flight(&self) -> &IntGauge {
         &self.message_bytes_in_flight
     }
 
-    pub fn message_error(&self, kind: &str) {
-        self.message_errors.with_label_values(&[kind]).inc();
+    pub fn message_error(&self, kind: MessageErrorKind) {
+        self.message_errors
+            .with_label_values(&[kind.as_str()])
+            .inc();
     }
 
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
@@ -683,24 +762,18 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// Brings `caxton_telemetry_dropped_total` up to the telemetry pipelines' counts, which
-    /// only grow, and sets `caxton_telemetry_queued` to their backlog. Every signal/reason
-    /// pair is present (0 until something drops).
-    pub fn sync_telemetry(&self) {
-        use crate::telemetry::{DropReason, QUEUED_SIGNALS, Signal, dropped, queued};
-        for signal in QUEUED_SIGNALS {
-            self.telemetry_queued
-                .with_label_values(&[signal.as_str()])
-                .set(i64::try_from(queued(signal)).unwrap_or(i64::MAX));
-        }
-        for signal in Signal::ALL {
-            for reason in DropReason::ALL {
-                let c = self
-                    .telemetry_dropped
-                    .with_label_values(&[signal.as_str(), reason.as_str()]);
-                c.inc_by(dropped(signal, reason).saturating_sub(c.get()));
-            }
-        }
+    /// Raises `caxton_telemetry_dropped_total{signal,reason}` to `total`, a count that only
+    /// grows (the telemetry pipelines' own; `telemetry::sync_metrics` passes them).
+    pub fn telemetry_dropped_to(&self, signal: &str, reason: &str, total: u64) {
+        let c = self.telemetry_dropped.with_label_values(&[signal, reason]);
+        c.inc_by(total.saturating_sub(c.get()));
+    }
+
+    /// Sets `caxton_telemetry_queued{signal}`: what waits for or is inside an OTLP export.
+    pub fn set_telemetry_queued(&self, signal: &str, n: u64) {
+        self.telemetry_queued
+            .with_label_values(&[signal])
+            .set(as_i64(n));
     }
 }
 
@@ -737,7 +810,7 @@ mod tests {
         m.message_received(Performative::Request);
         m.message_processed(Performative::Request, 0.003);
         m.message_queue().inc();
-        m.message_error("mailbox_full");
+        m.message_error(MessageErrorKind::MailboxFull);
         m.http_request("POST", "/api/agents", 200, 0.004);
         m.http_active_connections().inc();
         m.websocket_connections().inc();
@@ -991,5 +1064,43 @@ mod tests {
         assert_eq!(itoa_status(200).as_str(), "200");
         assert_eq!(itoa_status(429).as_str(), "429");
         assert_eq!(itoa_status(5).as_str(), "005");
+    }
+
+    #[test]
+    fn every_error_kind_and_drop_reason_is_on_metrics_at_zero_from_the_start() {
+        let m = Metrics::new(&MetricsConfig::default()).unwrap();
+        let text = m.encode_text();
+        assert_eq!(
+            series(&text, names::MESSAGE_ERRORS_TOTAL).len(),
+            MessageErrorKind::ALL.len()
+        );
+        for kind in MessageErrorKind::ALL {
+            let line = format!("{}{{kind=\"{kind}\"}} 0", names::MESSAGE_ERRORS_TOTAL);
+            assert!(text.contains(&line), "{line} missing");
+        }
+        assert_eq!(
+            series(&text, names::MESSAGES_DROPPED_TOTAL).len(),
+            DropReason::ALL.len()
+        );
+        for reason in DropReason::ALL {
+            let line = format!(
+                "{}{{reason=\"{}\"}} 0",
+                names::MESSAGES_DROPPED_TOTAL,
+                reason.as_str()
+            );
+            assert!(text.contains(&line), "{line} missing");
+        }
+        // ALL holds each variant once, in declaration order: a kind added in the middle or
+        // left out of ALL shifts a discriminant (a new last one must extend both).
+        for (i, kind) in MessageErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind}");
+        }
+        assert_eq!(
+            MessageErrorKind::ReplyTimeout as usize + 1,
+            MessageErrorKind::ALL.len()
+        );
+        for (i, reason) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i);
+        }
     }
 }

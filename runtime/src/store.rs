@@ -90,8 +90,12 @@ pub enum StoreError {
     },
     #[error("agent store {path}: {detail}")]
     Restore { path: PathBuf, detail: String },
-    #[error("agent store {path}: write failed: {detail}")]
-    Write { path: PathBuf, detail: String },
+    #[error("agent store {path}: write failed: {source}")]
+    Write {
+        path: PathBuf,
+        /// Shared: one failed commit answers every write of its batch.
+        source: Arc<rusqlite::Error>,
+    },
     #[error("agent store {path}: the writer has stopped")]
     Closed { path: PathBuf },
 }
@@ -138,9 +142,12 @@ enum Write {
     Delete(String),
 }
 
+/// A batch's commit, told to each of its writes.
+type CommitResult = Result<(), Arc<rusqlite::Error>>;
+
 struct Op {
     write: Write,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<CommitResult>,
 }
 
 /// The handle the runtime writes through; cheap to clone.
@@ -256,7 +263,7 @@ impl Store {
         result
     }
 
-    fn send(&self, write: Write) -> Result<oneshot::Receiver<Result<(), String>>, StoreError> {
+    fn send(&self, write: Write) -> Result<oneshot::Receiver<CommitResult>, StoreError> {
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Op { write, done })
@@ -266,13 +273,13 @@ impl Store {
 
     fn outcome(
         &self,
-        received: Result<Result<(), String>, oneshot::error::RecvError>,
+        received: Result<CommitResult, oneshot::error::RecvError>,
     ) -> Result<(), StoreError> {
         match received {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(detail)) => Err(StoreError::Write {
+            Ok(Err(source)) => Err(StoreError::Write {
                 path: self.path.to_path_buf(),
-                detail,
+                source,
             }),
             Err(_) => Err(self.closed()),
         }
@@ -566,7 +573,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, path: &Path) {
                 Err(_) => break,
             }
         }
-        let result = commit(&mut conn, &batch).map_err(|e| e.to_string());
+        let result = commit(&mut conn, &batch).map_err(Arc::new);
         if let Err(e) = &result {
             tracing::error!(store = %path.display(), error = %e, writes = batch.len(), "agent store commit failed");
         }

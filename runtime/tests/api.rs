@@ -403,3 +403,100 @@ async fn echo_returns_numbers_as_received() {
     );
     h.server.shutdown().await;
 }
+
+/// The statuses `/api/openapi.json` documents for one operation.
+fn documented(doc: &Value, method: &str, path: &str) -> Vec<String> {
+    doc["paths"][path][method]["responses"]
+        .as_object()
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Every status a handler returns for the cases driven here is in the served OpenAPI
+/// document for that path and method, so the contract schemathesis checks (ci/api-contract)
+/// cannot leave an answer out. (`http::api`'s unit test covers every `SendError`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_status_a_handler_returns_is_documented() {
+    let h = Harness::start(|c| c.agents.max_receivers = 2).await;
+    let doc: Value = h.get("/api/openapi.json").await.json().await.unwrap();
+    let echo = h.agent("echo").await;
+    let test_agent = h.agent("test-agent").await;
+    let msg = |receiver: Value, extra: Value| {
+        let mut m = json!({"performative": "INFORM", "sender": "t", "receiver": receiver,
+                           "content": {"q": 1}});
+        if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
+            m.extend(extra.clone());
+        }
+        m
+    };
+    let mut seen: Vec<(&str, &str, StatusCode)> = Vec::new();
+    let messages = [
+        ("", msg(json!([echo]), json!({}))),
+        (
+            "?wait=true",
+            msg(json!([test_agent]), json!({"performative": "REQUEST"})),
+        ),
+        ("", msg(json!([]), json!({}))),
+        ("", msg(json!(["nobody"]), json!({}))),
+        ("", msg(json!([echo, echo, echo]), json!({}))),
+        (
+            "",
+            msg(
+                json!([echo]),
+                json!({"metadata": {"caxton-hops": "100000"}}),
+            ),
+        ),
+        ("?wait=maybe", msg(json!([echo]), json!({}))),
+    ];
+    for (query, body) in &messages {
+        let r = h.post(&format!("/api/messages{query}"), body).await;
+        seen.push(("post", "/api/messages", r.status()));
+    }
+    let r = h
+        .http
+        .post(format!("{}/api/messages", h.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    seen.push(("post", "/api/messages", r.status()));
+    for body in [
+        json!({"agent_type": "echo"}),
+        json!({"agent_type": "no-such-type"}),
+        json!({"agent_type": 7}),
+    ] {
+        seen.push((
+            "post",
+            "/api/agents",
+            h.post("/api/agents", &body).await.status(),
+        ));
+    }
+    for query in ["", "?limit=abc"] {
+        let r = h.get(&format!("/api/agents{query}")).await;
+        seen.push(("get", "/api/agents", r.status()));
+    }
+    for id in [echo.as_str(), "nobody"] {
+        let r = h.get(&format!("/api/agents/{id}")).await;
+        seen.push(("get", "/api/agents/{id}", r.status()));
+    }
+    for id in ["nobody", echo.as_str()] {
+        seen.push(("delete", "/api/agents/{id}", h.delete(id).await));
+    }
+    let mut missing = Vec::new();
+    for (method, path, status) in &seen {
+        if !documented(&doc, method, path).contains(&status.as_u16().to_string()) {
+            missing.push(format!("{} {path} -> {status}", method.to_uppercase()));
+        }
+    }
+    assert!(missing.is_empty(), "undocumented statuses: {missing:?}");
+    // The cases above reach the statuses they are meant to (else the check proves little).
+    let statuses: Vec<u16> = seen.iter().map(|(_, _, s)| s.as_u16()).collect();
+    for expected in [200, 202, 400, 404, 413, 422] {
+        assert!(
+            statuses.contains(&expected),
+            "{expected} not reached: {seen:?}"
+        );
+    }
+    h.server.shutdown().await;
+}

@@ -12,11 +12,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 
-pub const BENCH: &str = env!("CARGO_BIN_EXE_caxton-bench");
+pub(crate) const BENCH: &str = env!("CARGO_BIN_EXE_caxton-bench");
 
 /// Serves `/health` and `POST /api/agents`; request number `stall_at` (1-based) sleeps
 /// `stall` before answering.
-pub async fn test_server(stall_at: u64, stall: Duration) -> SocketAddr {
+pub(crate) async fn test_server(stall_at: u64, stall: Duration) -> SocketAddr {
     let count = Arc::new(AtomicU64::new(0));
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -34,14 +34,14 @@ pub async fn test_server(stall_at: u64, stall: Duration) -> SocketAddr {
     caxton_testkit::serve(app).await.unwrap()
 }
 
-pub fn out_dir(test: &str) -> PathBuf {
+pub(crate) fn out_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("caxton-bench-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
 /// `caxton-bench ARGS` writing its report to `out/<run_id>/`, killed when dropped.
-pub fn bench_command_as(run_id: &str, args: &[&str], out: &Path) -> tokio::process::Command {
+pub(crate) fn bench_command_as(run_id: &str, args: &[&str], out: &Path) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(BENCH);
     command
         .args(args)
@@ -58,21 +58,26 @@ pub fn bench_command_as(run_id: &str, args: &[&str], out: &Path) -> tokio::proce
 }
 
 /// `caxton-bench ARGS` writing its report to `out/t/`, killed when dropped.
-pub fn bench_command(args: &[&str], out: &Path) -> tokio::process::Command {
+pub(crate) fn bench_command(args: &[&str], out: &Path) -> tokio::process::Command {
     bench_command_as("t", args, out)
 }
 
-pub async fn bench(args: &[&str], out: &Path) -> Output {
+pub(crate) async fn bench(args: &[&str], out: &Path) -> Output {
     bench_as("t", args, out).await
 }
 
 /// A run with its own run id: its report goes to `out/<run_id>/report.json`.
-pub async fn bench_as(run_id: &str, args: &[&str], out: &Path) -> Output {
+pub(crate) async fn bench_as(run_id: &str, args: &[&str], out: &Path) -> Output {
     bench_within(Duration::from_secs(60), run_id, args, out).await
 }
 
 /// [`bench_as`] for a run that must stop by itself within `limit`.
-pub async fn bench_within(limit: Duration, run_id: &str, args: &[&str], out: &Path) -> Output {
+pub(crate) async fn bench_within(
+    limit: Duration,
+    run_id: &str,
+    args: &[&str],
+    out: &Path,
+) -> Output {
     let run = bench_command_as(run_id, args, out).output();
     tokio::time::timeout(limit, run)
         .await
@@ -80,7 +85,7 @@ pub async fn bench_within(limit: Duration, run_id: &str, args: &[&str], out: &Pa
         .unwrap()
 }
 
-pub fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
         o.status,
@@ -93,7 +98,7 @@ pub fn text(o: &Output) -> String {
 /// `POST /api/agents` and `/api/messages` cost `rounds` rounds of an integer hash each and
 /// answer `status`; with `lives`, it stops serving (listener and connections closed) that
 /// long after it started.
-pub fn peer(rounds: u64, status: u16, lives: Option<Duration>) -> SocketAddr {
+pub(crate) fn peer(rounds: u64, status: u16, lives: Option<Duration>) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();

@@ -11,18 +11,18 @@ use rand::{Rng as _, SeedableRng as _};
 
 /// `caxton-bench --stages "2s:5,2s:0" --think-time 100ms` against the embedded runtime,
 /// written by schema 1 and committed unchanged.
-pub fn fixture_v1() -> PathBuf {
+pub(crate) fn fixture_v1() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report-v1.json")
 }
 
-pub fn read_fixture_v1() -> RunReport {
+pub(crate) fn read_fixture_v1() -> RunReport {
     RunReport::read(&fixture_v1()).unwrap()
 }
 
 /// A 60 s run of `requests` requests whose latencies (µs) are log-normal around 2 ms,
 /// multiplied by `slowdown`; ~300 requests/s with a few failures. `seed` picks the sample, so
 /// two seeds are two runs of the same build.
-pub fn synthetic_report(seed: u64, requests: u64, slowdown: f64) -> RunReport {
+pub(crate) fn synthetic_report(seed: u64, requests: u64, slowdown: f64) -> RunReport {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut corrected = new_histogram();
     let mut uncorrected = new_histogram();
@@ -75,7 +75,7 @@ pub fn synthetic_report(seed: u64, requests: u64, slowdown: f64) -> RunReport {
 }
 
 /// A fresh directory under the target's temp dir.
-pub fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("caxton-reports-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

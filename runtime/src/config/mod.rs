@@ -27,7 +27,7 @@ pub use caxton_profiles::{ProfileType, ProfilingSettings};
 pub use location::{ConfigError, LineCol, Location};
 use serde::{Deserialize, Serialize};
 
-use crate::http::access::Secret;
+use crate::secret::Secret;
 use location::parse_error;
 use units::{KIB, MIB, byte_size, duration_text, socket_addr};
 use validation::parse_http_url;

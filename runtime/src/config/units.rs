@@ -6,9 +6,26 @@ pub(super) const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 const TIB: u64 = 1 << 40;
 
+/// Why a text is not a byte size (serde shows it as the value's error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ByteSizeError {
+    #[error(
+        "invalid byte size {0:?}: expected a whole number with an optional unit, e.g. \"16MiB\""
+    )]
+    NoNumber(String),
+    #[error("invalid byte size {0:?}: number too large")]
+    NumberTooLarge(String),
+    #[error(
+        "invalid byte size {text:?}: unknown unit {unit:?}, expected one of B, KiB, MiB, GiB, TiB, kB, MB, GB, TB"
+    )]
+    Unit { text: String, unit: String },
+    #[error("invalid byte size {0:?}: does not fit in 64 bits")]
+    Overflow(String),
+}
+
 /// Parses `"16MiB"`, `"64MB"`, `"1GiB"`, `"4096"`. Binary units (KiB, MiB, GiB, TiB, also
 /// Kubernetes' Ki/Mi/Gi/Ti) are powers of 1024; decimal ones (kB, MB, GB, TB) powers of 1000.
-fn parse_byte_size(text: &str) -> Result<u64, String> {
+fn parse_byte_size(text: &str) -> Result<u64, ByteSizeError> {
     let s = text.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '_'))
@@ -16,13 +33,11 @@ fn parse_byte_size(text: &str) -> Result<u64, String> {
     let (digits, unit) = s.split_at(split);
     let digits: String = digits.chars().filter(|c| *c != '_').collect();
     if digits.is_empty() {
-        return Err(format!(
-            "invalid byte size {text:?}: expected a whole number with an optional unit, e.g. \"16MiB\""
-        ));
+        return Err(ByteSizeError::NoNumber(text.to_owned()));
     }
     let number: u64 = digits
         .parse()
-        .map_err(|_| format!("invalid byte size {text:?}: number too large"))?;
+        .map_err(|_| ByteSizeError::NumberTooLarge(text.to_owned()))?;
     let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kib" | "ki" => KIB,
@@ -34,14 +49,15 @@ fn parse_byte_size(text: &str) -> Result<u64, String> {
         "gb" | "g" => 1_000_000_000,
         "tb" | "t" => 1_000_000_000_000,
         other => {
-            return Err(format!(
-                "invalid byte size {text:?}: unknown unit {other:?}, expected one of B, KiB, MiB, GiB, TiB, kB, MB, GB, TB"
-            ));
+            return Err(ByteSizeError::Unit {
+                text: text.to_owned(),
+                unit: other.to_owned(),
+            });
         }
     };
     number
         .checked_mul(multiplier)
-        .ok_or_else(|| format!("invalid byte size {text:?}: does not fit in 64 bits"))
+        .ok_or_else(|| ByteSizeError::Overflow(text.to_owned()))
 }
 
 /// Byte sizes as an integer or a string with a unit; written back in the largest exact
@@ -53,7 +69,7 @@ pub(super) mod byte_size {
 
     use super::{GIB, KIB, MIB, parse_byte_size};
 
-    pub fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error> {
         let bytes = *bytes;
         for (unit, size) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
             if bytes >= size && bytes.is_multiple_of(size) {
@@ -63,7 +79,7 @@ pub(super) mod byte_size {
         s.serialize_u64(bytes)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         d.deserialize_any(ByteSizeVisitor)
     }
 
@@ -98,11 +114,11 @@ pub(super) mod socket_addr {
     use std::fmt;
     use std::net::SocketAddr;
 
-    pub fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(addr: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(addr)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
         d.deserialize_str(AddrVisitor)
     }
 
@@ -132,11 +148,11 @@ pub(super) mod duration_text {
     use std::fmt;
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_duration(*d))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         d.deserialize_str(DurationVisitor)
     }
 

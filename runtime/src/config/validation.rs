@@ -224,7 +224,7 @@ fn buckets(key: &str, bounds: &[f64]) -> Result<(), Violation> {
 fn http_url(key: &str, value: &str) -> Result<(), Violation> {
     parse_http_url(value)
         .map(|_| ())
-        .map_err(|reason| Violation::new(key, quoted(value), reason))
+        .map_err(|reason| Violation::new(key, quoted(value), reason.to_string()))
 }
 
 pub(super) fn quoted(s: &str) -> String {
@@ -236,25 +236,38 @@ pub(super) struct HttpUrl {
     pub(super) port: Option<u16>,
 }
 
+/// Why a value is not an `http(s)://host[:port][/path]` URL (the reason of a violation).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum UrlError {
+    #[error("must be an http:// or https:// URL")]
+    Scheme,
+    #[error("unterminated [IPv6] host")]
+    UnterminatedIpv6,
+    #[error("unexpected {0:?} after the IPv6 host")]
+    AfterIpv6(String),
+    #[error("must name a host")]
+    NoHost,
+    #[error("port {0:?} is not a number in 0..=65535")]
+    Port(String),
+}
+
 /// A deliberately small check: scheme, non-empty host, numeric port. Enough to catch the usual
 /// mistakes (`otel-collector:4317` without a scheme, a typo in the port) before an exporter
 /// fails at run time far from the config file.
-pub(super) fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
+pub(super) fn parse_http_url(url: &str) -> Result<HttpUrl, UrlError> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| "must be an http:// or https:// URL".to_owned())?;
+        .ok_or(UrlError::Scheme)?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit('@').next().unwrap_or_default();
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| "unterminated [IPv6] host".to_owned())?;
+        let (host, after) = v6.split_once(']').ok_or(UrlError::UnterminatedIpv6)?;
         let port = match after {
             "" => None,
             p => Some(
                 p.strip_prefix(':')
-                    .ok_or_else(|| format!("unexpected {p:?} after the IPv6 host"))?,
+                    .ok_or_else(|| UrlError::AfterIpv6(p.to_owned()))?,
             ),
         };
         (host, port)
@@ -265,13 +278,10 @@ pub(super) fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
         }
     };
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err("must name a host".to_owned());
+        return Err(UrlError::NoHost);
     }
     let port = port
-        .map(|p| {
-            p.parse::<u16>()
-                .map_err(|_| format!("port {p:?} is not a number in 0..=65535"))
-        })
+        .map(|p| p.parse::<u16>().map_err(|_| UrlError::Port(p.to_owned())))
         .transpose()?;
     Ok(HttpUrl { port })
 }

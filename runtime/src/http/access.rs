@@ -12,47 +12,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use crate::config::ServerConfig;
 use crate::http::api::ApiError;
 
-/// How a secret is shown anywhere it is printed.
-pub const REDACTED: &str = "<redacted>";
-
-/// A string that is never shown: `Debug` and `Serialize` write [`REDACTED`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(REDACTED)
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
+pub use crate::secret::{REDACTED, Secret};
 
 #[derive(Debug, Error)]
 pub enum AccessError {
@@ -149,16 +115,6 @@ mod tests {
             assert!(!t.admits(Some(&HeaderValue::from_static(bad))), "{bad}");
         }
         assert!(!t.admits(None));
-    }
-
-    #[test]
-    fn a_secret_never_shows() {
-        let s = Secret::new("s3cret");
-        assert_eq!(format!("{s:?}"), REDACTED);
-        assert_eq!(
-            serde_json::to_string(&s).unwrap(),
-            format!("\"{REDACTED}\"")
-        );
     }
 
     #[test]

@@ -545,9 +545,12 @@ pub(crate) struct SendParams {
     (status = 400, description = "Malformed message or query", body = ErrorBody),
     (status = 404, description = "Unknown receiver", body = ErrorBody),
     (status = 409, description = "Receiver not running", body = ErrorBody),
-    (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody),
-    (status = 429, description = "A receiver's mailbox is full", body = ErrorBody,
+    (status = 413, description = "Body over server.max_body_bytes, more receivers than agents.max_receivers, or a message over a mailbox's byte bound", body = ErrorBody),
+    (status = 422, description = "The conversation passed agents.max_hops", body = ErrorBody),
+    (status = 429, description = "A receiver's mailbox is full, or agents.in_flight_bytes reached", body = ErrorBody,
         headers(("retry-after" = u32, description = "Seconds to wait"))),
+    (status = 500, description = "The reply could not be serialized (wait=true)", body = ErrorBody),
+    (status = 503, description = "Shutting down (before queueing, or before the reply)", body = ErrorBody),
     (status = 504, description = "No reply within the timeout", body = ErrorBody)))]
 pub(crate) async fn send_message(
     State(state): State<ApiState>,
@@ -618,7 +621,8 @@ pub(crate) async fn send_message(
             format!("the runtime shut down before `{key}` was answered"),
         )),
         Err(_) => {
-            rt.metrics().message_error("reply_timeout");
+            rt.metrics()
+                .message_error(crate::metrics::MessageErrorKind::ReplyTimeout);
             Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "reply timeout",
@@ -685,6 +689,68 @@ async fn stream_events(
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(_)) => {}
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::{AgentState, Refused};
+
+    /// Every `SendError` (the match below fails to compile when one is added, so the list
+    /// must grow with it) and every status `send_message` makes itself is documented for
+    /// `POST /api/messages`.
+    #[test]
+    fn every_status_of_send_message_is_documented() {
+        let errors = [
+            SendError::NoReceiver,
+            SendError::TooManyReceivers { count: 3, max: 2 },
+            SendError::UnknownReceiver("a".into()),
+            SendError::NotAccepting {
+                id: "a".into(),
+                state: AgentState::Stopped,
+            },
+            SendError::HopLimit { hops: 9, max: 8 },
+            SendError::TooLarge { bytes: 9, limit: 8 },
+            SendError::InFlightFull { limit: 8 },
+            SendError::MailboxFull {
+                receiver: "a".into(),
+                full: Refused::Messages(1),
+                accepted: vec![],
+            },
+            SendError::ShuttingDown,
+        ];
+        for e in &errors {
+            match e {
+                SendError::NoReceiver
+                | SendError::TooManyReceivers { .. }
+                | SendError::UnknownReceiver(_)
+                | SendError::NotAccepting { .. }
+                | SendError::HopLimit { .. }
+                | SendError::TooLarge { .. }
+                | SendError::InFlightFull { .. }
+                | SendError::MailboxFull { .. }
+                | SendError::ShuttingDown => {}
+            }
+        }
+        let doc = serde_json::to_value(crate::http::openapi::document()).unwrap();
+        let responses = doc["paths"]["/api/messages"]["post"]["responses"]
+            .as_object()
+            .unwrap();
+        // The handler's own: reply (200), queued (202), bad query or body (400), body too
+        // large (413), reply unserializable (500), shut down before the reply (503), no
+        // reply in time (504).
+        let own = [200u16, 202, 400, 413, 500, 503, 504];
+        let statuses = errors
+            .into_iter()
+            .map(|e| ApiError::from(e).status.as_u16())
+            .chain(own);
+        for status in statuses {
+            assert!(
+                responses.contains_key(&status.to_string()),
+                "POST /api/messages returns {status}, which the OpenAPI document leaves out"
+            );
         }
     }
 }

@@ -172,7 +172,7 @@ async fn serve_metrics(State(state): State<Arc<MetricsState>>) -> impl IntoRespo
         Ok(s) => state.metrics.set_system(&s),
         Err(e) => tracing::warn!(error = %e, "system metrics unavailable"),
     }
-    state.metrics.sync_telemetry();
+    crate::telemetry::sync_metrics(&state.metrics);
     if let Some(p) = &state.profiler {
         state.metrics.set_profiler(&p.stats());
     }

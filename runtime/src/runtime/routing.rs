@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::agent::{Agent, AgentState, Envelope, MailboxLimits, Refused};
 use crate::events::Event;
 use crate::fipa::{AclMessage, Performative};
+use crate::metrics::{DropReason, MessageErrorKind};
 use crate::runtime::Runtime;
 use crate::telemetry::log_throttle::Throttle;
 use crate::telemetry::trace_context;
@@ -119,7 +120,8 @@ impl Runtime {
         }
         let max = self.agents_cfg.max_receivers;
         if msg.receiver.len() > max {
-            self.metrics.message_error("too_many_receivers");
+            self.metrics
+                .message_error(MessageErrorKind::TooManyReceivers);
             return Err(SendError::TooManyReceivers {
                 count: msg.receiver.len(),
                 max,
@@ -127,7 +129,7 @@ impl Runtime {
         }
         let (hops, max_hops) = (msg.hops(), self.agents_cfg.max_hops);
         if hops > max_hops {
-            self.metrics.message_error("hop_limit");
+            self.metrics.message_error(MessageErrorKind::HopLimit);
             return Err(SendError::HopLimit {
                 hops,
                 max: max_hops,
@@ -151,14 +153,15 @@ impl Runtime {
         let limits = self.limits();
         let bytes = msg.heap_bytes();
         if bytes > limits.bytes {
-            self.metrics.message_error("message_too_large");
+            self.metrics
+                .message_error(MessageErrorKind::MessageTooLarge);
             return Err(SendError::TooLarge {
                 bytes,
                 limit: limits.bytes,
             });
         }
         let Some(charge) = self.in_flight.charge(bytes, false) else {
-            self.metrics.message_error("in_flight_bytes");
+            self.metrics.message_error(MessageErrorKind::InFlightBytes);
             return Err(SendError::InFlightFull {
                 limit: self.in_flight.limit(),
             });
@@ -264,11 +267,11 @@ impl Runtime {
         let limits = self.limits();
         let bytes = msg.heap_bytes();
         let refused = if msg.hops() > hop_limit {
-            Some("hop_limit")
+            Some(MessageErrorKind::HopLimit)
         } else if msg.receiver.len() > cfg.max_receivers {
-            Some("too_many_receivers")
+            Some(MessageErrorKind::TooManyReceivers)
         } else if bytes > limits.bytes {
-            Some("message_too_large")
+            Some(MessageErrorKind::MessageTooLarge)
         } else {
             None
         };
@@ -278,8 +281,12 @@ impl Runtime {
             return;
         }
         let Some(charge) = self.in_flight.charge(bytes, runtime_made) else {
-            self.metrics.message_error("in_flight_bytes");
-            self.bounce(&msg, &msg.receiver.join(","), "in_flight_bytes");
+            self.metrics.message_error(MessageErrorKind::InFlightBytes);
+            self.bounce(
+                &msg,
+                &msg.receiver.join(","),
+                MessageErrorKind::InFlightBytes,
+            );
             return;
         };
         let env = Envelope::new(msg, bytes, Some(charge));
@@ -292,16 +299,16 @@ impl Runtime {
 
     /// Tells the sender of an undeliverable message why, once: a FAILURE or NOT_UNDERSTOOD
     /// is never answered, only counted (where it was refused) and logged at a bounded rate.
-    fn bounce(self: &Arc<Self>, msg: &AclMessage, receiver: &str, why: &str) {
+    fn bounce(self: &Arc<Self>, msg: &AclMessage, receiver: &str, why: MessageErrorKind) {
         if msg.ends_conversation() {
             if let Some(suppressed) = UNDELIVERABLE.admit() {
-                tracing::warn!(sender = %msg.sender, receiver, why, suppressed,
+                tracing::warn!(sender = %msg.sender, receiver, why = why.as_str(), suppressed,
                     "undeliverable {} dropped", msg.performative);
             }
             return;
         }
         let mut failure = msg.reply(Performative::Failure, receiver);
-        failure.content = json!({"error": why, "receiver": receiver});
+        failure.content = json!({"error": why.as_str(), "receiver": receiver});
         self.route(failure);
     }
 
@@ -321,9 +328,10 @@ impl Runtime {
         }
         let n = queued.len();
         self.metrics.message_queue().sub(n as i64);
-        self.metrics.messages_dropped("agent_deleted", n as u64);
+        self.metrics
+            .messages_dropped(DropReason::AgentDeleted, n as u64);
         for env in queued {
-            self.bounce(&env.msg, &agent.id, "receiver_stopped");
+            self.bounce(&env.msg, &agent.id, MessageErrorKind::ReceiverStopped);
         }
     }
 
@@ -364,7 +372,7 @@ impl Runtime {
                     if msg.ends_conversation() {
                         out.receiver.retain(|r| *r != msg.sender);
                         if out.receiver.is_empty() {
-                            self.metrics.message_error("reply_to_failure");
+                            self.metrics.message_error(MessageErrorKind::ReplyToFailure);
                             continue;
                         }
                     }
@@ -374,7 +382,8 @@ impl Runtime {
             Err(e) => {
                 span.set_error();
                 span.set_attribute(opentelemetry::KeyValue::new("error.kind", e.kind()));
-                self.metrics.message_error("execution_failed");
+                self.metrics
+                    .message_error(MessageErrorKind::ExecutionFailed);
                 if let Some(suppressed) = EXEC_FAILED.admit() {
                     tracing::warn!(agent_id = %agent.id, agent_type = %ty, error = %e,
                         suppressed, "execution failed");
@@ -406,7 +415,7 @@ impl Runtime {
             dropped += left;
         }
         self.metrics.message_queue().sub(dropped as i64);
-        self.metrics.messages_dropped("shutdown", dropped);
+        self.metrics.messages_dropped(DropReason::Shutdown, dropped);
         let waiting_clients = {
             let mut pending = self.pending_slots();
             let n = pending.len();
@@ -421,10 +430,10 @@ impl Runtime {
     }
 }
 
-fn refused_kind(refused: Refused) -> &'static str {
+fn refused_kind(refused: Refused) -> MessageErrorKind {
     match refused {
-        Refused::Messages(_) => "mailbox_full",
-        Refused::Bytes(_) => "mailbox_bytes",
-        Refused::State(_) => "receiver_stopped",
+        Refused::Messages(_) => MessageErrorKind::MailboxFull,
+        Refused::Bytes(_) => MessageErrorKind::MailboxBytes,
+        Refused::State(_) => MessageErrorKind::ReceiverStopped,
     }
 }

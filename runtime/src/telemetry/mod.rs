@@ -503,6 +503,20 @@ pub fn dropped(signal: Signal, reason: DropReason) -> u64 {
     DROPPED[signal as usize][reason as usize].load(Ordering::Relaxed)
 }
 
+/// Brings `caxton_telemetry_dropped_total` up to the pipelines' counts, which only grow, and
+/// sets `caxton_telemetry_queued` to their backlog. Every signal/reason pair is present (0
+/// until something drops). Called at scrape and export time.
+pub fn sync_metrics(metrics: &crate::metrics::Metrics) {
+    for signal in QUEUED_SIGNALS {
+        metrics.set_telemetry_queued(signal.as_str(), queued(signal));
+    }
+    for signal in Signal::ALL {
+        for reason in DropReason::ALL {
+            metrics.telemetry_dropped_to(signal.as_str(), reason.as_str(), dropped(signal, reason));
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

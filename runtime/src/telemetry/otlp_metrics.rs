@@ -38,7 +38,7 @@ impl Snapshot {
         {
             return fams.clone();
         }
-        self.metrics.sync_telemetry();
+        crate::telemetry::sync_metrics(&self.metrics);
         let fams = Arc::new(self.metrics.registry().gather());
         *taken = Some((Instant::now(), fams.clone()));
         fams

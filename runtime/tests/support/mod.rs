@@ -8,7 +8,7 @@ use caxton_testkit::{ApiClient, Caxton, CaxtonConfig, CaxtonOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub server: RunningServer,
     pub api: ApiClient,
     pub http: reqwest::Client,
@@ -16,7 +16,7 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub async fn start(edit: impl FnOnce(&mut Config)) -> Self {
+    pub(crate) async fn start(edit: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = Config::for_tests();
         let data = std::env::temp_dir().join(format!("caxton-api-test-{}", std::process::id()));
         std::fs::create_dir_all(&data).unwrap();
@@ -32,37 +32,37 @@ impl Harness {
         }
     }
 
-    pub async fn create(&self, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn create(&self, body: Value) -> (StatusCode, Value) {
         let r = self.api.create_agent(&body).await.unwrap();
         (r.status, r.body)
     }
 
-    pub async fn agent(&self, agent_type: &str) -> String {
+    pub(crate) async fn agent(&self, agent_type: &str) -> String {
         self.api.create_type(agent_type).await.unwrap()
     }
 
-    pub async fn custom(&self, wat: &str) -> String {
+    pub(crate) async fn custom(&self, wat: &str) -> String {
         self.api.create_wat(wat).await.unwrap()
     }
 
     /// `POST {path}` with a JSON body.
-    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         let url = format!("{}{path}", self.base);
         self.http.post(url).json(body).send().await.unwrap()
     }
 
     /// `GET {path}`.
-    pub async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         let url = format!("{}{path}", self.base);
         self.http.get(url).send().await.unwrap()
     }
 
     /// `DELETE /api/agents/{id}`: its status.
-    pub async fn delete(&self, id: &str) -> StatusCode {
+    pub(crate) async fn delete(&self, id: &str) -> StatusCode {
         self.api.delete(id).await.unwrap().status
     }
 
-    pub async fn ask(&self, receiver: &str, performative: &str) -> (StatusCode, Value) {
+    pub(crate) async fn ask(&self, receiver: &str, performative: &str) -> (StatusCode, Value) {
         let msg = json!({"performative": performative, "sender": "tester", "receiver": receiver,
                          "content": {"q": 1}, "conversation_id": "conv-1"});
         let r = self.api.ask(&msg).await.unwrap();
@@ -71,7 +71,7 @@ impl Harness {
         (r.status, r.body)
     }
 
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.server.metrics_addr());
         self.api.get_text(&url).await.unwrap()
     }
@@ -79,7 +79,7 @@ impl Harness {
 
 /// Keeps the agent `id` busy with `requests` `?wait=true` REQUESTs, one after another, from
 /// a loopback client; abort the task to stop early.
-pub fn keep_busy(
+pub(crate) fn keep_busy(
     http: &reqwest::Client,
     base: &str,
     id: &str,
@@ -95,12 +95,12 @@ pub fn keep_busy(
 }
 
 /// A custom agent whose `handle_message` runs `body`, then answers status 0.
-pub fn misbehaving(body: &str) -> String {
+pub(crate) fn misbehaving(body: &str) -> String {
     caxton_testkit::api::agent_wat(&format!("{body} (i32.const 0)"))
 }
 
 /// This build's `caxton` binary serving `config`, ready.
-pub async fn caxton(config: &CaxtonConfig, options: CaxtonOptions<'_>) -> Caxton {
+pub(crate) async fn caxton(config: &CaxtonConfig, options: CaxtonOptions<'_>) -> Caxton {
     Caxton::start_with(env!("CARGO_BIN_EXE_caxton").as_ref(), config, options)
         .await
         .unwrap()
@@ -108,7 +108,7 @@ pub async fn caxton(config: &CaxtonConfig, options: CaxtonOptions<'_>) -> Caxton
 
 /// A real `caxton serve` process on loopback ports, for what only a process shows (its RSS,
 /// its open-files limit, its log). Killed when dropped.
-pub struct Process {
+pub(crate) struct Process {
     pub caxton: Caxton,
     pub base: String,
     _dir: tempfile::TempDir,
@@ -117,7 +117,7 @@ pub struct Process {
 impl Process {
     /// Starts `caxton serve` with `toml` appended to a config that sets the listeners, under
     /// `ulimit -n open_files` when given, and waits until `/ready` answers.
-    pub async fn start(toml: &str, open_files: Option<u32>) -> Self {
+    pub(crate) async fn start(toml: &str, open_files: Option<u32>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = CaxtonConfig::write(dir.path(), toml).unwrap();
         let options = CaxtonOptions {
@@ -133,14 +133,14 @@ impl Process {
     }
 
     /// VmRSS of the process, in bytes.
-    pub fn rss(&self) -> u64 {
+    pub(crate) fn rss(&self) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.caxton.pid())).unwrap();
         caxton_runtime::system::parse_rss_bytes(&status).unwrap()
     }
 
     /// Everything the process wrote so far (its log is stdout).
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.caxton.output()
     }
 }
