@@ -8,7 +8,6 @@
 //! verdict states its **minimum detectable change**, so a green result says what it could
 //! have seen.
 
-pub mod estimate;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::compare::{self, Metric, Verdict, format_change};
 use crate::model::{ReportError, RunReport, Slice};
 use crate::table::{markdown_table, text_table};
-pub use estimate::{Estimate, PairedBootstrap};
+use crate::slices as estimate;
+pub use crate::slices::{Estimate, PairedBootstrap};
 
 /// Version of the A/B report's own shape (its arms carry the run report's version).
 pub const AB_SCHEMA_VERSION: u32 = 1;

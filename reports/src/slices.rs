@@ -1,3 +1,5 @@
+//! Estimates from slices (`RunReport::slices`), the unit that varies on its own.
+//!
 //! The paired estimate: ratio B/A of each metric over time-aligned slice pairs, a bootstrap
 //! interval that resamples **pairs** (never requests), and the minimum detectable change.
 //!
@@ -12,7 +14,7 @@ use rand::{Rng as _, SeedableRng as _};
 use statrs::distribution::{ContinuousCDF as _, Normal};
 
 use crate::bootstrap::Interval;
-use crate::compare::Metric;
+use crate::metric::Metric;
 use crate::model::{ReportError, Slice};
 
 /// One arm's slices, flattened for weighted quantiles: every recorded histogram bucket of
