@@ -433,8 +433,28 @@ pub(crate) async fn capture(
     };
     tokio::task::spawn_blocking(move || {
         let mut data: HashMap<Frames, isize> = perf_sampler::symbolize(perf, started);
-        for (frames, count) in signal.into_iter().flat_map(|s| s.data) {
-            *data.entry(Frames::from(frames)).or_default() += count;
+        if let Some(signal) = signal {
+            // Named like the perf_event sampler's stacks (pprof-rs's own conversion knows
+            // nothing of the agents' compiled code).
+            let mut symbolizer = perf_sampler::Symbolizer::new(None);
+            for (frames, count) in signal.data {
+                // pprof-rs's frame-pointer walker keeps the address in a field, backtrace-rs
+                // behind a method.
+                #[cfg(feature = "frame-pointer")]
+                let ips = frames.frames.iter().map(|f| f.ip as u64);
+                #[cfg(not(feature = "frame-pointer"))]
+                let ips = frames.frames.iter().map(|f| f.ip() as usize as u64);
+                let frames = Frames {
+                    frames: symbolizer.frames(ips, false),
+                    thread_name: String::from_utf8_lossy(
+                        &frames.thread_name[..frames.thread_name_length],
+                    )
+                    .into_owned(),
+                    thread_id: frames.thread_id,
+                    sample_timestamp: frames.sample_timestamp,
+                };
+                *data.entry(frames).or_default() += count;
+            }
         }
         let mut report = Report {
             data,
