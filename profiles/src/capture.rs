@@ -96,12 +96,17 @@ pub struct SampleCount {
     /// Samples of other threads of the process (a load generator embedding the target),
     /// left out of the profile; see [`threads::set_target_threads`].
     pub excluded: u64,
+    /// Samples the perf_event sampler's kernel reported dropped (`PERF_RECORD_LOST`): lost
+    /// even where the CPU clocks fall short of them.
+    pub reported_lost: u64,
 }
 
 impl SampleCount {
     /// Samples the target's CPU time called for but pprof-rs did not record.
     pub fn lost(&self) -> u64 {
-        self.expected.saturating_sub(self.taken)
+        self.expected
+            .saturating_sub(self.taken)
+            .max(self.reported_lost)
     }
 
     /// `taken / expected`; `None` when the process was idle.
@@ -113,6 +118,7 @@ impl SampleCount {
         self.taken += other.taken;
         self.expected += other.expected;
         self.excluded += other.excluded;
+        self.reported_lost += other.reported_lost;
     }
 }
 
@@ -347,6 +353,7 @@ fn since(
             taken,
             expected: (cpu_used.as_secs_f64() * f64::from(hz)).floor() as u64,
             excluded,
+            reported_lost: 0,
         },
         started,
         duration: now.duration_since(started).unwrap_or(SEGMENT),
@@ -540,6 +547,7 @@ mod tests {
             taken: 95,
             expected: 100,
             excluded: 0,
+            reported_lost: 0,
         };
         assert_eq!(c.lost(), 5);
         assert_eq!(c.capture_ratio(), Some(0.95));

@@ -294,10 +294,12 @@ pub(crate) fn run(
             stacks: Stacks::Perf(stacks),
             samples: SampleCount {
                 taken: counts.taken,
-                // A sample the kernel reports lost was called for even when the CPU clock
-                // reading (tick resolution) falls short of it.
-                expected: expected.max(counts.taken + counts.lost),
+                // Unclamped: a segment's reading errs either way, and clamping it to the
+                // samples taken would keep only the errors that look like losses. The
+                // kernel's own losses are kept apart and judged per capture.
+                expected,
                 excluded: per_cpu(cpu_now.1.saturating_sub(cpu_before.1)),
+                reported_lost: counts.lost,
             },
             started,
             duration: now.duration_since(started).unwrap_or(SEGMENT),
