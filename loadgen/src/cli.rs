@@ -342,9 +342,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub runtime_config: Option<PathBuf>,
 
-    /// Profile the target during this stage and save `flamegraph.svg` and `cpu.pb.gz`
-    /// beside the report. Default: the last hold stage, when the target can be profiled
-    /// (the embedded runtime always; a --target only with --pprof).
+    /// Profile the target during this stage (`run`: the whole run, its last 300 s when
+    /// longer) and save `flamegraph.svg` and `cpu.pb.gz` beside the report. Default: `run`,
+    /// when the target can be profiled (the embedded runtime always; a --target only with
+    /// --pprof).
     #[arg(long, value_name = "STAGE")]
     pub flamegraph_stage: Option<String>,
 

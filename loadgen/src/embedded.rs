@@ -16,6 +16,10 @@ use caxton_runtime::config::{Config, LogOutput};
 use caxton_runtime::http::server::{self, RunningServer};
 use thiserror::Error;
 
+/// Lowest sampling rate of the embedded runtime's profiler, Hz: the highest the profiler
+/// accepts, so that the main job's profile of a nearly idle target holds enough samples.
+pub const EMBEDDED_PROFILE_HZ: u32 = 1000;
+
 #[derive(Debug, Error)]
 pub enum EmbeddedError {
     #[error("embedded runtime configuration: {0}")]
@@ -87,6 +91,9 @@ impl Embedded {
         if profiling {
             config.profiling.enabled = true;
             config.profiling.server_address = loopback;
+            // A light load (the main job's target is nearly idle) leaves too few samples at
+            // the runtime's default 100 Hz; a higher rate configured in --runtime-config stays.
+            config.profiling.sample_rate = config.profiling.sample_rate.max(EMBEDDED_PROFILE_HZ);
         }
         caxton_profiles::threads::set_target_threads(caxton_runtime::threads::is_runtime_thread);
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,6 +1,7 @@
-//! A CPU profile and flamegraph of the target taken during one stage of the run (by default
-//! the last `hold-*` stage: the steady state at peak load), saved beside the report as
-//! `flamegraph.svg` and `cpu.pb.gz`. Uses the same capture client as `caxton-profiles collect`.
+//! A CPU profile and flamegraph of the target taken during the whole run (by default, the
+//! pseudo-stage [`WHOLE_RUN`]: a light load leaves too few samples in one stage) or during one
+//! stage, saved beside the report as `flamegraph.svg` and `cpu.pb.gz`. Uses the same capture
+//! client as `caxton-profiles collect`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,9 +13,16 @@ use crate::plan::Plan;
 use crate::run_clock::RunClock;
 use crate::run_dir::PROFILE_FILE;
 
-/// Longest capture: the pprof endpoint refuses more than 300 s, and a flamegraph of a minute
-/// at peak is plenty.
+/// Longest capture of one stage: a minute at peak is plenty.
 const MAX_CAPTURE: Duration = Duration::from_secs(60);
+
+/// Longest capture of the whole run: what the pprof endpoint accepts. A longer plan is
+/// profiled during its last 300 s.
+const MAX_RUN_CAPTURE: Duration =
+    Duration::from_secs(caxton_profiles::capture::MAX_CAPTURE_SECONDS);
+
+/// `--flamegraph-stage run`, the default: the whole run rather than one stage.
+pub const WHOLE_RUN: &str = "run";
 
 #[derive(Debug, Error)]
 pub enum FlamegraphError {
@@ -29,19 +37,23 @@ pub enum FlamegraphError {
     Save { dir: String, source: std::io::Error },
 }
 
-/// The stage a default capture profiles: the last hold stage, else the longest one.
+/// What a default capture profiles: the whole run ([`WHOLE_RUN`]). The main job's target
+/// is nearly idle (200 users, 1 s think time): its `hold-200` stage alone held about 30
+/// samples at 100 Hz.
 pub fn default_stage(plan: &Plan) -> Option<String> {
-    plan.stages
-        .iter()
-        .rev()
-        .find(|s| s.name.starts_with("hold"))
-        .or_else(|| plan.stages.iter().max_by_key(|s| s.duration))
-        .map(|s| s.name.clone())
+    (!plan.stages.is_empty()).then(|| WHOLE_RUN.to_owned())
 }
 
-/// Where in the run the capture goes: start offset and length (the middle 80 % of the stage,
-/// whole seconds, at least 1 s).
+/// Where in the run the capture goes: start offset and length. One stage: its middle 80 %,
+/// at most a minute. [`WHOLE_RUN`]: from the start to the last whole second of the plan, its
+/// last 300 s when longer. Whole seconds, at least 1 s.
 pub fn window(plan: &Plan, stage: &str) -> Result<(Duration, u64), FlamegraphError> {
+    if stage == WHOLE_RUN && !plan.stages.iter().any(|s| s.name == WHOLE_RUN) {
+        let total = plan.total_duration();
+        let len = total.min(MAX_RUN_CAPTURE);
+        let seconds = len.as_secs().max(1);
+        return Ok((total.saturating_sub(len), seconds));
+    }
     let index = plan
         .stages
         .iter()
@@ -118,9 +130,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn k6_plan_profiles_the_middle_of_hold_200() {
+    fn k6_plan_profiles_the_whole_run_or_the_middle_of_hold_200() {
         let plan = Plan::k6(1.0).unwrap();
-        assert_eq!(default_stage(&plan).as_deref(), Some("hold-200"));
+        assert_eq!(default_stage(&plan).as_deref(), Some(WHOLE_RUN));
+        // 16 minutes: the last 300 s.
+        assert_eq!(
+            window(&plan, WHOLE_RUN).unwrap(),
+            (Duration::from_secs(16 * 60 - 300), 300)
+        );
+        // The main job's minute, all of it.
+        assert_eq!(
+            window(&Plan::k6(0.0625).unwrap(), WHOLE_RUN).unwrap(),
+            (Duration::ZERO, 60)
+        );
         // hold-200 runs from 9m to 14m: capture from 9m30s, capped at 60 s.
         assert_eq!(
             window(&plan, "hold-200").unwrap(),

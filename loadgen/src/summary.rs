@@ -216,13 +216,21 @@ fn generator(out: &mut String, report: &RunReport) {
     if let Some(f) = &report.flamegraph {
         let _ = writeln!(
             out,
-            "  {} {} samples at {} Hz, {} lost ({:.1}%), stage {}",
+            "  {} {} samples at {} Hz, {} lost ({:.1}%), stage {}{}",
             dotted("profile", WIDTH),
             f.samples,
             f.frequency_hz,
             f.lost_samples,
             100.0 * f.lost_share(),
-            f.stage
+            f.stage,
+            if f.too_few_samples() {
+                format!(
+                    " (too few samples: under {}, small frames are noise)",
+                    caxton_reports::model::THIN_PROFILE_SAMPLES
+                )
+            } else {
+                String::new()
+            }
         );
     }
 }

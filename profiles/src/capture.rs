@@ -96,12 +96,17 @@ pub struct SampleCount {
     /// Samples of other threads of the process (a load generator embedding the target),
     /// left out of the profile; see [`threads::set_target_threads`].
     pub excluded: u64,
+    /// Samples the perf_event sampler's kernel reported dropped (`PERF_RECORD_LOST`): lost
+    /// even where the CPU clocks fall short of them.
+    pub reported_lost: u64,
 }
 
 impl SampleCount {
     /// Samples the target's CPU time called for but pprof-rs did not record.
     pub fn lost(&self) -> u64 {
-        self.expected.saturating_sub(self.taken)
+        self.expected
+            .saturating_sub(self.taken)
+            .max(self.reported_lost)
     }
 
     /// `taken / expected`; `None` when the process was idle.
@@ -113,6 +118,7 @@ impl SampleCount {
         self.taken += other.taken;
         self.expected += other.expected;
         self.excluded += other.excluded;
+        self.reported_lost += other.reported_lost;
     }
 }
 
@@ -347,6 +353,7 @@ fn since(
             taken,
             expected: (cpu_used.as_secs_f64() * f64::from(hz)).floor() as u64,
             excluded,
+            reported_lost: 0,
         },
         started,
         duration: now.duration_since(started).unwrap_or(SEGMENT),
@@ -433,8 +440,28 @@ pub(crate) async fn capture(
     };
     tokio::task::spawn_blocking(move || {
         let mut data: HashMap<Frames, isize> = perf_sampler::symbolize(perf, started);
-        for (frames, count) in signal.into_iter().flat_map(|s| s.data) {
-            *data.entry(Frames::from(frames)).or_default() += count;
+        if let Some(signal) = signal {
+            // Named like the perf_event sampler's stacks (pprof-rs's own conversion knows
+            // nothing of the agents' compiled code).
+            let mut symbolizer = perf_sampler::Symbolizer::new(None);
+            for (frames, count) in signal.data {
+                // pprof-rs's frame-pointer walker keeps the address in a field, backtrace-rs
+                // behind a method.
+                #[cfg(feature = "frame-pointer")]
+                let ips = frames.frames.iter().map(|f| f.ip as u64);
+                #[cfg(not(feature = "frame-pointer"))]
+                let ips = frames.frames.iter().map(|f| f.ip() as usize as u64);
+                let frames = Frames {
+                    frames: symbolizer.frames(ips, false),
+                    thread_name: String::from_utf8_lossy(
+                        &frames.thread_name[..frames.thread_name_length],
+                    )
+                    .into_owned(),
+                    thread_id: frames.thread_id,
+                    sample_timestamp: frames.sample_timestamp,
+                };
+                *data.entry(frames).or_default() += count;
+            }
         }
         let mut report = Report {
             data,
@@ -520,6 +547,7 @@ mod tests {
             taken: 95,
             expected: 100,
             excluded: 0,
+            reported_lost: 0,
         };
         assert_eq!(c.lost(), 5);
         assert_eq!(c.capture_ratio(), Some(0.95));

@@ -11,6 +11,7 @@ pub mod collect;
 pub mod endpoints;
 pub mod folded;
 pub mod heap;
+pub mod jit;
 pub mod kallsyms;
 pub(crate) mod perf_sampler;
 pub mod profiler;

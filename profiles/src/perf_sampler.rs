@@ -25,6 +25,7 @@ use perf_event::{Builder, SampleFlag, Sampler as RingBuffer};
 use pprof::{Frames, Symbol};
 
 use crate::capture::{CaptureError, SEGMENT, SampleCount, Segment, Stacks};
+use crate::jit::{self, JitFrame};
 use crate::kallsyms::{self, UNKNOWN_KERNEL};
 use crate::settings::Sampler;
 use crate::threads;
@@ -293,10 +294,12 @@ pub(crate) fn run(
             stacks: Stacks::Perf(stacks),
             samples: SampleCount {
                 taken: counts.taken,
-                // A sample the kernel reports lost was called for even when the CPU clock
-                // reading (tick resolution) falls short of it.
-                expected: expected.max(counts.taken + counts.lost),
+                // Unclamped: a segment's reading errs either way, and clamping it to the
+                // samples taken would keep only the errors that look like losses. The
+                // kernel's own losses are kept apart and judged per capture.
+                expected,
                 excluded: per_cpu(cpu_now.1.saturating_sub(cpu_before.1)),
+                reported_lost: counts.lost,
             },
             started,
             duration: now.duration_since(started).unwrap_or(SEGMENT),
@@ -323,23 +326,11 @@ pub(crate) fn symbolize(stacks: RawStacks, at: SystemTime) -> HashMap<Frames, is
         .keys()
         .any(|s| s.ips.iter().any(|&ip| ip >= KERNEL_HALF))
         .then(kallsyms::kernel);
-    let mut names: HashMap<u64, Vec<Symbol>> = HashMap::new();
+    let mut symbolizer = Symbolizer::new(kernel);
     let mut out: HashMap<Frames, isize> = HashMap::new();
     for (stack, count) in stacks {
-        let mut frames = Vec::with_capacity(stack.ips.len());
-        for (depth, &ip) in stack.ips.iter().enumerate() {
-            // Past the innermost frame each address is a return address: the call is the
-            // instruction before it (and may be inlined into another function than the next).
-            let lookup = if depth == 0 { ip } else { ip.saturating_sub(1) };
-            let symbols = names
-                .entry(lookup)
-                .or_insert_with(|| name_of(lookup, kernel));
-            if !symbols.is_empty() {
-                frames.push(symbols.clone());
-            }
-        }
         let frames = Frames {
-            frames,
+            frames: symbolizer.frames(stack.ips.iter().copied(), true),
             thread_name: stack.thread_name.to_string(),
             thread_id: u64::from(stack.thread_id),
             sample_timestamp: at,
@@ -349,17 +340,119 @@ pub(crate) fn symbolize(stacks: RawStacks, at: SystemTime) -> HashMap<Frames, is
     out
 }
 
-fn name_of(ip: u64, kernel: Option<&kallsyms::Kallsyms>) -> Vec<Symbol> {
+/// What one address is.
+#[derive(Clone)]
+enum Named {
+    /// The binary's, a library's or the kernel's symbols (inlined frames innermost first);
+    /// empty when nothing names it.
+    Native(Vec<Symbol>),
+    /// An agent's compiled WebAssembly ([`jit`]).
+    Jit(JitFrame),
+}
+
+/// Names raw stacks, the same way for both samplers: kernel addresses from `/proc/kallsyms`,
+/// the agents' compiled WebAssembly from the [`jit`] registry, everything else with
+/// `backtrace::resolve`. Remembers every address it named.
+pub(crate) struct Symbolizer {
+    kernel: Option<&'static kallsyms::Kallsyms>,
+    jit: bool,
+    names: HashMap<u64, Named>,
+}
+
+/// The frame pprof-rs's signal handler runs in; it and its caller (the signal trampoline) are
+/// the sampler's own, not the sampled thread's.
+const SIGNAL_HANDLER: &str = "perf_signal_handler";
+
+impl Symbolizer {
+    pub(crate) fn new(kernel: Option<&'static kallsyms::Kallsyms>) -> Self {
+        Self {
+            kernel,
+            jit: jit::any_registered(),
+            names: HashMap::new(),
+        }
+    }
+
+    /// The frames of one stack of instruction pointers, innermost first: unnamed addresses
+    /// are dropped, and above the outermost of consecutive frames of one agent's code comes
+    /// an `agent:<type>` frame. `leaf` says the first address is where the thread was
+    /// interrupted (perf_event's callchains); otherwise every address is a return address
+    /// (pprof-rs's frame-pointer walk starts at the interrupted function's caller).
+    pub(crate) fn frames(
+        &mut self,
+        ips: impl Iterator<Item = u64>,
+        leaf: bool,
+    ) -> Vec<Vec<Symbol>> {
+        let mut named = Vec::new();
+        let mut skip = 0;
+        for (depth, ip) in ips.enumerate() {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            // Past the innermost frame each address is a return address: the call is the
+            // instruction before it (and may be inlined into another function than the next).
+            let lookup = if depth == 0 && leaf {
+                ip
+            } else {
+                ip.saturating_sub(1)
+            };
+            let (kernel, jit) = (self.kernel, self.jit);
+            let name = self
+                .names
+                .entry(lookup)
+                .or_insert_with(|| name_of(lookup, kernel, jit))
+                .clone();
+            if let Named::Native(symbols) = &name
+                && symbols.iter().any(|s| {
+                    // macOS prepends an underscore even with `#[no_mangle]` (as pprof-rs).
+                    let n = s.name();
+                    n == SIGNAL_HANDLER || n.strip_prefix('_') == Some(SIGNAL_HANDLER)
+                })
+            {
+                skip = 1;
+                continue;
+            }
+            named.push(name);
+        }
+        let mut frames = Vec::with_capacity(named.len() + 1);
+        for (i, name) in named.iter().enumerate() {
+            match name {
+                Named::Native(symbols) if symbols.is_empty() => {}
+                Named::Native(symbols) => frames.push(symbols.clone()),
+                Named::Jit(frame) => {
+                    frames.push(vec![plain_symbol(&frame.function)]);
+                    let caller_same_agent = named[i + 1..]
+                        .iter()
+                        .find(|n| !matches!(n, Named::Native(s) if s.is_empty()))
+                        .is_some_and(|n| matches!(n, Named::Jit(f) if f.agent == frame.agent));
+                    if !caller_same_agent {
+                        frames.push(vec![plain_symbol(&frame.agent)]);
+                    }
+                }
+            }
+        }
+        frames
+    }
+}
+
+fn plain_symbol(name: &str) -> Symbol {
+    Symbol {
+        name: Some(name.as_bytes().to_vec()),
+        addr: None,
+        lineno: None,
+        filename: None,
+    }
+}
+
+fn name_of(ip: u64, kernel: Option<&kallsyms::Kallsyms>, jit: bool) -> Named {
     if ip >= KERNEL_HALF {
         let name = kernel
             .and_then(|k| k.lookup(ip))
             .map_or_else(|| UNKNOWN_KERNEL.to_owned(), |n| format!("{n}_[k]"));
-        return vec![Symbol {
-            name: Some(name.into_bytes()),
-            addr: None,
-            lineno: None,
-            filename: None,
-        }];
+        return Named::Native(vec![plain_symbol(&name)]);
+    }
+    if jit && let Some(frame) = jit::lookup(ip) {
+        return Named::Jit(frame);
     }
     let mut symbols = Vec::new();
     backtrace::resolve(ip as usize as *mut c_void, |s| {
@@ -370,7 +463,7 @@ fn name_of(ip: u64, kernel: Option<&kallsyms::Kallsyms>) -> Vec<Symbol> {
             filename: s.filename().map(|f| f.to_owned()),
         });
     });
-    symbols
+    Named::Native(symbols)
 }
 
 #[cfg(test)]
@@ -397,15 +490,75 @@ mod tests {
             ips: vec![here, 0xffff_ffff_8100_1234],
         };
         let table = kallsyms::Kallsyms::parse("ffffffff81001000 T do_syscall_64\n");
-        let symbols = name_of(stack.ips[0], Some(&table));
+        let native = |named: Named| match named {
+            Named::Native(symbols) => symbols,
+            Named::Jit(f) => panic!("not JIT code: {f:?}"),
+        };
+        let symbols = native(name_of(stack.ips[0], Some(&table), false));
         assert!(
             symbols
                 .iter()
                 .any(|s| s.name().contains("user_and_kernel_frames_get_names")),
             "{symbols:?}"
         );
-        let kernel = name_of(stack.ips[1], Some(&table));
+        let kernel = native(name_of(stack.ips[1], Some(&table), false));
         assert_eq!(kernel[0].name(), "do_syscall_64_[k]");
-        assert_eq!(name_of(stack.ips[1], None)[0].name(), UNKNOWN_KERNEL);
+        assert_eq!(
+            native(name_of(stack.ips[1], None, false))[0].name(),
+            UNKNOWN_KERNEL
+        );
+    }
+
+    #[test]
+    fn agent_code_is_named_with_its_agent_above_it() {
+        // A return address just past this function's first byte.
+        let here = agent_code_is_named_with_its_agent_above_it as fn() as usize as u64 + 1;
+        let base = 0x7a5c_0000_0000usize;
+        let _reg = jit::register(jit::JitCode {
+            code: base..base + 0x100,
+            agent_type: "burner".into(),
+            functions: vec![
+                jit::JitFunction {
+                    offset: 0,
+                    len: 0x40,
+                    index: 1,
+                    name: Some("burn_in_agent".into()),
+                },
+                jit::JitFunction {
+                    offset: 0x40,
+                    len: 0x40,
+                    index: 2,
+                    name: Some("handle_message".into()),
+                },
+            ],
+        });
+        let mut symbolizer = Symbolizer::new(None);
+        // Leaf in burn_in_agent, called by handle_message, called from a trampoline, called
+        // by this test (a return address: the symbolizer looks up the byte before it).
+        let ips = [
+            base as u64 + 0x10,
+            base as u64 + 0x51,
+            base as u64 + 0xc1,
+            here + 1,
+        ];
+        let names: Vec<String> = symbolizer
+            .frames(ips.into_iter(), true)
+            .iter()
+            .map(|f| f[0].name())
+            .collect();
+        assert_eq!(
+            names[..4],
+            [
+                "burn_in_agent",
+                "handle_message",
+                jit::TRAMPOLINE,
+                "agent:burner"
+            ],
+            "{names:?}"
+        );
+        assert!(
+            names[4].contains("agent_code_is_named_with_its_agent_above_it"),
+            "{names:?}"
+        );
     }
 }

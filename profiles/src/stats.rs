@@ -92,12 +92,14 @@ mod tests {
             taken: 90,
             expected: 100,
             excluded: 7,
+            reported_lost: 0,
         });
         // More samples than CPU time predicts (timer jitter) must not hide another capture's loss.
         c.record_capture(crate::capture::SampleCount {
             taken: 12,
             expected: 10,
             excluded: 0,
+            reported_lost: 0,
         });
         let s = c.snapshot();
         assert_eq!(

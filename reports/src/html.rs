@@ -399,6 +399,13 @@ fn flamegraph_section(body: &mut String, report: &RunReport, flamegraph: Option<
             r.lost_samples,
             100.0 * r.lost_share()
         );
+        if r.too_few_samples() {
+            let _ = write!(
+                body,
+                "<p class=\"note\"><strong>Too few samples</strong>: under {}, a frame's share of a few percent is sampling noise.</p>",
+                crate::model::THIN_PROFILE_SAMPLES
+            );
+        }
     }
     match &f.svg {
         Some(svg) => {

@@ -378,7 +378,17 @@ pub struct FlamegraphRef {
     pub sampler: Option<String>,
 }
 
+/// Fewest samples a run's profile should hold: below it a frame of 1 % of the CPU holds about
+/// ten samples or fewer, and the report says the profile is thin.
+pub const THIN_PROFILE_SAMPLES: u64 = 1000;
+
 impl FlamegraphRef {
+    /// Whether the profile holds fewer than [`THIN_PROFILE_SAMPLES`]: shown as such wherever
+    /// the profile is.
+    pub fn too_few_samples(&self) -> bool {
+        self.samples < THIN_PROFILE_SAMPLES
+    }
+
     /// The share of expected samples that were lost, 0 when nothing was expected.
     pub fn lost_share(&self) -> f64 {
         ratio(self.lost_samples, self.samples + self.lost_samples)

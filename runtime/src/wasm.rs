@@ -179,6 +179,8 @@ pub struct AgentType {
     memory: ModuleExport,
     alloc: ModuleExport,
     handle: ModuleExport,
+    /// Names the compiled code for the CPU profiler while this type exists.
+    _jit: caxton_profiles::jit::Registration,
 }
 
 impl std::fmt::Debug for AgentType {
@@ -299,6 +301,7 @@ impl WasmEngine {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| ModuleError::Abi(format!("{e:#}")))?;
+        let jit = register_code(&module, name);
         Ok(AgentType {
             name: name.to_owned(),
             builtin,
@@ -307,6 +310,7 @@ impl WasmEngine {
             memory,
             alloc,
             handle,
+            _jit: jit,
         })
     }
 
@@ -508,6 +512,26 @@ fn spawn_epoch_ticker(engine: &Engine) -> EpochTicker {
             }
         });
     EpochTicker { stop }
+}
+
+/// Registers `module`'s compiled functions with the profiler, so that samples in them are
+/// named after the module's name section (else `wasm-function[N]`) under `agent:<name>`.
+fn register_code(module: &Module, agent_type: &str) -> caxton_profiles::jit::Registration {
+    let text = module.text().as_ptr_range();
+    let functions = module
+        .functions()
+        .map(|f| caxton_profiles::jit::JitFunction {
+            offset: f.offset,
+            len: f.len,
+            index: f.index.as_u32(),
+            name: f.name,
+        })
+        .collect();
+    caxton_profiles::jit::register(caxton_profiles::jit::JitCode {
+        code: text.start as usize..text.end as usize,
+        agent_type: agent_type.to_owned(),
+        functions,
+    })
 }
 
 fn check_abi(module: &Module) -> Result<(), ModuleError> {
