@@ -22,7 +22,7 @@ const MAX_RUN_CAPTURE: Duration =
     Duration::from_secs(caxton_profiles::capture::MAX_CAPTURE_SECONDS);
 
 /// `--flamegraph-stage run`, the default: the whole run rather than one stage.
-pub const WHOLE_RUN: &str = "run";
+pub(crate) const WHOLE_RUN: &str = "run";
 
 #[derive(Debug, Error)]
 pub enum FlamegraphError {
@@ -40,14 +40,14 @@ pub enum FlamegraphError {
 /// What a default capture profiles: the whole run ([`WHOLE_RUN`]). The main job's target
 /// is nearly idle (200 users, 1 s think time): its `hold-200` stage alone held about 30
 /// samples at 100 Hz.
-pub fn default_stage(plan: &Plan) -> Option<String> {
+pub(crate) fn default_stage(plan: &Plan) -> Option<String> {
     (!plan.stages.is_empty()).then(|| WHOLE_RUN.to_owned())
 }
 
 /// Where in the run the capture goes: start offset and length. One stage: its middle 80 %,
 /// at most a minute. [`WHOLE_RUN`]: from the start to the last whole second of the plan, its
 /// last 300 s when longer. Whole seconds, at least 1 s.
-pub fn window(plan: &Plan, stage: &str) -> Result<(Duration, u64), FlamegraphError> {
+pub(crate) fn window(plan: &Plan, stage: &str) -> Result<(Duration, u64), FlamegraphError> {
     if stage == WHOLE_RUN && !plan.stages.iter().any(|s| s.name == WHOLE_RUN) {
         let total = plan.total_duration();
         let len = total.min(MAX_RUN_CAPTURE);
@@ -75,7 +75,7 @@ pub fn window(plan: &Plan, stage: &str) -> Result<(Duration, u64), FlamegraphErr
 
 /// A capture saved beside the report.
 #[derive(Debug, Clone)]
-pub struct Captured {
+pub(crate) struct Captured {
     /// `flamegraph.svg` in the run directory.
     pub svg: PathBuf,
     /// Frequency, sample count and loss of the profile.
@@ -84,7 +84,7 @@ pub struct Captured {
 
 impl Captured {
     /// How the report names this capture of `stage`.
-    pub fn reference(&self, stage: &str) -> FlamegraphRef {
+    pub(crate) fn reference(&self, stage: &str) -> FlamegraphRef {
         let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
         FlamegraphRef {
             path: name(&self.svg).unwrap_or_else(|| FLAMEGRAPH_FILE.into()),
@@ -99,7 +99,7 @@ impl Captured {
 }
 
 /// Waits for the stage, captures, and renames the files to their stable names in `run_dir`.
-pub async fn capture(
+pub(crate) async fn capture(
     pprof_base: String,
     started: &RunClock,
     (offset, seconds): (Duration, u64),

@@ -34,9 +34,6 @@ pub mod cli;
 pub(crate) mod collector;
 pub mod distributed;
 pub(crate) mod embedded;
-// Its `pub` items are crate-internal; flamegraph.rs is under the profiler rework, so the
-// lint waits for it (drop this allow then).
-#[allow(unreachable_pub)]
 pub(crate) mod flamegraph;
 pub(crate) mod generator_cpu;
 pub(crate) mod headers;

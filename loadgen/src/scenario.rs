@@ -142,7 +142,7 @@ impl RunContext {
     }
 
     /// Responses so far whose body was longer than `--max-body`.
-    pub fn oversized_bodies(&self) -> u64 {
+    pub(crate) fn oversized_bodies(&self) -> u64 {
         self.transport.oversized()
     }
 

@@ -85,7 +85,7 @@ pub(crate) struct Transport {
 
 /// The default of `--max-body`: far more than any answer of the API, far less than a
 /// hostile target's.
-pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+pub(crate) const DEFAULT_MAX_BODY: usize = 1 << 20;
 
 /// The first `max` bytes of a body, the rest read to its end without being kept: the
 /// latency still runs to the end of the body, and memory stays bounded by `max`.
@@ -159,7 +159,7 @@ impl Transport {
     }
 
     /// How many responses so far were longer than `--max-body`.
-    pub fn oversized(&self) -> u64 {
+    pub(crate) fn oversized(&self) -> u64 {
         self.oversized.load(Ordering::Relaxed)
     }
 

@@ -77,7 +77,10 @@ async fn a_gigabyte_response_does_not_become_a_gigabyte_of_memory() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.code().is_some(), "{status}");
-    eprintln!("caxton-bench peak RSS against 1 GiB answers: {} MiB", peak / 1024);
+    eprintln!(
+        "caxton-bench peak RSS against 1 GiB answers: {} MiB",
+        peak / 1024
+    );
     // Two users, each holding at most 64 KiB of a body, on top of the generator itself.
     assert!(
         peak < 200 * 1024,

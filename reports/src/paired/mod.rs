@@ -8,7 +8,6 @@
 //! verdict states its **minimum detectable change**, so a green result says what it could
 //! have seen.
 
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -17,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::compare::{self, Metric, Verdict, format_change};
 use crate::model::{ReportError, RunReport, Slice};
-use crate::table::{markdown_table, text_table};
 use crate::slices as estimate;
 pub use crate::slices::{Estimate, PairedBootstrap};
+use crate::table::{markdown_table, text_table};
 
 /// Version of the A/B report's own shape (its arms carry the run report's version).
 pub const AB_SCHEMA_VERSION: u32 = 1;
