@@ -123,10 +123,11 @@ async fn gate_fails_a_slower_run_and_passes_an_a_a_pair() {
     let aa_text = text(&aa);
     assert_eq!(aa.status.code(), Some(0), "A/A pair:\n{aa_text}");
     assert!(aa_text.contains("gate: PASS"), "{aa_text}");
-    // These short gate runs profile too little of a lightly loaded target to diff.
+    // The gate profiles its whole run at 1000 Hz: even these short runs of a lightly loaded
+    // target hold enough samples for the differential flamegraph (they held ~100 at 100 Hz
+    // over one stage, and the diff was never drawn).
     assert!(
-        aa_text.contains("No differential flamegraph: it could not be trusted")
-            && aa_text.contains("a diff needs at least 1000 a side"),
+        aa_text.contains("CPU profile diff") && aa_text.contains("differential flamegraph:"),
         "{aa_text}"
     );
 
