@@ -117,7 +117,15 @@ async fn gate_fails_a_slower_run_and_passes_an_a_a_pair() {
         text(&base)
     );
     let baseline = dir.join("base/gate/report.json");
-    let baseline_arg = ["--baseline", baseline.to_str().unwrap()];
+    // Sequential runs of one build move p95 by ±30 % on this shared machine (BENCHMARKS.md,
+    // "Paired A/B"), so the unpaired check gets a threshold above that noise; the slow run
+    // below is many times slower, and `ab` is the check that sees small changes.
+    let baseline_arg = [
+        "--baseline",
+        baseline.to_str().unwrap(),
+        "--relative-threshold",
+        "60%",
+    ];
 
     let aa = gate(&dir.join("aa"), &rate0, &baseline_arg);
     let aa_text = text(&aa);
