@@ -1,7 +1,8 @@
 //! The relative verdict end to end, against the real runtime (`caxton serve`, the binary
 //! beside this `caxton-bench`) on loopback, with a real OTLP receiver (rotel, installed by
 //! ci/install-tools):
-//! - `ci/gate --baseline`: passes an A/A pair, fails (exit 99) a measurably slower run;
+//! - `ci/gate --baseline`: fails (exit 99) a measurably slower run; of an A/A pair it says
+//!   that one pair cannot measure run-to-run noise, and draws the differential flamegraph;
 //! - `caxton-bench compare` of a run at trace sample rate 0 and one at 1.0 exporting to rotel:
 //!   the differential flamegraph is drawn and the frames that grew are the OpenTelemetry
 //!   export path.
@@ -101,7 +102,7 @@ fn neighbour(cpu: &str, seconds: u64) -> Killed {
 }
 
 #[tokio::test]
-async fn gate_fails_a_slower_run_and_passes_an_a_a_pair() {
+async fn gate_fails_a_slower_run_and_says_what_an_a_a_pair_cannot_show() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let dir = out_dir("regression-gate");
     std::fs::create_dir_all(&dir).unwrap();
@@ -117,20 +118,24 @@ async fn gate_fails_a_slower_run_and_passes_an_a_a_pair() {
         text(&base)
     );
     let baseline = dir.join("base/gate/report.json");
-    // Sequential runs of one build move p95 by ±30 % on this shared machine (BENCHMARKS.md,
-    // "Paired A/B"), so the unpaired check gets a threshold above that noise; the slow run
-    // below is many times slower, and `ab` is the check that sees small changes.
-    let baseline_arg = [
-        "--baseline",
-        baseline.to_str().unwrap(),
-        "--relative-threshold",
-        "60%",
-    ];
+    let baseline_arg = ["--baseline", baseline.to_str().unwrap()];
 
+    // Two runs of one build made one after the other: on this shared machine their p95 and
+    // p99 wander by more than any useful threshold (BENCHMARKS.md, "Paired A/B": p95 sd 30 %;
+    // an A/A pair here once moved p99 by +205 %), so the unpaired check cannot promise a
+    // pass; `ab` (tests/ab.rs) is the check whose A/A holds. What it must do is say so, and
+    // draw the diff.
     let aa = gate(&dir.join("aa"), &rate0, &baseline_arg);
     let aa_text = text(&aa);
-    assert_eq!(aa.status.code(), Some(0), "A/A pair:\n{aa_text}");
-    assert!(aa_text.contains("gate: PASS"), "{aa_text}");
+    assert!(
+        matches!(aa.status.code(), Some(0) | Some(99)),
+        "A/A pair:\n{aa_text}"
+    );
+    assert!(
+        aa_text.contains("cannot measure the machine's run-to-run noise")
+            && aa_text.contains("caxton-bench ab"),
+        "{aa_text}"
+    );
     // The gate profiles its whole run at 1000 Hz: even these short runs of a lightly loaded
     // target hold enough samples for the differential flamegraph (they held ~100 at 100 Hz
     // over one stage, and the diff was never drawn).
