@@ -18,6 +18,7 @@ use thiserror::Error;
 
 /// Lowest sampling rate of the embedded runtime's profiler, Hz: the highest the profiler
 /// accepts, so that the main job's profile of a nearly idle target holds enough samples.
+#[cfg(feature = "embedded")]
 pub(crate) const EMBEDDED_PROFILE_HZ: u32 = 1000;
 
 #[derive(Debug, Error)]
