@@ -737,22 +737,7 @@ impl RunReport {
     /// Writes the report as pretty JSON, creating parent directories. The file is written
     /// to a temporary name and renamed, so a reader never sees half a report.
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
-        let write_err = |source| ReportError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let text = serde_json::to_vec_pretty(self).map_err(|source| ReportError::Serialize {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(write_err)?;
-        }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, text).map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)
+        write_json(self, path)
     }
 
     /// Reads a report of any readable schema version (upgraded to [`SCHEMA_VERSION`]),
@@ -865,6 +850,27 @@ pub fn ratio(part: u64, whole: u64) -> f64 {
     } else {
         part as f64 / whole as f64
     }
+}
+
+/// Writes `value` as pretty JSON to `path` (creating its directory), through a temporary
+/// file renamed into place, so a reader never sees half a file: every report's one writer.
+pub(crate) fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<(), ReportError> {
+    let write_err = |source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let text = serde_json::to_vec_pretty(value).map_err(|source| ReportError::Serialize {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(write_err)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text).map_err(write_err)?;
+    std::fs::rename(&tmp, path).map_err(write_err)
 }
 
 #[cfg(test)]

@@ -317,21 +317,7 @@ impl AbReport {
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
-        let text = serde_json::to_vec_pretty(self).map_err(|source| ReportError::Serialize {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let write_err = |source| ReportError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(write_err)?;
-        }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, text).map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)
+        crate::model::write_json(self, path)
     }
 
     pub(crate) fn cells(&self) -> Vec<[String; 8]> {
