@@ -113,6 +113,11 @@ pub struct AbArgs {
     /// then profiled over the same stage, and the diff of B against A is drawn.
     #[arg(long, value_name = "URL")]
     pub baseline_pprof: Option<String>,
+    /// How the arms share the machine: `concurrent` (both at once, each with half of every
+    /// stage's users or rate) or `interleaved` (in turns of one slice, A B B A B A A B …,
+    /// each with the whole load). BENCHMARKS.md compares the two.
+    #[arg(long, default_value_t = caxton_reports::paired::Pairing::Concurrent, value_name = "PAIRING")]
+    pub pairing: caxton_reports::paired::Pairing,
     /// Length of a slice, the unit that is paired and resampled.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub slice: Duration,
@@ -434,6 +439,11 @@ pub struct RunArgs {
     /// arms of `ab` start together.
     #[arg(long, value_name = "UNIX_MS", hide = true)]
     pub start_at: Option<u64>,
+
+    /// Send only in this arm's slices (of --slice-seconds) of an interleaved pairing: how
+    /// `ab --pairing interleaved` makes its arms take turns.
+    #[arg(long, value_name = "ARM", hide = true, requires = "slice_seconds")]
+    pub interleave_arm: Option<caxton_reports::paired::Arm>,
 }
 
 #[derive(Debug, Error)]
@@ -503,6 +513,7 @@ impl AbArgs {
                     baseline_runtime: None,
                     runtime: None,
                     baseline_pprof: env(BASELINE_PPROF_ENV),
+                    pairing: caxton_reports::paired::Pairing::default(),
                     slice: DEFAULT_SLICE,
                     warmup: None,
                     regression_threshold: DEFAULT_REGRESSION_THRESHOLD.to_string(),
@@ -620,6 +631,13 @@ impl RunArgs {
             target_key: self.target_key.clone(),
             max_body: self.max_body,
             slice_seconds: self.slice_seconds,
+            turns: self
+                .interleave_arm
+                .zip(self.slice_seconds)
+                .map(|(arm, seconds)| crate::turns::Turns {
+                    slice: Duration::from_secs(seconds),
+                    arm,
+                }),
             start_at: self
                 .start_at
                 .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),

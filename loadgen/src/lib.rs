@@ -55,6 +55,7 @@ pub mod summary_export;
 pub(crate) mod target_build;
 pub(crate) mod thresholds;
 pub(crate) mod transport;
+pub(crate) mod turns;
 pub(crate) mod validity;
 pub mod verdict;
 

@@ -74,6 +74,8 @@ pub struct RunOptions {
     pub max_body: usize,
     /// Record a histogram per slice of this many seconds (`--slice-seconds`).
     pub slice_seconds: Option<u64>,
+    /// An interleaved A/B arm: send only in these turns.
+    pub(crate) turns: Option<crate::turns::Turns>,
     /// Start the load at this instant rather than at once (`ab`'s arms start together).
     pub start_at: Option<SystemTime>,
     /// Distributed run: meet the other workers and start with them.
@@ -269,15 +271,18 @@ async fn attack(
     });
     let open = opts.plan.model == LoadModel::Open;
     let pool = open.then(|| opts.pool_users.unwrap_or_else(|| default_pool(&opts.plan)));
-    let ctx = Arc::new(RunContext::new(
-        target,
-        opts.plan.clone(),
-        opts.think_time,
-        open.then(|| Arc::new(Arrivals::new(opts.backlog))),
-        opts.request_timeout,
-        opts.headers.clone(),
-        opts.max_body,
-    )?);
+    let ctx = Arc::new(
+        RunContext::new(
+            target,
+            opts.plan.clone(),
+            opts.think_time,
+            open.then(|| Arc::new(Arrivals::new(opts.backlog))),
+            opts.request_timeout,
+            opts.headers.clone(),
+            opts.max_body,
+        )?
+        .taking_turns(opts.turns),
+    );
     let goose = goose_attack(opts, &ctx, target, pool)?;
     let run_dir = run_dir::dir_of(&report_path).to_path_buf();
     // A worker's share is not the run: its abortOnFail thresholds are judged on the global

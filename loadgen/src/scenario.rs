@@ -22,6 +22,7 @@ use crate::plan::Plan;
 use crate::recorder::{Cadence, Correction, ErrorKind, Hub, Outcome};
 use crate::run_clock::RunClock;
 use crate::transport::{Endpoint, Failure, Transport, TransportError};
+use crate::turns::Turns;
 
 /// Request names as the report shows them (index = `Outcome::name`).
 pub(crate) const REQUEST_NAMES: [&str; 2] = ["create-agent", "send-message"];
@@ -112,6 +113,8 @@ pub(crate) struct RunContext {
     pub started: RunClock,
     /// Open model: the arrival schedule users take their iterations from.
     pub arrivals: Option<Arc<Arrivals>>,
+    /// An interleaved A/B arm sends only in its own slices.
+    turns: Option<Turns>,
     transport: Transport,
     agents: Endpoint,
     messages: Endpoint,
@@ -135,10 +138,40 @@ impl RunContext {
             think_time,
             started: RunClock::new(),
             arrivals,
+            turns: None,
             transport: Transport::new(base, request_timeout, headers, max_body)?,
             agents: Endpoint::parse(&format!("{base}/api/agents"))?,
             messages: Endpoint::parse(&format!("{base}/api/messages?wait=true"))?,
         })
+    }
+
+    pub(crate) fn taking_turns(mut self, turns: Option<Turns>) -> RunContext {
+        self.turns = turns;
+        self
+    }
+
+    /// Whether an iteration due at `at` may go now: always, except for an interleaved arm
+    /// outside its turn. Closed model: waits for the turn (within the plan; past its end
+    /// the iteration is dropped). Open model: an arrival due in the other arm's turn is
+    /// skipped.
+    async fn my_turn(&self, at: Option<Instant>) -> bool {
+        let (Some(turns), Some(started)) = (&self.turns, self.started.get()) else {
+            return true;
+        };
+        if let Some(due) = at {
+            return turns.owns(due.saturating_duration_since(started));
+        }
+        let since = started.elapsed();
+        let wait = turns.wait(since);
+        if wait.is_zero() {
+            return true;
+        }
+        if since + wait >= self.plan.total_duration() {
+            tokio::time::sleep(self.plan.total_duration().saturating_sub(since)).await;
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        true
     }
 
     /// Responses so far whose body was longer than `--max-body`.
@@ -257,6 +290,9 @@ async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
         },
         None => None,
     };
+    if !ctx.my_turn(intended).await {
+        return;
+    }
     match kind {
         ScenarioKind::CreateAgent => {
             request(

@@ -1,7 +1,8 @@
 //! `caxton-bench ab` end to end: two arms at once against calibrated loopback peers (one
 //! thread each, a fixed CPU cost per request), judged as pairs.
 //! - a 50 % CPU cost per request in B is a regression (exit 99), with both arms' full reports
-//!   and their slices in report.json;
+//!   and their slices in report.json; so it is when the arms take turns (`--pairing
+//!   interleaved`), each sending only in its own slices;
 //! - A/A is not, at a strict threshold;
 //! - an arm answering 500 regresses its error rate (exit 99), here with the plain run's
 //!   command line made an A/B run by `CAXTON_BENCH_BASELINE_TARGET`;
@@ -115,6 +116,53 @@ async fn a_fifty_percent_cpu_cost_is_a_regression() {
         "{stdout}"
     );
     assert!(out.join("t/report.html").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interleaved_arms_take_turns_and_find_the_fifty_percent_cost() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let out = out_dir("ab-interleaved");
+    let mut cmd = tokio::process::Command::new(BENCH);
+    cmd.args(["ab", "--baseline-target"])
+        .arg(format!("http://{}", peer(ROUNDS, 200, None)))
+        .args([
+            "--duration",
+            "20s",
+            "--slice",
+            "1s",
+            "--pairing",
+            "interleaved",
+        ]);
+    let o = run(cmd, peer(ROUNDS * 3 / 2, 200, None), &[], &out).await;
+    assert_eq!(o.status.code(), Some(99), "{}", text(&o));
+    let r = report(&out);
+    assert_eq!(r["pairing"], "interleaved");
+    assert_eq!(row(&r, "p95")["verdict"], "REGRESSED", "{}", row(&r, "p95"));
+    assert!(
+        r["verdict"]["pairs"].as_u64().unwrap() >= 6,
+        "{}",
+        r["verdict"]
+    );
+    // A B B A B A A B …: in each arm's own slices it sends, in the other's at most the
+    // stragglers of its turn.
+    let per_slice = |arm: &str| -> Vec<u64> {
+        r[arm]["slices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["requests"].as_u64().unwrap())
+            .collect()
+    };
+    let (a, b) = (per_slice("baseline"), per_slice("candidate"));
+    let turns = [true, false, false, true, false, true, true, false];
+    for (k, a_turn) in turns.into_iter().enumerate().skip(1) {
+        let (mine, other) = if a_turn { (a[k], b[k]) } else { (b[k], a[k]) };
+        assert!(
+            mine > 20 && other * 5 < mine,
+            "slice {k}: {mine} requests by the arm whose turn it was, {other} by the other \
+             (baseline {a:?}, candidate {b:?})"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

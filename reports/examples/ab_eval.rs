@@ -47,21 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("|---|---:|---|---:|---:|---:|---:|");
     for file in &files {
         let report = AbReport::read_if_paired(file)?.ok_or("not an A/B report")?;
-        let warmup = report.verdict.warmup_seconds;
-        let pairs: Vec<(&Slice, &Slice)> = report
-            .baseline
-            .slices
-            .iter()
-            .filter(|s| s.start_seconds >= warmup && s.requests > 0)
-            .filter_map(|a| {
-                let b = report
-                    .candidate
-                    .slices
-                    .iter()
-                    .find(|b| b.start_seconds == a.start_seconds && b.requests > 0)?;
-                Some((a, b))
-            })
-            .collect();
+        let pairs: Vec<(&Slice, &Slice)> = report.pairs();
         let whole = judge_pairs(&pairs, &opts)?;
         let p95 = whole.iter().find(|r| r.metric == "p95").ok_or("no p95")?;
         let mut rng = StdRng::seed_from_u64(0x6162);
@@ -92,8 +78,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mdcs.sort_by(f64::total_cmp);
         let median = mdcs.get(mdcs.len() / 2).copied().unwrap_or(f64::NAN);
         println!(
-            "| {} | {} | {:+.1}% [{:+.1}%, {:+.1}%], {:.1}% | {runs} | {:.1}% | {:.1}% | {:.1}% |",
+            "| {} ({}) | {} | {:+.1}% [{:+.1}%, {:+.1}%], {:.1}% | {runs} | {:.1}% | {:.1}% | {:.1}% |",
             file.display(),
+            report.pairing,
             pairs.len(),
             p95.change * 100.0,
             p95.low.unwrap_or(f64::NAN) * 100.0,

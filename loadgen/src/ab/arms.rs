@@ -10,6 +10,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime};
 
 use caxton_reports::model::RunReport;
+use caxton_reports::paired::{Arm, Pairing};
 use tokio::process::Command;
 
 use super::AbError;
@@ -37,6 +38,7 @@ const NOT_FORWARDED: &[&str] = &[
     "--slice-seconds",
     "--load-share",
     "--start-at",
+    "--interleave-arm",
     "--target-metrics",
     "--target-key",
 ];
@@ -70,7 +72,7 @@ pub(crate) fn forwarded(argv: &[String]) -> Vec<String> {
 
 /// What one arm is told.
 pub(crate) struct ArmPlan {
-    pub(crate) name: &'static str,
+    pub(crate) arm: Arm,
     pub(crate) target: String,
     pub(crate) pprof: Option<String>,
     pub(crate) target_metrics: Option<String>,
@@ -106,17 +108,17 @@ impl ArmResult {
 }
 
 /// Both arms' shared settings.
-pub(crate) struct Pairing<'a> {
+pub(crate) struct Launch<'a> {
     pub(crate) run_flags: &'a [String],
     pub(crate) dir: &'a Path,
     pub(crate) slice_seconds: u64,
-    pub(crate) share: f64,
+    pub(crate) pairing: Pairing,
     pub(crate) start_at: SystemTime,
 }
 
 /// Runs both arms at once and waits for both.
 pub(crate) async fn run_both(
-    pairing: &Pairing<'_>,
+    launch: &Launch<'_>,
     arms: [&ArmPlan; 2],
 ) -> Result<[ArmResult; 2], AbError> {
     let exe = std::env::current_exe().map_err(|source| AbError::Io {
@@ -125,7 +127,7 @@ pub(crate) async fn run_both(
     })?;
     let mut children = Vec::new();
     for arm in arms {
-        let log = pairing.dir.join(format!("{}.log", arm.name));
+        let log = launch.dir.join(format!("{}.log", arm.arm.as_str()));
         let file = std::fs::File::create(&log).map_err(|source| AbError::Io {
             what: format!("creating {}", log.display()),
             source,
@@ -144,16 +146,19 @@ pub(crate) async fn run_both(
         cmd.env_remove(crate::cli::BASELINE_TARGET_ENV)
             .env_remove(crate::cli::BASELINE_PPROF_ENV)
             .arg("run")
-            .args(pairing.run_flags)
+            .args(launch.run_flags)
             .args(["--target", &arm.target])
             .arg("--out")
-            .arg(pairing.dir)
+            .arg(launch.dir)
             .args(["--run-id", &arm.run_id])
             .args(["--target-key", &arm.target_key])
-            .args(["--slice-seconds", &pairing.slice_seconds.to_string()])
-            .args(["--load-share", &pairing.share.to_string()])
-            .args(["--start-at", &unix_ms(pairing.start_at).to_string()])
+            .args(["--slice-seconds", &launch.slice_seconds.to_string()])
+            .args(["--load-share", share(launch.pairing)])
+            .args(["--start-at", &unix_ms(launch.start_at).to_string()])
             .args(["--progress", progress_flag(arm.progress)]);
+        if launch.pairing == Pairing::Interleaved {
+            cmd.args(["--interleave-arm", arm.arm.as_str()]);
+        }
         if let Some(p) = &arm.pprof {
             cmd.args(["--pprof", p]);
         }
@@ -169,10 +174,10 @@ pub(crate) async fn run_both(
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| AbError::Io {
-                what: format!("starting the {} arm", arm.name),
+                what: format!("starting the {} arm", arm.arm.as_str()),
                 source,
             })?;
-        let report_path = crate::run_dir::report_path(pairing.dir, &arm.run_id, None);
+        let report_path = crate::run_dir::report_path(launch.dir, &arm.run_id, None);
         children.push((child, report_path, log));
     }
     let mut results = Vec::new();
@@ -191,6 +196,15 @@ pub(crate) async fn run_both(
         .try_into()
         .map_err(|_| AbError::Internal("two arms were started".into()))?;
     Ok([a, b])
+}
+
+/// Each arm's share of every stage's load: half when both run at once, the whole of it in
+/// its turns when they take turns.
+fn share(pairing: Pairing) -> &'static str {
+    match pairing {
+        Pairing::Concurrent => "0.5",
+        Pairing::Interleaved => "1",
+    }
 }
 
 fn progress_flag(mode: ProgressMode) -> &'static str {

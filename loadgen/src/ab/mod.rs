@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use caxton_reports::compare;
 use caxton_reports::model::ReportError;
-use caxton_reports::paired::{self, AB_SCHEMA_VERSION, AbOutcome, AbReport, PairedOptions};
+use caxton_reports::paired::{self, AB_SCHEMA_VERSION, AbOutcome, AbReport, Arm, PairedOptions};
 use thiserror::Error;
 
 use crate::cli::AbArgs;
@@ -123,7 +123,7 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
         });
     let arm_plans = [
         arms::ArmPlan {
-            name: "baseline",
+            arm: Arm::Baseline,
             target: a_target,
             pprof: pprof(0, &args.baseline_pprof),
             target_metrics: started.first().map(|r| r.metrics.clone()),
@@ -133,7 +133,7 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
             summary_export: None,
         },
         arms::ArmPlan {
-            name: "candidate",
+            arm: Arm::Candidate,
             target: b_target,
             pprof: pprof(1, &args.run.pprof),
             target_metrics: started
@@ -150,14 +150,14 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
     // Both children connect, read the targets' builds and set up their users before this
     // instant; the load of both then starts at it.
     let start_at = SystemTime::now() + START_DELAY;
-    let pairing = arms::Pairing {
+    let launch = arms::Launch {
         run_flags: &run_flags,
         dir: &dir,
         slice_seconds: args.slice.as_secs().max(1),
-        share: 0.5,
+        pairing: args.pairing,
         start_at,
     };
-    let results = arms::run_both(&pairing, [&arm_plans[0], &arm_plans[1]]).await;
+    let results = arms::run_both(&launch, [&arm_plans[0], &arm_plans[1]]).await;
     let mut died = Vec::new();
     for (arm, rt) in ["baseline", "candidate"].iter().zip(started.iter_mut()) {
         if let Some(status) = rt.exited() {
@@ -180,7 +180,7 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
     let report = AbReport {
         schema_version: AB_SCHEMA_VERSION,
         run_id,
-        pairing: "concurrent".into(),
+        pairing: args.pairing.as_str().into(),
         target_key: pair_key.clone(),
         start_skew_ms: candidate.started_unix_ms as i64 - baseline.started_unix_ms as i64,
         verdict,
@@ -274,6 +274,7 @@ impl AbArgs {
             per_metric: flags.per_metric,
             gating,
             warmup_seconds: warmup,
+            pairing: self.pairing,
             ..Default::default()
         })
     }

@@ -20,6 +20,9 @@ use crate::slices as estimate;
 pub use crate::slices::{Estimate, PairedBootstrap};
 use crate::table::{markdown_table, text_table};
 
+mod pairing;
+pub use pairing::{Arm, Pairing, owner};
+
 /// Version of the A/B report's own shape (its arms carry the run report's version).
 pub const AB_SCHEMA_VERSION: u32 = 1;
 
@@ -47,6 +50,8 @@ pub struct PairedOptions {
     /// Slices starting before this second are discarded (connections, caches, JIT).
     pub warmup_seconds: u64,
     pub bootstrap: PairedBootstrap,
+    /// How the arms' slices were made, and so which slices form a pair.
+    pub pairing: Pairing,
 }
 
 impl Default for PairedOptions {
@@ -57,6 +62,7 @@ impl Default for PairedOptions {
             gating: DEFAULT_GATING.to_vec(),
             warmup_seconds: 0,
             bootstrap: PairedBootstrap::default(),
+            pairing: Pairing::default(),
         }
     }
 }
@@ -130,7 +136,8 @@ pub struct AbVerdict {
 pub struct AbReport {
     pub schema_version: u32,
     pub run_id: String,
-    /// How the load was paired: `concurrent` (both arms at once, each with half the load).
+    /// How the load was paired: `concurrent` (both arms at once, each with half the load)
+    /// or `interleaved` (in turns, slice by slice, each with the whole load).
     pub pairing: String,
     /// Candidate's load start minus baseline's, ms.
     pub start_skew_ms: i64,
@@ -168,7 +175,13 @@ pub fn judge(
             invalid.push(format!("arm {arm}: report {} has no slices", r.run_id));
         }
     }
-    let pairs = pair_slices(baseline, candidate, opts.warmup_seconds, &mut invalid);
+    let pairs = pairs_of(
+        baseline,
+        candidate,
+        opts.pairing,
+        opts.warmup_seconds,
+        &mut invalid,
+    );
     let slice_seconds = baseline.slices.first().map_or(0, |s| s.seconds);
     if pairs.len() < MIN_PAIRS && invalid.is_empty() {
         invalid.push(format!(
@@ -250,25 +263,79 @@ pub fn judge_pairs(
         .collect())
 }
 
-/// The slices both arms measured over the same seconds, after the warm-up. A pair where one
-/// arm sent nothing, or got no HTTP answer to anything, while the other was served, breaks
-/// the pairing: it is reported (naming the arm and the second) and left out.
+/// The slice pairs of two arms after the warm-up, as `pairing` made them.
+fn pairs_of<'a>(
+    a: &'a RunReport,
+    b: &'a RunReport,
+    pairing: Pairing,
+    warmup: u64,
+    invalid: &mut Vec<String>,
+) -> Vec<(&'a Slice, &'a Slice)> {
+    match pairing {
+        Pairing::Concurrent => pair_slices(a, b, warmup, invalid),
+        Pairing::Interleaved => pair_turns(a, b, warmup, invalid),
+    }
+}
+
+/// The slices both arms measured over the same seconds, after the warm-up.
 fn pair_slices<'a>(
     a: &'a RunReport,
     b: &'a RunReport,
     warmup: u64,
     invalid: &mut Vec<String>,
 ) -> Vec<(&'a Slice, &'a Slice)> {
+    let candidates = a
+        .slices
+        .iter()
+        .filter(|s| s.start_seconds >= warmup)
+        .filter_map(|sa| Some((sa, slice_at(b, sa.start_seconds, sa.seconds)?)));
+    keep_served(candidates, invalid)
+}
+
+/// Interleaved: slices 2j and 2j+1 form pair j, each arm's own slice of the two
+/// ([`owner`]); the slices an arm did not own hold at most the stragglers of its previous
+/// turn and are not used.
+fn pair_turns<'a>(
+    a: &'a RunReport,
+    b: &'a RunReport,
+    warmup: u64,
+    invalid: &mut Vec<String>,
+) -> Vec<(&'a Slice, &'a Slice)> {
+    let Some(seconds) = a.slices.first().map(|s| s.seconds).filter(|&s| s > 0) else {
+        return Vec::new();
+    };
+    let last = a.slices.iter().map(|s| s.start_seconds / seconds).max();
+    let candidates = (0..=last.unwrap_or(0) / 2)
+        .filter(|j| 2 * j * seconds >= warmup)
+        .filter_map(|j| {
+            let (ka, kb) = match owner(2 * j) {
+                Arm::Baseline => (2 * j, 2 * j + 1),
+                Arm::Candidate => (2 * j + 1, 2 * j),
+            };
+            Some((
+                slice_at(a, ka * seconds, seconds)?,
+                slice_at(b, kb * seconds, seconds)?,
+            ))
+        });
+    keep_served(candidates, invalid)
+}
+
+fn slice_at(r: &RunReport, start_seconds: u64, seconds: u64) -> Option<&Slice> {
+    r.slices
+        .iter()
+        .find(|s| s.start_seconds == start_seconds && s.seconds == seconds)
+}
+
+/// The pairs both arms were served in. A pair where one arm sent nothing, or got no HTTP
+/// answer to anything, while the other was served, breaks the pairing: it is reported
+/// (naming the arm and the second) and left out.
+fn keep_served<'a>(
+    candidates: impl Iterator<Item = (&'a Slice, &'a Slice)>,
+    invalid: &mut Vec<String>,
+) -> Vec<(&'a Slice, &'a Slice)> {
     let mut pairs = Vec::new();
     let mut broken: BTreeMap<&str, u64> = BTreeMap::new();
-    for sa in a.slices.iter().filter(|s| s.start_seconds >= warmup) {
-        let Some(sb) = b
-            .slices
-            .iter()
-            .find(|s| s.start_seconds == sa.start_seconds && s.seconds == sa.seconds)
-        else {
-            continue;
-        };
+    for (sa, sb) in candidates {
         let served = |s: &Slice| s.requests > s.transport_failures;
         let silent = |s: &Slice| !served(s);
         let mut ok = true;
@@ -292,6 +359,18 @@ fn pair_slices<'a>(
 }
 
 impl AbReport {
+    /// The slice pairs its verdict was judged on, for judging them again
+    /// ([`judge_pairs`]); a report that names no known pairing was concurrent.
+    pub fn pairs(&self) -> Vec<(&Slice, &Slice)> {
+        pairs_of(
+            &self.baseline,
+            &self.candidate,
+            self.pairing.parse().unwrap_or_default(),
+            self.verdict.warmup_seconds,
+            &mut Vec::new(),
+        )
+    }
+
     /// Reads `path` as an A/B run's report when it is one (it names its pairing); `None`
     /// for a single run's report, which [`RunReport::read`] reads.
     pub fn read_if_paired(path: &Path) -> Result<Option<AbReport>, ReportError> {
