@@ -109,6 +109,11 @@ pub struct AbArgs {
     /// Without targets: the candidate build's `caxton` binary.
     #[arg(long, value_name = "BIN", requires = "baseline_runtime")]
     pub runtime: Option<PathBuf>,
+    /// Without targets: the baseline runtime's configuration, when it differs from the
+    /// candidate's (--runtime-config): one build against itself with a known real cost,
+    /// e.g. telemetry off against the guide's sampling at 1.0.
+    #[arg(long, value_name = "FILE", requires = "baseline_runtime")]
+    pub baseline_runtime_config: Option<PathBuf>,
     /// The baseline target's pprof endpoint (--pprof is the candidate's): both arms are
     /// then profiled over the same stage, and the diff of B against A is drawn.
     #[arg(long, value_name = "URL")]
@@ -512,6 +517,7 @@ impl AbArgs {
                     baseline_target: Some(baseline),
                     baseline_runtime: None,
                     runtime: None,
+                    baseline_runtime_config: None,
                     baseline_pprof: env(BASELINE_PPROF_ENV),
                     pairing: caxton_reports::paired::Pairing::default(),
                     slice: DEFAULT_SLICE,

@@ -21,6 +21,7 @@ const NOT_FORWARDED: &[&str] = &[
     "--baseline-target",
     "--baseline-runtime",
     "--runtime",
+    "--baseline-runtime-config",
     "--baseline-pprof",
     "--pairing",
     "--slice",

@@ -97,7 +97,8 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
         (Some(a), Some(b), None, None) => (a.clone(), b.clone()),
         (None, None, Some(a), Some(b)) => {
             let config = args.run.runtime_config.as_deref();
-            for (arm, bin) in [("baseline", a), ("candidate", b)] {
+            let baseline_config = args.baseline_runtime_config.as_deref().or(config);
+            for (arm, bin, config) in [("baseline", a, baseline_config), ("candidate", b, config)] {
                 started.push(runtimes::Runtime::start(arm, bin, config, &dir).await?);
             }
             (started[0].api.clone(), started[1].api.clone())

@@ -1,5 +1,6 @@
 //! The two runtimes of an A/B run without targets: two `caxton` binaries (`--baseline-runtime`
-//! and `--runtime`) with one configuration, each on its own free loopback ports and data
+//! and `--runtime`) with one configuration (or the baseline's own,
+//! `--baseline-runtime-config`), each on its own free loopback ports and data
 //! directory, with its pprof endpoint on, stopped when dropped.
 //!
 //! Both inherit this process's CPU affinity, so they are pinned alike: neither gets a core
