@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use caxton_reports::history::History;
+use caxton_reports::history::{History, LoadedRun};
 use caxton_reports::model::RunReport;
 use caxton_reports::profile_diff::{self, DIFF_FLAMEGRAPH_FILE, DiffOutcome, ProfileSide};
 
@@ -98,23 +98,31 @@ pub fn write_svg(outcome: &DiffOutcome, dir: &Path) -> std::io::Result<Option<Pa
 /// written to `diff-from-<run before>/` in the run directory after the change.
 pub fn at_change_points(
     history: &History,
-    runs: &[(PathBuf, RunReport)],
+    runs: &[LoadedRun],
 ) -> BTreeMap<(String, String), Result<PathBuf, String>> {
-    let find = |id: &str| runs.iter().find(|(_, r)| r.run_id == id);
+    let find = |id: &str| runs.iter().find(|r| r.info.run_id == id).map(|r| &r.path);
     let mut out = BTreeMap::new();
     for (_, c) in history.change_points() {
         let key = (c.before.run_id.clone(), c.after.run_id.clone());
         if out.contains_key(&key) || c.before.profile.is_none() || c.after.profile.is_none() {
             continue;
         }
-        let (Some((bp, b)), Some((ap, a))) = (find(&key.0), find(&key.1)) else {
+        let (Some(bp), Some(ap)) = (find(&key.0), find(&key.1)) else {
             continue;
+        };
+        // The history keeps no whole report: the two are read again.
+        let (b, a) = match (RunReport::read(bp), RunReport::read(ap)) {
+            (Ok(b), Ok(a)) => (b, a),
+            (Err(e), _) | (_, Err(e)) => {
+                out.insert(key, Err(e.to_string()));
+                continue;
+            }
         };
         let dir = ap
             .parent()
             .unwrap_or(Path::new(""))
             .join(format!("diff-from-{}", key.0));
-        let written = diff_runs((b, bp), (a, ap))
+        let written = diff_runs((&b, bp), (&a, ap))
             .map_err(|e| e.to_string())
             .and_then(|outcome| match &outcome {
                 DiffOutcome::NotDrawn(why) => Err(why.join("; ")),

@@ -297,8 +297,9 @@ async fn same_change_points_from_prometheus(dir: &Path, from_dir: &serde_json::V
     let prometheus = Prometheus::start(&[]).await.unwrap();
     let writer = RemoteWriter::new(&prometheus.url(), RemoteWriteOptions::default()).unwrap();
     let loaded = history::load_dir(dir, false).unwrap();
-    for (_, report) in &loaded.runs {
-        let samples = final_samples(report, report.ended_unix_ms as i64);
+    for run in &loaded.runs {
+        let report = caxton_reports::model::RunReport::read(&run.path).unwrap();
+        let samples = final_samples(&report, report.ended_unix_ms as i64);
         writer.write(&samples).await.unwrap();
     }
     let o = std::process::Command::new(BENCH)

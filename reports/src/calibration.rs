@@ -13,8 +13,8 @@ use thiserror::Error;
 
 use crate::compare::{CompareOptions, Metric};
 use crate::history::noise::{self, Noise};
-use crate::history::series::{metric_value, plan_key};
-use crate::history::{HistoryError, load_dir};
+use crate::history::series::{ALL, plan_key};
+use crate::history::{HistoryError, LoadedRun, load_dir};
 use crate::model::{Plan, RunReport};
 
 /// No calibrated threshold goes below this: a history of near-identical runs would otherwise
@@ -48,26 +48,31 @@ pub fn from_history(
 ) -> Result<Calibrated, CalibrationError> {
     let key = plan_key(plan);
     let loaded = load_dir(dir, skip_unreadable)?;
-    let mut runs: Vec<(PathBuf, RunReport)> = loaded
-        .runs
-        .into_iter()
-        .filter(|(_, r)| plan_key(&r.plan) == key)
-        .collect();
+    let runs: Vec<LoadedRun> = loaded.runs.into_iter().filter(|r| r.plan == key).collect();
     let mut noise = BTreeMap::new();
     for metric in Metric::ALL {
+        // The whole run's figure: the observation of every scenario and every stage.
         let values: Vec<f64> = runs
             .iter()
-            .filter_map(|(_, r)| metric_value(metric, &r.overall))
+            .filter_map(|r| {
+                r.observations
+                    .iter()
+                    .find(|(k, _)| k.metric == metric && k.scenario == ALL && k.stage == ALL)
+                    .map(|(_, v)| *v)
+            })
             .collect();
         if let Some(n) = noise::measure(&values, metric.higher_is_worse()) {
             noise.insert(metric, n);
         }
     }
     let count = runs.len();
-    let baseline = runs.pop().ok_or_else(|| CalibrationError::NoBaseline {
+    let newest = runs.last().ok_or_else(|| CalibrationError::NoBaseline {
         dir: dir.to_path_buf(),
         plan: key,
     })?;
+    // The history keeps no whole report: the baseline is read again.
+    let report = RunReport::read(&newest.path).map_err(HistoryError::Unreadable)?;
+    let baseline = (newest.path.clone(), report);
     Ok(Calibrated {
         baseline,
         runs: count,

@@ -413,3 +413,135 @@ async fn rows_that_cannot_be_restored_stop_the_start_naming_the_row() {
         assert_eq!(kept, value.trim_matches('\''));
     }
 }
+
+/// A tmpfs mounted for one test, unmounted (lazily, in case a child still holds a file on
+/// it) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) at `at`; `Err` says why not
+    /// (not root, no `mount`, no permission in this container).
+    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not running as root".into());
+        }
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Writes zeros into `file` until the file system refuses with ENOSPC: every block is used,
+/// so the next write anywhere on it fails. Removing `file` frees the disk again.
+fn fill(file: &Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(file).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let err = loop {
+        if let Err(e) = f.write_all(&chunk) {
+            break e;
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    // A partial page is not left free: tmpfs allocates whole pages, and the last write
+    // already took the last one.
+    assert!(f.write_all(&[0u8; 4096]).is_err(), "the disk is full");
+}
+
+/// Issue 25: on a real full disk (a small tmpfs as data_dir) a create answers 503 and keeps
+/// nothing, a delete answers 503 and the agent stays (served, listed, counted, and there
+/// after a restart), a start on the full disk says "the disk is full", not "corrupt", and
+/// nothing panics. Needs root for the mount; skips with a message otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_tmpfs_refuses_creates_and_deletes_with_503_and_loses_nothing() {
+    let node = Node::new();
+    let data = node.dir.path().join("data");
+    let _tmpfs = match Tmpfs::mount(&data, "2m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipping the full-disk test: {why}");
+            return;
+        }
+    };
+    let mut first = node.start().await;
+    let kept_id = first.api().create_type("echo").await.unwrap();
+    let before = kept_fields(first.api()).await;
+    assert_eq!(before.len(), 1);
+
+    let filler = data.join("filler");
+    fill(&filler);
+
+    let r = first
+        .api()
+        .create_agent(&json!({"agent_type": "echo", "name": "no-room"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["error"], "store unavailable", "{}", r.body);
+    assert_eq!(
+        kept_fields(first.api()).await,
+        before,
+        "the refused create left nothing"
+    );
+
+    let r = first.api().delete(&kept_id).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["error"], "store unavailable", "{}", r.body);
+    assert_eq!(
+        kept_fields(first.api()).await,
+        before,
+        "the agent is still listed"
+    );
+    assert_eq!(ready_agents(first.api()).await, 1);
+    let (status, reply) = ask(first.api(), &kept_id).await;
+    assert_eq!(status, 200, "the agent still answers: {reply}");
+    first.terminate().unwrap();
+    let output = first.output();
+    assert!(!output.contains("panicked"), "{output}");
+
+    // A start on the full disk stops and says so; the store is not called corrupt.
+    let start_output = match node.try_start().await {
+        Err(Error::Exited { status, output, .. }) => {
+            assert!(!status.success());
+            output
+        }
+        Ok(running) => panic!("caxton started on a full disk: {}", running.output()),
+        Err(e) => panic!("{e}"),
+    };
+    let store = node.store().display().to_string();
+    assert!(
+        start_output.contains(&format!("agent store {store}: the disk is full")),
+        "{start_output}"
+    );
+    assert!(!start_output.contains("corrupt"), "{start_output}");
+    assert!(!start_output.contains("panicked"), "{start_output}");
+
+    // Room again: the agent is there, alone, and answers; its delete now goes through.
+    std::fs::remove_file(&filler).unwrap();
+    let second = node.start().await;
+    assert_eq!(kept_fields(second.api()).await, before);
+    let (status, reply) = ask(second.api(), &kept_id).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(second.api().delete(&kept_id).await.unwrap().status, 200);
+    assert!(!node.log().contains("panicked"), "{}", node.log());
+}

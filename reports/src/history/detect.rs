@@ -90,8 +90,13 @@ pub fn detect(values: &[f64], opts: &DetectOptions) -> Vec<ChangePoint> {
 /// depends only on its runs (and on whether they were tested as logarithms), so the strict
 /// pass and a second detection over a prefix of the same series (`history` asks with and
 /// without the newest run) take them from here instead of permuting again.
+/// The best splits of segments already searched are kept the same way, keyed by the
+/// segment: the search costs O(n²) per segment, the most of a long history's time.
 #[derive(Debug, Default)]
-pub struct Judgements(HashMap<(bool, usize, usize, usize), (f64, f64)>);
+pub struct Judgements {
+    windows: HashMap<(bool, usize, usize, usize), (f64, f64)>,
+    splits: HashMap<(bool, usize, usize), Option<Split>>,
+}
 
 /// [`detect`], reusing (and adding to) `judged`: `values` must extend or be a prefix of the
 /// series `judged` was filled from.
@@ -114,22 +119,21 @@ pub fn detect_with(
     } else {
         values
     };
-    let mut judged_at = |s: usize, tau: usize, e: usize| {
+    let judged_at = |judged: &mut Judgements, s: usize, tau: usize, e: usize| {
         let (lo, hi) = window(s, tau, e, opts.window);
         *judged
-            .0
+            .windows
             .entry((as_logs, lo, tau, hi))
             .or_insert_with(|| judge(values, tested, lo, tau, hi, opts))
     };
-    let energy = Energy::new(tested);
     let mut candidates = Vec::new();
     let mut segments = vec![(0, values.len())];
     while let Some((s, e)) = segments.pop() {
-        let Some((tau, kappa)) = energy.best_split(s, e, min_seg) else {
+        let Some((tau, kappa)) = best_split(tested, s, e, min_seg, as_logs, judged) else {
             continue;
         };
         // Judged against the runs up to κ only: a later change back must not hide this one.
-        let (p, change) = judged_at(s, tau, kappa);
+        let (p, change) = judged_at(judged, s, tau, kappa);
         if p < opts.weak_p_value && change.abs() >= opts.min_magnitude {
             candidates.push(tau);
             segments.push((s, tau));
@@ -144,7 +148,7 @@ pub fn detect_with(
             .map(|i| {
                 let s = if i == 0 { 0 } else { candidates[i - 1] };
                 let e = candidates.get(i + 1).copied().unwrap_or(values.len());
-                judged_at(s, candidates[i], e)
+                judged_at(&mut *judged, s, candidates[i], e)
             })
             .collect();
         let failing = judged
@@ -176,6 +180,29 @@ pub fn detect_with(
             }
         }
     }
+}
+
+/// The split `τ` of `[s, e)`, and the end `κ` of the runs after it, with the largest
+/// divergence `Q̂`, both sides at least `min_seg` long; the earliest on ties, so the result
+/// does not depend on float noise in the order. From `judged` when searched before.
+fn best_split(
+    z: &[f64],
+    s: usize,
+    e: usize,
+    min_seg: usize,
+    as_logs: bool,
+    judged: &mut Judgements,
+) -> Option<Split> {
+    if let Some(found) = judged.splits.get(&(as_logs, s, e)) {
+        return *found;
+    }
+    let (full, short) = best_splits(&z[s..e], min_seg);
+    let shift = |b: Option<Split>| b.map(|(tau, kappa)| (s + tau, s + kappa));
+    if e > s {
+        judged.splits.insert((as_logs, s, e - 1), shift(short));
+    }
+    judged.splits.insert((as_logs, s, e), shift(full));
+    shift(full)
 }
 
 /// The runs `[lo, hi)` compared either side of `tau` in the segment `[s, e)`: at most
@@ -301,72 +328,88 @@ fn rank_test(window: &[f64], k: usize, opts: &DetectOptions) -> f64 {
     (exceed + 1) as f64 / total
 }
 
-/// Prefix sums of the pairwise distance matrix `|z_i − z_j|`, so that the sum over any block
-/// of it costs O(1) and a segment's best split O(n²).
-struct Energy {
-    n: usize,
-    /// `(n+1)²`, row-major: `prefix[i][j]` = Σ D over rows < i, columns < j.
-    prefix: Vec<f64>,
-}
+/// A split `τ` and the end `κ` of the runs after it.
+type Split = (usize, usize);
 
-impl Energy {
-    fn new(z: &[f64]) -> Energy {
-        let n = z.len();
-        let w = n + 1;
-        let mut prefix = vec![0.0; w * w];
-        for i in 0..n {
-            let mut row = 0.0;
-            for j in 0..n {
-                row += (z[i] - z[j]).abs();
-                prefix[(i + 1) * w + j + 1] = prefix[i * w + j + 1] + row;
+/// E-Divisive's split search over one segment, without the n × n distance matrix: the runs
+/// are added one at a time as the end `κ`, and for every split `τ` before it the sums the
+/// divergence needs are kept up to date (O(n) memory, O(n²) time, sequential access). A
+/// history of 10,000 nights needed 800 MB for the matrix and its random reads dominated.
+///
+/// Each candidate's sums depend only on the runs from the segment's start to its `κ`, so
+/// one scan of `[s, e)` also gives the best split of `[s, e − 1)` (the history without its
+/// newest run): [`Judgements`] keeps both.
+fn best_splits(z: &[f64], min_seg: usize) -> (Option<Split>, Option<Split>) {
+    let n = z.len();
+    if n < 2 * min_seg {
+        return (None, None);
+    }
+    // pairs[t]: Σ |z_i − z_j| over pairs i < j < t.
+    let mut pairs = vec![0.0; n + 1];
+    // For the current κ: between[τ] = Σ over i < τ ≤ j < κ, after[τ] = pairs i, j in [τ, κ).
+    let mut between = vec![0.0; n + 1];
+    let mut after = vec![0.0; n + 1];
+    // The mean distance within m runs is (pair sum) · 2 / (m (m − 1)); 0 for fewer than 2.
+    let within_scale: Vec<f64> = (0..=n)
+        .map(|m| {
+            if m < 2 {
+                0.0
+            } else {
+                2.0 / (m * (m - 1)) as f64
             }
+        })
+        .collect();
+    let recip: Vec<f64> = (0..=n).map(|m| 1.0 / m.max(1) as f64).collect();
+    let mut dist = vec![0.0; n];
+    // (q, τ, κ): the largest q, then the earliest τ, then the earliest κ, as a scan by τ
+    // then κ would keep.
+    let mut best: Option<(f64, usize, usize)> = None;
+    let mut best_short = None;
+    for kappa in 1..=n {
+        if kappa == n {
+            best_short = best;
         }
-        Energy { n, prefix }
-    }
-
-    /// Σ D over rows `[r0, r1)` × columns `[c0, c1)`.
-    fn block(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> f64 {
-        let w = self.n + 1;
-        let p = |i: usize, j: usize| self.prefix[i * w + j];
-        p(r1, c1) - p(r0, c1) - p(r1, c0) + p(r0, c0)
-    }
-
-    /// Mean distance within `[a, b)` (0 for fewer than two points).
-    fn within(&self, a: usize, b: usize) -> f64 {
-        let m = b - a;
-        if m < 2 {
-            return 0.0;
+        // Add run p = κ − 1 to the runs after every split τ ≤ p, and score each split.
+        let p = kappa - 1;
+        let x = z[p];
+        let mut total = 0.0;
+        for (d, v) in dist[..p].iter_mut().zip(&z[..p]) {
+            *d = (v - x).abs();
+            total += *d;
         }
-        // The block counts each pair twice and the diagonal is zero.
-        self.block(a, b, a, b) / (m * (m - 1)) as f64
-    }
-
-    /// Q̂ of the split `[s, τ)` | `[τ, κ)`.
-    fn q(&self, s: usize, tau: usize, kappa: usize) -> f64 {
-        let (m, k) = ((tau - s) as f64, (kappa - tau) as f64);
-        let between = 2.0 * self.block(s, tau, tau, kappa) / (m * k);
-        let e = between - self.within(s, tau) - self.within(tau, kappa);
-        m * k / (m + k) * e
-    }
-
-    /// The split `τ` of `[s, e)`, and the end `κ` of the runs after it, with the largest
-    /// divergence, both sides at least `min_seg` long;
-    /// the earliest on ties, so the result does not depend on float noise in the order.
-    fn best_split(&self, s: usize, e: usize, min_seg: usize) -> Option<(usize, usize)> {
-        let mut best: Option<(f64, usize, usize)> = None;
-        if e < s + 2 * min_seg {
-            return None;
-        }
-        for tau in s + min_seg..=e - min_seg {
-            for kappa in tau + min_seg..=e {
-                let q = self.q(s, tau, kappa);
-                if best.is_none_or(|(b, _, _)| q > b) {
-                    best = Some((q, tau, kappa));
+        pairs[kappa] = pairs[p] + total;
+        let scored = if kappa >= 2 * min_seg {
+            min_seg..kappa - min_seg + 1
+        } else {
+            0..0
+        };
+        let scale = recip[kappa];
+        // left = Σ_{i < τ} |z_i − x|; the rest of `total` lies in [τ, p). One pass: the
+        // running sum is the loop's critical path, the scoring fits beside it.
+        let (mut left, mut top, mut top_tau) = (0.0, f64::NEG_INFINITY, 0);
+        for tau in 0..=p {
+            between[tau] += left;
+            after[tau] += total - left;
+            if scored.contains(&tau) {
+                let (m, k) = (tau, kappa - tau);
+                let mean_between = 2.0 * between[tau] * recip[m] * recip[k];
+                let e = mean_between - pairs[tau] * within_scale[m] - after[tau] * within_scale[k];
+                let q = (m * k) as f64 * scale * e;
+                if q > top {
+                    (top, top_tau) = (q, tau);
                 }
             }
+            if tau < p {
+                left += dist[tau];
+            }
         }
-        best.map(|(_, tau, kappa)| (tau, kappa))
+        if !scored.is_empty() && best.is_none_or(|(b, bt, _)| top > b || (top == b && top_tau < bt))
+        {
+            best = Some((top, top_tau, kappa));
+        }
     }
+    let at = |b: Option<(f64, usize, usize)>| b.map(|(_, tau, kappa)| (tau, kappa));
+    (at(best), at(best_short))
 }
 
 #[cfg(test)]
@@ -453,5 +496,105 @@ mod tests {
         assert!(rank_test(&clear, 4, &opts) > 0.001);
         // All tied: nothing to see.
         assert_eq!(rank_test(&[0.0; 12], 6, &opts), 1.0);
+    }
+
+    #[test]
+    fn the_scan_finds_the_split_the_distance_matrix_finds() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for round in 0..400 {
+            let n = rng.random_range(6..70);
+            let step = rng.random_range(0..n);
+            // Every fourth series from a pool of 6 values: ties everywhere.
+            let z: Vec<f64> = (0..n)
+                .map(|i| {
+                    let v = if round % 4 == 0 {
+                        f64::from(rng.random_range(0..6u8))
+                    } else {
+                        rng.random::<f64>()
+                    };
+                    v + if i >= step { 0.7 } else { 0.0 }
+                })
+                .collect();
+            let matrix = Energy::new(&z);
+            for min_seg in [1, 3] {
+                let (full, short) = best_splits(&z, min_seg);
+                assert_eq!(full, matrix.best_split(0, n, min_seg), "{round} {z:?}");
+                assert_eq!(short, matrix.best_split(0, n - 1, min_seg), "{round} {z:?}");
+                let s = n / 3;
+                let (inner, _) = best_splits(&z[s..], min_seg);
+                let inner = inner.map(|(t, k)| (s + t, s + k));
+                assert_eq!(inner, matrix.best_split(s, n, min_seg), "{round} {z:?}");
+            }
+        }
+    }
+
+    /// The search as it was, with the whole distance matrix: the reference the scan must
+    /// agree with.
+    /// Prefix sums of the pairwise distance matrix `|z_i − z_j|`, so that the sum over any block
+    /// of it costs O(1) and a segment's best split O(n²).
+    struct Energy {
+        n: usize,
+        /// `(n+1)²`, row-major: `prefix[i][j]` = Σ D over rows < i, columns < j.
+        prefix: Vec<f64>,
+    }
+
+    impl Energy {
+        fn new(z: &[f64]) -> Energy {
+            let n = z.len();
+            let w = n + 1;
+            let mut prefix = vec![0.0; w * w];
+            for i in 0..n {
+                let mut row = 0.0;
+                for j in 0..n {
+                    row += (z[i] - z[j]).abs();
+                    prefix[(i + 1) * w + j + 1] = prefix[i * w + j + 1] + row;
+                }
+            }
+            Energy { n, prefix }
+        }
+
+        /// Σ D over rows `[r0, r1)` × columns `[c0, c1)`.
+        fn block(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> f64 {
+            let w = self.n + 1;
+            let p = |i: usize, j: usize| self.prefix[i * w + j];
+            p(r1, c1) - p(r0, c1) - p(r1, c0) + p(r0, c0)
+        }
+
+        /// Mean distance within `[a, b)` (0 for fewer than two points).
+        fn within(&self, a: usize, b: usize) -> f64 {
+            let m = b - a;
+            if m < 2 {
+                return 0.0;
+            }
+            // The block counts each pair twice and the diagonal is zero.
+            self.block(a, b, a, b) / (m * (m - 1)) as f64
+        }
+
+        /// Q̂ of the split `[s, τ)` | `[τ, κ)`.
+        fn q(&self, s: usize, tau: usize, kappa: usize) -> f64 {
+            let (m, k) = ((tau - s) as f64, (kappa - tau) as f64);
+            let between = 2.0 * self.block(s, tau, tau, kappa) / (m * k);
+            let e = between - self.within(s, tau) - self.within(tau, kappa);
+            m * k / (m + k) * e
+        }
+
+        /// The split `τ` of `[s, e)`, and the end `κ` of the runs after it, with the largest
+        /// divergence, both sides at least `min_seg` long;
+        /// the earliest on ties, so the result does not depend on float noise in the order.
+        fn best_split(&self, s: usize, e: usize, min_seg: usize) -> Option<(usize, usize)> {
+            let mut best: Option<(f64, usize, usize)> = None;
+            if e < s + 2 * min_seg {
+                return None;
+            }
+            for tau in s + min_seg..=e - min_seg {
+                for kappa in tau + min_seg..=e {
+                    let q = self.q(s, tau, kappa);
+                    if best.is_none_or(|(b, _, _)| q > b) {
+                        best = Some((q, tau, kappa));
+                    }
+                }
+            }
+            best.map(|(_, tau, kappa)| (tau, kappa))
+        }
     }
 }

@@ -56,11 +56,45 @@ pub struct Excluded {
     pub reasons: Vec<String>,
 }
 
+/// A valid run as a history keeps it: where it was read, which run it is and its series
+/// points. The report itself is not kept (10,000 of them held 450 MB); read it again from
+/// `path` for anything else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedRun {
+    pub path: PathBuf,
+    pub info: RunInfo,
+    /// [`series::plan_key`] of its plan.
+    pub plan: String,
+    /// [`series::observations`] of the report.
+    pub observations: Vec<(SeriesKey, f64)>,
+}
+
+impl LoadedRun {
+    fn new(path: PathBuf, report: &RunReport) -> LoadedRun {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let info = RunInfo {
+            run_id: report.run_id.clone(),
+            version: series::version_of(report),
+            started_unix_ms: report.started_unix_ms,
+            profile: report
+                .flamegraph
+                .as_ref()
+                .and_then(|f| f.profile.as_ref().map(|p| dir.join(p))),
+        };
+        LoadedRun {
+            plan: series::plan_key(&report.plan),
+            observations: series::observations(report),
+            info,
+            path,
+        }
+    }
+}
+
 /// Reports as read from a history: the valid runs in time order, the rest accounted for.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// (where it was read, the report).
-    pub runs: Vec<(PathBuf, RunReport)>,
+    /// The valid load runs, in time order.
+    pub runs: Vec<LoadedRun>,
     /// Runs marked invalid: left out.
     pub invalid: Vec<Excluded>,
     /// Reports that could not be read (only with `skip_unreadable`), with the reason.
@@ -132,7 +166,19 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
             }
             continue;
         }
-        match crate::paired::AbReport::read_if_paired(&path) {
+        // Read once: an A/B run's report and a single run's share the file name.
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(source) => {
+                let e = ReportError::Read { path, source };
+                if skip_unreadable {
+                    loaded.unreadable.push(e.to_string());
+                    continue;
+                }
+                return Err(HistoryError::Unreadable(e));
+            }
+        };
+        match crate::paired::AbReport::from_json_if_paired(&text, &path) {
             Ok(Some(ab)) => {
                 loaded.paired.push((path, ab));
                 continue;
@@ -144,7 +190,7 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
             }
             Err(e) => return Err(HistoryError::Unreadable(e)),
         }
-        let report = match RunReport::read(&path) {
+        let report = match RunReport::from_json(&text, &path) {
             Ok(r) => r,
             Err(e) if skip_unreadable => {
                 loaded.unreadable.push(e.to_string());
@@ -175,10 +221,10 @@ pub fn load_dir(dir: &Path, skip_unreadable: bool) -> Result<Loaded, HistoryErro
             });
             continue;
         }
-        loaded.runs.push((path, report));
+        loaded.runs.push(LoadedRun::new(path, &report));
     }
     loaded.runs.sort_by(|a, b| {
-        (a.1.started_unix_ms, &a.1.run_id).cmp(&(b.1.started_unix_ms, &b.1.run_id))
+        (a.info.started_unix_ms, &a.info.run_id).cmp(&(b.info.started_unix_ms, &b.info.run_id))
     });
     loaded.micro.sort_by(|a, b| {
         (a.1.started_unix_ms, &a.1.run_id).cmp(&(b.1.started_unix_ms, &b.1.run_id))
@@ -233,18 +279,7 @@ impl Loaded {
         let mut all: Vec<_> = self
             .runs
             .iter()
-            .map(|(path, r)| {
-                let info = RunInfo {
-                    run_id: r.run_id.clone(),
-                    version: series::version_of(r),
-                    started_unix_ms: r.started_unix_ms,
-                    profile: r.flamegraph.as_ref().and_then(|f| {
-                        let dir = path.parent().unwrap_or(Path::new(""));
-                        f.profile.as_ref().map(|p| dir.join(p))
-                    }),
-                };
-                (info, series::observations(r))
-            })
+            .map(|r| (r.info.clone(), r.observations.clone()))
             .chain(micro)
             .chain(self.paired.iter().map(|(_, ab)| {
                 let info = RunInfo {
@@ -340,15 +375,13 @@ pub fn analyse(
             newest.insert((k.plan.as_str(), k.target.as_str()), i);
         }
     }
-    let verdicts = series::build(per_run)
-        .into_iter()
-        .map(|s| {
-            let last = newest
-                .get(&(s.key.plan.as_str(), s.key.target.as_str()))
-                .copied();
-            judge_series(s, last, &runs, options)
-        })
-        .collect();
+    let judge = |s: Series| {
+        let last = newest
+            .get(&(s.key.plan.as_str(), s.key.target.as_str()))
+            .copied();
+        judge_series(s, last, &runs, options)
+    };
+    let verdicts = judge_all(series::build(per_run), judge);
     History {
         runs,
         verdicts,
@@ -357,6 +390,47 @@ pub fn analyse(
         options: *options,
         profile_diffs: BTreeMap::new(),
     }
+}
+
+/// `judge` applied to every series, in order, on every core: each series is judged on its
+/// own (a long history's split search is O(runs²) per series), so they share nothing.
+fn judge_all(
+    all: Vec<Series>,
+    judge: impl Fn(Series) -> SeriesVerdict + Sync,
+) -> Vec<SeriesVerdict> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(all.len());
+    if threads <= 1 {
+        return all.into_iter().map(judge).collect();
+    }
+    let count = all.len();
+    // Taken one at a time: series differ in length, so a fixed share per thread would
+    // leave one core idle.
+    let queue = std::sync::Mutex::new(all.into_iter().enumerate());
+    let mut judged: Vec<(usize, SeriesVerdict)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let next = queue.lock().map(|mut q| q.next());
+                        let Ok(Some((i, s))) = next else {
+                            return done;
+                        };
+                        done.push((i, judge(s)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    judged.sort_by_key(|(i, _)| *i);
+    debug_assert_eq!(judged.len(), count);
+    judged.into_iter().map(|(_, v)| v).collect()
 }
 
 /// `newest`: the newest run of the series' plan and target.

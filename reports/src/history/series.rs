@@ -191,11 +191,15 @@ pub fn build(per_run: &[Vec<(SeriesKey, f64)>]) -> Vec<Series> {
     let mut by_key: BTreeMap<SeriesKey, Series> = BTreeMap::new();
     for (run, obs) in per_run.iter().enumerate() {
         for (key, value) in obs {
-            let s = by_key.entry(key.clone()).or_insert_with(|| Series {
-                key: key.clone(),
-                runs: Vec::new(),
-                values: Vec::new(),
-            });
+            // Looked up before cloning: a long history has few keys and many observations.
+            let s = match by_key.get_mut(key) {
+                Some(s) => s,
+                None => by_key.entry(key.clone()).or_insert_with(|| Series {
+                    key: key.clone(),
+                    runs: Vec::new(),
+                    values: Vec::new(),
+                }),
+            };
             s.runs.push(run);
             s.values.push(*value);
         }

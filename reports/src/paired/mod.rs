@@ -378,13 +378,18 @@ impl AbReport {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_json_if_paired(&text, path)
+    }
+
+    /// [`AbReport::read_if_paired`] of a file's bytes, read from `path`.
+    pub fn from_json_if_paired(text: &[u8], path: &Path) -> Result<Option<AbReport>, ReportError> {
         #[derive(Deserialize)]
         struct Probe {
             pairing: Option<serde_json::Value>,
         }
-        match serde_json::from_slice::<Probe>(&text) {
+        match serde_json::from_slice::<Probe>(text) {
             Ok(Probe { pairing: Some(_) }) => {
-                serde_json::from_slice(&text)
+                serde_json::from_slice(text)
                     .map(Some)
                     .map_err(|source| ReportError::Parse {
                         path: path.to_path_buf(),
