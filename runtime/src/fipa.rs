@@ -146,18 +146,18 @@ pub struct AclMessage {
 /// The `metadata` key of a message's hop count: how many agent executions led to it. A
 /// client's message is hop 0 (the key absent); what an agent sends while handling hop `n`
 /// is hop `n + 1`, set by the runtime whatever the agent wrote.
-pub const HOPS_KEY: &str = "caxton-hops";
+pub(crate) const HOPS_KEY: &str = "caxton-hops";
 
 /// The wire forms of [`AclMessage::receiver`]: one id or a list.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum Receivers {
+pub(crate) enum Receivers {
     One(String),
     Many(Vec<String>),
 }
 
 /// Room for a typical message's JSON: addressing, small content and a `traceparent`.
-pub const JSON_CAPACITY: usize = 512;
+pub(crate) const JSON_CAPACITY: usize = 512;
 
 impl AclMessage {
     /// A message with only a performative; the builder-style setters fill the rest.
@@ -180,8 +180,7 @@ impl AclMessage {
 
     /// The `fipa_decode` fuzz target (fuzz/) and its corpus replay: any bytes either fail
     /// to decode or give a message that encodes and decodes back to itself.
-    #[doc(hidden)]
-    pub fn fuzz_decode(data: &[u8]) {
+    pub(crate) fn fuzz_decode(data: &[u8]) {
         let Ok(msg) = serde_json::from_slice::<AclMessage>(data) else {
             return;
         };

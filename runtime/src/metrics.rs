@@ -17,55 +17,59 @@ use crate::fipa::Performative;
 use crate::system::SystemSample;
 
 /// The Caxton Monitoring and Observability Guide's "Core Metrics", one constant each.
-pub mod names {
-    pub const AGENTS_TOTAL: &str = "caxton_agents_total";
-    pub const AGENTS_ACTIVE: &str = "caxton_agents_active";
-    pub const AGENT_EXECUTIONS_TOTAL: &str = "caxton_agent_executions_total";
-    pub const AGENT_EXECUTION_DURATION_SECONDS: &str = "caxton_agent_execution_duration_seconds";
-    pub const WASM_MEMORY_USAGE_BYTES: &str = "caxton_wasm_memory_usage_bytes";
-    pub const RUNTIME_MEMORY_USAGE_BYTES: &str = "caxton_runtime_memory_usage_bytes";
-    pub const RUNTIME_CPU_USAGE_RATIO: &str = "caxton_runtime_cpu_usage_ratio";
-    pub const MESSAGES_SENT_TOTAL: &str = "caxton_messages_sent_total";
-    pub const MESSAGES_RECEIVED_TOTAL: &str = "caxton_messages_received_total";
-    pub const MESSAGE_PROCESSING_DURATION_SECONDS: &str =
+pub(crate) mod names {
+    pub(crate) const AGENTS_TOTAL: &str = "caxton_agents_total";
+    pub(crate) const AGENTS_ACTIVE: &str = "caxton_agents_active";
+    pub(crate) const AGENT_EXECUTIONS_TOTAL: &str = "caxton_agent_executions_total";
+    pub(crate) const AGENT_EXECUTION_DURATION_SECONDS: &str =
+        "caxton_agent_execution_duration_seconds";
+    pub(crate) const WASM_MEMORY_USAGE_BYTES: &str = "caxton_wasm_memory_usage_bytes";
+    pub(crate) const RUNTIME_MEMORY_USAGE_BYTES: &str = "caxton_runtime_memory_usage_bytes";
+    pub(crate) const RUNTIME_CPU_USAGE_RATIO: &str = "caxton_runtime_cpu_usage_ratio";
+    pub(crate) const MESSAGES_SENT_TOTAL: &str = "caxton_messages_sent_total";
+    pub(crate) const MESSAGES_RECEIVED_TOTAL: &str = "caxton_messages_received_total";
+    pub(crate) const MESSAGE_PROCESSING_DURATION_SECONDS: &str =
         "caxton_message_processing_duration_seconds";
-    pub const MESSAGE_QUEUE_SIZE: &str = "caxton_message_queue_size";
-    pub const MESSAGE_ERRORS_TOTAL: &str = "caxton_message_errors_total";
-    pub const HTTP_REQUESTS_TOTAL: &str = "caxton_http_requests_total";
-    pub const HTTP_REQUEST_DURATION_SECONDS: &str = "caxton_http_request_duration_seconds";
-    pub const HTTP_ACTIVE_CONNECTIONS: &str = "caxton_http_active_connections";
-    pub const WEBSOCKET_CONNECTIONS: &str = "caxton_websocket_connections";
-    pub const DISK_USAGE_BYTES: &str = "caxton_disk_usage_bytes";
-    pub const NETWORK_BYTES_TOTAL: &str = "caxton_network_bytes_total";
-    pub const FILE_DESCRIPTORS: &str = "caxton_file_descriptors";
+    pub(crate) const MESSAGE_QUEUE_SIZE: &str = "caxton_message_queue_size";
+    pub(crate) const MESSAGE_ERRORS_TOTAL: &str = "caxton_message_errors_total";
+    pub(crate) const HTTP_REQUESTS_TOTAL: &str = "caxton_http_requests_total";
+    pub(crate) const HTTP_REQUEST_DURATION_SECONDS: &str = "caxton_http_request_duration_seconds";
+    pub(crate) const HTTP_ACTIVE_CONNECTIONS: &str = "caxton_http_active_connections";
+    pub(crate) const WEBSOCKET_CONNECTIONS: &str = "caxton_websocket_connections";
+    pub(crate) const DISK_USAGE_BYTES: &str = "caxton_disk_usage_bytes";
+    pub(crate) const NETWORK_BYTES_TOTAL: &str = "caxton_network_bytes_total";
+    pub(crate) const FILE_DESCRIPTORS: &str = "caxton_file_descriptors";
 
     // Beyond the guide's list: the profiler's own health (issue 5).
-    pub const PROFILER_SAMPLES_TAKEN_TOTAL: &str = "caxton_profiler_samples_taken_total";
-    pub const PROFILER_SAMPLES_LOST_TOTAL: &str = "caxton_profiler_samples_lost_total";
-    pub const PROFILER_SAMPLES_EXCLUDED_TOTAL: &str = "caxton_profiler_samples_excluded_total";
+    pub(crate) const PROFILER_SAMPLES_TAKEN_TOTAL: &str = "caxton_profiler_samples_taken_total";
+    pub(crate) const PROFILER_SAMPLES_LOST_TOTAL: &str = "caxton_profiler_samples_lost_total";
+    pub(crate) const PROFILER_SAMPLES_EXCLUDED_TOTAL: &str =
+        "caxton_profiler_samples_excluded_total";
 
     // Beyond the guide's list: which build serves (a load test records it with its figures).
-    pub const BUILD_INFO: &str = "caxton_build_info";
-    pub const PROFILER_PROFILES_PUSHED_TOTAL: &str = "caxton_profiler_profiles_pushed_total";
-    pub const PROFILER_PROFILES_DROPPED_TOTAL: &str = "caxton_profiler_profiles_dropped_total";
+    pub(crate) const BUILD_INFO: &str = "caxton_build_info";
+    pub(crate) const PROFILER_PROFILES_PUSHED_TOTAL: &str = "caxton_profiler_profiles_pushed_total";
+    pub(crate) const PROFILER_PROFILES_DROPPED_TOTAL: &str =
+        "caxton_profiler_profiles_dropped_total";
 
     // Beyond the guide's list: OTLP export health (issue 4).
-    pub const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
-    pub const TELEMETRY_QUEUED: &str = "caxton_telemetry_queued";
+    pub(crate) const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
+    pub(crate) const TELEMETRY_QUEUED: &str = "caxton_telemetry_queued";
 
     // Beyond the guide's list: message accounting under hostile load (issue 17).
-    pub const MESSAGES_ACCEPTED_TOTAL: &str = "caxton_messages_accepted_total";
-    pub const MESSAGES_DROPPED_TOTAL: &str = "caxton_messages_dropped_total";
-    pub const MESSAGE_BYTES_IN_FLIGHT: &str = "caxton_message_bytes_in_flight";
+    pub(crate) const MESSAGES_ACCEPTED_TOTAL: &str = "caxton_messages_accepted_total";
+    pub(crate) const MESSAGES_DROPPED_TOTAL: &str = "caxton_messages_dropped_total";
+    pub(crate) const MESSAGE_BYTES_IN_FLIGHT: &str = "caxton_message_bytes_in_flight";
 
     // Beyond the guide's list: the agent registry's store (issue 18).
-    pub const STORE_OPERATION_DURATION_SECONDS: &str = "caxton_store_operation_duration_seconds";
+    pub(crate) const STORE_OPERATION_DURATION_SECONDS: &str =
+        "caxton_store_operation_duration_seconds";
 }
 
 /// The version `caxton_build_info` reports: the crate's.
-pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit `caxton_build_info` reports (`build.rs`; "unknown" outside a checkout).
-pub const BUILD_COMMIT: &str = env!("CAXTON_COMMIT");
+pub(crate) const BUILD_COMMIT: &str = env!("CAXTON_COMMIT");
 
 /// The `reason` of `caxton_messages_dropped_total`: why an accepted message never executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

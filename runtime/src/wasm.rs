@@ -138,7 +138,7 @@ pub enum ModuleError {
 }
 
 /// Per-store host state.
-pub struct HostState {
+pub(crate) struct HostState {
     limits: StoreLimits,
     agent_id: Arc<str>,
     outbox: Vec<AclMessage>,

@@ -2,7 +2,7 @@
 //! and `/ws` request needs `Authorization: Bearer <token>`, else 401 with
 //! `WWW-Authenticate`; `/health` and `/ready` stay open, and `/metrics` is on its own
 //! listener. The token is compared in constant time (`subtle`), and is never logged nor
-//! printed: [`Secret`] shows as `<redacted>` in `Debug` and when serialized
+//! printed: [`Secret`](crate::secret::Secret) shows as `<redacted>` in `Debug` and when serialized
 //! (`caxton check-config`).
 
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use thiserror::Error;
 use crate::config::ServerConfig;
 use crate::http::api::ApiError;
 
-pub use crate::secret::{REDACTED, Secret};
+use crate::secret::REDACTED;
 
 #[derive(Debug, Error)]
 pub enum AccessError {
@@ -79,7 +79,11 @@ fn read_token_file(path: &Path) -> Result<Token, AccessError> {
 }
 
 /// The middleware in front of `/api/*` and `/ws` when a token is configured.
-pub async fn require_token(State(token): State<Token>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_token(
+    State(token): State<Token>,
+    req: Request,
+    next: Next,
+) -> Response {
     if token.admits(req.headers().get(header::AUTHORIZATION)) {
         return next.run(req).await;
     }

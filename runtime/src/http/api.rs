@@ -81,14 +81,14 @@ const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/jso
 
 /// The body of every error: what class of mistake, and what exactly was wrong where.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub error: String,
     pub detail: String,
 }
 
 /// A client-visible error: status plus `{error, detail}`.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     error: &'static str,
     detail: String,
@@ -273,7 +273,7 @@ pub fn router(state: ApiState) -> Router {
 
 /// `GET /health` and `GET /ready`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Status {
+pub(crate) struct Status {
     status: &'static str,
     /// Agents registered (`/ready` only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -314,7 +314,7 @@ pub(crate) async fn ready(State(state): State<ApiState>) -> Response {
 
 /// The JSON view of an agent.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct AgentView {
+pub(crate) struct AgentView {
     id: String,
     agent_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -328,7 +328,7 @@ pub struct AgentView {
 
 /// A page of `GET /api/agents`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct AgentPage {
+pub(crate) struct AgentPage {
     agents: Vec<AgentView>,
     total: usize,
     offset: usize,
@@ -339,14 +339,14 @@ pub struct AgentPage {
 
 /// The answer to `DELETE /api/agents/{id}`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Deleted {
+pub(crate) struct Deleted {
     id: String,
     state: AgentState,
 }
 
 /// The answer to `POST /api/messages` without `wait`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     accepted: bool,
     receivers: usize,
 }

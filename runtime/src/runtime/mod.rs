@@ -2,7 +2,7 @@
 //! is in `routing.rs`, the other half of `impl Runtime`; the HTTP API (`http/api.rs`) calls
 //! only what is public here.
 
-pub mod routing;
+pub(crate) mod routing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

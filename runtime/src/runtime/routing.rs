@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::agent::{Agent, AgentState, Envelope, MailboxLimits, Refused};
 use crate::events::Event;
+use crate::execution::Executor;
 use crate::fipa::{AclMessage, Performative};
 use crate::metrics::{DropReason, MessageErrorKind};
 use crate::runtime::Runtime;
@@ -80,6 +81,19 @@ pub struct ShutdownReport {
 
 static UNDELIVERABLE: Throttle = Throttle::new();
 static EXEC_FAILED: Throttle = Throttle::new();
+
+impl Executor for Runtime {
+    fn execute_queued(self: &Arc<Self>, agent: &Arc<Agent>, env: &Envelope) {
+        self.metrics.message_queue().dec();
+        self.process(agent, env);
+    }
+
+    fn unscheduled(&self, agent: &Arc<Agent>) {
+        if agent.state() == AgentState::Draining {
+            self.finish_stop(agent);
+        }
+    }
+}
 
 impl Runtime {
     fn pending_slots(
@@ -312,13 +326,6 @@ impl Runtime {
         self.route(failure);
     }
 
-    /// The pool found `agent`'s mailbox empty and took it out of the ready queue.
-    pub(crate) fn unscheduled(&self, agent: &Arc<Agent>) {
-        if agent.state() == AgentState::Draining {
-            self.finish_stop(agent);
-        }
-    }
-
     /// Drops a deleted agent's queued messages: each is counted as dropped and its sender
     /// gets a FAILURE, so DELETE does not wait for a backlog to execute.
     pub(crate) fn discard_mailbox(self: &Arc<Self>, agent: &Arc<Agent>) {
@@ -333,12 +340,6 @@ impl Runtime {
         for env in queued {
             self.bounce(&env.msg, &agent.id, MessageErrorKind::ReceiverStopped);
         }
-    }
-
-    /// One message the pool took from `agent`'s mailbox.
-    pub(crate) fn execute_queued(self: &Arc<Self>, agent: &Arc<Agent>, env: &Envelope) {
-        self.metrics.message_queue().dec();
-        self.process(agent, env);
     }
 
     fn process(self: &Arc<Self>, agent: &Arc<Agent>, env: &Envelope) {
