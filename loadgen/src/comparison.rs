@@ -50,8 +50,7 @@ pub fn compare(args: &CompareArgs) -> Result<u8, ComparisonError> {
         (args.baseline.clone(), RunReport::read(&args.baseline)?)
     };
     let result = compare::compare(&baseline, &current, &opts)?;
-    let profiles =
-        profile_diff::diff_runs((&baseline, &baseline_path), (&current, &args.current))?;
+    let profiles = profile_diff::diff_runs((&baseline, &baseline_path), (&current, &args.current))?;
     let diff_dir = match &args.diff_dir {
         Some(d) => d.clone(),
         None => args
