@@ -8,7 +8,6 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -141,13 +140,7 @@ fn http_in_process(c: &mut Criterion) {
         .expect("tokio");
     let metrics = Arc::new(Metrics::new(&cfg.observability.metrics).expect("metrics"));
     let runtime = Arc::new(Runtime::new(&cfg, metrics, Tracing::off()).expect("runtime"));
-    let state = ApiState {
-        runtime,
-        reply_timeout: cfg.server.reply_timeout,
-        ready: Arc::new(AtomicBool::new(true)),
-        max_body_bytes: cfg.server.max_body_bytes,
-        api_token: None,
-    };
+    let state = ApiState::without_server(runtime, &cfg.server);
     let app = router(state);
     let call = |req: Request<Body>| {
         let app = app.clone();

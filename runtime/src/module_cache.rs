@@ -78,9 +78,9 @@ pub(crate) enum Lookup {
      agents.module_cache_bytes ({capacity}); delete agents of unused custom types or raise it"
 )]
 pub struct CacheFull {
-    pub needed: u64,
-    pub held: u64,
-    pub capacity: u64,
+    pub(crate) needed: u64,
+    pub(crate) held: u64,
+    pub(crate) capacity: u64,
 }
 
 pub(crate) struct ModuleCache {

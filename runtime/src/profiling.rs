@@ -25,7 +25,7 @@ pub enum ProfilingError {
 
 /// The running profiler; `None` from `start` when `[profiling] enabled = false`.
 pub(crate) struct ProfilingService {
-    pub profiler: Profiler,
+    pub(crate) profiler: Profiler,
     pub addr: SocketAddr,
     continuous: Option<ContinuousProfiling>,
     server: JoinHandle<()>,

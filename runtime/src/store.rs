@@ -102,32 +102,32 @@ pub enum StoreError {
 /// One agent as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AgentRecord {
-    pub id: String,
-    pub seq: u64,
-    pub agent_type: String,
+    pub(crate) id: String,
+    pub(crate) seq: u64,
+    pub(crate) agent_type: String,
     /// The SHA-256 of a custom module; `None` for a built-in type.
-    pub module_hash: Option<String>,
-    pub name: Option<String>,
-    pub config: Option<String>,
+    pub(crate) module_hash: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) config: Option<String>,
     /// `Running` or `Failed` (the state `agent_init` left it in).
-    pub state: String,
-    pub created_at_ms: u64,
+    pub(crate) state: String,
+    pub(crate) created_at_ms: u64,
 }
 
 /// A custom module's bytes, under the type name it was registered as.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ModuleRecord {
-    pub hash: String,
-    pub type_name: String,
-    pub bytes: Vec<u8>,
+    pub(crate) hash: String,
+    pub(crate) type_name: String,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// What the store held on start.
 #[derive(Debug, Default)]
 pub(crate) struct Contents {
-    pub modules: Vec<ModuleRecord>,
+    pub(crate) modules: Vec<ModuleRecord>,
     /// In creation order.
-    pub agents: Vec<AgentRecord>,
+    pub(crate) agents: Vec<AgentRecord>,
 }
 
 enum Write {

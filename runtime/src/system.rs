@@ -18,18 +18,18 @@ pub enum SystemError {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SystemSample {
-    pub rss_bytes: u64,
+pub(crate) struct SystemSample {
+    pub(crate) rss_bytes: u64,
     /// Process CPU time over wall time and available cores since the previous sample, 0 to 1;
     /// 0 on a sampler's first reading.
-    pub cpu_ratio: f64,
+    pub(crate) cpu_ratio: f64,
     /// Open file descriptors, not counting the one used to list them.
-    pub open_fds: u64,
+    pub(crate) open_fds: u64,
     /// Sum of file sizes under the data directory, symlinks not followed (0 when it does not
     /// exist).
-    pub disk_usage_bytes: u64,
-    pub net_rx_bytes: u64,
-    pub net_tx_bytes: u64,
+    pub(crate) disk_usage_bytes: u64,
+    pub(crate) net_rx_bytes: u64,
+    pub(crate) net_tx_bytes: u64,
 }
 
 /// Linux reports process times in clock ticks; USER_HZ is 100 on every mainstream

@@ -33,7 +33,7 @@ pub enum AccessError {
 
 /// The token requests must carry, as `Bearer <token>`.
 #[derive(Clone)]
-pub struct Token(Arc<[u8]>);
+pub(crate) struct Token(Arc<[u8]>);
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,7 +45,7 @@ impl Token {
     /// The configured token: `api_token`, or the contents of `api_token_file` (trailing
     /// newline trimmed, as `kubectl create secret --from-file` keeps it); `None` when
     /// neither is set.
-    pub fn from_config(server: &ServerConfig) -> Result<Option<Token>, AccessError> {
+    pub(crate) fn from_config(server: &ServerConfig) -> Result<Option<Token>, AccessError> {
         if let Some(t) = &server.api_token {
             return Ok(Some(Token::of(t.expose())));
         }
@@ -61,7 +61,7 @@ impl Token {
 
     /// Whether an `Authorization` header value carries this token (constant time in the
     /// token's contents).
-    pub fn admits(&self, authorization: Option<&HeaderValue>) -> bool {
+    pub(crate) fn admits(&self, authorization: Option<&HeaderValue>) -> bool {
         authorization.is_some_and(|v| bool::from(v.as_bytes().ct_eq(&self.0)))
     }
 }

@@ -38,14 +38,28 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 pub struct ApiState {
-    pub runtime: Arc<Runtime>,
-    pub reply_timeout: Duration,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) reply_timeout: Duration,
     /// False once shutdown has begun: `/ready` turns 503 so load balancers drain us.
-    pub ready: Arc<AtomicBool>,
+    pub(crate) ready: Arc<AtomicBool>,
     /// `[server] max_body_bytes`: larger request bodies get 413.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// `[server] api_token`: when set, `/api/*` and `/ws` need it (`access.rs`).
-    pub api_token: Option<crate::http::access::Token>,
+    pub(crate) api_token: Option<crate::http::access::Token>,
+}
+
+impl ApiState {
+    /// The state of a router without a server around it (the benches drive handlers
+    /// through it): ready, no API token, the configuration's timeout and body limit.
+    pub fn without_server(runtime: Arc<Runtime>, server: &crate::config::ServerConfig) -> Self {
+        Self {
+            runtime,
+            reply_timeout: server.reply_timeout,
+            ready: Arc::new(AtomicBool::new(true)),
+            max_body_bytes: server.max_body_bytes,
+            api_token: None,
+        }
+    }
 }
 
 /// A request body of at most [`ApiState::max_body_bytes`]. An extractor rather than axum's
@@ -82,8 +96,8 @@ const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/jso
 /// The body of every error: what class of mistake, and what exactly was wrong where.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorBody {
-    pub error: String,
-    pub detail: String,
+    pub(crate) error: String,
+    pub(crate) detail: String,
 }
 
 /// A client-visible error: status plus `{error, detail}`.

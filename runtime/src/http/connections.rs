@@ -55,13 +55,13 @@ const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
-    pub header_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
     /// From a request's headers to the end of its body.
-    pub body_read_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
     /// Connections beyond `max_connections` for the probes only.
-    pub probe_reserve: usize,
+    pub(crate) probe_reserve: usize,
 }
 
 /// The API listener's connection limit: the configured one, lowered to fit the open-files

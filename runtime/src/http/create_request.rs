@@ -21,12 +21,12 @@ pub const MAX_NAME_BYTES: usize = 128;
 /// What a client asked for, after decoding and validation.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct CreateAgent {
-    pub agent_type: Option<String>,
-    pub name: Option<String>,
+    pub(crate) agent_type: Option<String>,
+    pub(crate) name: Option<String>,
     /// Opaque agent configuration, kept and returned as given.
-    pub config: Option<serde_json::Value>,
+    pub(crate) config: Option<serde_json::Value>,
     /// Base64 of a wasm binary (or WAT text) following the agent ABI.
-    pub wasm_module: Option<String>,
+    pub(crate) wasm_module: Option<String>,
 }
 
 /// `POST /api/agents` as JSON: `agent_type` (a built-in or an uploaded type's name) or

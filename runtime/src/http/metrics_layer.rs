@@ -77,7 +77,7 @@ where
 }
 
 pin_project_lite::pin_project! {
-    pub struct TrackFuture<F> {
+    pub(crate) struct TrackFuture<F> {
         #[pin]
         inner: F,
         metrics: Arc<Metrics>,

@@ -138,7 +138,7 @@ pin_project_lite::pin_project! {
     /// The next service's future, run in the request's trace: the sampled request's span as
     /// the current context, or the unsampled request's context as a task-local.
     #[project = TraceFutureProj]
-    pub enum TraceFuture<F> {
+    pub(crate) enum TraceFuture<F> {
         Plain { #[pin] inner: F },
         Unsampled { #[pin] inner: TaskLocalFuture<Unsampled, F>, ids: TraceIds },
         Sampled { #[pin] inner: WithContext<F>, span: RuntimeSpan, ids: TraceIds },

@@ -56,10 +56,10 @@ pub enum SendError {
 }
 
 /// Removes a client's reply slot when its request ends, however it ends.
-pub struct ReplyWaiter {
+pub(crate) struct ReplyWaiter {
     runtime: Arc<Runtime>,
     key: String,
-    pub rx: oneshot::Receiver<AclMessage>,
+    pub(crate) rx: oneshot::Receiver<AclMessage>,
 }
 
 impl Drop for ReplyWaiter {
@@ -72,11 +72,11 @@ impl Drop for ReplyWaiter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
     /// Every mailbox emptied by execution before `shutdown_timeout`.
-    pub drained: bool,
+    pub(crate) drained: bool,
     /// Accepted messages that were never executed.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
     /// Clients still waiting for a reply, answered 503.
-    pub waiting_clients: usize,
+    pub(crate) waiting_clients: usize,
 }
 
 static UNDELIVERABLE: Throttle = Throttle::new();
@@ -105,7 +105,7 @@ impl Runtime {
 
     /// Registers interest in the reply to a message with `reply_with = key`; register before
     /// sending so a fast reply cannot be missed.
-    pub fn wait_for_reply(self: &Arc<Self>, key: &str) -> ReplyWaiter {
+    pub(crate) fn wait_for_reply(self: &Arc<Self>, key: &str) -> ReplyWaiter {
         let (tx, rx) = oneshot::channel();
         self.pending_slots().insert(key.to_owned(), tx);
         ReplyWaiter {

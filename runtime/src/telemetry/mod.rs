@@ -137,18 +137,18 @@ impl Tracing {
 
     /// Whether spans are built at all. Read once per request/message on the hot path.
     #[inline]
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.0.is_some()
     }
 
     /// The runtime's tracer, when tracing is on.
     #[inline]
-    pub fn tracer(&self) -> Option<&opentelemetry_sdk::trace::Tracer> {
+    pub(crate) fn tracer(&self) -> Option<&opentelemetry_sdk::trace::Tracer> {
         self.0.as_ref().map(|h| &h.tracer)
     }
 
     /// The configured `trace_sample_rate` (0 when tracing is off).
-    pub fn sample_rate(&self) -> f64 {
+    pub(crate) fn sample_rate(&self) -> f64 {
         self.0.as_ref().map_or(0.0, |h| h.rate)
     }
 }

@@ -47,8 +47,8 @@ tokio::task_local! {
 /// response headers and every message the request sends carry that same string.
 #[derive(Debug, Clone)]
 pub(crate) struct Unsampled {
-    pub cx: SpanContext,
-    pub traceparent: String,
+    pub(crate) cx: SpanContext,
+    pub(crate) traceparent: String,
 }
 
 /// The SDK's random ids, except a new trace's id right after [`Decision::Sampled`] decided
