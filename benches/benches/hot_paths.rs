@@ -8,7 +8,6 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,14 +16,14 @@ use caxton_benches::workloads::{
     self, FIPA_CONTENT_SIZES, ROUTING_AGENTS, ROUTING_BATCH, Routing, SEED_TABLES_TOML,
     TraceContext,
 };
-use caxton_runtime::builtin;
+use caxton_runtime::Runtime;
 use caxton_runtime::config::Config;
-use caxton_runtime::fipa::AclMessage;
-use caxton_runtime::fipa::Performative;
-use caxton_runtime::http::api::{self, ApiState};
-use caxton_runtime::metrics::Metrics;
-use caxton_runtime::runtime::Runtime;
-use caxton_runtime::telemetry::Tracing;
+use caxton_runtime::internals::AclMessage;
+use caxton_runtime::internals::Metrics;
+use caxton_runtime::internals::Performative;
+use caxton_runtime::internals::Tracing;
+use caxton_runtime::internals::builtin;
+use caxton_runtime::internals::{ApiState, router};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tower::ServiceExt;
 
@@ -141,14 +140,8 @@ fn http_in_process(c: &mut Criterion) {
         .expect("tokio");
     let metrics = Arc::new(Metrics::new(&cfg.observability.metrics).expect("metrics"));
     let runtime = Arc::new(Runtime::new(&cfg, metrics, Tracing::off()).expect("runtime"));
-    let state = ApiState {
-        runtime,
-        reply_timeout: cfg.server.reply_timeout,
-        ready: Arc::new(AtomicBool::new(true)),
-        max_body_bytes: cfg.server.max_body_bytes,
-        api_token: None,
-    };
-    let app = api::router(state);
+    let state = ApiState::without_server(runtime, &cfg.server);
+    let app = router(state);
     let call = |req: Request<Body>| {
         let app = app.clone();
         tokio.block_on(async move {

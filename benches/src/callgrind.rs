@@ -11,7 +11,7 @@
 //! CI, while gungraun needs its runner binary installed at the crate's exact version and its
 //! own bench harness; a process per path plus a two-line parser is all this gate needs.
 
-use caxton_runtime::fipa::Performative;
+use caxton_runtime::internals::Performative;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,8 +89,9 @@ pub fn run_path(name: &str, iterations: u64) -> Result<(), CallgrindError> {
         "fipa_decode_4k" => {
             let bytes = serde_json::to_vec(&workloads::fipa_message(4096)).unwrap_or_default();
             for i in 0..WARM_UP + iterations {
-                let decode =
-                    || serde_json::from_slice::<caxton_runtime::fipa::AclMessage>(&bytes).is_ok();
+                let decode = || {
+                    serde_json::from_slice::<caxton_runtime::internals::AclMessage>(&bytes).is_ok()
+                };
                 std::hint::black_box(if i < WARM_UP {
                     decode()
                 } else {

@@ -5,15 +5,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use caxton_runtime::agent::{Agent, Envelope, MailboxLimits};
-use caxton_runtime::builtin;
+use caxton_runtime::Runtime;
 use caxton_runtime::config::Config;
-use caxton_runtime::fipa::{AclMessage, Performative};
-use caxton_runtime::metrics::{Metrics, MetricsError};
-use caxton_runtime::runtime::{AgentSource, Runtime, RuntimeError};
-use caxton_runtime::telemetry::Tracing;
-use caxton_runtime::telemetry::trace_context;
-use caxton_runtime::wasm::{AgentType, ModuleError, WasmEngine};
+use caxton_runtime::internals::Tracing;
+use caxton_runtime::internals::builtin;
+use caxton_runtime::internals::trace_context;
+use caxton_runtime::internals::{AclMessage, Performative};
+use caxton_runtime::internals::{Agent, Envelope, MailboxLimits};
+use caxton_runtime::internals::{AgentSource, RuntimeError};
+use caxton_runtime::internals::{AgentType, ModuleError, WasmEngine};
+use caxton_runtime::internals::{Metrics, MetricsError};
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use thiserror::Error;
@@ -178,7 +179,7 @@ impl Routing {
 }
 
 /// W3C trace context in and out of a message's metadata, through the runtime's own helpers
-/// (`caxton_runtime::telemetry::trace_context`), as `Runtime::send`/`route` inject it and
+/// (`caxton_runtime::internals::trace_context`), as `Runtime::send`/`route` inject it and
 /// `Runtime::process` extracts it.
 pub struct TraceContext {
     context: Context,

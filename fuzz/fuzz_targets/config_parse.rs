@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    caxton_runtime::config::Config::fuzz_parse(data);
+    caxton_runtime::internals::fuzz_config_parse(data);
 });

@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    caxton_runtime::http::create_request::fuzz_parse(data);
+    caxton_runtime::internals::fuzz_create_agent_body(data);
 });

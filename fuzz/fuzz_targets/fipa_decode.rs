@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    caxton_runtime::fipa::AclMessage::fuzz_decode(data);
+    caxton_runtime::internals::fuzz_fipa_decode(data);
 });

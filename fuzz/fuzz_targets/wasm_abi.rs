@@ -2,8 +2,8 @@
 #![no_main]
 use std::sync::OnceLock;
 
-use caxton_runtime::abi_probe;
-use caxton_runtime::wasm::WasmEngine;
+use caxton_runtime::internals::abi_probe;
+use caxton_runtime::internals::WasmEngine;
 use libfuzzer_sys::fuzz_target;
 
 static ENGINE: OnceLock<WasmEngine> = OnceLock::new();

@@ -272,7 +272,7 @@ fn figures_so_far(
         pool_users: None,
         scenarios: &[],
     };
-    report::build(&meta, collector)
+    report::build(&meta, collector, report::Finished::default())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The runtime a run starts for itself when no `--target` is given: the real
-//! `caxton_runtime::http::server`, on free loopback ports, stopped when the run ends. It is
+//! `caxton_runtime::start`, on free loopback ports, stopped when the run ends. It is
 //! started as `caxton serve` starts it, so `--runtime-config`'s `[observability]` (OTLP
 //! traces, logs, metrics; the log lines) applies, and its telemetry is flushed at the end.
 //!
@@ -11,9 +11,9 @@
 use std::path::Path;
 
 #[cfg(feature = "embedded")]
-use caxton_runtime::config::{Config, LogOutput};
+use caxton_runtime::RunningServer;
 #[cfg(feature = "embedded")]
-use caxton_runtime::http::server::{self, RunningServer};
+use caxton_runtime::config::{Config, LogOutput};
 use thiserror::Error;
 
 /// Lowest sampling rate of the embedded runtime's profiler, Hz: the highest the profiler
@@ -103,7 +103,7 @@ impl Embedded {
             .build()
             .map_err(|e| EmbeddedError::Start(format!("its Tokio runtime: {e}")))?;
         let server = runtime
-            .spawn(server::start(config))
+            .spawn(caxton_runtime::start(config))
             .await
             .map_err(|e| EmbeddedError::Start(e.to_string()))?
             .map_err(|e| EmbeddedError::Start(e.to_string()))?;

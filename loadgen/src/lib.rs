@@ -7,8 +7,8 @@
 //! - [`summary`] and [`summary_export`]: the end-of-run summary as k6 prints and exports it;
 //! - [`distributed`]: a worker's share of the plan and `caxton-bench merge`;
 //! - [`push`] and [`series`]: the `caxton_bench_*` series and their delivery;
-//! - [`prometheus_history`], [`verdict`] and [`profile_diff`]: `history` and `compare` on
-//!   top of `caxton-reports`;
+//! - [`comparison`] and [`history_check`]: the `compare` and `history` commands, on top of
+//!   `caxton-reports` with [`profile_diff`], [`prometheus_history`] and [`verdict`];
 //! - [`interrupt`]: how a run ends early, and the bound on every run;
 //! - [`barrier`]: the workers of a distributed run meet and start their load together;
 //! - the exit statuses below.
@@ -32,11 +32,13 @@ pub(crate) mod arrival;
 pub mod barrier;
 pub mod cli;
 pub(crate) mod collector;
+pub mod comparison;
 pub mod distributed;
 pub(crate) mod embedded;
 pub(crate) mod flamegraph;
 pub(crate) mod generator_cpu;
 pub(crate) mod headers;
+pub mod history_check;
 pub mod interrupt;
 pub(crate) mod plan;
 pub mod profile_diff;

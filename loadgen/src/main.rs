@@ -1,16 +1,14 @@
 //! `caxton-bench`: parses the command line and hands over to the library.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use caxton_loadgen::cli::{Cli, Command, CompareArgs, HistoryArgs, RunArgs};
+use caxton_loadgen::cli::{Cli, Command, RunArgs};
 use caxton_loadgen::{
-    EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, interrupt,
-    prometheus_history, push, run, summary, summary_export, verdict,
+    EXIT_BREACHED, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, comparison,
+    history_check, interrupt, push, run, summary, summary_export,
 };
-use caxton_reports::model::RunReport;
-use caxton_reports::{compare, history, html};
+use caxton_reports::compare;
 use clap::Parser as _;
 
 caxton_profiles::jemalloc_global_allocator!();
@@ -81,12 +79,12 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
             println!("report: {}", html.display());
             Ok(EXIT_PASSED)
         }
-        Some(Command::Compare(args)) => Ok(compare(&args).unwrap_or_else(|e| {
+        Some(Command::Compare(args)) => Ok(comparison::compare(&args).unwrap_or_else(|e| {
             // Our errors already name their cause; `{e:#}` would repeat it.
             eprintln!("caxton-bench: error: {e}");
             compare::EXIT_BAD_INPUT
         })),
-        Some(Command::History(args)) => Ok(history(&args).await.unwrap_or_else(|e| {
+        Some(Command::History(args)) => Ok(history_check::check(&args).await.unwrap_or_else(|e| {
             eprintln!("caxton-bench: error: {e}");
             compare::EXIT_BAD_INPUT
         })),
@@ -172,133 +170,4 @@ async fn ab(args: &caxton_loadgen::cli::AbArgs) -> anyhow::Result<u8> {
         (None, None) => {}
     }
     Ok(run.exit_code())
-}
-
-/// Exit 0 or 1 by the verdict; the caller turns errors into exit 2, so a broken baseline is
-/// never mistaken for a regression.
-fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
-    let mut opts =
-        compare::CompareOptions::from_flags(Some(&args.threshold), &args.metric_thresholds)?;
-    let current = RunReport::read(&args.current)?;
-    let (baseline_path, baseline) = if args.baseline.is_dir() {
-        let calibrated =
-            caxton_reports::calibration::from_history(&args.baseline, &current.plan, false)?;
-        let explicit: Vec<_> = opts.per_metric.keys().copied().collect();
-        calibrated.apply(&mut opts, &explicit);
-        eprint!("{}", calibrated.describe(&opts));
-        calibrated.baseline
-    } else {
-        (args.baseline.clone(), RunReport::read(&args.baseline)?)
-    };
-    let result = compare::compare(&baseline, &current, &opts)?;
-    let profiles = caxton_loadgen::profile_diff::diff_runs(
-        (&baseline, &baseline_path),
-        (&current, &args.current),
-    )?;
-    let diff_dir = match &args.diff_dir {
-        Some(d) => d.clone(),
-        None => args
-            .current
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-    };
-    let svg = caxton_loadgen::profile_diff::write_svg(&profiles, &diff_dir).with_context(|| {
-        format!(
-            "writing the differential flamegraph in {}",
-            diff_dir.display()
-        )
-    })?;
-    let svg = svg.map(|p| p.display().to_string());
-    if args.markdown {
-        print!("{}", result.to_markdown());
-        print!("{}", profiles.to_markdown(svg.as_deref()));
-    } else {
-        print!("{}", result.to_text());
-        print!("{}", profiles.to_text(svg.as_deref()));
-    }
-    if let Some(out) = &args.html {
-        let page = html::render_comparison(&baseline, &current, &result, Some(&profiles))?;
-        html::write_file(out, &page)?;
-        println!("html: {}", out.display());
-    }
-    Ok(result.exit_code())
-}
-
-/// Exit 0, or 1 when the newest run starts a regression; errors become exit 2 in the caller,
-/// so an unreadable history is never mistaken for a regression.
-async fn history(args: &HistoryArgs) -> anyhow::Result<u8> {
-    let options = history::DetectOptions {
-        p_value: args.p_value,
-        min_magnitude: compare::parse_percent(&args.min_change, "--min-change")?,
-        ..Default::default()
-    };
-    let result = match (&args.dir, &args.prometheus) {
-        (_, Some(url)) => {
-            let found = prometheus_history::load(url, &args.prometheus_range).await?;
-            let mut result = history::analyse(found.runs, &found.per_run, &options);
-            result.invalid = found.invalid;
-            result
-        }
-        (Some(dir), None) => {
-            let loaded = history::load_dir(dir, args.skip_unreadable)?;
-            for u in &loaded.unreadable {
-                eprintln!("caxton-bench: warning: left out: {u}");
-            }
-            if loaded.is_empty() {
-                anyhow::bail!(
-                    "no valid, readable run under {} ({} invalid, {} unreadable)",
-                    dir.display(),
-                    loaded.invalid.len(),
-                    loaded.unreadable.len()
-                );
-            }
-            let (runs, per_run) = loaded.observations();
-            let mut result = history::analyse(runs, &per_run, &options);
-            result.profile_diffs =
-                caxton_loadgen::profile_diff::at_change_points(&result, &loaded.runs);
-            result.invalid = loaded.invalid;
-            result.unreadable = loaded.unreadable;
-            result
-        }
-        (None, None) => anyhow::bail!("give a history directory or --prometheus URL"),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result.to_json())?);
-    } else if args.markdown {
-        print!("{}", result.to_markdown());
-    } else {
-        print!("{}", result.to_text());
-    }
-    if let Some(out) = &args.html {
-        html::write_file(out, &history::html::render(&result))?;
-        eprintln!("caxton-bench: html: {}", out.display());
-    }
-    push_verdict(args, &result).await?;
-    Ok(result.exit_code())
-}
-
-/// The verdict to the sinks given, if any; a failed push is an error (exit 2): a nightly
-/// whose verdict never reached Prometheus must not look green.
-async fn push_verdict(args: &HistoryArgs, result: &history::History) -> anyhow::Result<()> {
-    let options = caxton_reports::pushgateway::PushgatewayOptions {
-        job: verdict::PUSHGATEWAY_JOB.to_owned(),
-        grouping_labels: Vec::new(),
-        ..Default::default()
-    };
-    let Some(sinks) = push::Sinks::with_pushgateway_options(
-        args.report_to_prometheus.as_deref(),
-        args.pushgateway.as_deref(),
-        options,
-    )?
-    else {
-        return Ok(());
-    };
-    let samples = verdict::verdict_samples(result, caxton_reports::remote_write::now_ms());
-    tokio::time::timeout(push::PUSH_BOUND, sinks.send(&samples, &[]))
-        .await
-        .unwrap_or_else(|_| Err(push::SendFailed::Timeout(push::PUSH_BOUND)))
-        .map_err(|e| anyhow::anyhow!("pushing the verdict: {e}"))?;
-    eprintln!("caxton-bench: pushed {} verdict samples", samples.len());
-    Ok(())
 }

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use caxton_reports::model::{
-    CheckResult, LoadModel, Plan as PlanModel, ReportError, RunReport, SCHEMA_VERSION,
-    ScenarioWeight, StageResult, Stats, Tool, ratio,
+    Abort, CheckResult, Distributed, FlamegraphRef, GeneratorCpu, Interruption, LoadModel,
+    Plan as PlanModel, ReportError, RunReport, SCHEMA_VERSION, ScenarioWeight, StageResult, Stats,
+    TargetBuild, Tool, ratio,
 };
 
 use crate::collector::Collector;
@@ -29,7 +30,25 @@ pub(crate) struct RunMeta<'a> {
     pub scenarios: &'a [WeightedScenario],
 }
 
-pub(crate) fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport, ReportError> {
+/// What a run knows only once its load and its capture have ended; the report is built
+/// from them, not patched with them. A snapshot taken during the run (abortOnFail) has none.
+#[derive(Default)]
+pub(crate) struct Finished {
+    pub target_key: Option<String>,
+    pub distributed: Option<Distributed>,
+    pub generator_cpu: Option<GeneratorCpu>,
+    pub target_build: Option<TargetBuild>,
+    pub flamegraph: Option<FlamegraphRef>,
+    pub interrupted: Option<Interruption>,
+    pub aborted: Option<Abort>,
+}
+
+/// The report of `totals`; its thresholds and validity are the caller's to judge, once.
+pub(crate) fn build(
+    meta: &RunMeta<'_>,
+    totals: &Collector,
+    finished: Finished,
+) -> Result<RunReport, ReportError> {
     let elapsed = meta.elapsed.as_secs_f64();
     let mut stages = Vec::new();
     for (i, stage) in meta.plan.stages.iter().enumerate() {
@@ -72,7 +91,7 @@ pub(crate) fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport,
         command_line: meta.command_line.to_vec(),
         target: meta.target.to_string(),
         embedded_target: meta.embedded_target,
-        target_key: None,
+        target_key: finished.target_key,
         started_at: humantime::format_rfc3339_millis(meta.started).to_string(),
         ended_at: humantime::format_rfc3339_millis(meta.ended).to_string(),
         started_unix_ms: unix_ms(meta.started),
@@ -106,14 +125,13 @@ pub(crate) fn build(meta: &RunMeta<'_>, totals: &Collector) -> Result<RunReport,
         dropped_iterations: dropped,
         max_users: totals.max_users,
         timeline: totals.timeline.clone(),
-        // Set by the run once its capture finished.
-        flamegraph: None,
-        distributed: None,
+        flamegraph: finished.flamegraph,
+        distributed: finished.distributed,
         validity: Default::default(),
-        target_build: None,
-        interrupted: None,
-        aborted: None,
-        generator_cpu: None,
+        target_build: finished.target_build,
+        interrupted: finished.interrupted,
+        aborted: finished.aborted,
+        generator_cpu: finished.generator_cpu,
         slices: totals.slices.clone(),
     })
 }

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use caxton_reports::model::{
-    GeneratorCpu, LoadModel, ReportError, RunReport, TargetBuild, Validity,
-};
+use caxton_reports::model::{GeneratorCpu, LoadModel, ReportError, RunReport, TargetBuild};
 use goose::client::GooseClientBuilder;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
@@ -313,7 +311,7 @@ async fn attack(
         ),
         _ => opts.start_at,
     };
-    let load = execute(
+    let mut load = execute(
         opts,
         goose,
         &ctx,
@@ -334,10 +332,7 @@ async fn attack(
         );
     }
 
-    let mut report = judged_report(opts, target, embedded, &ctx, pool, &load, target_build)?;
-    report.aborted = aborter.as_ref().and_then(|a| a.fired());
-    report.write(&report_path)?;
-    let flamegraph = match load.flamegraph {
+    let flamegraph = match load.flamegraph.take() {
         // The capture window lies inside the stage, so it ends about when the run does;
         // allow for fetching and rendering, then give up.
         Some(task) => match tokio::time::timeout(Duration::from_secs(15), task).await {
@@ -347,14 +342,23 @@ async fn attack(
         },
         None => None,
     };
-    // The report names its flamegraph (so `caxton-bench report` embeds it) and its sample
-    // counts, which can make the run invalid; rewritten once the capture succeeded, before
-    // the final push so the pushed verdict is the report's.
-    if let (Some(Ok(captured)), Some(stage)) = (&flamegraph, &opts.flamegraph) {
-        report.flamegraph = Some(captured.reference(stage));
-        report.validity = judge(&report, load.schedule);
-        report.write(&report_path)?;
-    }
+    // Collected first, then built, judged and written once: the report names its flamegraph
+    // (so `caxton-bench report` embeds it) and its sample counts, which can make the run
+    // invalid, and the final push carries that same verdict.
+    let finished = report::Finished {
+        target_key: opts.target_key.clone(),
+        distributed: opts.worker.map(|w| w.record()),
+        generator_cpu: load.generator_cpu.clone(),
+        target_build,
+        flamegraph: match (&flamegraph, &opts.flamegraph) {
+            (Some(Ok(captured)), Some(stage)) => Some(captured.reference(stage)),
+            _ => None,
+        },
+        interrupted: crate::interrupt::interruption(&opts.plan, ctx.started.get()),
+        aborted: aborter.as_ref().and_then(|a| a.fired()),
+    };
+    let report = judged_report(opts, target, embedded, &ctx, pool, &load, finished)?;
+    report.write(&report_path)?;
     if let Some(sinks) = &sinks {
         push::push_final(sinks, &report, &report_path).await;
     }
@@ -530,7 +534,7 @@ async fn execute(
     })
 }
 
-/// The report of the load, its thresholds evaluated and its validity judged.
+/// The report of the load, built once, its thresholds evaluated and its validity judged.
 fn judged_report(
     opts: &RunOptions,
     target: &str,
@@ -538,7 +542,7 @@ fn judged_report(
     ctx: &RunContext,
     pool: Option<u64>,
     load: &Load,
-    target_build: Option<TargetBuild>,
+    finished: report::Finished,
 ) -> Result<RunReport, RunError> {
     let started = ctx.started.get().unwrap_or(load.ended);
     let meta = RunMeta {
@@ -554,30 +558,21 @@ fn judged_report(
         pool_users: pool,
         scenarios: &opts.scenarios,
     };
-    let mut report = report::build(&meta, &load.collector)?;
-    report.target_key = opts.target_key.clone();
-    report.distributed = opts.worker.map(|w| w.record());
-    report.generator_cpu = load.generator_cpu.clone();
-    report.target_build = target_build;
+    let mut report = report::build(&meta, &load.collector, finished)?;
     report.thresholds = opts
         .thresholds
         .iter()
         .map(|t| t.evaluate(&report))
         .collect();
-    report.validity = judge(&report, load.schedule);
-    report.interrupted = crate::interrupt::interruption(&opts.plan, ctx.started.get());
-    Ok(report)
-}
-
-fn judge(report: &RunReport, schedule: Option<ScheduleOutcome>) -> Validity {
-    validity::judge(
-        report,
+    report.validity = validity::judge(
+        &report,
         &validity::Evidence {
-            schedule,
+            schedule: load.schedule,
             generator: report.generator_cpu.as_ref(),
             profile: report.flamegraph.as_ref(),
         },
-    )
+    );
+    Ok(report)
 }
 
 /// Open model: start the schedule once the user pool is up (at most 5 s of waiting), so

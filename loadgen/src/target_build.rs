@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use caxton_reports::model::TargetBuild;
 
-/// The series the runtime exposes (`caxton_runtime::metrics::names::BUILD_INFO`; not
+/// The series the runtime exposes (`BUILD_INFO` in runtime/src/metrics.rs; not
 /// imported, so a load-only build needs no runtime).
 const BUILD_INFO: &str = "caxton_build_info";
 

@@ -7,7 +7,7 @@ mod common;
 
 use caxton_reports::model::RunReport;
 use caxton_runtime::config::Config;
-use caxton_runtime::http::access::Secret;
+use caxton_runtime::config::Secret;
 use common::{bench, out_dir, text};
 
 const TOKEN: &str = "bench-token-8c2f";
@@ -16,7 +16,7 @@ const TOKEN: &str = "bench-token-8c2f";
 async fn a_token_protected_target_passes_with_the_header_and_fails_without() {
     let mut config = Config::for_tests();
     config.server.api_token = Some(Secret::new(TOKEN));
-    let server = caxton_runtime::http::server::start(config).await.unwrap();
+    let server = caxton_runtime::start(config).await.unwrap();
     let target = format!("http://{}", server.api_addr());
     let plan = [
         "--target",

@@ -137,7 +137,7 @@ async fn backlog_and_service_down_alerts_reach_the_webhook() {
     config.agents.fuel_per_message = u64::MAX / 4;
     // Shutdown drains the backlog this long before /metrics goes down.
     config.server.shutdown_timeout = Duration::from_secs(1);
-    let server = caxton_runtime::http::server::start(config).await.unwrap();
+    let server = caxton_runtime::start(config).await.unwrap();
     let api = ApiClient::new(format!("http://{}", server.api_addr()));
 
     let dir = std::env::temp_dir().join(format!("caxton-alerting-{}", std::process::id()));

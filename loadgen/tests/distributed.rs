@@ -52,9 +52,7 @@ fn load_args<'a>(target: &'a str, out: &'a Path, run_id: &'a str) -> Vec<&'a str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_merge_to_the_figures_of_one_run() {
-    let server = caxton_runtime::http::server::start(Config::for_tests())
-        .await
-        .unwrap();
+    let server = caxton_runtime::start(Config::for_tests()).await.unwrap();
     let target = format!("http://{}", server.api_addr());
     let out = std::env::temp_dir().join(format!("caxton-bench-dist-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);

@@ -77,7 +77,7 @@ async fn every_metric_in_rules_and_dashboards_exists_at_its_source() {
     let mut config = Config::for_tests();
     config.server.persist_agents = true;
     config.server.data_dir = out.join("data");
-    let server = caxton_runtime::http::server::start(config).await.unwrap();
+    let server = caxton_runtime::start(config).await.unwrap();
     let target = format!("http://{}", server.api_addr());
 
     // Traffic: both scenarios, its series remote-written to the real Prometheus.

@@ -23,6 +23,7 @@ use pprof::{Frames, Report, UnresolvedReport};
 use tokio::sync::broadcast;
 
 use crate::perf_sampler::{self, RawStacks};
+pub use crate::sample_count::SampleCount;
 use crate::settings::{SAMPLE_RATE_RANGE, Sampler};
 use crate::threads;
 
@@ -84,42 +85,6 @@ pub enum CaptureError {
     /// The blocking capture task died (it panicked).
     #[error("capture task failed: {0}")]
     Task(String),
-}
-
-/// Sample accounting of one capture.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SampleCount {
-    /// Samples of the target's threads in the profile.
-    pub taken: u64,
-    /// CPU seconds the target's threads used during the capture times the frequency.
-    pub expected: u64,
-    /// Samples of other threads of the process (a load generator embedding the target),
-    /// left out of the profile; see [`threads::set_target_threads`].
-    pub excluded: u64,
-    /// Samples the perf_event sampler's kernel reported dropped (`PERF_RECORD_LOST`): lost
-    /// even where the CPU clocks fall short of them.
-    pub reported_lost: u64,
-}
-
-impl SampleCount {
-    /// Samples the target's CPU time called for but pprof-rs did not record.
-    pub fn lost(&self) -> u64 {
-        self.expected
-            .saturating_sub(self.taken)
-            .max(self.reported_lost)
-    }
-
-    /// `taken / expected`; `None` when the process was idle.
-    pub fn capture_ratio(&self) -> Option<f64> {
-        (self.expected > 0).then(|| self.taken as f64 / self.expected as f64)
-    }
-
-    pub(crate) fn add(&mut self, other: SampleCount) {
-        self.taken += other.taken;
-        self.expected += other.expected;
-        self.excluded += other.excluded;
-        self.reported_lost += other.reported_lost;
-    }
 }
 
 /// A finished CPU capture.
@@ -217,8 +182,16 @@ fn subscribe(hz: u32, sampler: Sampler) -> Result<Subscription, CaptureError> {
                 .name("pprof-sampler".into())
                 .spawn(move || match sampler {
                     Sampler::PerfEvent => {
-                        if let Err(e) = perf_sampler::run(hz, &tx, keep_sampling) {
-                            stop_sampler(&e);
+                        let emit = |stacks, samples, started, duration| {
+                            let _ = tx.send(Arc::new(Segment {
+                                stacks: Stacks::Perf(stacks),
+                                samples,
+                                started,
+                                duration,
+                            }));
+                        };
+                        if let Err(reason) = perf_sampler::run(hz, SEGMENT, emit, keep_sampling) {
+                            stop_sampler(&CaptureError::PerfEvent(reason));
                         }
                     }
                     _ => sample(hz, tx),
@@ -390,7 +363,7 @@ pub(crate) async fn capture(
     flamegraph: bool,
 ) -> Result<CpuProfile, CaptureError> {
     let asked = SystemTime::now();
-    let sampler = perf_sampler::resolve(sampler)?;
+    let sampler = perf_sampler::resolve(sampler).map_err(CaptureError::PerfEvent)?;
     let mut sub = subscribe(hz, sampler)?;
     let mut signal: Option<UnresolvedReport> = None;
     let mut perf = RawStacks::new();

@@ -16,6 +16,7 @@ pub mod kallsyms;
 pub(crate) mod perf_sampler;
 pub mod profiler;
 pub mod pyroscope;
+mod sample_count;
 pub mod settings;
 pub mod stats;
 pub mod threads;

@@ -24,9 +24,9 @@ use perf_event::events::Software;
 use perf_event::{Builder, SampleFlag, Sampler as RingBuffer};
 use pprof::{Frames, Symbol};
 
-use crate::capture::{CaptureError, SEGMENT, SampleCount, Segment, Stacks};
 use crate::jit::{self, JitFrame};
 use crate::kallsyms::{self, UNKNOWN_KERNEL};
+use crate::sample_count::SampleCount;
 use crate::settings::Sampler;
 use crate::threads;
 
@@ -88,8 +88,8 @@ fn describe(e: &io::Error) -> String {
 
 /// The sampler `choice` stands for here: `Auto` becomes `PerfEvent` when the probe succeeds,
 /// else `Signal` (logged once with the reason); an explicit `PerfEvent` that cannot work is an
-/// error.
-pub(crate) fn resolve(choice: Sampler) -> Result<Sampler, CaptureError> {
+/// error (`Err` says why it cannot).
+pub(crate) fn resolve(choice: Sampler) -> Result<Sampler, String> {
     static LOGGED: OnceLock<()> = OnceLock::new();
     match (choice, probe()) {
         (Sampler::Signal, _) => Ok(Sampler::Signal),
@@ -97,7 +97,7 @@ pub(crate) fn resolve(choice: Sampler) -> Result<Sampler, CaptureError> {
             LOGGED.get_or_init(|| tracing::info!("CPU sampler: perf_event"));
             Ok(Sampler::PerfEvent)
         }
-        (Sampler::PerfEvent, Err(reason)) => Err(CaptureError::PerfEvent(reason.clone())),
+        (Sampler::PerfEvent, Err(reason)) => Err(reason.clone()),
         (Sampler::Auto, Err(reason)) => {
             LOGGED.get_or_init(
                 || tracing::warn!(reason = %reason, "CPU sampler: signal (perf_event unavailable)"),
@@ -242,15 +242,18 @@ fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Co
     }
 }
 
-/// The perf_event sampler: one segment after another for as long as anyone subscribes.
+/// The perf_event sampler: one `segment`-long window after another for as long as
+/// `keep_going`, each handed to `emit` with its accounting, start and length (the capture
+/// turns them into its segments). `Err` says why perf_event cannot sample here.
 pub(crate) fn run(
     hz: u32,
-    segments: &tokio::sync::broadcast::Sender<Arc<Segment>>,
+    segment: Duration,
+    mut emit: impl FnMut(RawStacks, SampleCount, SystemTime, Duration),
     keep_going: impl Fn() -> bool,
-) -> Result<(), CaptureError> {
+) -> Result<(), String> {
     let kernel = match probe() {
         Ok(kernel) => *kernel,
-        Err(reason) => return Err(CaptureError::PerfEvent(reason.clone())),
+        Err(reason) => return Err(reason.clone()),
     };
     // Load the symbol tables beside the sampling rather than when the first capture is
     // answered: reading /proc/kallsyms takes the kernel a while, and backtrace loads the
@@ -277,7 +280,7 @@ pub(crate) fn run(
         let mut stacks = RawStacks::new();
         let mut counts = Counts::default();
         threads.rescan(&mut stacks, &mut counts);
-        let end = Instant::now() + SEGMENT;
+        let end = Instant::now() + segment;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             std::thread::sleep(left.min(POLL));
@@ -290,9 +293,9 @@ pub(crate) fn run(
         let now = SystemTime::now();
         let per_cpu = |d: Duration| (d.as_secs_f64() * f64::from(hz)).floor() as u64;
         let expected = per_cpu(cpu_now.0.saturating_sub(cpu_before.0));
-        let segment = Segment {
-            stacks: Stacks::Perf(stacks),
-            samples: SampleCount {
+        emit(
+            stacks,
+            SampleCount {
                 taken: counts.taken,
                 // Unclamped: a segment's reading errs either way, and clamping it to the
                 // samples taken would keep only the errors that look like losses. The
@@ -302,9 +305,8 @@ pub(crate) fn run(
                 reported_lost: counts.lost,
             },
             started,
-            duration: now.duration_since(started).unwrap_or(SEGMENT),
-        };
-        let _ = segments.send(Arc::new(segment));
+            now.duration_since(started).unwrap_or(segment),
+        );
         (cpu_before, started) = (cpu_now, now);
     }
     Ok(())

@@ -41,7 +41,7 @@ pub enum TaskError {
 }
 
 /// Runs `task` inside `agent.execute_task` / `task.processing`, recording the outcome on the
-/// span. `tracer` is the runtime's (see `caxton_runtime::telemetry::Telemetry::tracer`) or
+/// span. `tracer` is the runtime's (the runtime's own tracer provider) or
 /// any other.
 #[tracing::instrument(name = "agent.execute_task", skip_all)]
 pub async fn execute_task<T>(tracer: &T, task: Task) -> Result<TaskResult, TaskError>

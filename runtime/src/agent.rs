@@ -62,9 +62,9 @@ impl std::fmt::Display for Refused {
 /// size and its share of the runtime's in-flight byte budget (released when the last
 /// receiver is done with it).
 pub struct Envelope {
-    pub msg: AclMessage,
+    pub(crate) msg: AclMessage,
     /// [`AclMessage::heap_bytes`], counted against each receiver's mailbox.
-    pub bytes: usize,
+    pub(crate) bytes: usize,
     /// The JSON agents receive, written once for all receivers: a 1 MiB message to 1024
     /// receivers is otherwise serialized 1024 times.
     json: OnceLock<Result<Vec<u8>, String>>,
@@ -82,7 +82,7 @@ impl Envelope {
     }
 
     /// [`AclMessage::to_json`] of the message, computed by the first receiver.
-    pub fn json(&self) -> Result<&[u8], &str> {
+    pub(crate) fn json(&self) -> Result<&[u8], &str> {
         match self
             .json
             .get_or_init(|| self.msg.to_json().map_err(|e| e.to_string()))
@@ -112,23 +112,23 @@ struct Mailbox {
 
 pub struct Agent {
     pub id: Arc<str>,
-    pub name: Option<String>,
-    pub agent_type: Arc<AgentType>,
+    pub(crate) name: Option<String>,
+    pub(crate) agent_type: Arc<AgentType>,
     /// The client's opaque `config`, kept as compact JSON text: a parsed map costs several
     /// times more, and 100k idle agents must stay small.
-    pub config: Option<Box<str>>,
+    pub(crate) config: Option<Box<str>>,
     /// Creation order, for stable paging.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Milliseconds since the Unix epoch.
-    pub created_at_ms: u64,
+    pub(crate) created_at_ms: u64,
     state: AtomicU8,
     mailbox: Mutex<Mailbox>,
     /// Its metric series, from its first execution on (boxed: idle agents stay small).
-    pub series: OnceLock<Box<AgentSeries>>,
+    pub(crate) series: OnceLock<Box<AgentSeries>>,
 }
 
 impl Agent {
-    pub fn new(
+    pub(crate) fn new(
         id: Arc<str>,
         name: Option<String>,
         agent_type: Arc<AgentType>,
@@ -149,11 +149,11 @@ impl Agent {
         }
     }
 
-    pub fn state(&self) -> AgentState {
+    pub(crate) fn state(&self) -> AgentState {
         AgentState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    pub fn set_state(&self, state: AgentState) {
+    pub(crate) fn set_state(&self, state: AgentState) {
         self.state.store(state as u8, Ordering::Release);
     }
 
@@ -202,7 +202,7 @@ impl Agent {
     }
 
     /// Empties the mailbox (a deleted agent, shutdown) and returns what it held.
-    pub fn take_all(&self) -> VecDeque<Arc<Envelope>> {
+    pub(crate) fn take_all(&self) -> VecDeque<Arc<Envelope>> {
         let mut mb = self.mailbox();
         mb.bytes = 0;
         std::mem::take(&mut mb.queue)

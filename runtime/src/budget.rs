@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use prometheus::IntGauge;
 
-pub struct ByteBudget {
+pub(crate) struct ByteBudget {
     used: AtomicUsize,
     limit: usize,
     /// Mirrors `used` for /metrics.
@@ -21,7 +21,7 @@ pub struct Charge {
 }
 
 impl ByteBudget {
-    pub fn new(limit: usize, gauge: IntGauge) -> Arc<Self> {
+    pub(crate) fn new(limit: usize, gauge: IntGauge) -> Arc<Self> {
         Arc::new(Self {
             used: AtomicUsize::new(0),
             limit,
@@ -29,17 +29,18 @@ impl ByteBudget {
         })
     }
 
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.limit
     }
 
-    pub fn used(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
 
     /// Takes `bytes` when they fit under the limit. `force` takes them anyway: a FAILURE the
     /// runtime sends must not be refused for lack of room, or its sender never learns.
-    pub fn charge(self: &Arc<Self>, bytes: usize, force: bool) -> Option<Charge> {
+    pub(crate) fn charge(self: &Arc<Self>, bytes: usize, force: bool) -> Option<Charge> {
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
             let next = used.saturating_add(bytes);

@@ -18,7 +18,7 @@ pub const MAX_EVENT_CONTENT_BYTES: usize = 16 * 1024;
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
+pub(crate) enum Event {
     Message {
         message: Box<AclMessage>,
     },
@@ -31,7 +31,7 @@ pub enum Event {
 
 impl Event {
     /// Whether a subscriber filtering on `agent` and/or `conversation` wants this event.
-    pub fn matches(&self, agent: Option<&str>, conversation: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, agent: Option<&str>, conversation: Option<&str>) -> bool {
         match self {
             Event::Message { message } => {
                 agent.is_none_or(|a| message.sender == a || message.receiver.iter().any(|r| r == a))
@@ -45,9 +45,9 @@ impl Event {
 }
 
 /// An event as subscribers get it: serialized once, however many clients watch.
-pub struct Published {
-    pub event: Event,
-    pub json: String,
+pub(crate) struct Published {
+    pub(crate) event: Event,
+    pub(crate) json: String,
 }
 
 impl Event {
@@ -77,7 +77,7 @@ impl std::io::Write for ByteCount {
     }
 }
 
-pub struct Events {
+pub(crate) struct Events {
     tx: broadcast::Sender<Arc<Published>>,
 }
 
@@ -91,7 +91,7 @@ impl Default for Events {
 
 impl Events {
     /// Publishes lazily: with no subscriber the event is never built (the hot path).
-    pub fn publish(&self, make: impl FnOnce() -> Event) {
+    pub(crate) fn publish(&self, make: impl FnOnce() -> Event) {
         if self.tx.receiver_count() > 0 {
             let mut event = make();
             event.bound_content();
@@ -101,7 +101,7 @@ impl Events {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
 }

@@ -12,14 +12,23 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, Weak};
 use std::time::{Duration, Instant};
 
-use crate::agent::Agent;
-use crate::runtime::Runtime;
+use crate::agent::{Agent, Envelope};
 
 /// Most messages of one agent per turn. A busy agent's replies then leave in bursts, which
 /// costs its clients fewer wake-ups than one reply per turn (measured: BENCHMARKS.md).
 const TURN_MESSAGES: u32 = 8;
 /// A turn ends after this much time even if messages remain.
 const TURN_SLICE: Duration = Duration::from_millis(2);
+
+/// What the pool runs agents' messages with (the runtime, which implements it). The pool
+/// owns the threads and the queue; the work of one message stays with its owner, so the pool
+/// needs no knowledge of the runtime. Its threads hold it weakly: a dropped runtime ends them.
+pub(crate) trait Executor: Send + Sync + 'static {
+    /// Runs one message the pool took from `agent`'s mailbox.
+    fn execute_queued(self: &Arc<Self>, agent: &Arc<Agent>, env: &Envelope);
+    /// The pool found `agent`'s mailbox empty and took it out of the ready queue.
+    fn unscheduled(&self, agent: &Arc<Agent>);
+}
 
 #[derive(Default)]
 struct Queue {
@@ -75,14 +84,14 @@ impl Shared {
     }
 }
 
-pub struct ExecPool {
+pub(crate) struct ExecPool {
     shared: Arc<Shared>,
     threads: usize,
     started: Once,
 }
 
 impl ExecPool {
-    pub fn new(threads: usize) -> Self {
+    pub(crate) fn new(threads: usize) -> Self {
         Self {
             shared: Arc::default(),
             threads: threads.max(1),
@@ -90,13 +99,9 @@ impl ExecPool {
         }
     }
 
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
     /// Puts `agent` at the end of the ready queue. Its mailbox must have just become
     /// scheduled (`Agent::enqueue` returned true). Threads start with the first message.
-    pub(crate) fn schedule(&self, runtime: &Arc<Runtime>, agent: Arc<Agent>) {
+    pub(crate) fn schedule<E: Executor>(&self, runtime: &Arc<E>, agent: Arc<Agent>) {
         self.started
             .call_once(|| self.spawn(Arc::downgrade(runtime)));
         let mut q = self.shared.lock();
@@ -107,7 +112,7 @@ impl ExecPool {
         }
     }
 
-    fn spawn(&self, runtime: Weak<Runtime>) {
+    fn spawn<E: Executor>(&self, runtime: Weak<E>) {
         for n in 0..self.threads {
             let shared = self.shared.clone();
             let runtime = runtime.clone();
@@ -124,7 +129,7 @@ impl ExecPool {
     }
 
     /// Waits until nothing is ready or running, or until `deadline`; true when quiet.
-    pub fn wait_quiet(&self, deadline: Instant) -> bool {
+    pub(crate) fn wait_quiet(&self, deadline: Instant) -> bool {
         let q = self.shared.lock();
         self.shared
             .wait_for(q, deadline, |q| q.ready.is_empty() && q.running == 0)
@@ -134,7 +139,7 @@ impl ExecPool {
     /// Stops taking turns: threads finish the turn they run (waited for until
     /// `running_deadline`) and exit. Returns the agents still in the ready queue; their
     /// mailboxes keep their messages.
-    pub fn stop(&self, running_deadline: Instant) -> Vec<Arc<Agent>> {
+    pub(crate) fn stop(&self, running_deadline: Instant) -> Vec<Arc<Agent>> {
         let mut q = self.shared.lock();
         q.stopped = true;
         self.shared.work.notify_all();
@@ -175,7 +180,7 @@ fn batch_policy() {
     }
 }
 
-fn work(shared: &Shared, runtime: &Weak<Runtime>) {
+fn work<E: Executor>(shared: &Shared, runtime: &Weak<E>) {
     let mut q = shared.lock();
     loop {
         if q.stopped {
@@ -210,7 +215,7 @@ fn work(shared: &Shared, runtime: &Weak<Runtime>) {
 }
 
 /// One turn of `agent`; true when it still has messages and goes back in the queue.
-fn turn(rt: &Arc<Runtime>, agent: &Arc<Agent>) -> bool {
+fn turn<E: Executor>(rt: &Arc<E>, agent: &Arc<Agent>) -> bool {
     let started = Instant::now();
     for _ in 0..TURN_MESSAGES {
         let Some(env) = agent.next_message() else {

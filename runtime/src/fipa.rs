@@ -40,7 +40,7 @@ pub enum Performative {
 
 impl Performative {
     /// Every performative, in the specification's alphabetical order.
-    pub const ALL: [Performative; 22] = [
+    pub(crate) const ALL: [Performative; 22] = [
         Self::AcceptProposal,
         Self::Agree,
         Self::Cancel,
@@ -66,7 +66,7 @@ impl Performative {
     ];
 
     /// The wire name, also used as the `message_type` metric label (no allocation).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::AcceptProposal => "ACCEPT_PROPOSAL",
             Self::Agree => "AGREE",
@@ -107,7 +107,7 @@ impl fmt::Display for Performative {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclMessage {
-    pub performative: Performative,
+    pub(crate) performative: Performative,
     /// Agent id, or the name of an external client. The runtime overwrites it with the
     /// agent's own id for messages an agent sends, so agents cannot spoof each other.
     #[serde(default)]
@@ -124,20 +124,20 @@ pub struct AclMessage {
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub content: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub language: Option<String>,
+    pub(crate) language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ontology: Option<String>,
+    pub(crate) ontology: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
+    pub(crate) protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_with: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_reply_to: Option<String>,
+    pub(crate) in_reply_to: Option<String>,
     /// Deadline for a reply, RFC 3339; carried, not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply_by: Option<String>,
+    pub(crate) reply_by: Option<String>,
     /// Free-form string metadata; W3C trace context (`traceparent`, `tracestate`) rides here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -146,18 +146,18 @@ pub struct AclMessage {
 /// The `metadata` key of a message's hop count: how many agent executions led to it. A
 /// client's message is hop 0 (the key absent); what an agent sends while handling hop `n`
 /// is hop `n + 1`, set by the runtime whatever the agent wrote.
-pub const HOPS_KEY: &str = "caxton-hops";
+pub(crate) const HOPS_KEY: &str = "caxton-hops";
 
 /// The wire forms of [`AclMessage::receiver`]: one id or a list.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
-pub enum Receivers {
+pub(crate) enum Receivers {
     One(String),
     Many(Vec<String>),
 }
 
 /// Room for a typical message's JSON: addressing, small content and a `traceparent`.
-pub const JSON_CAPACITY: usize = 512;
+pub(crate) const JSON_CAPACITY: usize = 512;
 
 impl AclMessage {
     /// A message with only a performative; the builder-style setters fill the rest.
@@ -180,8 +180,7 @@ impl AclMessage {
 
     /// The `fipa_decode` fuzz target (fuzz/) and its corpus replay: any bytes either fail
     /// to decode or give a message that encodes and decodes back to itself.
-    #[doc(hidden)]
-    pub fn fuzz_decode(data: &[u8]) {
+    pub(crate) fn fuzz_decode(data: &[u8]) {
         let Ok(msg) = serde_json::from_slice::<AclMessage>(data) else {
             return;
         };
@@ -205,20 +204,20 @@ impl AclMessage {
     }
 
     /// The message's hop count (see [`HOPS_KEY`]); absent or unreadable is 0.
-    pub fn hops(&self) -> u32 {
+    pub(crate) fn hops(&self) -> u32 {
         self.metadata
             .get(HOPS_KEY)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     }
 
-    pub fn set_hops(&mut self, hops: u32) {
+    pub(crate) fn set_hops(&mut self, hops: u32) {
         self.metadata.insert(HOPS_KEY.to_owned(), hops.to_string());
     }
 
     /// True for the performatives nobody answers: a reply to a FAILURE or NOT_UNDERSTOOD
     /// could only be another one, and two agents would answer each other forever.
-    pub fn ends_conversation(&self) -> bool {
+    pub(crate) fn ends_conversation(&self) -> bool {
         matches!(
             self.performative,
             Performative::Failure | Performative::NotUnderstood
@@ -228,7 +227,7 @@ impl AclMessage {
     /// Roughly the heap memory this message holds: every string's bytes plus a JSON node's
     /// size per content value. What the byte budgets count: a JSON array of `0`s is
     /// two bytes a value on the wire and a JSON node's size a value parsed.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         let strings = [
             &self.language,
             &self.ontology,
@@ -259,7 +258,7 @@ impl AclMessage {
 
     /// A reply to `self`: addressed to its sender, in its conversation, answering its
     /// `reply_with`, carrying its metadata (and so its trace context).
-    pub fn reply(&self, performative: Performative, from: &str) -> AclMessage {
+    pub(crate) fn reply(&self, performative: Performative, from: &str) -> AclMessage {
         let mut reply = AclMessage::new(performative);
         reply.sender = from.to_owned();
         self.address_reply(&mut reply);
@@ -268,7 +267,7 @@ impl AclMessage {
 
     /// Fills the addressing fields `reply` left empty from `self`, the message being answered.
     /// Agents rely on this: `{"performative":"INFORM","content":..}` is a complete reply.
-    pub fn address_reply(&self, reply: &mut AclMessage) {
+    pub(crate) fn address_reply(&self, reply: &mut AclMessage) {
         if reply.receiver.is_empty() {
             reply.receiver = vec![self.sender.clone()];
         }

@@ -1,36 +1,74 @@
 //! The Caxton runtime: WebAssembly agents that talk in FIPA-ACL messages behind an HTTP API,
 //! with Prometheus metrics. ARCHITECTURE.md at the repository root has the map.
 //!
-//! What it offers: [`http::server::start`] (a running runtime from a [`config::Config`]),
-//! the [`runtime::Runtime`] itself for in-process use, and its parts grouped by concern:
-//! [`config`] (the file), [`http`] (the API and its listeners), [`telemetry`] (traces, logs,
-//! OTLP), plus the agents' engine, messaging and metrics.
+//! What it offers: [`start`] (a running runtime, API and metrics listeners, from a
+//! [`Config`]), the [`Runtime`] itself for in-process use, the configuration's types in
+//! [`config`], and the names of the runtime's threads in [`threads`] (a profiler embedding
+//! the runtime keeps only those). Everything else is the crate's own; [`internals`] is for the
+//! workspace's benches, fuzz targets and tests, not an API.
 
-/// The agent ABI's host calls driven with arbitrary bytes: for the `wasm_abi` fuzz target
-/// and its corpus replay only, not an API.
-#[doc(hidden)]
-pub mod abi_probe;
-pub mod agent;
-pub mod budget;
-pub mod builtin;
+mod abi_probe;
+mod agent;
+mod budget;
+mod builtin;
 pub mod config;
-pub mod events;
-pub mod execution;
-pub mod fipa;
-pub mod http;
-pub mod metrics;
-pub mod module_cache;
-pub mod profiling;
-pub mod runtime;
-pub mod secret;
-pub mod store;
-pub mod system;
-pub mod telemetry;
+mod events;
+mod execution;
+mod fipa;
+mod http;
+mod metrics;
+mod module_cache;
+mod profiling;
+mod runtime;
+mod secret;
+mod store;
+mod system;
+mod telemetry;
 pub mod threads;
-pub mod wasm;
+mod wasm;
 
-// The narrow surface: what a program embedding the runtime needs. The modules above stay
-// public while loadgen, benches, testkit and the tests move to these paths.
 pub use config::Config;
 pub use http::server::{RunningServer, ServerError, start};
 pub use runtime::Runtime;
+
+/// The hooks the workspace's benches (benches/), fuzz targets (fuzz/) and integration tests
+/// reach in through: the parts a micro-benchmark drives on their own, and each fuzz target's
+/// one entry. Hidden and unstable: a program embedding the runtime uses the items above.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::agent::{Agent, Envelope, MailboxLimits};
+    /// The built-in agents' modules (runtime/src/builtin.rs).
+    pub mod builtin {
+        pub use crate::builtin::*;
+    }
+    pub use crate::events::MAX_EVENT_CONTENT_BYTES;
+    pub use crate::fipa::{AclMessage, Performative};
+    pub use crate::http::api::{ApiState, router};
+    pub use crate::http::create_request::MAX_NAME_BYTES;
+    pub use crate::metrics::{ALL_METRIC_NAMES, Metrics, MetricsError};
+    pub use crate::runtime::{AgentSource, RuntimeError};
+    pub use crate::store::FILE_NAME as STORE_FILE_NAME;
+    pub use crate::system::parse_rss_bytes;
+    pub use crate::telemetry::{Tracing, trace_context};
+    pub use crate::wasm::{AgentType, ModuleError, WasmEngine};
+
+    /// The `wasm_abi` fuzz target's probe (runtime/src/abi_probe.rs).
+    pub mod abi_probe {
+        pub use crate::abi_probe::*;
+    }
+
+    /// The `config_parse` fuzz target and its corpus replay: any text parses or is refused.
+    pub fn fuzz_config_parse(data: &[u8]) {
+        crate::config::Config::fuzz_parse(data);
+    }
+
+    /// The `fipa_decode` fuzz target and its corpus replay.
+    pub fn fuzz_fipa_decode(data: &[u8]) {
+        crate::fipa::AclMessage::fuzz_decode(data);
+    }
+
+    /// The `create_agent_body` fuzz target and its corpus replay.
+    pub fn fuzz_create_agent_body(data: &[u8]) {
+        crate::http::create_request::fuzz_parse(data);
+    }
+}

@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             let cfg = load(config.as_ref())?;
-            let server = caxton_runtime::http::server::start(cfg).await?;
+            let server = caxton_runtime::start(cfg).await?;
             shutdown_signal().await;
             tracing::info!("shutting down");
             server.shutdown().await;

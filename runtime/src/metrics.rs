@@ -17,59 +17,63 @@ use crate::fipa::Performative;
 use crate::system::SystemSample;
 
 /// The Caxton Monitoring and Observability Guide's "Core Metrics", one constant each.
-pub mod names {
-    pub const AGENTS_TOTAL: &str = "caxton_agents_total";
-    pub const AGENTS_ACTIVE: &str = "caxton_agents_active";
-    pub const AGENT_EXECUTIONS_TOTAL: &str = "caxton_agent_executions_total";
-    pub const AGENT_EXECUTION_DURATION_SECONDS: &str = "caxton_agent_execution_duration_seconds";
-    pub const WASM_MEMORY_USAGE_BYTES: &str = "caxton_wasm_memory_usage_bytes";
-    pub const RUNTIME_MEMORY_USAGE_BYTES: &str = "caxton_runtime_memory_usage_bytes";
-    pub const RUNTIME_CPU_USAGE_RATIO: &str = "caxton_runtime_cpu_usage_ratio";
-    pub const MESSAGES_SENT_TOTAL: &str = "caxton_messages_sent_total";
-    pub const MESSAGES_RECEIVED_TOTAL: &str = "caxton_messages_received_total";
-    pub const MESSAGE_PROCESSING_DURATION_SECONDS: &str =
+pub(crate) mod names {
+    pub(crate) const AGENTS_TOTAL: &str = "caxton_agents_total";
+    pub(crate) const AGENTS_ACTIVE: &str = "caxton_agents_active";
+    pub(crate) const AGENT_EXECUTIONS_TOTAL: &str = "caxton_agent_executions_total";
+    pub(crate) const AGENT_EXECUTION_DURATION_SECONDS: &str =
+        "caxton_agent_execution_duration_seconds";
+    pub(crate) const WASM_MEMORY_USAGE_BYTES: &str = "caxton_wasm_memory_usage_bytes";
+    pub(crate) const RUNTIME_MEMORY_USAGE_BYTES: &str = "caxton_runtime_memory_usage_bytes";
+    pub(crate) const RUNTIME_CPU_USAGE_RATIO: &str = "caxton_runtime_cpu_usage_ratio";
+    pub(crate) const MESSAGES_SENT_TOTAL: &str = "caxton_messages_sent_total";
+    pub(crate) const MESSAGES_RECEIVED_TOTAL: &str = "caxton_messages_received_total";
+    pub(crate) const MESSAGE_PROCESSING_DURATION_SECONDS: &str =
         "caxton_message_processing_duration_seconds";
-    pub const MESSAGE_QUEUE_SIZE: &str = "caxton_message_queue_size";
-    pub const MESSAGE_ERRORS_TOTAL: &str = "caxton_message_errors_total";
-    pub const HTTP_REQUESTS_TOTAL: &str = "caxton_http_requests_total";
-    pub const HTTP_REQUEST_DURATION_SECONDS: &str = "caxton_http_request_duration_seconds";
-    pub const HTTP_ACTIVE_CONNECTIONS: &str = "caxton_http_active_connections";
-    pub const WEBSOCKET_CONNECTIONS: &str = "caxton_websocket_connections";
-    pub const DISK_USAGE_BYTES: &str = "caxton_disk_usage_bytes";
-    pub const NETWORK_BYTES_TOTAL: &str = "caxton_network_bytes_total";
-    pub const FILE_DESCRIPTORS: &str = "caxton_file_descriptors";
+    pub(crate) const MESSAGE_QUEUE_SIZE: &str = "caxton_message_queue_size";
+    pub(crate) const MESSAGE_ERRORS_TOTAL: &str = "caxton_message_errors_total";
+    pub(crate) const HTTP_REQUESTS_TOTAL: &str = "caxton_http_requests_total";
+    pub(crate) const HTTP_REQUEST_DURATION_SECONDS: &str = "caxton_http_request_duration_seconds";
+    pub(crate) const HTTP_ACTIVE_CONNECTIONS: &str = "caxton_http_active_connections";
+    pub(crate) const WEBSOCKET_CONNECTIONS: &str = "caxton_websocket_connections";
+    pub(crate) const DISK_USAGE_BYTES: &str = "caxton_disk_usage_bytes";
+    pub(crate) const NETWORK_BYTES_TOTAL: &str = "caxton_network_bytes_total";
+    pub(crate) const FILE_DESCRIPTORS: &str = "caxton_file_descriptors";
 
     // Beyond the guide's list: the profiler's own health (issue 5).
-    pub const PROFILER_SAMPLES_TAKEN_TOTAL: &str = "caxton_profiler_samples_taken_total";
-    pub const PROFILER_SAMPLES_LOST_TOTAL: &str = "caxton_profiler_samples_lost_total";
-    pub const PROFILER_SAMPLES_EXCLUDED_TOTAL: &str = "caxton_profiler_samples_excluded_total";
+    pub(crate) const PROFILER_SAMPLES_TAKEN_TOTAL: &str = "caxton_profiler_samples_taken_total";
+    pub(crate) const PROFILER_SAMPLES_LOST_TOTAL: &str = "caxton_profiler_samples_lost_total";
+    pub(crate) const PROFILER_SAMPLES_EXCLUDED_TOTAL: &str =
+        "caxton_profiler_samples_excluded_total";
 
     // Beyond the guide's list: which build serves (a load test records it with its figures).
-    pub const BUILD_INFO: &str = "caxton_build_info";
-    pub const PROFILER_PROFILES_PUSHED_TOTAL: &str = "caxton_profiler_profiles_pushed_total";
-    pub const PROFILER_PROFILES_DROPPED_TOTAL: &str = "caxton_profiler_profiles_dropped_total";
+    pub(crate) const BUILD_INFO: &str = "caxton_build_info";
+    pub(crate) const PROFILER_PROFILES_PUSHED_TOTAL: &str = "caxton_profiler_profiles_pushed_total";
+    pub(crate) const PROFILER_PROFILES_DROPPED_TOTAL: &str =
+        "caxton_profiler_profiles_dropped_total";
 
     // Beyond the guide's list: OTLP export health (issue 4).
-    pub const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
-    pub const TELEMETRY_QUEUED: &str = "caxton_telemetry_queued";
+    pub(crate) const TELEMETRY_DROPPED_TOTAL: &str = "caxton_telemetry_dropped_total";
+    pub(crate) const TELEMETRY_QUEUED: &str = "caxton_telemetry_queued";
 
     // Beyond the guide's list: message accounting under hostile load (issue 17).
-    pub const MESSAGES_ACCEPTED_TOTAL: &str = "caxton_messages_accepted_total";
-    pub const MESSAGES_DROPPED_TOTAL: &str = "caxton_messages_dropped_total";
-    pub const MESSAGE_BYTES_IN_FLIGHT: &str = "caxton_message_bytes_in_flight";
+    pub(crate) const MESSAGES_ACCEPTED_TOTAL: &str = "caxton_messages_accepted_total";
+    pub(crate) const MESSAGES_DROPPED_TOTAL: &str = "caxton_messages_dropped_total";
+    pub(crate) const MESSAGE_BYTES_IN_FLIGHT: &str = "caxton_message_bytes_in_flight";
 
     // Beyond the guide's list: the agent registry's store (issue 18).
-    pub const STORE_OPERATION_DURATION_SECONDS: &str = "caxton_store_operation_duration_seconds";
+    pub(crate) const STORE_OPERATION_DURATION_SECONDS: &str =
+        "caxton_store_operation_duration_seconds";
 }
 
 /// The version `caxton_build_info` reports: the crate's.
-pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit `caxton_build_info` reports (`build.rs`; "unknown" outside a checkout).
-pub const BUILD_COMMIT: &str = env!("CAXTON_COMMIT");
+pub(crate) const BUILD_COMMIT: &str = env!("CAXTON_COMMIT");
 
 /// The `reason` of `caxton_messages_dropped_total`: why an accepted message never executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// Its receiver was deleted with the message still in its mailbox.
     AgentDeleted,
     /// The runtime shut down before the message executed.
@@ -78,10 +82,10 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, each present on /metrics from the start.
-    pub const ALL: [DropReason; 2] = [DropReason::AgentDeleted, DropReason::Shutdown];
+    pub(crate) const ALL: [DropReason; 2] = [DropReason::AgentDeleted, DropReason::Shutdown];
 
     /// The label value (rules, dashboards and tests read these).
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             DropReason::AgentDeleted => "agent_deleted",
             DropReason::Shutdown => "shutdown",
@@ -92,7 +96,7 @@ impl DropReason {
 /// The `kind` label of `caxton_message_errors_total`: why a message was refused or lost.
 /// The same word is the `error` of the FAILURE a refused message's sender gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MessageErrorKind {
+pub(crate) enum MessageErrorKind {
     /// More receivers than `agents.max_receivers`.
     TooManyReceivers,
     /// The conversation passed `agents.max_hops`.
@@ -117,7 +121,7 @@ pub enum MessageErrorKind {
 
 impl MessageErrorKind {
     /// Every kind, each present on /metrics from the start (no series appears late).
-    pub const ALL: [MessageErrorKind; 10] = [
+    pub(crate) const ALL: [MessageErrorKind; 10] = [
         MessageErrorKind::TooManyReceivers,
         MessageErrorKind::HopLimit,
         MessageErrorKind::MessageTooLarge,
@@ -131,7 +135,7 @@ impl MessageErrorKind {
     ];
 
     /// The label value (rules, dashboards and tests read these).
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             MessageErrorKind::TooManyReceivers => "too_many_receivers",
             MessageErrorKind::HopLimit => "hop_limit",
@@ -186,8 +190,8 @@ pub const ALL_METRIC_NAMES: [&str; 19] = [
 #[derive(Debug, Error)]
 #[error("metric `{metric}`: {source}")]
 pub struct MetricsError {
-    pub metric: &'static str,
-    pub source: prometheus::Error,
+    pub(crate) metric: &'static str,
+    pub(crate) source: prometheus::Error,
 }
 
 /// Which optional labels this configuration keeps (`include_labels` minus `exclude_labels`).
@@ -300,7 +304,7 @@ const MAX_RETIRING: usize = 10_000;
 const PLACEHOLDER_AGENT_ID: &str = "";
 
 /// See [`Metrics::agent_series`].
-pub struct AgentSeries {
+pub(crate) struct AgentSeries {
     ok: IntCounter,
     error: IntCounter,
     duration: Histogram,
@@ -529,19 +533,19 @@ impl Metrics {
     }
 
     /// One store operation (`insert`, `delete`, `load`) and how long it took.
-    pub fn store_operation(&self, operation: &str, seconds: f64) {
+    pub(crate) fn store_operation(&self, operation: &str, seconds: f64) {
         self.store_duration
             .with_label_values(&[operation])
             .observe(seconds);
     }
 
-    pub fn registry(&self) -> &Registry {
+    pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
 
     /// The text exposition of every metric. The series of agents deleted before this
     /// scrape are in it one last time, then removed.
-    pub fn encode_text(&self) -> String {
+    pub(crate) fn encode_text(&self) -> String {
         let retired = std::mem::take(&mut *lock(&self.retiring));
         let mut out = Vec::with_capacity(16 * 1024);
         // Encoding our own well-formed families into a Vec cannot fail.
@@ -552,7 +556,7 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    pub fn agent_created(&self, agent_type: &str) {
+    pub(crate) fn agent_created(&self, agent_type: &str) {
         let l = Labels::new().opt(self.opt.agent_type, agent_type);
         self.agents_total.with_label_values(l.get()).inc();
         if self.opt.agent_id {
@@ -561,14 +565,14 @@ impl Metrics {
         }
     }
 
-    pub fn agents_active(&self) -> &IntGauge {
+    pub(crate) fn agents_active(&self) -> &IntGauge {
         &self.agents_active
     }
 
     /// The children of the per-agent metrics for one agent: resolved once (at its first
     /// execution) and kept with the agent, so an execution does not hash the agent id into
     /// three label lookups.
-    pub fn agent_series(&self, agent_type: &str, agent_id: &str) -> AgentSeries {
+    pub(crate) fn agent_series(&self, agent_type: &str, agent_id: &str) -> AgentSeries {
         let o = self.opt;
         let status = |status| {
             let l = Labels::new()
@@ -589,7 +593,7 @@ impl Metrics {
         }
     }
 
-    pub fn execution(&self, series: &AgentSeries, ok: bool, seconds: f64) {
+    pub(crate) fn execution(&self, series: &AgentSeries, ok: bool, seconds: f64) {
         if ok {
             series.ok.inc();
         } else {
@@ -598,7 +602,7 @@ impl Metrics {
         series.duration.observe(seconds);
     }
 
-    pub fn wasm_memory(&self, series: &AgentSeries, agent_id: &str, bytes: u64) {
+    pub(crate) fn wasm_memory(&self, series: &AgentSeries, agent_id: &str, bytes: u64) {
         let gauge = &series.memory;
         let Some(by_agent) = &self.memory_by_agent else {
             gauge.set(as_i64(bytes));
@@ -619,7 +623,7 @@ impl Metrics {
     /// Drops a deleted agent's per-agent series (after the next scrape has read them) so
     /// they do not pile up; with `agent_id` disabled, takes its memory out of its type's
     /// total instead.
-    pub fn forget_agent(&self, agent_type: &str, agent_id: &str) {
+    pub(crate) fn forget_agent(&self, agent_type: &str, agent_id: &str) {
         if self.memory_by_agent.is_some() {
             self.remove_agent_series(agent_type, agent_id);
             return;
@@ -673,7 +677,7 @@ impl Metrics {
         self.performative(p).sent.inc();
     }
 
-    pub fn message_received(&self, p: Performative) {
+    pub(crate) fn message_received(&self, p: Performative) {
         self.performative(p).received.inc();
     }
 
@@ -681,25 +685,25 @@ impl Metrics {
         self.performative(p).duration.observe(seconds);
     }
 
-    pub fn message_queue(&self) -> &IntGauge {
+    pub(crate) fn message_queue(&self) -> &IntGauge {
         &self.message_queue
     }
 
-    pub fn message_accepted(&self) {
+    pub(crate) fn message_accepted(&self) {
         self.messages_accepted.inc();
     }
 
-    pub fn messages_dropped(&self, reason: DropReason, n: u64) {
+    pub(crate) fn messages_dropped(&self, reason: DropReason, n: u64) {
         self.messages_dropped
             .with_label_values(&[reason.as_str()])
             .inc_by(n);
     }
 
-    pub fn message_bytes_in_flight(&self) -> &IntGauge {
+    pub(crate) fn message_bytes_in_flight(&self) -> &IntGauge {
         &self.message_bytes_in_flight
     }
 
-    pub fn message_error(&self, kind: MessageErrorKind) {
+    pub(crate) fn message_error(&self, kind: MessageErrorKind) {
         self.message_errors
             .with_label_values(&[kind.as_str()])
             .inc();
@@ -716,18 +720,18 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn http_active_connections(&self) -> &IntGauge {
+    pub(crate) fn http_active_connections(&self) -> &IntGauge {
         &self.http_connections
     }
 
-    pub fn websocket_connections(&self) -> &IntGauge {
+    pub(crate) fn websocket_connections(&self) -> &IntGauge {
         &self.websockets
     }
 
     /// Gauges take the sample as is. The network counter grows by the difference from the
     /// previous sample; the first sample adds the whole /proc reading, so the counter tracks
     /// the namespace's cumulative bytes like /proc itself.
-    pub fn set_system(&self, s: &SystemSample) {
+    pub(crate) fn set_system(&self, s: &SystemSample) {
         self.runtime_memory.set(as_i64(s.rss_bytes));
         self.runtime_cpu.set(s.cpu_ratio);
         self.file_descriptors.set(as_i64(s.open_fds));
@@ -744,7 +748,7 @@ impl Metrics {
 
 impl Metrics {
     /// Mirrors the profiler's cumulative counters (read at scrape time).
-    pub fn set_profiler(&self, s: &ProfilerStats) {
+    pub(crate) fn set_profiler(&self, s: &ProfilerStats) {
         let p = &self.profiler;
         let mut last = lock(&p.last);
         p.taken
@@ -764,13 +768,13 @@ impl Metrics {
 impl Metrics {
     /// Raises `caxton_telemetry_dropped_total{signal,reason}` to `total`, a count that only
     /// grows (the telemetry pipelines' own; `telemetry::sync_metrics` passes them).
-    pub fn telemetry_dropped_to(&self, signal: &str, reason: &str, total: u64) {
+    pub(crate) fn telemetry_dropped_to(&self, signal: &str, reason: &str, total: u64) {
         let c = self.telemetry_dropped.with_label_values(&[signal, reason]);
         c.inc_by(total.saturating_sub(c.get()));
     }
 
     /// Sets `caxton_telemetry_queued{signal}`: what waits for or is inside an OTLP export.
-    pub fn set_telemetry_queued(&self, signal: &str, n: u64) {
+    pub(crate) fn set_telemetry_queued(&self, signal: &str, n: u64) {
         self.telemetry_queued
             .with_label_values(&[signal])
             .set(as_i64(n));

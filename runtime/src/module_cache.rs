@@ -17,14 +17,14 @@ use sha2::{Digest, Sha256};
 
 use crate::wasm::AgentType;
 
-pub type ModuleDigest = [u8; 32];
+pub(crate) type ModuleDigest = [u8; 32];
 
-pub fn digest(bytes: &[u8]) -> ModuleDigest {
+pub(crate) fn digest(bytes: &[u8]) -> ModuleDigest {
     Sha256::digest(bytes).into()
 }
 
-/// A digest in lowercase hex, as the store keys modules (`store::module_hash`).
-pub fn hex(digest: &ModuleDigest) -> String {
+/// A digest in lowercase hex: the key the store keeps a module under.
+pub(crate) fn hex(digest: &ModuleDigest) -> String {
     let mut s = String::with_capacity(64);
     for b in digest {
         s.push_str(&format!("{b:02x}"));
@@ -33,7 +33,7 @@ pub fn hex(digest: &ModuleDigest) -> String {
 }
 
 /// The name an anonymous upload gets: its digest's first 8 bytes in hex.
-pub fn anonymous_name(digest: &ModuleDigest) -> String {
+pub(crate) fn anonymous_name(digest: &ModuleDigest) -> String {
     let mut name = String::from("custom-");
     for b in &digest[..8] {
         name.push_str(&format!("{b:02x}"));
@@ -63,7 +63,7 @@ struct Entries {
 }
 
 /// What looking a name up found.
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// Compiled before: the type, ready.
     Hit(Arc<AgentType>),
     /// Nothing under this name, or only an unused entry of another module (now removed).
@@ -78,18 +78,18 @@ pub enum Lookup {
      agents.module_cache_bytes ({capacity}); delete agents of unused custom types or raise it"
 )]
 pub struct CacheFull {
-    pub needed: u64,
-    pub held: u64,
-    pub capacity: u64,
+    pub(crate) needed: u64,
+    pub(crate) held: u64,
+    pub(crate) capacity: u64,
 }
 
-pub struct ModuleCache {
+pub(crate) struct ModuleCache {
     capacity: u64,
     entries: Mutex<Entries>,
 }
 
 impl ModuleCache {
-    pub fn new(capacity: u64) -> Self {
+    pub(crate) fn new(capacity: u64) -> Self {
         Self {
             capacity,
             entries: Mutex::new(Entries::default()),
@@ -102,7 +102,7 @@ impl ModuleCache {
     }
 
     /// The type registered under `name`, whatever its module (for `agent_type: name`).
-    pub fn by_name(&self, name: &str) -> Option<Arc<AgentType>> {
+    pub(crate) fn by_name(&self, name: &str) -> Option<Arc<AgentType>> {
         let mut e = self.lock();
         e.clock += 1;
         let now = e.clock;
@@ -113,11 +113,11 @@ impl ModuleCache {
     }
 
     /// The digest of the module registered under `name`, if any.
-    pub fn digest_of(&self, name: &str) -> Option<ModuleDigest> {
+    pub(crate) fn digest_of(&self, name: &str) -> Option<ModuleDigest> {
         self.lock().by_name.get(name).map(|entry| entry.digest)
     }
 
-    pub fn lookup(&self, name: &str, digest: &ModuleDigest) -> Lookup {
+    pub(crate) fn lookup(&self, name: &str, digest: &ModuleDigest) -> Lookup {
         let mut e = self.lock();
         e.clock += 1;
         let now = e.clock;
@@ -148,7 +148,7 @@ impl ModuleCache {
 
     /// Refuses, before compiling, a module that could not fit even with every unused entry
     /// evicted (its compiled code is at least as large as its bytes).
-    pub fn precheck(&self, module_bytes: u64) -> Result<(), CacheFull> {
+    pub(crate) fn precheck(&self, module_bytes: u64) -> Result<(), CacheFull> {
         let e = self.lock();
         let held = Self::held(&e);
         if held.saturating_add(module_bytes) > self.capacity {
@@ -162,7 +162,7 @@ impl ModuleCache {
     }
 
     /// Adds a compiled type, evicting least recently used unused entries to stay in bounds.
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         name: String,
         digest: ModuleDigest,
@@ -207,7 +207,7 @@ impl ModuleCache {
     }
 
     /// Entries and their bytes, for tests and diagnostics.
-    pub fn usage(&self) -> (usize, u64) {
+    pub(crate) fn usage(&self) -> (usize, u64) {
         let e = self.lock();
         (e.by_name.len(), e.bytes)
     }

@@ -24,8 +24,8 @@ pub enum ProfilingError {
 }
 
 /// The running profiler; `None` from `start` when `[profiling] enabled = false`.
-pub struct ProfilingService {
-    pub profiler: Profiler,
+pub(crate) struct ProfilingService {
+    pub(crate) profiler: Profiler,
     pub addr: SocketAddr,
     continuous: Option<ContinuousProfiling>,
     server: JoinHandle<()>,
@@ -33,7 +33,7 @@ pub struct ProfilingService {
 
 /// Starts the pprof server (warning when it is not loopback: profiles expose internals) and,
 /// when an endpoint is configured, continuous push.
-pub async fn start(
+pub(crate) async fn start(
     cfg: &ProfilingSettings,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<ProfilingService>, ProfilingError> {
@@ -79,7 +79,7 @@ pub async fn start(
 }
 
 impl ProfilingService {
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         if let Some(c) = self.continuous {
             c.shutdown().await;
         }

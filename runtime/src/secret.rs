@@ -5,7 +5,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How a secret is shown anywhere it is printed.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// A string that is never shown: `Debug` and `Serialize` write [`REDACTED`].
 #[derive(Clone, PartialEq, Eq)]

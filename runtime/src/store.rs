@@ -19,7 +19,6 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags, params};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -58,10 +57,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS agents_seq ON agents(seq);
 
 /// The lock file in `data_dir`: held (`flock`) for the life of the process that owns the
 /// store, and holding that process's pid.
-pub const LOCK_FILE_NAME: &str = "caxton.lock";
+pub(crate) const LOCK_FILE_NAME: &str = "caxton.lock";
 
 /// The latest `created_at_ms` a stored agent may have: 9999-12-31T23:59:59.999Z.
-pub const MAX_CREATED_AT_MS: i64 = 253_402_300_799_999;
+pub(crate) const MAX_CREATED_AT_MS: i64 = 253_402_300_799_999;
 
 #[derive(Debug, Error, Clone)]
 pub enum StoreError {
@@ -102,38 +101,33 @@ pub enum StoreError {
 
 /// One agent as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AgentRecord {
-    pub id: String,
-    pub seq: u64,
-    pub agent_type: String,
+pub(crate) struct AgentRecord {
+    pub(crate) id: String,
+    pub(crate) seq: u64,
+    pub(crate) agent_type: String,
     /// The SHA-256 of a custom module; `None` for a built-in type.
-    pub module_hash: Option<String>,
-    pub name: Option<String>,
-    pub config: Option<String>,
+    pub(crate) module_hash: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) config: Option<String>,
     /// `Running` or `Failed` (the state `agent_init` left it in).
-    pub state: String,
-    pub created_at_ms: u64,
+    pub(crate) state: String,
+    pub(crate) created_at_ms: u64,
 }
 
 /// A custom module's bytes, under the type name it was registered as.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModuleRecord {
-    pub hash: String,
-    pub type_name: String,
-    pub bytes: Vec<u8>,
+pub(crate) struct ModuleRecord {
+    pub(crate) hash: String,
+    pub(crate) type_name: String,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// What the store held on start.
 #[derive(Debug, Default)]
-pub struct Contents {
-    pub modules: Vec<ModuleRecord>,
+pub(crate) struct Contents {
+    pub(crate) modules: Vec<ModuleRecord>,
     /// In creation order.
-    pub agents: Vec<AgentRecord>,
-}
-
-/// The content hash a module is stored under.
-pub fn module_hash(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
+    pub(crate) agents: Vec<AgentRecord>,
 }
 
 enum Write {
@@ -152,7 +146,7 @@ struct Op {
 
 /// The handle the runtime writes through; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     tx: mpsc::Sender<Op>,
     /// The `data_dir` lock, released when the last handle goes (at exit).
     _lock: Arc<DirLock>,
@@ -164,7 +158,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store at `path`, checks it and reads everything in it, and
     /// starts the writer thread.
-    pub fn open(
+    pub(crate) fn open(
         path: &Path,
         sync: StoreSync,
         metrics: Arc<Metrics>,
@@ -209,18 +203,18 @@ impl Store {
         ))
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Writes an agent; returns once it is durable.
-    pub async fn insert(&self, agent: AgentRecord) -> Result<(), StoreError> {
+    pub(crate) async fn insert(&self, agent: AgentRecord) -> Result<(), StoreError> {
         self.submit("insert", "store.insert", "INSERT", Write::Agent(agent))
             .await
     }
 
     /// Removes an agent; returns once that is durable.
-    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+    pub(crate) async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.submit(
             "delete",
             "store.delete",
@@ -232,7 +226,7 @@ impl Store {
 
     /// Writes a module (once per hash) and waits for it: for blocking threads, where
     /// modules are compiled.
-    pub fn insert_module_blocking(&self, module: ModuleRecord) -> Result<(), StoreError> {
+    pub(crate) fn insert_module_blocking(&self, module: ModuleRecord) -> Result<(), StoreError> {
         let started = Instant::now();
         let rx = self.send(Write::Module(module))?;
         let result = self.outcome(rx.blocking_recv());
@@ -295,13 +289,13 @@ impl Store {
 /// The exclusive lock on `data_dir`: one runtime per store. `flock` on `caxton.lock`, held
 /// by the open file for the life of the process (the kernel drops it when the process dies,
 /// `kill -9` included); the file holds the holder's pid for the message of the next one.
-pub struct DirLock {
+pub(crate) struct DirLock {
     _file: std::fs::File,
 }
 
 impl DirLock {
     /// Locks the directory of the store at `store`, creating it if needed.
-    pub fn acquire(store: &Path) -> Result<DirLock, StoreError> {
+    pub(crate) fn acquire(store: &Path) -> Result<DirLock, StoreError> {
         use std::io::{Read, Seek, Write as _};
         use std::os::fd::AsRawFd;
         let dir = store

@@ -18,25 +18,25 @@ pub enum SystemError {
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SystemSample {
-    pub rss_bytes: u64,
+pub(crate) struct SystemSample {
+    pub(crate) rss_bytes: u64,
     /// Process CPU time over wall time and available cores since the previous sample, 0 to 1;
     /// 0 on a sampler's first reading.
-    pub cpu_ratio: f64,
+    pub(crate) cpu_ratio: f64,
     /// Open file descriptors, not counting the one used to list them.
-    pub open_fds: u64,
+    pub(crate) open_fds: u64,
     /// Sum of file sizes under the data directory, symlinks not followed (0 when it does not
     /// exist).
-    pub disk_usage_bytes: u64,
-    pub net_rx_bytes: u64,
-    pub net_tx_bytes: u64,
+    pub(crate) disk_usage_bytes: u64,
+    pub(crate) net_rx_bytes: u64,
+    pub(crate) net_tx_bytes: u64,
 }
 
 /// Linux reports process times in clock ticks; USER_HZ is 100 on every mainstream
 /// architecture and Linux keeps it fixed for ABI compatibility, so no libc call is needed.
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
-pub struct SystemSampler {
+pub(crate) struct SystemSampler {
     data_dir: PathBuf,
     cores: f64,
     /// CPU seconds and wall instant of the previous sample.
@@ -51,7 +51,7 @@ fn read(path: &str) -> Result<String, SystemError> {
 }
 
 impl SystemSampler {
-    pub fn new(data_dir: PathBuf) -> Self {
+    pub(crate) fn new(data_dir: PathBuf) -> Self {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as f64;
@@ -65,7 +65,7 @@ impl SystemSampler {
     /// One reading. The first call's CPU ratio is 0 rather than the average since process
     /// start: a ratio needs two points, and a start-up average would report the busy start
     /// (module compilation) as current load.
-    pub fn sample(&mut self) -> Result<SystemSample, SystemError> {
+    pub(crate) fn sample(&mut self) -> Result<SystemSample, SystemError> {
         let cpu = parse_cpu_seconds(&read("/proc/self/stat")?)?;
         let now = Instant::now();
         let cpu_ratio = match self.last.replace((cpu, now)) {
@@ -98,7 +98,7 @@ impl SystemSampler {
 
 /// Share of all cores used: `cpu_seconds` of process time over `wall_seconds` of `cores`,
 /// clamped to [0, 1] (tick rounding can overshoot slightly on short intervals).
-pub fn cpu_ratio(cpu_seconds: f64, wall_seconds: f64, cores: f64) -> f64 {
+pub(crate) fn cpu_ratio(cpu_seconds: f64, wall_seconds: f64, cores: f64) -> f64 {
     if wall_seconds > 0.0 && cores > 0.0 {
         (cpu_seconds / (wall_seconds * cores)).clamp(0.0, 1.0)
     } else {
@@ -108,7 +108,7 @@ pub fn cpu_ratio(cpu_seconds: f64, wall_seconds: f64, cores: f64) -> f64 {
 
 /// utime + stime from /proc/self/stat, in seconds. The command name (field 2) may contain
 /// spaces and parentheses, so fields are counted from the last ')'.
-pub fn parse_cpu_seconds(stat: &str) -> Result<f64, SystemError> {
+pub(crate) fn parse_cpu_seconds(stat: &str) -> Result<f64, SystemError> {
     let bad = |what: &str| SystemError::Format {
         path: "/proc/self/stat",
         what: what.into(),
@@ -149,7 +149,7 @@ pub fn parse_rss_bytes(status: &str) -> Result<u64, SystemError> {
 
 /// Received and transmitted bytes summed over interfaces, loopback included: in a pod the
 /// namespace is the runtime's own, and local benchmarks run over loopback.
-pub fn parse_net_dev(dev: &str) -> Result<(u64, u64), SystemError> {
+pub(crate) fn parse_net_dev(dev: &str) -> Result<(u64, u64), SystemError> {
     let mut rx = 0u64;
     let mut tx = 0u64;
     for line in dev.lines().skip(2) {
@@ -174,11 +174,11 @@ pub fn parse_net_dev(dev: &str) -> Result<(u64, u64), SystemError> {
 
 /// The soft open-files limit (`ulimit -n`) from /proc/self/limits; `None` when unlimited or
 /// unreadable.
-pub fn open_files_limit() -> Option<u64> {
+pub(crate) fn open_files_limit() -> Option<u64> {
     parse_open_files_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
 }
 
-pub fn parse_open_files_limit(limits: &str) -> Option<u64> {
+pub(crate) fn parse_open_files_limit(limits: &str) -> Option<u64> {
     let rest = limits
         .lines()
         .find_map(|l| l.strip_prefix("Max open files"))?;

@@ -99,7 +99,7 @@ pub enum ExecError {
 
 impl ExecError {
     /// Short label for metrics and FAILURE replies.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::FuelExhausted => "fuel_exhausted",
             Self::Timeout => "timeout",
@@ -138,7 +138,7 @@ pub enum ModuleError {
 }
 
 /// Per-store host state.
-pub struct HostState {
+pub(crate) struct HostState {
     limits: StoreLimits,
     agent_id: Arc<str>,
     outbox: Vec<AclMessage>,
@@ -170,7 +170,7 @@ struct LogUse {
 
 /// A compiled, pre-linked agent type; cheap to instantiate many times.
 pub struct AgentType {
-    pub name: String,
+    pub(crate) name: String,
     pub builtin: bool,
     pre: InstancePre<HostState>,
     has_init: bool,
@@ -193,7 +193,7 @@ impl std::fmt::Debug for AgentType {
 
 impl AgentType {
     /// Bytes of compiled code and data this type keeps mapped: what caching it costs.
-    pub fn code_bytes(&self) -> u64 {
+    pub(crate) fn code_bytes(&self) -> u64 {
         let range = self.pre.module().image_range();
         (range.end as usize).saturating_sub(range.start as usize) as u64
     }
@@ -204,9 +204,9 @@ impl AgentType {
 pub struct Execution {
     /// Messages the agent sent, sender already set to the agent; addressing defaults are
     /// applied by the router, which knows the message being answered.
-    pub outgoing: Vec<AclMessage>,
+    pub(crate) outgoing: Vec<AclMessage>,
     /// Linear memory size at the end of the execution.
-    pub memory_bytes: u64,
+    pub(crate) memory_bytes: u64,
 }
 
 /// Stops the epoch thread when the engine goes away.
@@ -339,7 +339,7 @@ impl WasmEngine {
     }
 
     /// Runs `agent_init` when the type has one: the Loaded -> Running transition.
-    pub fn init(&self, ty: &AgentType, agent_id: &Arc<str>) -> Result<(), ExecError> {
+    pub(crate) fn init(&self, ty: &AgentType, agent_id: &Arc<str>) -> Result<(), ExecError> {
         if !ty.has_init {
             return Ok(());
         }

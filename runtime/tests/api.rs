@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use caxton_runtime::metrics::ALL_METRIC_NAMES;
+use caxton_runtime::internals::ALL_METRIC_NAMES;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use caxton_runtime::{abi_probe, config::Config, fipa::AclMessage, http::create_request};
+use caxton_runtime::internals::{
+    abi_probe, fuzz_config_parse, fuzz_create_agent_body, fuzz_fipa_decode,
+};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -34,19 +36,17 @@ fn replay(target: &str, mut f: impl FnMut(&PathBuf, &[u8])) {
 
 #[test]
 fn fipa_decode_corpus() {
-    replay("fipa_decode", |_, data| AclMessage::fuzz_decode(data));
+    replay("fipa_decode", |_, data| fuzz_fipa_decode(data));
 }
 
 #[test]
 fn create_agent_body_corpus() {
-    replay("create_agent_body", |_, data| {
-        create_request::fuzz_parse(data)
-    });
+    replay("create_agent_body", |_, data| fuzz_create_agent_body(data));
 }
 
 #[test]
 fn config_parse_corpus() {
-    replay("config_parse", |_, data| Config::fuzz_parse(data));
+    replay("config_parse", |_, data| fuzz_config_parse(data));
 }
 
 #[test]

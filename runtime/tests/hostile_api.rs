@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use caxton_runtime::http::create_request::MAX_NAME_BYTES;
-use caxton_runtime::metrics::ALL_METRIC_NAMES;
+use caxton_runtime::internals::ALL_METRIC_NAMES;
+use caxton_runtime::internals::MAX_NAME_BYTES;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -308,7 +308,7 @@ async fn a_websocket_client_that_does_not_read_is_told_what_it_missed() {
     let url = format!("ws://{}/ws", h.server.api_addr());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     // Just under the events' content bound, so the events themselves are large.
-    let big = "x".repeat(caxton_runtime::events::MAX_EVENT_CONTENT_BYTES - 1024);
+    let big = "x".repeat(caxton_runtime::internals::MAX_EVENT_CONTENT_BYTES - 1024);
     for _ in 0..3000 {
         let msg = json!({"performative": "INFORM", "receiver": id, "content": big});
         let r = h.post("/api/messages", &msg).await;

@@ -53,7 +53,7 @@ impl Node {
         self.dir
             .path()
             .join("data")
-            .join(caxton_runtime::store::FILE_NAME)
+            .join(caxton_runtime::internals::STORE_FILE_NAME)
     }
 
     fn log(&self) -> String {
@@ -107,7 +107,8 @@ async fn fifty_agents_survive_a_restart_and_answer() {
         created.push(r.body);
     }
     // A custom module: stored once, by content, and compiled again on start.
-    let wasm = caxton_testkit::api::module_b64(&caxton_runtime::builtin::ALL[0].wat()).unwrap();
+    let wasm =
+        caxton_testkit::api::module_b64(&caxton_runtime::internals::builtin::ALL[0].wat()).unwrap();
     let r = first
         .api()
         .create_agent(&json!({"wasm_module": wasm}))

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use caxton_runtime::Runtime;
 use caxton_runtime::config::Config;
-use caxton_runtime::metrics::Metrics;
-use caxton_runtime::runtime::{AgentSource, Runtime};
-use caxton_runtime::telemetry::Tracing;
+use caxton_runtime::internals::AgentSource;
+use caxton_runtime::internals::Metrics;
+use caxton_runtime::internals::Tracing;
 use clap::Parser;
 
 // The shipped `caxton` binary's allocator and options: RSS depends on the allocator.
@@ -24,7 +25,7 @@ struct Cli {
 fn rss_bytes() -> anyhow::Result<u64> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    Ok(caxton_runtime::system::parse_rss_bytes(&status)?)
+    Ok(caxton_runtime::internals::parse_rss_bytes(&status)?)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use caxton_runtime::Runtime;
 use caxton_runtime::config::Config;
-use caxton_runtime::metrics::Metrics;
-use caxton_runtime::runtime::{AgentSource, Runtime};
-use caxton_runtime::telemetry::Tracing;
+use caxton_runtime::internals::AgentSource;
+use caxton_runtime::internals::Metrics;
+use caxton_runtime::internals::Tracing;
 use clap::Parser;
 
 caxton_profiles::jemalloc_global_allocator!();
@@ -85,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         rt.agent_count(),
         cli.agents
     );
-    let bytes = std::fs::metadata(dir.join(caxton_runtime::store::FILE_NAME))?.len();
+    let bytes = std::fs::metadata(dir.join(caxton_runtime::internals::STORE_FILE_NAME))?.len();
     println!(
         "agents {}  in-memory create {in_memory:.3} s  durable create {persisted:.3} s ({:.0}/s at {} in flight)  restore {restore:.3} s  restore / in-memory create {:.2}  store {:.1} MB",
         cli.agents,

@@ -27,7 +27,7 @@ pub use caxton_profiles::{ProfileType, ProfilingSettings};
 pub use location::{ConfigError, LineCol, Location};
 use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+pub use crate::secret::Secret;
 use location::parse_error;
 use units::{KIB, MIB, byte_size, duration_text, socket_addr};
 use validation::parse_http_url;
@@ -486,8 +486,7 @@ impl Config {
 
     /// The `config_parse` fuzz target (fuzz/) and its corpus replay: any text parses or is
     /// refused with an error; an accepted configuration validates and prints.
-    #[doc(hidden)]
-    pub fn fuzz_parse(data: &[u8]) {
+    pub(crate) fn fuzz_parse(data: &[u8]) {
         let Ok(text) = std::str::from_utf8(data) else {
             return;
         };

@@ -2,7 +2,7 @@
 //! and `/ws` request needs `Authorization: Bearer <token>`, else 401 with
 //! `WWW-Authenticate`; `/health` and `/ready` stay open, and `/metrics` is on its own
 //! listener. The token is compared in constant time (`subtle`), and is never logged nor
-//! printed: [`Secret`] shows as `<redacted>` in `Debug` and when serialized
+//! printed: [`Secret`](crate::secret::Secret) shows as `<redacted>` in `Debug` and when serialized
 //! (`caxton check-config`).
 
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use thiserror::Error;
 use crate::config::ServerConfig;
 use crate::http::api::ApiError;
 
-pub use crate::secret::{REDACTED, Secret};
+use crate::secret::REDACTED;
 
 #[derive(Debug, Error)]
 pub enum AccessError {
@@ -33,7 +33,7 @@ pub enum AccessError {
 
 /// The token requests must carry, as `Bearer <token>`.
 #[derive(Clone)]
-pub struct Token(Arc<[u8]>);
+pub(crate) struct Token(Arc<[u8]>);
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,7 +45,7 @@ impl Token {
     /// The configured token: `api_token`, or the contents of `api_token_file` (trailing
     /// newline trimmed, as `kubectl create secret --from-file` keeps it); `None` when
     /// neither is set.
-    pub fn from_config(server: &ServerConfig) -> Result<Option<Token>, AccessError> {
+    pub(crate) fn from_config(server: &ServerConfig) -> Result<Option<Token>, AccessError> {
         if let Some(t) = &server.api_token {
             return Ok(Some(Token::of(t.expose())));
         }
@@ -61,7 +61,7 @@ impl Token {
 
     /// Whether an `Authorization` header value carries this token (constant time in the
     /// token's contents).
-    pub fn admits(&self, authorization: Option<&HeaderValue>) -> bool {
+    pub(crate) fn admits(&self, authorization: Option<&HeaderValue>) -> bool {
         authorization.is_some_and(|v| bool::from(v.as_bytes().ct_eq(&self.0)))
     }
 }
@@ -79,7 +79,11 @@ fn read_token_file(path: &Path) -> Result<Token, AccessError> {
 }
 
 /// The middleware in front of `/api/*` and `/ws` when a token is configured.
-pub async fn require_token(State(token): State<Token>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_token(
+    State(token): State<Token>,
+    req: Request,
+    next: Next,
+) -> Response {
     if token.admits(req.headers().get(header::AUTHORIZATION)) {
         return next.run(req).await;
     }

@@ -38,14 +38,28 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 pub struct ApiState {
-    pub runtime: Arc<Runtime>,
-    pub reply_timeout: Duration,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) reply_timeout: Duration,
     /// False once shutdown has begun: `/ready` turns 503 so load balancers drain us.
-    pub ready: Arc<AtomicBool>,
+    pub(crate) ready: Arc<AtomicBool>,
     /// `[server] max_body_bytes`: larger request bodies get 413.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
     /// `[server] api_token`: when set, `/api/*` and `/ws` need it (`access.rs`).
-    pub api_token: Option<crate::http::access::Token>,
+    pub(crate) api_token: Option<crate::http::access::Token>,
+}
+
+impl ApiState {
+    /// The state of a router without a server around it (the benches drive handlers
+    /// through it): ready, no API token, the configuration's timeout and body limit.
+    pub fn without_server(runtime: Arc<Runtime>, server: &crate::config::ServerConfig) -> Self {
+        Self {
+            runtime,
+            reply_timeout: server.reply_timeout,
+            ready: Arc::new(AtomicBool::new(true)),
+            max_body_bytes: server.max_body_bytes,
+            api_token: None,
+        }
+    }
 }
 
 /// A request body of at most [`ApiState::max_body_bytes`]. An extractor rather than axum's
@@ -81,14 +95,14 @@ const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/jso
 
 /// The body of every error: what class of mistake, and what exactly was wrong where.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
-    pub detail: String,
+pub(crate) struct ErrorBody {
+    pub(crate) error: String,
+    pub(crate) detail: String,
 }
 
 /// A client-visible error: status plus `{error, detail}`.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     error: &'static str,
     detail: String,
@@ -273,7 +287,7 @@ pub fn router(state: ApiState) -> Router {
 
 /// `GET /health` and `GET /ready`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Status {
+pub(crate) struct Status {
     status: &'static str,
     /// Agents registered (`/ready` only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -314,7 +328,7 @@ pub(crate) async fn ready(State(state): State<ApiState>) -> Response {
 
 /// The JSON view of an agent.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct AgentView {
+pub(crate) struct AgentView {
     id: String,
     agent_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -328,7 +342,7 @@ pub struct AgentView {
 
 /// A page of `GET /api/agents`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct AgentPage {
+pub(crate) struct AgentPage {
     agents: Vec<AgentView>,
     total: usize,
     offset: usize,
@@ -339,14 +353,14 @@ pub struct AgentPage {
 
 /// The answer to `DELETE /api/agents/{id}`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Deleted {
+pub(crate) struct Deleted {
     id: String,
     state: AgentState,
 }
 
 /// The answer to `POST /api/messages` without `wait`.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     accepted: bool,
     receivers: usize,
 }

@@ -41,12 +41,12 @@ use crate::http::metrics_layer::GaugeGuard;
 /// exporters' sockets, the pprof listener and the metrics listener's own connections.
 const RESERVED_FDS: u64 = 64;
 /// The metrics listener's own connection limit: scrapers are few.
-pub const METRICS_CONNECTIONS: usize = 32;
+pub(crate) const METRICS_CONNECTIONS: usize = 32;
 /// Fewest API connections allowed however low the open-files limit is.
 const MIN_CONNECTIONS: usize = 16;
 /// Connections accepted beyond `max_connections` for the probes only (within
 /// `RESERVED_FDS`).
-pub const PROBE_CONNECTIONS: usize = 8;
+pub(crate) const PROBE_CONNECTIONS: usize = 8;
 /// The paths a probe connection serves.
 const PROBE_PATHS: [&str; 2] = ["/health", "/ready"];
 /// How often "connection limit reached" may be logged while it stays reached.
@@ -54,19 +54,19 @@ const LIMIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub header_read_timeout: Duration,
+pub(crate) struct Limits {
+    pub(crate) header_read_timeout: Duration,
     /// From a request's headers to the end of its body.
-    pub body_read_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
     /// Connections beyond `max_connections` for the probes only.
-    pub probe_reserve: usize,
+    pub(crate) probe_reserve: usize,
 }
 
 /// The API listener's connection limit: the configured one, lowered to fit the open-files
 /// limit (`open_files`, soft `RLIMIT_NOFILE`) minus what the rest of the process needs.
-pub fn effective_max_connections(configured: usize, open_files: Option<u64>) -> usize {
+pub(crate) fn effective_max_connections(configured: usize, open_files: Option<u64>) -> usize {
     let Some(limit) = open_files else {
         return configured;
     };
@@ -129,7 +129,7 @@ impl Drop for InFlight {
 /// Serves `app` on `listener` until `stop` turns true, then finishes open requests and
 /// returns once every connection has closed (upgraded WebSockets are not waited for, as
 /// with `axum::serve`).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,

@@ -20,20 +20,20 @@ pub const MAX_NAME_BYTES: usize = 128;
 
 /// What a client asked for, after decoding and validation.
 #[derive(Debug, Default, PartialEq)]
-pub struct CreateAgent {
-    pub agent_type: Option<String>,
-    pub name: Option<String>,
+pub(crate) struct CreateAgent {
+    pub(crate) agent_type: Option<String>,
+    pub(crate) name: Option<String>,
     /// Opaque agent configuration, kept and returned as given.
-    pub config: Option<serde_json::Value>,
+    pub(crate) config: Option<serde_json::Value>,
     /// Base64 of a wasm binary (or WAT text) following the agent ABI.
-    pub wasm_module: Option<String>,
+    pub(crate) wasm_module: Option<String>,
 }
 
 /// `POST /api/agents` as JSON: `agent_type` (a built-in or an uploaded type's name) or
 /// `wasm_module`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct JsonBody {
+pub(crate) struct JsonBody {
     /// test-agent, echo, cpu-heavy, or the name of an uploaded type; with `wasm_module`,
     /// the name to register it under.
     #[schema(max_length = 128)]
@@ -50,7 +50,7 @@ pub struct JsonBody {
 /// kept as a JSON string.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FormBody {
+pub(crate) struct FormBody {
     #[schema(max_length = 128)]
     agent_type: Option<String>,
     #[schema(max_length = 128)]
@@ -61,7 +61,7 @@ pub struct FormBody {
 
 /// How the body was encoded, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(crate) enum Encoding {
     Json,
     Form,
 }
@@ -69,7 +69,7 @@ pub enum Encoding {
 impl Encoding {
     /// `application/x-www-form-urlencoded` (any parameters) is a form; anything else,
     /// including no header, is JSON, which is what the API documents.
-    pub fn of(content_type: Option<&str>) -> Self {
+    pub(crate) fn of(content_type: Option<&str>) -> Self {
         let essence = content_type
             .and_then(|c| c.split(';').next())
             .map(str::trim)
@@ -84,7 +84,7 @@ impl Encoding {
 
 /// Why a body was refused; `Display` says what was expected and where it broke.
 #[derive(Debug, Error)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// Not text at all: the client sent something other than the documented encodings.
     #[error(
         "expected {expected}, but the body is not UTF-8 text (invalid byte at offset {offset})"
@@ -107,12 +107,12 @@ pub enum BodyError {
 
 impl BodyError {
     /// True when the body decoded but a field's value is refused (HTTP 422, not 400).
-    pub fn is_invalid_value(&self) -> bool {
+    pub(crate) fn is_invalid_value(&self) -> bool {
         matches!(self, Self::NameTooLong { .. })
     }
 
     /// A short class for the `error` field of the API's JSON errors.
-    pub fn class(&self) -> &'static str {
+    pub(crate) fn class(&self) -> &'static str {
         match self {
             Self::NotText { .. } | Self::JsonSyntax(_) => "malformed body",
             Self::JsonData(_) | Self::Form(_) => "invalid request",
@@ -126,7 +126,7 @@ const EXPECTED_FORM: &str = "a URL-encoded form (Content-Type: application/x-www
 
 /// Parses a JSON body of any shape, saying what was expected when the bytes are not text.
 /// Used for every JSON body of the API, not only agent creation.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
     serde_json::from_slice(body).map_err(|e| {
         if let Err(u) = std::str::from_utf8(body) {
             BodyError::NotText {
@@ -142,7 +142,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Body
 }
 
 /// Decodes and validates a create-agent body.
-pub fn parse(encoding: Encoding, body: &[u8]) -> Result<CreateAgent, BodyError> {
+pub(crate) fn parse(encoding: Encoding, body: &[u8]) -> Result<CreateAgent, BodyError> {
     let req = match encoding {
         Encoding::Json => {
             let b: JsonBody = parse_json(body)?;
@@ -178,8 +178,7 @@ pub fn parse(encoding: Encoding, body: &[u8]) -> Result<CreateAgent, BodyError> 
 
 /// The `create_agent_body` fuzz target (fuzz/) and its corpus replay: the first byte picks
 /// the encoding, the rest is the body; any body parses or is refused with an error.
-#[doc(hidden)]
-pub fn fuzz_parse(data: &[u8]) {
+pub(crate) fn fuzz_parse(data: &[u8]) {
     let Some((&first, body)) = data.split_first() else {
         return;
     };

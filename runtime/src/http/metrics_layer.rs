@@ -17,17 +17,17 @@ use tower::{Layer, Service};
 use crate::metrics::Metrics;
 
 /// Route label for requests no route matched: raw paths would explode cardinality.
-pub const UNMATCHED_ROUTE: &str = "unmatched";
+pub(crate) const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Records every request under its route template (`/api/agents/{id}`, never the raw path).
 ///
 /// A tower layer rather than `middleware::from_fn`: that would clone a boxed service and box
 /// a future for every request (measured on the message path: BENCHMARKS.md, "Design choices").
 #[derive(Clone)]
-pub struct TrackLayer(Arc<Metrics>);
+pub(crate) struct TrackLayer(Arc<Metrics>);
 
 impl TrackLayer {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self(metrics)
     }
 }
@@ -44,7 +44,7 @@ impl<S> Layer<S> for TrackLayer {
 }
 
 #[derive(Clone)]
-pub struct Track<S> {
+pub(crate) struct Track<S> {
     inner: S,
     metrics: Arc<Metrics>,
 }
@@ -77,7 +77,7 @@ where
 }
 
 pin_project_lite::pin_project! {
-    pub struct TrackFuture<F> {
+    pub(crate) struct TrackFuture<F> {
         #[pin]
         inner: F,
         metrics: Arc<Metrics>,
@@ -111,10 +111,10 @@ where
 }
 
 /// Increments a gauge now and decrements it when dropped.
-pub struct GaugeGuard(IntGauge);
+pub(crate) struct GaugeGuard(IntGauge);
 
 impl GaugeGuard {
-    pub fn new(gauge: &IntGauge) -> Self {
+    pub(crate) fn new(gauge: &IntGauge) -> Self {
         gauge.inc();
         Self(gauge.clone())
     }

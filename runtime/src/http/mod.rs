@@ -2,11 +2,11 @@
 //! request-metrics and server-span layers, the accept loop, the OpenAPI document, and
 //! [`server::start`], which starts a whole runtime behind its listeners.
 
-pub mod access;
-pub mod api;
-pub mod connections;
-pub mod create_request;
-pub mod metrics_layer;
-pub mod openapi;
-pub mod server;
-pub mod trace_layer;
+pub(crate) mod access;
+pub(crate) mod api;
+pub(crate) mod connections;
+pub(crate) mod create_request;
+pub(crate) mod metrics_layer;
+pub(crate) mod openapi;
+pub(crate) mod server;
+pub(crate) mod trace_layer;

@@ -33,12 +33,12 @@ use crate::http::api;
 struct ApiDoc;
 
 /// The document as a value, for tests and tools.
-pub fn document() -> utoipa::openapi::OpenApi {
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
 /// The document's JSON, built once.
-pub fn document_json() -> &'static str {
+pub(crate) fn document_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| document().to_json().unwrap_or_default())
 }

@@ -30,7 +30,7 @@ use crate::telemetry::logging::LoggingError;
 use crate::telemetry::{Telemetry, TelemetryError};
 
 /// How long shutdown waits for open connections (WebSockets never end on their own).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum ServerError {

@@ -32,20 +32,20 @@ use crate::telemetry::sampling::{self, Decision, Unsampled};
 use crate::telemetry::trace_context::{self, RuntimeSpan};
 use crate::telemetry::traceparent;
 
-pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
-pub const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("traceresponse");
+pub(crate) const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
+pub(crate) const TRACERESPONSE_HEADER: HeaderName = HeaderName::from_static("traceresponse");
 
 /// The trace id and `traceresponse` value a response carries.
 type TraceIds = Option<(String, String)>;
 
 /// Server spans with the server's own trace pipeline.
 #[derive(Clone)]
-pub struct TraceLayer {
+pub(crate) struct TraceLayer {
     tracing: Tracing,
 }
 
 impl TraceLayer {
-    pub fn new(tracing: Tracing) -> Self {
+    pub(crate) fn new(tracing: Tracing) -> Self {
         Self { tracing }
     }
 }
@@ -62,7 +62,7 @@ impl<S> Layer<S> for TraceLayer {
 }
 
 #[derive(Clone)]
-pub struct Trace<S> {
+pub(crate) struct Trace<S> {
     inner: S,
     tracing: Tracing,
 }
@@ -138,7 +138,7 @@ pin_project_lite::pin_project! {
     /// The next service's future, run in the request's trace: the sampled request's span as
     /// the current context, or the unsampled request's context as a task-local.
     #[project = TraceFutureProj]
-    pub enum TraceFuture<F> {
+    pub(crate) enum TraceFuture<F> {
         Plain { #[pin] inner: F },
         Unsampled { #[pin] inner: TaskLocalFuture<Unsampled, F>, ids: TraceIds },
         Sampled { #[pin] inner: WithContext<F>, span: RuntimeSpan, ids: TraceIds },

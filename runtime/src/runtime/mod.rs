@@ -2,7 +2,7 @@
 //! is in `routing.rs`, the other half of `impl Runtime`; the HTTP API (`http/api.rs`) calls
 //! only what is public here.
 
-pub mod routing;
+pub(crate) mod routing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -293,18 +293,18 @@ impl Runtime {
     }
 
     /// Makes a delete durable: the agent is not restored after a restart.
-    pub async fn persist_deleted(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn persist_deleted(&self, id: &str) -> Result<(), RuntimeError> {
         match &self.store {
             Some(store) => Ok(store.delete(id).await?),
             None => Ok(()),
         }
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
-    pub fn events(&self) -> &Events {
+    pub(crate) fn events(&self) -> &Events {
         &self.events
     }
 
@@ -398,7 +398,7 @@ impl Runtime {
         Ok(agent)
     }
 
-    pub fn agent(&self, id: &str) -> Option<Arc<Agent>> {
+    pub(crate) fn agent(&self, id: &str) -> Option<Arc<Agent>> {
         read(&self.agents).by_id.get(id).cloned()
     }
 
@@ -407,12 +407,12 @@ impl Runtime {
     }
 
     /// Every registered agent, in no order.
-    pub(crate) fn all_agents(&self) -> Vec<Arc<Agent>> {
+    pub fn all_agents(&self) -> Vec<Arc<Agent>> {
         read(&self.agents).by_id.values().cloned().collect()
     }
 
     /// A page of agents in creation order: `offset` agents skipped, at most `limit` taken.
-    pub fn list_agents(&self, offset: usize, limit: usize) -> Vec<Arc<Agent>> {
+    pub(crate) fn list_agents(&self, offset: usize, limit: usize) -> Vec<Arc<Agent>> {
         read(&self.agents)
             .by_seq
             .values()
@@ -424,7 +424,7 @@ impl Runtime {
 
     /// A page of agents created after the one with sequence number `after` (the `next`
     /// cursor of the previous page): O(log n + limit) however deep the page is.
-    pub fn list_agents_after(&self, after: u64, limit: usize) -> Vec<Arc<Agent>> {
+    pub(crate) fn list_agents_after(&self, after: u64, limit: usize) -> Vec<Arc<Agent>> {
         read(&self.agents)
             .by_seq
             .range(after.saturating_add(1)..)
@@ -437,7 +437,7 @@ impl Runtime {
     /// sender gets a FAILURE), and once its current execution ends (within
     /// `execution_timeout`) it leaves the registry (Draining -> Stopped). Returns the state
     /// it reached now.
-    pub fn stop_agent(self: &Arc<Self>, id: &str) -> Result<AgentState, RuntimeError> {
+    pub(crate) fn stop_agent(self: &Arc<Self>, id: &str) -> Result<AgentState, RuntimeError> {
         let agent = self
             .agent(id)
             .ok_or_else(|| RuntimeError::NoSuchAgent(id.to_owned()))?;

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::agent::{Agent, AgentState, Envelope, MailboxLimits, Refused};
 use crate::events::Event;
+use crate::execution::Executor;
 use crate::fipa::{AclMessage, Performative};
 use crate::metrics::{DropReason, MessageErrorKind};
 use crate::runtime::Runtime;
@@ -55,10 +56,10 @@ pub enum SendError {
 }
 
 /// Removes a client's reply slot when its request ends, however it ends.
-pub struct ReplyWaiter {
+pub(crate) struct ReplyWaiter {
     runtime: Arc<Runtime>,
     key: String,
-    pub rx: oneshot::Receiver<AclMessage>,
+    pub(crate) rx: oneshot::Receiver<AclMessage>,
 }
 
 impl Drop for ReplyWaiter {
@@ -71,15 +72,28 @@ impl Drop for ReplyWaiter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
     /// Every mailbox emptied by execution before `shutdown_timeout`.
-    pub drained: bool,
+    pub(crate) drained: bool,
     /// Accepted messages that were never executed.
-    pub dropped: u64,
+    pub(crate) dropped: u64,
     /// Clients still waiting for a reply, answered 503.
-    pub waiting_clients: usize,
+    pub(crate) waiting_clients: usize,
 }
 
 static UNDELIVERABLE: Throttle = Throttle::new();
 static EXEC_FAILED: Throttle = Throttle::new();
+
+impl Executor for Runtime {
+    fn execute_queued(self: &Arc<Self>, agent: &Arc<Agent>, env: &Envelope) {
+        self.metrics.message_queue().dec();
+        self.process(agent, env);
+    }
+
+    fn unscheduled(&self, agent: &Arc<Agent>) {
+        if agent.state() == AgentState::Draining {
+            self.finish_stop(agent);
+        }
+    }
+}
 
 impl Runtime {
     fn pending_slots(
@@ -91,7 +105,7 @@ impl Runtime {
 
     /// Registers interest in the reply to a message with `reply_with = key`; register before
     /// sending so a fast reply cannot be missed.
-    pub fn wait_for_reply(self: &Arc<Self>, key: &str) -> ReplyWaiter {
+    pub(crate) fn wait_for_reply(self: &Arc<Self>, key: &str) -> ReplyWaiter {
         let (tx, rx) = oneshot::channel();
         self.pending_slots().insert(key.to_owned(), tx);
         ReplyWaiter {
@@ -312,13 +326,6 @@ impl Runtime {
         self.route(failure);
     }
 
-    /// The pool found `agent`'s mailbox empty and took it out of the ready queue.
-    pub(crate) fn unscheduled(&self, agent: &Arc<Agent>) {
-        if agent.state() == AgentState::Draining {
-            self.finish_stop(agent);
-        }
-    }
-
     /// Drops a deleted agent's queued messages: each is counted as dropped and its sender
     /// gets a FAILURE, so DELETE does not wait for a backlog to execute.
     pub(crate) fn discard_mailbox(self: &Arc<Self>, agent: &Arc<Agent>) {
@@ -333,12 +340,6 @@ impl Runtime {
         for env in queued {
             self.bounce(&env.msg, &agent.id, MessageErrorKind::ReceiverStopped);
         }
-    }
-
-    /// One message the pool took from `agent`'s mailbox.
-    pub(crate) fn execute_queued(self: &Arc<Self>, agent: &Arc<Agent>, env: &Envelope) {
-        self.metrics.message_queue().dec();
-        self.process(agent, env);
     }
 
     fn process(self: &Arc<Self>, agent: &Arc<Agent>, env: &Envelope) {

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One line per this, per call site.
-pub const INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
 
 /// One call site's limiter; keep it in a `static`.
-pub struct Throttle {
+pub(crate) struct Throttle {
     /// Milliseconds since [`epoch`] before which no further line is written.
     next_ms: AtomicU64,
     suppressed: AtomicU64,
@@ -22,7 +22,7 @@ fn epoch() -> Instant {
 }
 
 impl Throttle {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             next_ms: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
@@ -31,7 +31,7 @@ impl Throttle {
 
     /// `Some(n)` when this occurrence is to be logged, `n` being how many were suppressed
     /// since the last logged one; `None` when it is suppressed (and counted).
-    pub fn admit(&self) -> Option<u64> {
+    pub(crate) fn admit(&self) -> Option<u64> {
         let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
         let next = self.next_ms.load(Ordering::Relaxed);
         let interval = u64::try_from(INTERVAL.as_millis()).unwrap_or(u64::MAX);

@@ -65,7 +65,7 @@ pub enum LoggingError {
 
 /// Installs the global subscriber: log lines per `cfg`, and the OTLP trace/log layers that
 /// `telemetry` holds. `RUST_LOG`, when set, overrides `level`.
-pub fn init(cfg: &LoggingConfig, telemetry: &Telemetry) -> Result<(), LoggingError> {
+pub(crate) fn init(cfg: &LoggingConfig, telemetry: &Telemetry) -> Result<(), LoggingError> {
     let writer = match &cfg.output {
         LogOutput::Stdout => BoxMakeWriter::new(std::io::stdout),
         LogOutput::Stderr => BoxMakeWriter::new(std::io::stderr),
@@ -104,7 +104,7 @@ pub fn init(cfg: &LoggingConfig, telemetry: &Telemetry) -> Result<(), LoggingErr
 }
 
 /// The whole subscriber, writing lines to `writer`; `directives` replaces `cfg.level`.
-pub fn subscriber<W>(
+pub(crate) fn subscriber<W>(
     cfg: &LoggingConfig,
     telemetry: &Telemetry,
     writer: W,
@@ -230,7 +230,7 @@ fn keep(rate: f64) -> bool {
 // ---- line format ----
 
 /// One log line, JSON or text, with the configured key names.
-pub struct LineFormat {
+pub(crate) struct LineFormat {
     json: bool,
     level_key: String,
     message_key: String,
@@ -239,7 +239,7 @@ pub struct LineFormat {
 }
 
 impl LineFormat {
-    pub fn new(cfg: &LoggingConfig) -> Self {
+    pub(crate) fn new(cfg: &LoggingConfig) -> Self {
         Self {
             json: cfg.format == LogFormat::Json,
             level_key: cfg.level_key.clone(),

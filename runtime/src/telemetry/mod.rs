@@ -42,12 +42,12 @@
 //! metadata), `traceparent` (its codec), `sampling` (head sampling at the edge),
 //! `otlp_metrics` (the registry mirrored into OTLP), `log_throttle` (rate-limited warnings).
 
-pub mod log_throttle;
-pub mod logging;
-pub mod otlp_metrics;
-pub mod sampling;
+pub(crate) mod log_throttle;
+pub(crate) mod logging;
+pub(crate) mod otlp_metrics;
+pub(crate) mod sampling;
 pub mod trace_context;
-pub mod traceparent;
+pub(crate) mod traceparent;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,7 +77,7 @@ use crate::config::{ObservabilityConfig, OtlpProtocol};
 
 /// Spans (and, separately, log records) that may wait for export at once. Equal to the SDK's
 /// default batch queue, so telemetry memory is bounded by this many spans and records.
-pub const QUEUE_CAPACITY: usize = 2048;
+pub(crate) const QUEUE_CAPACITY: usize = 2048;
 
 const TRACER_NAME: &str = "caxton-runtime";
 
@@ -96,7 +96,7 @@ pub enum TelemetryError {
 
 /// The installed OTLP pipelines. Keep it alive while serving; [`Telemetry::shutdown`] flushes
 /// what is queued (bounded by `otlp_timeout`) before the process exits.
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     tracing: Tracing,
     tracer_provider: Option<SdkTracerProvider>,
     logger_provider: Option<SdkLoggerProvider>,
@@ -137,25 +137,25 @@ impl Tracing {
 
     /// Whether spans are built at all. Read once per request/message on the hot path.
     #[inline]
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.0.is_some()
     }
 
     /// The runtime's tracer, when tracing is on.
     #[inline]
-    pub fn tracer(&self) -> Option<&opentelemetry_sdk::trace::Tracer> {
+    pub(crate) fn tracer(&self) -> Option<&opentelemetry_sdk::trace::Tracer> {
         self.0.as_ref().map(|h| &h.tracer)
     }
 
     /// The configured `trace_sample_rate` (0 when tracing is off).
-    pub fn sample_rate(&self) -> f64 {
+    pub(crate) fn sample_rate(&self) -> f64 {
         self.0.as_ref().map_or(0.0, |h| h.rate)
     }
 }
 
 impl Telemetry {
     /// No OTLP export at all (every signal off).
-    pub fn disabled() -> Self {
+    pub(crate) fn disabled() -> Self {
         Self {
             tracing: Tracing::off(),
             tracer_provider: None,
@@ -165,30 +165,30 @@ impl Telemetry {
     }
 
     /// The trace pipeline for the server's own spans.
-    pub fn tracing(&self) -> Tracing {
+    pub(crate) fn tracing(&self) -> Tracing {
         self.tracing.clone()
     }
 
     /// The tracer for `tracing_opentelemetry::layer().with_tracer(..)`, when tracing is on.
-    pub fn tracer(&self) -> Option<opentelemetry_sdk::trace::Tracer> {
+    pub(crate) fn tracer(&self) -> Option<opentelemetry_sdk::trace::Tracer> {
         self.tracer_provider
             .as_ref()
             .map(|p| p.tracer_with_scope(scope()))
     }
 
     /// The logger provider for the OTLP log bridge, when `enable_logging` is on.
-    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
+    pub(crate) fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
         self.logger_provider.as_ref()
     }
 
     /// The meter provider the Prometheus registry is mirrored into, when metrics go over OTLP.
-    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+    pub(crate) fn meter_provider(&self) -> Option<&SdkMeterProvider> {
         self.meter_provider.as_ref()
     }
 
     /// Exports what is queued and stops the pipelines. Blocking (the SDK's processors run on
     /// their own threads): async callers run it on a blocking thread.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         // Errors here mean "could not flush": the drop counter already saw those records.
         if let Some(p) = self.tracer_provider {
             let _ = p.shutdown();
@@ -209,7 +209,7 @@ fn scope() -> InstrumentationScope {
 }
 
 /// `service.name`, `service.version`, `deployment.environment`.
-pub fn resource(cfg: &ObservabilityConfig) -> Resource {
+pub(crate) fn resource(cfg: &ObservabilityConfig) -> Resource {
     Resource::builder()
         .with_service_name(cfg.service_name.clone())
         .with_attributes([
@@ -221,7 +221,7 @@ pub fn resource(cfg: &ObservabilityConfig) -> Resource {
 
 /// Builds the enabled pipelines. Must run inside a tokio runtime (the gRPC channel spawns its
 /// connection task on it); exports then run on the SDK's own threads.
-pub fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
+pub(crate) fn init(cfg: &ObservabilityConfig) -> Result<Telemetry, TelemetryError> {
     let headers = validated_headers(cfg)?;
     set_warn_interval(cfg.metrics_export_interval);
     let resource = resource(cfg);
@@ -413,7 +413,7 @@ fn metric_exporter(
 
 /// A telemetry signal, as the `signal` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     Traces,
     Logs,
     Metrics,
@@ -421,15 +421,15 @@ pub enum Signal {
 
 /// Why data was dropped, as the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     QueueFull,
     ExportFailed,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Logs, Signal::Metrics];
+    pub(crate) const ALL: [Signal; 3] = [Signal::Traces, Signal::Logs, Signal::Metrics];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Signal::Traces => "traces",
             Signal::Logs => "logs",
@@ -439,9 +439,9 @@ impl Signal {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 2] = [DropReason::QueueFull, DropReason::ExportFailed];
+    pub(crate) const ALL: [DropReason; 2] = [DropReason::QueueFull, DropReason::ExportFailed];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DropReason::QueueFull => "queue_full",
             DropReason::ExportFailed => "export_failed",
@@ -469,10 +469,10 @@ fn set_warn_interval(interval: Duration) {
 static QUEUED: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 
 /// The signals that go through a bounded export queue.
-pub const QUEUED_SIGNALS: [Signal; 2] = [Signal::Traces, Signal::Logs];
+pub(crate) const QUEUED_SIGNALS: [Signal; 2] = [Signal::Traces, Signal::Logs];
 
 /// Records of `signal` waiting for or inside an export (read by `/metrics`); 0 for metrics.
-pub fn queued(signal: Signal) -> u64 {
+pub(crate) fn queued(signal: Signal) -> u64 {
     QUEUED
         .get(signal as usize)
         .map_or(0, |q| q.load(Ordering::Acquire) as u64)
@@ -499,14 +499,14 @@ fn release(signal: Signal, n: usize, result: &OTelSdkResult) {
 }
 
 /// Cumulative drops since the process started (read by `/metrics`).
-pub fn dropped(signal: Signal, reason: DropReason) -> u64 {
+pub(crate) fn dropped(signal: Signal, reason: DropReason) -> u64 {
     DROPPED[signal as usize][reason as usize].load(Ordering::Relaxed)
 }
 
 /// Brings `caxton_telemetry_dropped_total` up to the pipelines' counts, which only grow, and
 /// sets `caxton_telemetry_queued` to their backlog. Every signal/reason pair is present (0
 /// until something drops). Called at scrape and export time.
-pub fn sync_metrics(metrics: &crate::metrics::Metrics) {
+pub(crate) fn sync_metrics(metrics: &crate::metrics::Metrics) {
     for signal in QUEUED_SIGNALS {
         metrics.set_telemetry_queued(signal.as_str(), queued(signal));
     }

@@ -60,7 +60,7 @@ impl Snapshot {
 }
 
 /// Starts mirroring `metrics` into `provider`; stops when `stop` turns true.
-pub fn spawn(
+pub(crate) fn spawn(
     provider: &SdkMeterProvider,
     metrics: Arc<Metrics>,
     interval: Duration,

@@ -46,15 +46,15 @@ tokio::task_local! {
 /// An unsampled request's context, and its `traceparent` value formatted once: the
 /// response headers and every message the request sends carry that same string.
 #[derive(Debug, Clone)]
-pub struct Unsampled {
-    pub cx: SpanContext,
-    pub traceparent: String,
+pub(crate) struct Unsampled {
+    pub(crate) cx: SpanContext,
+    pub(crate) traceparent: String,
 }
 
 /// The SDK's random ids, except a new trace's id right after [`Decision::Sampled`] decided
 /// on it (see [`start_sampled`]).
 #[derive(Debug, Default)]
-pub struct EdgeIdGenerator(RandomIdGenerator);
+pub(crate) struct EdgeIdGenerator(RandomIdGenerator);
 
 impl IdGenerator for EdgeIdGenerator {
     fn new_trace_id(&self) -> TraceId {
@@ -69,7 +69,7 @@ impl IdGenerator for EdgeIdGenerator {
 }
 
 /// What the edge decided for one request.
-pub enum Decision {
+pub(crate) enum Decision {
     /// Build the server span under `parent`; for a new trace, with `new_trace`'s id.
     Sampled {
         parent: Context,
@@ -81,7 +81,7 @@ pub enum Decision {
 
 /// Decides for a request whose caller sent `parent` (invalid when there is none), with
 /// new traces sampled at `rate` ([`rate`] when serving).
-pub fn decide(parent: Context, rate: f64) -> Decision {
+pub(crate) fn decide(parent: Context, rate: f64) -> Decision {
     let ids = RandomIdGenerator::default();
     let remote = parent.span().span_context().clone();
     if remote.is_valid() {
@@ -120,7 +120,7 @@ pub fn decide(parent: Context, rate: f64) -> Decision {
 
 /// Runs `start`, which must start the new trace's first span on this thread (e.g. by asking
 /// the span for its context), with `new_trace` as the id the SDK gives that trace.
-pub fn start_sampled<R>(new_trace: Option<TraceId>, start: impl FnOnce() -> R) -> R {
+pub(crate) fn start_sampled<R>(new_trace: Option<TraceId>, start: impl FnOnce() -> R) -> R {
     NEXT_TRACE_ID.with(|c| c.set(new_trace));
     let out = start();
     // Not taken means the span was not started here (a filter disabled it): never let the
@@ -130,23 +130,23 @@ pub fn start_sampled<R>(new_trace: Option<TraceId>, start: impl FnOnce() -> R) -
 }
 
 /// `fut`, run as the unsampled request `request`.
-pub fn unsampled<F: Future>(request: Unsampled, fut: F) -> TaskLocalFuture<Unsampled, F> {
+pub(crate) fn unsampled<F: Future>(request: Unsampled, fut: F) -> TaskLocalFuture<Unsampled, F> {
     UNSAMPLED.scope(request, fut)
 }
 
 /// The unsampled context of the request this task serves, if it is one.
-pub fn current() -> Option<SpanContext> {
+pub(crate) fn current() -> Option<SpanContext> {
     with_current(|u| u.cx.clone())
 }
 
 /// `f` applied to the unsampled request this task serves, if it is one.
-pub fn with_current<R>(f: impl FnOnce(&Unsampled) -> R) -> Option<R> {
+pub(crate) fn with_current<R>(f: impl FnOnce(&Unsampled) -> R) -> Option<R> {
     UNSAMPLED.try_with(f).ok()
 }
 
 /// The unsampled trace a message belongs to, from its metadata: its execution and the
 /// messages it causes build no spans.
-pub fn unsampled_parent(parent: &Context) -> bool {
+pub(crate) fn unsampled_parent(parent: &Context) -> bool {
     let sc = parent.span().span_context().clone();
     sc.is_valid() && !sc.is_sampled()
 }

@@ -40,24 +40,24 @@ use crate::fipa::AclMessage;
 use crate::telemetry::Tracing;
 use crate::telemetry::sampling;
 use crate::telemetry::traceparent;
-pub use crate::telemetry::traceparent::{TRACEPARENT, TRACESTATE};
+pub(crate) use crate::telemetry::traceparent::{TRACEPARENT, TRACESTATE};
 
 /// One of the runtime's spans, or none (tracing off, or the trace is not sampled). It ends
 /// when the last clone of its context is dropped, or at [`RuntimeSpan::end`].
 #[derive(Debug, Default)]
-pub struct RuntimeSpan(Option<Context>);
+pub(crate) struct RuntimeSpan(Option<Context>);
 
 impl RuntimeSpan {
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Self(None)
     }
 
-    pub fn is_none(&self) -> bool {
+    pub(crate) fn is_none(&self) -> bool {
         self.0.is_none()
     }
 
     /// Starts `name` under `parent` with the server's tracer (none when tracing is off).
-    pub fn start(
+    pub(crate) fn start(
         tracing: &Tracing,
         name: impl Into<Cow<'static, str>>,
         kind: SpanKind,
@@ -75,31 +75,31 @@ impl RuntimeSpan {
     }
 
     /// The context with this span in it, for futures (`with_context`) and propagation.
-    pub fn context(&self) -> Option<&Context> {
+    pub(crate) fn context(&self) -> Option<&Context> {
         self.0.as_ref()
     }
 
     /// Makes this span the current context until the guard drops. For synchronous sections
     /// only (the guard cannot cross an `.await`); futures take [`RuntimeSpan::context`].
-    pub fn enter(&self) -> Option<ContextGuard> {
+    pub(crate) fn enter(&self) -> Option<ContextGuard> {
         self.0.as_ref().map(|cx| cx.clone().attach())
     }
 
-    pub fn set_attribute(&self, attribute: KeyValue) {
+    pub(crate) fn set_attribute(&self, attribute: KeyValue) {
         if let Some(cx) = &self.0 {
             cx.span().set_attribute(attribute);
         }
     }
 
     /// Ends the span now, even while clones of its context are still alive.
-    pub fn end(&mut self) {
+    pub(crate) fn end(&mut self) {
         if let Some(cx) = self.0.take() {
             cx.span().end();
         }
     }
 
     /// Status Error (what `otel.status_code = "ERROR"` gave as a `tracing` span).
-    pub fn set_error(&self) {
+    pub(crate) fn set_error(&self) {
         if let Some(cx) = &self.0 {
             cx.span().set_status(Status::error(""));
         }
@@ -132,7 +132,7 @@ impl Extractor for MetadataCarrier<'_> {
 
 /// The caller's context from `traceparent`/`tracestate` request headers (empty if absent or
 /// malformed: a bad header starts a new trace rather than failing the request).
-pub fn from_headers(headers: &axum::http::HeaderMap) -> Context {
+pub(crate) fn from_headers(headers: &axum::http::HeaderMap) -> Context {
     traceparent::extract(&HeaderExtractor(headers))
 }
 
@@ -187,7 +187,11 @@ fn skip_unsampled(metadata: &mut BTreeMap<String, String>) -> bool {
 /// message's metadata. Enter the returned span while routing. `from_unsampled` says the
 /// message comes from an execution of an unsampled trace (its metadata, inherited from the
 /// trigger, says so too; this spares parsing it again).
-pub fn route_span(tracing: &Tracing, msg: &mut AclMessage, from_unsampled: bool) -> RuntimeSpan {
+pub(crate) fn route_span(
+    tracing: &Tracing,
+    msg: &mut AclMessage,
+    from_unsampled: bool,
+) -> RuntimeSpan {
     if !tracing.enabled() || from_unsampled || skip_unsampled(&mut msg.metadata) {
         return RuntimeSpan::none();
     }
@@ -213,7 +217,7 @@ pub fn route_span(tracing: &Tracing, msg: &mut AclMessage, from_unsampled: bool)
 }
 
 /// `agent.execute` for `msg` at agent `agent_id`, continuing the trace in its metadata.
-pub fn execute_span(
+pub(crate) fn execute_span(
     tracing: &Tracing,
     msg: &AclMessage,
     agent_id: &str,
@@ -244,7 +248,7 @@ pub fn execute_span(
 }
 
 /// `agent.create` under the current context; `agent.id` is recorded once known.
-pub fn create_span(tracing: &Tracing, agent_type: &str) -> RuntimeSpan {
+pub(crate) fn create_span(tracing: &Tracing, agent_type: &str) -> RuntimeSpan {
     if !tracing.enabled() || (!in_span() && sampling::current().is_some()) {
         return RuntimeSpan::none();
     }
@@ -260,7 +264,11 @@ pub fn create_span(tracing: &Tracing, agent_type: &str) -> RuntimeSpan {
 /// A span of one agent-store operation (`store.insert`, `store.delete`, `store.load`), a
 /// child of the current span (the request's), after OpenTelemetry's database conventions.
 /// None when tracing is off or the request was not sampled.
-pub fn store_span(tracing: &Tracing, name: &'static str, operation: &'static str) -> RuntimeSpan {
+pub(crate) fn store_span(
+    tracing: &Tracing,
+    name: &'static str,
+    operation: &'static str,
+) -> RuntimeSpan {
     if !tracing.enabled() || (!in_span() && sampling::current().is_some()) {
         return RuntimeSpan::none();
     }

@@ -14,8 +14,8 @@ use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
-pub const TRACEPARENT: &str = "traceparent";
-pub const TRACESTATE: &str = "tracestate";
+pub(crate) const TRACEPARENT: &str = "traceparent";
+pub(crate) const TRACESTATE: &str = "tracestate";
 
 /// Length of a version-00 value: `00-` + 32 + `-` + 16 + `-` + 2.
 const V00_LEN: usize = 55;
@@ -23,7 +23,7 @@ const V00_LEN: usize = 55;
 /// The caller's context from a carrier's `traceparent`/`tracestate`, as
 /// `TraceContextPropagator::extract` would build it (an empty context when absent or
 /// malformed).
-pub fn extract(carrier: &dyn Extractor) -> Context {
+pub(crate) fn extract(carrier: &dyn Extractor) -> Context {
     let Some(sc) = carrier.get(TRACEPARENT).and_then(decode_v00) else {
         return TraceContextPropagator::new().extract(carrier);
     };
@@ -41,7 +41,7 @@ pub fn extract(carrier: &dyn Extractor) -> Context {
 
 /// `(trace id, traceparent)` of a valid span context: what `inject` writes, and the
 /// `x-trace-id` response header.
-pub fn encode(sc: &SpanContext) -> Option<(String, String)> {
+pub(crate) fn encode(sc: &SpanContext) -> Option<(String, String)> {
     if !sc.is_valid() {
         return None;
     }

@@ -2,8 +2,8 @@
 //! ephemeral loopback ports, and the test kit's client for it.
 #![allow(dead_code)] // each test file uses its own part
 
+use caxton_runtime::RunningServer;
 use caxton_runtime::config::Config;
-use caxton_runtime::http::server::{self, RunningServer};
 use caxton_testkit::{ApiClient, Caxton, CaxtonConfig, CaxtonOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ impl Harness {
         std::fs::create_dir_all(&data).unwrap();
         cfg.server.data_dir = data;
         edit(&mut cfg);
-        let server = server::start(cfg).await.expect("runtime starts");
+        let server = caxton_runtime::start(cfg).await.expect("runtime starts");
         let api = ApiClient::new(format!("http://{}", server.api_addr()));
         Self {
             server,
@@ -136,7 +136,7 @@ impl Process {
     pub(crate) fn rss(&self) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.caxton.pid())).unwrap();
-        caxton_runtime::system::parse_rss_bytes(&status).unwrap()
+        caxton_runtime::internals::parse_rss_bytes(&status).unwrap()
     }
 
     /// Everything the process wrote so far (its log is stdout).
