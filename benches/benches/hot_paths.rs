@@ -182,15 +182,20 @@ fn http_in_process(c: &mut Criterion) {
     g.bench_function("post_agents", |b| {
         b.iter(|| assert_eq!(call(create()).0, StatusCode::OK))
     });
-    g.bench_function("post_messages_wait", |b| {
-        b.iter(|| {
-            let req = Request::post("/api/messages?wait=true")
-                .header("content-type", "application/json")
-                .body(Body::from(message.clone()))
-                .expect("request");
-            assert_eq!(call(req).0, StatusCode::OK)
-        })
-    });
+    let post_message = || {
+        let req = Request::post("/api/messages?wait=true")
+            .header("content-type", "application/json")
+            .body(Body::from(message.clone()))
+            .expect("request");
+        assert_eq!(call(req).0, StatusCode::OK)
+    };
+    g.bench_function("post_messages_wait", |b| b.iter(post_message));
+    // The same path while the perf_event sampler would be reading request tags: every tag
+    // change logged with its time, every latency recorded (issue 26). The peer is the line
+    // above, in the same run.
+    caxton_profiles::request_tag::set_active(true);
+    g.bench_function("post_messages_wait_tagged", |b| b.iter(post_message));
+    caxton_profiles::request_tag::set_active(false);
     g.finish();
 }
 

@@ -78,6 +78,10 @@ pub struct RunOptions {
     pub start_at: Option<SystemTime>,
     /// Distributed run: meet the other workers and start with them.
     pub start_barrier: Option<crate::barrier::StartBarrier>,
+    /// The scenarios' `POST /api/agents` body (`--agent-type`, `--agent-module`).
+    pub create_agent_body: bytes::Bytes,
+    /// `--slow-threshold`: what makes a request slow in the profile of the slow requests.
+    pub slow_threshold: Option<Duration>,
 }
 
 #[derive(Debug, Error)]
@@ -277,6 +281,7 @@ async fn attack(
         opts.request_timeout,
         opts.headers.clone(),
         opts.max_body,
+        opts.create_agent_body.clone(),
     )?);
     let goose = goose_attack(opts, &ctx, target, pool)?;
     let run_dir = run_dir::dir_of(&report_path).to_path_buf();
@@ -347,6 +352,7 @@ async fn attack(
     // the final push so the pushed verdict is the report's.
     if let (Some(Ok(captured)), Some(stage)) = (&flamegraph, &opts.flamegraph) {
         report.flamegraph = Some(captured.reference(stage));
+        crate::slow_profile::add_to(&mut report, &report_path, opts.slow_threshold);
         report.validity = judge(&report, load.schedule);
         report.write(&report_path)?;
     }

@@ -31,6 +31,29 @@ const SEND_MESSAGE: usize = 1;
 /// The body of the guide's k6 script (`http.post('/api/agents', {agent_type, config})`).
 const CREATE_AGENT_BODY: &str = r#"{"agent_type":"test-agent","config":{"test":true}}"#;
 
+/// The agent type of the guide's script.
+pub(crate) const DEFAULT_AGENT_TYPE: &str = "test-agent";
+
+/// The create body for agents of `agent_type`, running `module` when given: the guide's own
+/// body for its type, so the default load is byte for byte the guide's.
+pub(crate) fn create_agent_body(agent_type: &str, module: Option<&[u8]>) -> bytes::Bytes {
+    use base64::Engine as _;
+    match module {
+        None if agent_type == DEFAULT_AGENT_TYPE => {
+            bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes())
+        }
+        None => serde_json::json!({ "agent_type": agent_type })
+            .to_string()
+            .into(),
+        Some(bytes) => serde_json::json!({
+            "agent_type": agent_type,
+            "wasm_module": base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+        .to_string()
+        .into(),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScenarioKind {
     /// The guide's k6 script: POST /api/agents, checks, sleep.
@@ -114,6 +137,7 @@ pub(crate) struct RunContext {
     pub arrivals: Option<Arc<Arrivals>>,
     transport: Transport,
     agents: Endpoint,
+    create_agent_body: bytes::Bytes,
     messages: Endpoint,
 }
 
@@ -126,6 +150,7 @@ impl RunContext {
         request_timeout: Duration,
         headers: Vec<(http::HeaderName, http::HeaderValue)>,
         max_body: usize,
+        create_agent_body: bytes::Bytes,
     ) -> Result<RunContext, TransportError> {
         let base = target.trim_end_matches('/');
         Ok(RunContext {
@@ -137,6 +162,7 @@ impl RunContext {
             arrivals,
             transport: Transport::new(base, request_timeout, headers, max_body)?,
             agents: Endpoint::parse(&format!("{base}/api/agents"))?,
+            create_agent_body,
             messages: Endpoint::parse(&format!("{base}/api/messages?wait=true"))?,
         })
     }
@@ -263,7 +289,7 @@ async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
                 ctx,
                 user,
                 CREATE_AGENT,
-                bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
+                ctx.create_agent_body.clone(),
                 intended,
                 Expect::Id,
             )
@@ -283,7 +309,7 @@ async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
                         ctx,
                         user,
                         CREATE_AGENT,
-                        bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
+                        ctx.create_agent_body.clone(),
                         intended,
                         Expect::IdToContinue,
                     )

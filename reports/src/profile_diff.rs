@@ -187,6 +187,37 @@ fn distrust(baseline: &ProfileSide, b: &Folded, current: &ProfileSide, c: &Folde
     why
 }
 
+/// The frames whose self share rose most from `baseline` to `current`, largest rise first
+/// (at most [`TOP_FRAMES`]): what a part of a profile (the slow requests) spends more of its
+/// time in than the whole. Unlike [`ProfileDiff::self_time`], frames that shrank are left out.
+pub fn self_risers(
+    baseline: &ProfileSide,
+    current: &ProfileSide,
+) -> Result<Vec<FrameShift>, ProfileDiffError> {
+    let (b, c) = (parse(baseline)?, parse(current)?);
+    let (_, b_self) = frame_counts(&b);
+    let (_, c_self) = frame_counts(&c);
+    let share = |m: &BTreeMap<&str, u64>, frame: &str, total: u64| {
+        m.get(frame).copied().unwrap_or(0) as f64 / total.max(1) as f64
+    };
+    let mut risers: Vec<FrameShift> = c_self
+        .keys()
+        .map(|&frame| FrameShift {
+            frame: frame.to_owned(),
+            baseline_share: share(&b_self, frame, b.total),
+            current_share: share(&c_self, frame, c.total),
+        })
+        .filter(|s| s.change() > 0.0)
+        .collect();
+    risers.sort_by(|a, b| {
+        b.change()
+            .total_cmp(&a.change())
+            .then_with(|| a.frame.cmp(&b.frame))
+    });
+    risers.truncate(TOP_FRAMES);
+    Ok(risers)
+}
+
 /// Diffs two profiles, or says why it would not be trusted.
 pub fn diff(
     baseline: &ProfileSide,

@@ -217,7 +217,10 @@ fn turn(rt: &Arc<Runtime>, agent: &Arc<Agent>) -> bool {
             rt.unscheduled(agent);
             return false;
         };
-        rt.execute_queued(agent, &env);
+        {
+            let _tag = caxton_profiles::request_tag::Tagged::enter(env.request);
+            rt.execute_queued(agent, &env);
+        }
         if started.elapsed() >= TURN_SLICE {
             break;
         }
