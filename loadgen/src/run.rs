@@ -273,16 +273,18 @@ async fn attack(
     });
     let open = opts.plan.model == LoadModel::Open;
     let pool = open.then(|| opts.pool_users.unwrap_or_else(|| default_pool(&opts.plan)));
-    let ctx = Arc::new(RunContext::new(
-        target,
-        opts.plan.clone(),
-        opts.think_time,
-        open.then(|| Arc::new(Arrivals::new(opts.backlog))),
-        opts.request_timeout,
-        opts.headers.clone(),
-        opts.max_body,
-        opts.create_agent_body.clone(),
-    )?);
+    let ctx = Arc::new(
+        RunContext::new(
+            target,
+            opts.plan.clone(),
+            opts.think_time,
+            open.then(|| Arc::new(Arrivals::new(opts.backlog))),
+            opts.request_timeout,
+            opts.headers.clone(),
+            opts.max_body,
+        )?
+        .with_create_agent_body(opts.create_agent_body.clone()),
+    );
     let goose = goose_attack(opts, &ctx, target, pool)?;
     let run_dir = run_dir::dir_of(&report_path).to_path_buf();
     // A worker's share is not the run: its abortOnFail thresholds are judged on the global

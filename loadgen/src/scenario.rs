@@ -150,7 +150,6 @@ impl RunContext {
         request_timeout: Duration,
         headers: Vec<(http::HeaderName, http::HeaderValue)>,
         max_body: usize,
-        create_agent_body: bytes::Bytes,
     ) -> Result<RunContext, TransportError> {
         let base = target.trim_end_matches('/');
         Ok(RunContext {
@@ -162,9 +161,16 @@ impl RunContext {
             arrivals,
             transport: Transport::new(base, request_timeout, headers, max_body)?,
             agents: Endpoint::parse(&format!("{base}/api/agents"))?,
-            create_agent_body,
+            create_agent_body: bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
             messages: Endpoint::parse(&format!("{base}/api/messages?wait=true"))?,
         })
+    }
+
+    /// The scenarios create agents with `body` (`--agent-type`, `--agent-module`) instead of
+    /// the guide's.
+    pub(crate) fn with_create_agent_body(mut self, body: bytes::Bytes) -> Self {
+        self.create_agent_body = body;
+        self
     }
 
     /// Responses so far whose body was longer than `--max-body`.
@@ -429,6 +435,22 @@ fn micros(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_bodies_are_the_guides_or_name_the_type_and_module() {
+        assert_eq!(
+            create_agent_body(DEFAULT_AGENT_TYPE, None),
+            CREATE_AGENT_BODY.as_bytes()
+        );
+        assert_eq!(
+            create_agent_body("echo", None),
+            br#"{"agent_type":"echo"}"#.as_slice()
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&create_agent_body("mine", Some(b"(module)"))).unwrap();
+        assert_eq!(body["agent_type"], "mine");
+        assert_eq!(body["wasm_module"], "KG1vZHVsZSk=");
+    }
 
     #[test]
     fn scenarios_parse_with_weights() {

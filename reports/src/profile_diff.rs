@@ -455,6 +455,17 @@ mod tests {
     }
 
     #[test]
+    fn risers_leave_out_frames_that_shrank_however_far() {
+        // `fast` falls 60 points, `slow` rises 50: the riser ranks first, the faller never.
+        let all = side("all", &[("main;fast", 700), ("main;slow", 300)], 1000);
+        let slow = side("slow", &[("main;fast", 100), ("main;slow", 800)], 1000);
+        let risers = self_risers(&all, &slow).unwrap();
+        assert_eq!(risers.len(), 1, "{risers:?}");
+        assert_eq!(risers[0].frame, "slow");
+        assert!((risers[0].change() - (800.0 / 900.0 - 0.3)).abs() < 1e-9);
+    }
+
+    #[test]
     fn too_few_samples_or_different_rates_are_not_drawn() {
         let base = side("baseline a", &[("main;work", 999)], 100);
         let cur = side("current b", &[("main;work", 5000)], 250);
