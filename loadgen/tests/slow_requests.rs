@@ -152,6 +152,24 @@ async fn the_slow_requests_profile_ranks_the_slow_path_first() {
     );
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("Slow requests"));
+    // `compare` diffs slow requests against slow requests when both runs have them (here the
+    // run against itself: drawn when the slow side holds enough samples, else it says why).
+    let report_json = run.join("report.json");
+    let c = tokio::process::Command::new(common::BENCH)
+        .args(["compare"])
+        .arg(&report_json)
+        .arg(&report_json)
+        .output()
+        .await
+        .unwrap();
+    let shown = String::from_utf8_lossy(&c.stdout);
+    assert!(shown.contains("slow requests:"), "{}", text(&c));
+    assert_eq!(
+        run.join("diff-slow-flamegraph.svg").exists(),
+        slow.diff_path.is_some(),
+        "{}",
+        text(&c)
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
