@@ -175,15 +175,48 @@ fn http_in_process(c: &mut Criterion) {
     g.bench_function("post_agents", |b| {
         b.iter(|| assert_eq!(call(create()).0, StatusCode::OK))
     });
-    g.bench_function("post_messages_wait", |b| {
-        b.iter(|| {
-            let req = Request::post("/api/messages?wait=true")
-                .header("content-type", "application/json")
-                .body(Body::from(message.clone()))
-                .expect("request");
-            assert_eq!(call(req).0, StatusCode::OK)
-        })
-    });
+    let post_message = || {
+        let req = Request::post("/api/messages?wait=true")
+            .header("content-type", "application/json")
+            .body(Body::from(message.clone()))
+            .expect("request");
+        assert_eq!(call(req).0, StatusCode::OK)
+    };
+    g.bench_function("post_messages_wait", |b| b.iter(post_message));
+    // The same path while the perf_event sampler would be reading request tags: every tag
+    // change logged with its time, every latency recorded (issue 26). Alternated with the
+    // untagged path, in the same run: the first of a pair pays the pool's warm-up.
+    for round in ["", "/2"] {
+        caxton_profiles::request_tag::set_active(true);
+        g.bench_function(format!("post_messages_wait_tagged{round}"), |b| {
+            b.iter(post_message)
+        });
+        caxton_profiles::request_tag::set_active(false);
+        g.bench_function(format!("post_messages_wait_untagged{round}"), |b| {
+            b.iter(post_message)
+        });
+    }
+    g.finish();
+}
+
+/// What request tagging adds to one `?wait=true` request, alone: a fresh id, two polls of
+/// its future on an HTTP worker and one execution of its message, each tagged, and its
+/// latency recorded; with the log off (no perf_event capture) and on, in the same run.
+fn request_tagging(c: &mut Criterion) {
+    use caxton_profiles::request_tag::{self, Tagged};
+    let one_request = || {
+        let id = request_tag::next_id();
+        for _ in 0..3 {
+            let _tag = Tagged::enter(black_box(id));
+        }
+        request_tag::finished(id, Duration::from_micros(50));
+    };
+    let mut g = c.benchmark_group("request_tag");
+    for (name, on) in [("per_request_off", false), ("per_request_on", true)] {
+        request_tag::set_active(on);
+        g.bench_function(name, |b| b.iter(one_request));
+    }
+    request_tag::set_active(false);
     g.finish();
 }
 
@@ -207,6 +240,6 @@ criterion_group! {
     name = benches;
     config = config();
     targets = fipa_json, routing, handle_message_round_trip, module_compile, metric_recording,
-        trace_context, http_in_process, config_parse
+        trace_context, http_in_process, request_tagging, config_parse
 }
 criterion_main!(benches);

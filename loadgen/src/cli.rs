@@ -430,6 +430,21 @@ pub struct RunArgs {
     #[arg(long, default_value_t = crate::transport::DEFAULT_MAX_BODY, value_name = "BYTES")]
     pub max_body: usize,
 
+    /// The agent type the scenarios create (a built-in, or the name of --agent-module).
+    #[arg(long, default_value = crate::scenario::DEFAULT_AGENT_TYPE, value_name = "NAME")]
+    pub agent_type: String,
+
+    /// A WebAssembly module (binary or WAT text) the scenarios' agents run, uploaded with
+    /// each create under --agent-type's name (the runtime compiles it once).
+    #[arg(long, value_name = "FILE")]
+    pub agent_module: Option<PathBuf>,
+
+    /// Profile of the slow requests: the samples of requests that took at least this long
+    /// (`flamegraph-slow.svg`, report.json's `flamegraph.slow`) [default: the run's
+    /// uncorrected p95].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub slow_threshold: Option<Duration>,
+
     /// Also record a latency histogram per slice of this many seconds in report.json
     /// (`slices`): the unit `caxton-bench ab` pairs and resamples.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -473,6 +488,11 @@ pub enum CliError {
         "--workers {0}: give the workers one --run-id, the id they meet and write their reports under"
     )]
     WorkersWithoutRunId(u32),
+    #[error("--agent-module {path}: {source}")]
+    AgentModule {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn check_run_id(id: &str) -> Result<(), CliError> {
@@ -644,11 +664,29 @@ impl RunArgs {
                     slice: Duration::from_secs(seconds),
                     arm,
                 }),
+            create_agent_body: self.create_agent_body()?,
+            slow_threshold: self.slow_threshold,
             start_at: self
                 .start_at
                 .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
             start_barrier,
         })
+    }
+
+    /// The body of the scenarios' `POST /api/agents`: the guide's, or the --agent-type and
+    /// its --agent-module.
+    fn create_agent_body(&self) -> Result<bytes::Bytes, CliError> {
+        let module = match &self.agent_module {
+            Some(path) => Some(std::fs::read(path).map_err(|source| CliError::AgentModule {
+                path: path.display().to_string(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(crate::scenario::create_agent_body(
+            &self.agent_type,
+            module.as_deref(),
+        ))
     }
 
     /// The plan of the whole run (all workers together).

@@ -73,6 +73,24 @@ pub fn compare(args: &CompareArgs) -> Result<u8, ComparisonError> {
         print!("{}", result.to_text());
         print!("{}", profiles.to_text(svg.as_deref()));
     }
+    // Slow requests against slow requests, when both runs profiled theirs.
+    if let Some(slow) =
+        profile_diff::diff_slow_runs((&baseline, &baseline_path), (&current, &args.current))
+    {
+        let slow = slow?;
+        let file = profile_diff::SLOW_DIFF_FLAMEGRAPH_FILE;
+        let svg = profile_diff::write_svg_as(&slow, &diff_dir, file)
+            .map_err(|source| ComparisonError::DiffSvg {
+                dir: diff_dir.clone(),
+                source,
+            })?
+            .map(|p| p.display().to_string());
+        if args.markdown {
+            print!("\n#### Slow requests\n{}", slow.to_markdown(svg.as_deref()));
+        } else {
+            print!("\nslow requests:{}", slow.to_text(svg.as_deref()));
+        }
+    }
     if let Some(out) = &args.html {
         let page = html::render_comparison(&baseline, &current, &result, Some(&profiles))?;
         html::write_file(out, &page)?;

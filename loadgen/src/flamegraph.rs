@@ -94,6 +94,7 @@ impl Captured {
             samples: self.samples.samples,
             lost_samples: self.samples.lost.unwrap_or(0),
             sampler: self.samples.sampler.clone(),
+            slow: None,
         }
     }
 }

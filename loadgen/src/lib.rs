@@ -52,6 +52,7 @@ pub(crate) mod run_clock;
 pub mod run_dir;
 pub(crate) mod scenario;
 pub mod series;
+pub(crate) mod slow_profile;
 pub mod summary;
 pub mod summary_export;
 pub(crate) mod target_build;

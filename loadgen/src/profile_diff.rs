@@ -29,9 +29,28 @@ pub(crate) fn side(
     report: &RunReport,
     report_path: &Path,
 ) -> Result<ProfileSide, String> {
-    let label = format!("{label} {}", report.run_id);
+    side_of(label, report, report_path, false)
+}
+
+/// [`side`], or with `slow` the samples of the run's slow requests only (cut at the run's
+/// own threshold, as its `flamegraph-slow.svg` was).
+fn side_of(
+    label: &str,
+    report: &RunReport,
+    report_path: &Path,
+    slow: bool,
+) -> Result<ProfileSide, String> {
+    let label = match slow {
+        false => format!("{label} {}", report.run_id),
+        true => format!("{label} {} slow requests", report.run_id),
+    };
     let Some(flamegraph) = &report.flamegraph else {
         return Err(format!("the {label} run has no CPU profile"));
+    };
+    let threshold_us = match (&flamegraph.slow, slow) {
+        (_, false) => None,
+        (Some(s), true) => Some((s.threshold_ms * 1000.0).max(0.0).round() as u64),
+        (None, true) => return Err(format!("the {label} run has no profile of them")),
     };
     let Some(file) = &flamegraph.profile else {
         return Err(format!(
@@ -42,6 +61,10 @@ pub(crate) fn side(
     let bytes = std::fs::read(&path)
         .map_err(|e| format!("cannot read the {label} profile {}: {e}", path.display()))?;
     let folded = caxton_profiles::folded::decode_pprof(&bytes)
+        .map(|p| match threshold_us {
+            Some(us) => caxton_profiles::folded::slow_requests(&p, us).profile,
+            None => p,
+        })
         .and_then(|p| caxton_profiles::folded::folded_stacks(&p))
         .map_err(|e| format!("the {label} profile {}: {e}", path.display()))?;
     let not_target_only = if report.embedded_target {
@@ -83,13 +106,48 @@ pub fn diff_runs(
     }
 }
 
+/// The file `compare` writes the diff of two runs' slow requests to.
+pub const SLOW_DIFF_FLAMEGRAPH_FILE: &str = "diff-slow-flamegraph.svg";
+
+/// The diff of two runs' slow requests, each run's cut at its own threshold; `None` unless
+/// both reports have a profile of their slow requests.
+pub fn diff_slow_runs(
+    baseline: (&RunReport, &Path),
+    current: (&RunReport, &Path),
+) -> Option<Result<DiffOutcome, profile_diff::ProfileDiffError>> {
+    let has_slow = |r: &RunReport| r.flamegraph.as_ref().is_some_and(|f| f.slow.is_some());
+    if !has_slow(baseline.0) || !has_slow(current.0) {
+        return None;
+    }
+    Some(
+        match (
+            side_of("baseline", baseline.0, baseline.1, true),
+            side_of("current", current.0, current.1, true),
+        ) {
+            (Ok(b), Ok(c)) => profile_diff::diff(&b, &c),
+            (b, c) => Ok(DiffOutcome::NotDrawn(
+                [b.err(), c.err()].into_iter().flatten().collect(),
+            )),
+        },
+    )
+}
+
 /// Writes a drawn diff's SVG into `dir` as [`DIFF_FLAMEGRAPH_FILE`]; `None` when none is drawn.
 pub fn write_svg(outcome: &DiffOutcome, dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    write_svg_as(outcome, dir, DIFF_FLAMEGRAPH_FILE)
+}
+
+/// [`write_svg`] under the file name `name`.
+pub fn write_svg_as(
+    outcome: &DiffOutcome,
+    dir: &Path,
+    name: &str,
+) -> std::io::Result<Option<PathBuf>> {
     let DiffOutcome::Drawn(d) = outcome else {
         return Ok(None);
     };
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(DIFF_FLAMEGRAPH_FILE);
+    let path = dir.join(name);
     std::fs::write(&path, &d.svg)?;
     Ok(Some(path))
 }

@@ -78,6 +78,10 @@ pub struct RunOptions {
     pub start_at: Option<SystemTime>,
     /// Distributed run: meet the other workers and start with them.
     pub start_barrier: Option<crate::barrier::StartBarrier>,
+    /// The scenarios' `POST /api/agents` body (`--agent-type`, `--agent-module`).
+    pub create_agent_body: bytes::Bytes,
+    /// `--slow-threshold`: what makes a request slow in the profile of the slow requests.
+    pub slow_threshold: Option<Duration>,
 }
 
 #[derive(Debug, Error)]
@@ -279,7 +283,8 @@ async fn attack(
             opts.headers.clone(),
             opts.max_body,
         )?
-        .taking_turns(opts.turns),
+        .taking_turns(opts.turns)
+        .with_create_agent_body(opts.create_agent_body.clone()),
     );
     let goose = goose_attack(opts, &ctx, target, pool)?;
     let run_dir = run_dir::dir_of(&report_path).to_path_buf();
@@ -357,7 +362,10 @@ async fn attack(
         interrupted: crate::interrupt::interruption(&opts.plan, ctx.started.get()),
         aborted: aborter.as_ref().and_then(|a| a.fired()),
     };
-    let report = judged_report(opts, target, embedded, &ctx, pool, &load, finished)?;
+    let mut report = judged_report(opts, target, embedded, &ctx, pool, &load, finished)?;
+    // The slow requests' profile is cut from the saved one: a side channel, never the
+    // run's verdict.
+    crate::slow_profile::add_to(&mut report, &report_path, opts.slow_threshold);
     report.write(&report_path)?;
     if let Some(sinks) = &sinks {
         push::push_final(sinks, &report, &report_path).await;

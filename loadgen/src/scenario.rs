@@ -32,6 +32,29 @@ const SEND_MESSAGE: usize = 1;
 /// The body of the guide's k6 script (`http.post('/api/agents', {agent_type, config})`).
 const CREATE_AGENT_BODY: &str = r#"{"agent_type":"test-agent","config":{"test":true}}"#;
 
+/// The agent type of the guide's script.
+pub(crate) const DEFAULT_AGENT_TYPE: &str = "test-agent";
+
+/// The create body for agents of `agent_type`, running `module` when given: the guide's own
+/// body for its type, so the default load is byte for byte the guide's.
+pub(crate) fn create_agent_body(agent_type: &str, module: Option<&[u8]>) -> bytes::Bytes {
+    use base64::Engine as _;
+    match module {
+        None if agent_type == DEFAULT_AGENT_TYPE => {
+            bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes())
+        }
+        None => serde_json::json!({ "agent_type": agent_type })
+            .to_string()
+            .into(),
+        Some(bytes) => serde_json::json!({
+            "agent_type": agent_type,
+            "wasm_module": base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
+        .to_string()
+        .into(),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScenarioKind {
     /// The guide's k6 script: POST /api/agents, checks, sleep.
@@ -117,6 +140,7 @@ pub(crate) struct RunContext {
     turns: Option<Turns>,
     transport: Transport,
     agents: Endpoint,
+    create_agent_body: bytes::Bytes,
     messages: Endpoint,
 }
 
@@ -141,6 +165,7 @@ impl RunContext {
             turns: None,
             transport: Transport::new(base, request_timeout, headers, max_body)?,
             agents: Endpoint::parse(&format!("{base}/api/agents"))?,
+            create_agent_body: bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
             messages: Endpoint::parse(&format!("{base}/api/messages?wait=true"))?,
         })
     }
@@ -172,6 +197,13 @@ impl RunContext {
         }
         tokio::time::sleep(wait).await;
         true
+    }
+
+    /// The scenarios create agents with `body` (`--agent-type`, `--agent-module`) instead of
+    /// the guide's.
+    pub(crate) fn with_create_agent_body(mut self, body: bytes::Bytes) -> Self {
+        self.create_agent_body = body;
+        self
     }
 
     /// Responses so far whose body was longer than `--max-body`.
@@ -299,7 +331,7 @@ async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
                 ctx,
                 user,
                 CREATE_AGENT,
-                bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
+                ctx.create_agent_body.clone(),
                 intended,
                 Expect::Id,
             )
@@ -319,7 +351,7 @@ async fn iterate(ctx: &RunContext, kind: ScenarioKind, user: &mut GooseUser) {
                         ctx,
                         user,
                         CREATE_AGENT,
-                        bytes::Bytes::from_static(CREATE_AGENT_BODY.as_bytes()),
+                        ctx.create_agent_body.clone(),
                         intended,
                         Expect::IdToContinue,
                     )
@@ -439,6 +471,22 @@ fn micros(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_bodies_are_the_guides_or_name_the_type_and_module() {
+        assert_eq!(
+            create_agent_body(DEFAULT_AGENT_TYPE, None),
+            CREATE_AGENT_BODY.as_bytes()
+        );
+        assert_eq!(
+            create_agent_body("echo", None),
+            br#"{"agent_type":"echo"}"#.as_slice()
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&create_agent_body("mine", Some(b"(module)"))).unwrap();
+        assert_eq!(body["agent_type"], "mine");
+        assert_eq!(body["wasm_module"], "KG1vZHVsZSk=");
+    }
 
     #[test]
     fn scenarios_parse_with_weights() {

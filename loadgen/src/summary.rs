@@ -232,6 +232,14 @@ fn generator(out: &mut String, report: &RunReport) {
                 String::new()
             }
         );
+        if let Some(slow) = &f.slow {
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                dotted("slow_profile", WIDTH),
+                slow.describe()
+            );
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 //! Two samplers feed the same segments: pprof-rs's `SIGPROF` timer (`sampler = "signal"`)
 //! and per-thread perf_event callchains ([`crate::perf_sampler`]); the hub runs one of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -23,6 +23,7 @@ use pprof::{Frames, Report, UnresolvedReport};
 use tokio::sync::broadcast;
 
 use crate::perf_sampler::{self, RawStacks};
+use crate::request_tag;
 pub use crate::sample_count::SampleCount;
 use crate::settings::{SAMPLE_RATE_RANGE, Sampler};
 use crate::threads;
@@ -370,6 +371,10 @@ pub(crate) async fn capture(
     let mut samples = SampleCount::default();
     let mut started = None;
     let mut covered = Duration::ZERO;
+    // Latencies of the tagged requests, looked up at every segment: a request's slot is
+    // reused after `LATENCY_SLOTS` more requests, long before a 300 s window ends.
+    let mut latencies: HashMap<u64, u64> = HashMap::new();
+    let mut pending: HashSet<u64> = HashSet::new();
     // Half a segment of slack: a window of N seconds takes N segments, not N + 1.
     while covered + SEGMENT / 2 < duration {
         let segment = match sub.segments.recv().await {
@@ -402,12 +407,17 @@ pub(crate) async fn capture(
             }
             (Stacks::Perf(stacks), _) => {
                 for (stack, count) in stacks {
+                    if stack.tag != request_tag::NO_TAG && !latencies.contains_key(&stack.tag) {
+                        pending.insert(stack.tag);
+                    }
                     *perf.entry(stack.clone()).or_default() += count;
                 }
             }
         }
+        resolve_latencies(&mut pending, &mut latencies);
     }
     drop(sub);
+    resolve_latencies(&mut pending, &mut latencies);
     let Some(started) = started else {
         return Err(CaptureError::Sampler("no segment arrived".into()));
     };
@@ -431,7 +441,8 @@ pub(crate) async fn capture(
                     )
                     .into_owned(),
                     thread_id: frames.thread_id,
-                    sample_timestamp: frames.sample_timestamp,
+                    // Untagged: pprof-rs's handler cannot read the request tags.
+                    sample_timestamp: started,
                 };
                 *data.entry(frames).or_default() += count;
             }
@@ -444,7 +455,7 @@ pub(crate) async fn capture(
         report.timing.start_time = started;
         report.timing.duration = covered;
         let svg = flamegraph.then(|| render_flamegraph(&report)).transpose()?;
-        let pprof_gz = encode_gzipped(&report)?;
+        let pprof_gz = encode_gzipped(&report, &latencies)?;
         Ok(CpuProfile {
             pprof_gz,
             flamegraph_svg: svg,
@@ -459,12 +470,83 @@ pub(crate) async fn capture(
     .map_err(|e| CaptureError::Task(e.to_string()))?
 }
 
-fn encode_gzipped(report: &pprof::Report) -> Result<Vec<u8>, CaptureError> {
-    let profile = report.pprof()?;
+/// Moves the tags of `pending` whose requests have finished into `latencies`.
+fn resolve_latencies(pending: &mut HashSet<u64>, latencies: &mut HashMap<u64, u64>) {
+    pending.retain(|&tag| match request_tag::latency_us(tag) {
+        Some(us) => {
+            latencies.insert(tag, us);
+            false
+        }
+        None => true,
+    });
+}
+
+/// pprof label keys of a tagged sample: the request it served and, once that request
+/// finished, its latency.
+pub const REQUEST_ID_LABEL: &str = "request_id";
+/// See [`REQUEST_ID_LABEL`]; the value is in microseconds (`num_unit`).
+pub const REQUEST_LATENCY_LABEL: &str = "request_latency_us";
+
+fn encode_gzipped(
+    report: &pprof::Report,
+    latencies: &HashMap<u64, u64>,
+) -> Result<Vec<u8>, CaptureError> {
+    let mut profile = report.pprof()?;
+    label_requests(&mut profile, report, latencies);
     let raw = profile
         .write_to_bytes()
         .map_err(|e| CaptureError::Encode(e.to_string()))?;
     gzip(&raw).map_err(|e| CaptureError::Encode(e.to_string()))
+}
+
+/// Adds the request labels to the samples of `profile`, built by pprof-rs from `report`: it
+/// writes one sample per key of `report.data`, in the map's order, and each key's time stamp
+/// is the capture's start plus its tag ([`perf_sampler::symbolize`]).
+fn label_requests(
+    profile: &mut pprof::protos::Profile,
+    report: &pprof::Report,
+    latencies: &HashMap<u64, u64>,
+) {
+    let start = report.timing.start_time;
+    let tags: Vec<u64> = report
+        .data
+        .keys()
+        .map(|k| {
+            k.sample_timestamp
+                .duration_since(start)
+                .map_or(request_tag::NO_TAG, |d| d.as_nanos() as u64)
+        })
+        .collect();
+    if tags.len() != profile.sample.len() || tags.iter().all(|&t| t == request_tag::NO_TAG) {
+        return;
+    }
+    let mut string = |s: &str| {
+        profile.string_table.push(s.to_owned());
+        (profile.string_table.len() - 1) as i64
+    };
+    let (id_key, latency_key, micros) = (
+        string(REQUEST_ID_LABEL),
+        string(REQUEST_LATENCY_LABEL),
+        string("microseconds"),
+    );
+    for (sample, tag) in profile.sample.iter_mut().zip(tags) {
+        if tag == request_tag::NO_TAG {
+            continue;
+        }
+        sample.label.push(pprof::protos::Label {
+            key: id_key,
+            num: tag as i64,
+            ..Default::default()
+        });
+        if let Some(&us) = latencies.get(&tag) {
+            sample.label.push(pprof::protos::Label {
+                key: latency_key,
+                num: us as i64,
+                num_unit: micros,
+                ..Default::default()
+            });
+        }
+    }
 }
 
 pub(crate) fn gzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {

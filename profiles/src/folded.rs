@@ -100,15 +100,63 @@ pub fn folded_stacks(profile: &Profile) -> Result<Vec<String>, FoldError> {
 
 /// SVG flamegraph of `profile`; an explanatory empty image when it has no samples.
 pub(crate) fn flamegraph_svg(profile: &Profile) -> Result<Vec<u8>, FoldError> {
-    let lines = folded_stacks(profile)?;
+    folded_flamegraph(&folded_stacks(profile)?, None)
+}
+
+/// SVG flamegraph of folded stacks, titled `title` (inferno's default without); an
+/// explanatory empty image when there are none.
+pub fn folded_flamegraph(lines: &[String], title: Option<&str>) -> Result<Vec<u8>, FoldError> {
     if lines.is_empty() {
         return Ok(crate::capture::empty_flamegraph());
     }
     let mut svg = Vec::new();
     let mut options = inferno::flamegraph::Options::default();
+    if let Some(title) = title {
+        options.title = title.to_owned();
+    }
     inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut svg)
         .map_err(|e| FoldError::Render(e.to_string()))?;
     Ok(svg)
+}
+
+/// The samples of requests that took at least a threshold, cut from a profile whose samples
+/// carry the runtime's request labels ([`crate::capture::REQUEST_LATENCY_LABEL`]).
+#[derive(Debug, Clone)]
+pub struct SlowSamples {
+    /// The profile with only those samples.
+    pub profile: Profile,
+    /// Samples (first value) in it.
+    pub samples: u64,
+    /// Samples of the whole profile labelled with their request's latency.
+    pub labelled: u64,
+}
+
+/// Keeps the samples of `profile` labelled with a request latency of at least
+/// `threshold_us` microseconds.
+pub fn slow_requests(profile: &Profile, threshold_us: u64) -> SlowSamples {
+    let key = profile
+        .string_table
+        .iter()
+        .position(|s| s == crate::capture::REQUEST_LATENCY_LABEL)
+        .map(|i| i as i64);
+    let mut slow = profile.clone();
+    slow.sample.clear();
+    let (mut samples, mut labelled) = (0u64, 0u64);
+    for sample in &profile.sample {
+        let weight = sample.value.first().copied().unwrap_or(0).max(0) as u64;
+        let latency = key.and_then(|k| sample.label.iter().find(|l| l.key == k).map(|l| l.num));
+        let Some(latency) = latency else { continue };
+        labelled += weight;
+        if latency >= 0 && latency as u64 >= threshold_us {
+            samples += weight;
+            slow.sample.push(sample.clone());
+        }
+    }
+    SlowSamples {
+        profile: slow,
+        samples,
+        labelled,
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +196,33 @@ mod tests {
         s.label = vec![thread];
         p.sample.push(s);
         p
+    }
+
+    #[test]
+    fn slow_requests_keep_the_samples_at_or_above_the_threshold() {
+        let mut p = sample_profile();
+        p.string_table
+            .push(crate::capture::REQUEST_LATENCY_LABEL.into());
+        let key = (p.string_table.len() - 1) as i64;
+        let with_latency = |base: &Sample, us: i64, n: i64| {
+            let mut s = base.clone();
+            let mut l = Label::new();
+            l.key = key;
+            l.num = us;
+            s.label.push(l);
+            s.value = vec![n, 0];
+            s
+        };
+        let base = p.sample[0].clone();
+        p.sample.push(with_latency(&base, 900, 5));
+        p.sample.push(with_latency(&base, 20_000, 7));
+        let slow = slow_requests(&p, 10_000);
+        assert_eq!((slow.samples, slow.labelled), (7, 12));
+        assert_eq!(
+            folded_stacks(&slow.profile).unwrap(),
+            ["w;main;work;helper 7"]
+        );
+        assert_eq!(slow_requests(&sample_profile(), 0).labelled, 0);
     }
 
     #[test]

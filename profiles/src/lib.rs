@@ -16,6 +16,7 @@ pub mod kallsyms;
 pub(crate) mod perf_sampler;
 pub mod profiler;
 pub mod pyroscope;
+pub mod request_tag;
 mod sample_count;
 pub mod settings;
 pub mod stats;

@@ -21,11 +21,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use perf_event::data::Record as PerfRecord;
 use perf_event::events::Software;
-use perf_event::{Builder, SampleFlag, Sampler as RingBuffer};
+use perf_event::{Builder, Clock, SampleFlag, Sampler as RingBuffer};
 use pprof::{Frames, Symbol};
 
 use crate::jit::{self, JitFrame};
 use crate::kallsyms::{self, UNKNOWN_KERNEL};
+use crate::request_tag::{self, Tags};
 use crate::sample_count::SampleCount;
 use crate::settings::Sampler;
 use crate::threads;
@@ -41,12 +42,14 @@ const PERF_CONTEXT_MAX: u64 = -4095i64 as u64;
 /// Kernel text lives in the upper half of the address space on every 64-bit Linux target.
 const KERNEL_HALF: u64 = 1 << 63;
 
-/// One sampled stack: the thread and its instruction pointers, innermost first.
+/// One sampled stack: the thread, its instruction pointers (innermost first) and the request
+/// the thread worked for ([`request_tag`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct RawStack {
     thread_id: u32,
     thread_name: Arc<str>,
     ips: Vec<u64>,
+    pub(crate) tag: u64,
 }
 
 /// Sample counts per raw stack.
@@ -121,6 +124,8 @@ fn open(tid: libc::pid_t, hz: u32, kernel: bool) -> io::Result<RingBuffer> {
         .any_cpu()
         .sample_period(1_000_000_000 / u64::from(hz.max(1)))
         .sample(SampleFlag::CALLCHAIN | SampleFlag::TID | SampleFlag::TIME)
+        // The clock the request tags are stamped with (`request_tag`).
+        .clockid(Clock::MONOTONIC)
         .exclude_kernel(!kernel)
         .exclude_callchain_kernel(!kernel)
         .enabled(true)
@@ -214,9 +219,15 @@ struct Counts {
 }
 
 fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Counts) {
+    // Read after the samples were taken, so it holds every tag change before them.
+    let mut tags: Option<Tags> = None;
     while let Some(record) = w.ring.next_record() {
         match record.parse_record() {
             Ok(PerfRecord::Sample(sample)) => {
+                let tag = match sample.time() {
+                    Some(at) => tags.get_or_insert_with(|| Tags::of_thread(tid)).at(at),
+                    None => request_tag::NO_TAG,
+                };
                 let ips: Vec<u64> = sample
                     .callchain()
                     .unwrap_or_default()
@@ -228,6 +239,7 @@ fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Co
                     thread_id: sample.tid().unwrap_or(tid),
                     thread_name: w.name.clone(),
                     ips,
+                    tag,
                 };
                 *stacks.entry(key).or_default() += 1;
                 counts.taken += 1;
@@ -274,6 +286,9 @@ pub(crate) fn run(
         kernel,
         watched: HashMap::new(),
     };
+    // Request tags are worth their cost only while someone reads them.
+    request_tag::set_active(true);
+    let _inactive = OnDrop(|| request_tag::set_active(false));
     let mut cpu_before = cpu_split();
     let mut started = SystemTime::now();
     while keep_going() {
@@ -312,6 +327,15 @@ pub(crate) fn run(
     Ok(())
 }
 
+/// Runs its closure when dropped (however the sampler ends).
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
 /// CPU time of the target's threads and of the others. Events are opened for target threads
 /// only, so the others' samples are the ones their CPU time would have called for.
 fn cpu_split() -> (Duration, Duration) {
@@ -322,7 +346,9 @@ fn cpu_split() -> (Duration, Duration) {
     }
 }
 
-/// Names every frame of `stacks`; stacks that come out the same are merged.
+/// Names every frame of `stacks`; stacks that come out the same for the same request tag are
+/// merged. The key's time stamp, which pprof-rs never writes out, is `at` plus the tag in
+/// nanoseconds: it keeps the requests' samples apart ([`crate::capture`] reads it back).
 pub(crate) fn symbolize(stacks: RawStacks, at: SystemTime) -> HashMap<Frames, isize> {
     let kernel = stacks
         .keys()
@@ -335,11 +361,16 @@ pub(crate) fn symbolize(stacks: RawStacks, at: SystemTime) -> HashMap<Frames, is
             frames: symbolizer.frames(stack.ips.iter().copied(), true),
             thread_name: stack.thread_name.to_string(),
             thread_id: u64::from(stack.thread_id),
-            sample_timestamp: at,
+            sample_timestamp: tagged_time(at, stack.tag),
         };
         *out.entry(frames).or_default() += count;
     }
     out
+}
+
+/// `at` moved by `tag` nanoseconds; `at` itself when that would overflow (the tag is lost).
+pub(crate) fn tagged_time(at: SystemTime, tag: u64) -> SystemTime {
+    at.checked_add(Duration::from_nanos(tag)).unwrap_or(at)
 }
 
 /// What one address is.
@@ -490,6 +521,7 @@ mod tests {
             thread_id: 7,
             thread_name: "caxton-rt".into(),
             ips: vec![here, 0xffff_ffff_8100_1234],
+            tag: request_tag::NO_TAG,
         };
         let table = kallsyms::Kallsyms::parse("ffffffff81001000 T do_syscall_64\n");
         let native = |named: Named| match named {

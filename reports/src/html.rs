@@ -419,6 +419,39 @@ fn flamegraph_section(body: &mut String, report: &RunReport, flamegraph: Option<
             "<p class=\"note\">The file is not beside this report (or too large to embed).</p>",
         ),
     }
+    if let Some(slow) = report.flamegraph.as_ref().and_then(|r| r.slow.as_ref()) {
+        slow_section(body, slow);
+    }
+}
+
+/// The profile of the slow requests: what it holds, its files (linked: the page embeds one
+/// flamegraph), and the frames whose share rose most.
+fn slow_section(body: &mut String, slow: &crate::model::SlowProfile) {
+    body.push_str("<h3>Slow requests</h3>");
+    let _ = write!(body, "<p>{}.", escape(&slow.describe()));
+    for (what, file) in [
+        ("flamegraph", &slow.path),
+        ("diff against all requests", &slow.diff_path),
+    ] {
+        if let Some(file) = file {
+            let _ = write!(body, " <a href=\"{0}\">Open the {what}</a>.", escape(file));
+        }
+    }
+    body.push_str("</p>");
+    if slow.top_frames.is_empty() {
+        return;
+    }
+    body.push_str("<table><tr><th>frame</th><th>slow share</th><th>all share</th></tr>");
+    for f in &slow.top_frames {
+        let _ = write!(
+            body,
+            "<tr><td><code>{}</code></td><td>{:.2}%</td><td>{:.2}%</td></tr>",
+            escape(&f.frame),
+            100.0 * f.slow_share,
+            100.0 * f.all_share
+        );
+    }
+    body.push_str("</table>");
 }
 
 /// The comparison page: the table and both runs overlaid on the same charts.

@@ -376,6 +376,69 @@ pub struct FlamegraphRef {
     /// The sampler that took the profile (`perf_event`, `signal`), when the target said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampler: Option<String>,
+    /// The same profile cut down to the samples of the slow requests (optional in schema 4;
+    /// absent from older reports and when the profile carried no request labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow: Option<SlowProfile>,
+}
+
+/// The profile of the requests at or above a latency threshold: the samples the target
+/// labelled with a request whose latency reached it (`request_latency_us`), against the
+/// whole profile.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowProfile {
+    /// `flamegraph-slow.svg`, relative to the report's directory; absent when no sample met
+    /// the threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The differential flamegraph, slow against all (`diff-slow.svg`), when drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_path: Option<String>,
+    /// Latency threshold, ms.
+    pub threshold_ms: f64,
+    /// Where the threshold came from: `p95` (the run's uncorrected p95) or
+    /// `--slow-threshold`.
+    pub threshold_from: String,
+    /// Samples of requests at or above the threshold.
+    pub samples: u64,
+    /// Samples labelled with their request's latency: those that could be judged.
+    pub labelled_samples: u64,
+    /// Frames by the largest rise of self share from the whole profile to the slow one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_frames: Vec<SlowFrame>,
+    /// Why the diff was not drawn, one line per reason; empty when it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_drawn: Vec<String>,
+}
+
+impl SlowProfile {
+    /// One line for the summary and the HTML report: what was cut and its top frame, or why
+    /// nothing was drawn.
+    pub fn describe(&self) -> String {
+        let head = format!(
+            "{} of {} labelled samples at or above {:.2} ms ({})",
+            self.samples, self.labelled_samples, self.threshold_ms, self.threshold_from
+        );
+        match (self.top_frames.first(), self.not_drawn.is_empty()) {
+            (Some(top), true) => format!(
+                "{head}; top frame {} ({:.1}% of the slow samples, {:.1}% of all)",
+                top.frame,
+                100.0 * top.slow_share,
+                100.0 * top.all_share
+            ),
+            _ => format!("{head}; no diff: {}", self.not_drawn.join("; ")),
+        }
+    }
+}
+
+/// A frame's self share of the slow requests' samples and of all samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowFrame {
+    pub frame: String,
+    pub slow_share: f64,
+    pub all_share: f64,
 }
 
 /// Fewest samples a run's profile should hold: below it a frame of 1 % of the CPU holds about
@@ -394,6 +457,11 @@ impl FlamegraphRef {
         ratio(self.lost_samples, self.samples + self.lost_samples)
     }
 }
+
+/// The file name of a run's flamegraph of its slow requests, beside `flamegraph.svg`.
+pub const SLOW_FLAMEGRAPH_FILE: &str = "flamegraph-slow.svg";
+/// The file name of the differential flamegraph of the slow requests against all.
+pub const SLOW_DIFF_FILE: &str = "diff-slow.svg";
 
 /// The file name a run's flamegraph is saved under, beside its `report.json`.
 pub const FLAMEGRAPH_FILE: &str = "flamegraph.svg";

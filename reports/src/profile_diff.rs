@@ -187,6 +187,37 @@ fn distrust(baseline: &ProfileSide, b: &Folded, current: &ProfileSide, c: &Folde
     why
 }
 
+/// The frames whose self share rose most from `baseline` to `current`, largest rise first
+/// (at most [`TOP_FRAMES`]): what a part of a profile (the slow requests) spends more of its
+/// time in than the whole. Unlike [`ProfileDiff::self_time`], frames that shrank are left out.
+pub fn self_risers(
+    baseline: &ProfileSide,
+    current: &ProfileSide,
+) -> Result<Vec<FrameShift>, ProfileDiffError> {
+    let (b, c) = (parse(baseline)?, parse(current)?);
+    let (_, b_self) = frame_counts(&b);
+    let (_, c_self) = frame_counts(&c);
+    let share = |m: &BTreeMap<&str, u64>, frame: &str, total: u64| {
+        m.get(frame).copied().unwrap_or(0) as f64 / total.max(1) as f64
+    };
+    let mut risers: Vec<FrameShift> = c_self
+        .keys()
+        .map(|&frame| FrameShift {
+            frame: frame.to_owned(),
+            baseline_share: share(&b_self, frame, b.total),
+            current_share: share(&c_self, frame, c.total),
+        })
+        .filter(|s| s.change() > 0.0)
+        .collect();
+    risers.sort_by(|a, b| {
+        b.change()
+            .total_cmp(&a.change())
+            .then_with(|| a.frame.cmp(&b.frame))
+    });
+    risers.truncate(TOP_FRAMES);
+    Ok(risers)
+}
+
 /// Diffs two profiles, or says why it would not be trusted.
 pub fn diff(
     baseline: &ProfileSide,
@@ -421,6 +452,17 @@ mod tests {
             text.contains("+30.00 pp") && text.contains("x/diff-flamegraph.svg"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn risers_leave_out_frames_that_shrank_however_far() {
+        // `fast` falls 60 points, `slow` rises 50: the riser ranks first, the faller never.
+        let all = side("all", &[("main;fast", 700), ("main;slow", 300)], 1000);
+        let slow = side("slow", &[("main;fast", 100), ("main;slow", 800)], 1000);
+        let risers = self_risers(&all, &slow).unwrap();
+        assert_eq!(risers.len(), 1, "{risers:?}");
+        assert_eq!(risers[0].frame, "slow");
+        assert!((risers[0].change() - (800.0 / 900.0 - 0.3)).abs() < 1e-9);
     }
 
     #[test]

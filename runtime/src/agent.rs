@@ -69,6 +69,9 @@ pub struct Envelope {
     /// receivers is otherwise serialized 1024 times.
     json: OnceLock<Result<Vec<u8>, String>>,
     _charge: Option<Charge>,
+    /// The request this message serves: the one whose handling accepted it (an HTTP request,
+    /// or the message whose execution sent it), for the profiler's request tags.
+    pub request: u64,
 }
 
 impl Envelope {
@@ -78,6 +81,7 @@ impl Envelope {
             bytes,
             json: OnceLock::new(),
             _charge: charge,
+            request: caxton_profiles::request_tag::current(),
         })
     }
 

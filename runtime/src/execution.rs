@@ -222,7 +222,10 @@ fn turn<E: Executor>(rt: &Arc<E>, agent: &Arc<Agent>) -> bool {
             rt.unscheduled(agent);
             return false;
         };
-        rt.execute_queued(agent, &env);
+        {
+            let _tag = caxton_profiles::request_tag::Tagged::enter(env.request);
+            rt.execute_queued(agent, &env);
+        }
         if started.elapsed() >= TURN_SLICE {
             break;
         }

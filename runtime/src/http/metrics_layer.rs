@@ -1,6 +1,12 @@
 //! HTTP request and connection accounting: the middleware behind
 //! `caxton_http_requests_total`/`caxton_http_request_duration_seconds`, and the gauge guard
 //! behind `caxton_http_active_connections` (counted by connections.rs).
+//!
+//! The same future tags the thread that polls it with the request's id
+//! ([`caxton_profiles::request_tag`]) and records the request's latency under that id, so CPU
+//! samples can be told apart by request: a tag set for each poll and cleared after it stays
+//! right when the task moves between workers. Here rather than in a layer of its own: a
+//! layer is one more service and future per request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +17,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
+use caxton_profiles::request_tag::{self, Tagged};
 use prometheus::IntGauge;
 use tower::{Layer, Service};
 
@@ -66,12 +73,18 @@ where
         let method = req.method().clone();
         // `MatchedPath` is an `Arc<str>`: cloning it spares a String per request.
         let route = req.extensions().get::<MatchedPath>().cloned();
+        let request = request_tag::next_id();
+        let inner = {
+            let _tag = Tagged::enter(request);
+            self.inner.call(req)
+        };
         TrackFuture {
-            inner: self.inner.call(req),
+            inner,
             metrics: self.metrics.clone(),
             started,
             method,
             route,
+            request,
         }
     }
 }
@@ -84,6 +97,7 @@ pin_project_lite::pin_project! {
         started: Instant,
         method: Method,
         route: Option<MatchedPath>,
+        request: u64,
     }
 }
 
@@ -95,7 +109,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let result = {
+            let _tag = Tagged::enter(*this.request);
+            ready!(this.inner.poll(cx))
+        };
+        request_tag::finished(*this.request, this.started.elapsed());
         if let Ok(response) = &result {
             this.metrics.http_request(
                 this.method.as_str(),
