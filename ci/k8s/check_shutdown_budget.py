@@ -4,7 +4,7 @@
 Kubernetes sends SIGTERM after the preStop hook and SIGKILL terminationGracePeriodSeconds
 after the hook started. The runtime, on SIGTERM, drains mailboxes for shutdown_timeout,
 waits out one execution_timeout, gives open requests and then the metrics listener up to
-SHUTDOWN_GRACE each (runtime/src/http/server.rs), and flushes telemetry for up to otlp_timeout.
+SHUTDOWN_GRACE each (runtime/src/server.rs), and flushes telemetry for up to otlp_timeout.
 A SIGKILL inside that loses the drop count the shutdown reports.
 Usage: check_shutdown_budget.py k8s/caxton-runtime.yaml
 """
@@ -14,7 +14,7 @@ import tomllib
 
 import yaml
 
-SHUTDOWN_GRACE = 5  # runtime/src/http/server.rs
+SHUTDOWN_GRACE = 5  # runtime/src/server.rs
 DEFAULTS = {"shutdown_timeout": "10s", "execution_timeout": "1s", "otlp_timeout": "10s"}
 
 

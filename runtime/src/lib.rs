@@ -21,6 +21,7 @@ mod module_cache;
 mod profiling;
 mod runtime;
 mod secret;
+mod server;
 mod store;
 mod system;
 mod telemetry;
@@ -28,8 +29,8 @@ pub mod threads;
 mod wasm;
 
 pub use config::Config;
-pub use http::server::{RunningServer, ServerError, start};
 pub use runtime::Runtime;
+pub use server::{RunningServer, ServerError, start};
 
 /// The hooks the workspace's benches (benches/), fuzz targets (fuzz/) and integration tests
 /// reach in through: the parts a micro-benchmark drives on their own, and each fuzz target's
