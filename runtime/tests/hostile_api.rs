@@ -397,9 +397,11 @@ fn check_config_redacts_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_get_408_and_cannot_starve_health() {
     const SLOTS: usize = 8;
-    let timeout = Duration::from_secs(2);
+    // Long enough that a CI machine busy with other tests accepts every slow client, and
+    // checks /health while they hold the slots, before the first 408.
+    let timeout = Duration::from_secs(5);
     let p = Process::start(
-        &format!("max_connections = {SLOTS}\nbody_read_timeout = \"2s\"\n"),
+        &format!("max_connections = {SLOTS}\nbody_read_timeout = \"5s\"\n"),
         None,
     )
     .await;
