@@ -406,6 +406,22 @@ async fn slow_bodies_get_408_and_cannot_starve_health() {
     )
     .await;
     let addr = p.base.trim_start_matches("http://").to_owned();
+    // The readiness probe's connection may still hold a slot: a slow client would then land
+    // on a probe-only connection and be refused rather than timed out.
+    let idle = Instant::now();
+    while !p
+        .caxton
+        .metrics()
+        .await
+        .unwrap()
+        .contains("caxton_http_active_connections 0")
+    {
+        assert!(
+            idle.elapsed() < timeout,
+            "the readiness probe's connection stayed open"
+        );
+        tokio::task::yield_now().await;
+    }
     let sent = Instant::now();
     let mut slow = Vec::new();
     for _ in 0..SLOTS {
