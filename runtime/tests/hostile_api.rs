@@ -390,6 +390,21 @@ fn check_config_redacts_secrets() {
     );
 }
 
+/// Waits until the API listener has no connection open, failing with `what` after `bound`.
+async fn connections_close(p: &Process, bound: Duration, what: &str) {
+    let started = Instant::now();
+    while !p
+        .caxton
+        .metrics()
+        .await
+        .unwrap()
+        .contains("caxton_http_active_connections 0")
+    {
+        assert!(started.elapsed() < bound, "{what}");
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Issue 25, item 2: `max_connections` clients that send their headers and one byte of a
 /// 100-byte body hold every slot; `/health` still answers within a second, a non-probe
 /// request on the reserved connections is refused, and each slow client gets 408 once
@@ -408,20 +423,7 @@ async fn slow_bodies_get_408_and_cannot_starve_health() {
     let addr = p.base.trim_start_matches("http://").to_owned();
     // The readiness probe's connection may still hold a slot: a slow client would then land
     // on a probe-only connection and be refused rather than timed out.
-    let idle = Instant::now();
-    while !p
-        .caxton
-        .metrics()
-        .await
-        .unwrap()
-        .contains("caxton_http_active_connections 0")
-    {
-        assert!(
-            idle.elapsed() < timeout,
-            "the readiness probe's connection stayed open"
-        );
-        tokio::task::yield_now().await;
-    }
+    connections_close(&p, timeout, "the readiness probe's connection stayed open").await;
     let sent = Instant::now();
     let mut slow = Vec::new();
     for _ in 0..SLOTS {
@@ -484,20 +486,7 @@ async fn slow_bodies_get_408_and_cannot_starve_health() {
         );
     }
     // The slots are free again: an ordinary request is served.
-    let waiting = Instant::now();
-    while !p
-        .caxton
-        .metrics()
-        .await
-        .unwrap()
-        .contains("caxton_http_active_connections 0")
-    {
-        assert!(
-            waiting.elapsed() < timeout,
-            "the slow connections stayed open"
-        );
-        tokio::task::yield_now().await;
-    }
+    connections_close(&p, timeout, "the slow connections stayed open").await;
     let r = fresh()
         .get(format!("{}/api/agents", p.base))
         .send()
