@@ -71,6 +71,8 @@ pub async fn check(args: &HistoryArgs) -> Result<u8, HistoryCheckError> {
             let (runs, per_run) = loaded.observations();
             let mut result = history::analyse(runs, &per_run, &options);
             result.profile_diffs = profile_diff::at_change_points(&result, &loaded.runs);
+            let paired: Vec<_> = loaded.paired.iter().map(|(_, ab)| ab).collect();
+            result.confirmed = history::confirmed::find(&paired);
             result.invalid = loaded.invalid;
             result.unreadable = loaded.unreadable;
             result

@@ -169,5 +169,8 @@ async fn ab(args: &caxton_loadgen::cli::AbArgs) -> anyhow::Result<u8> {
         (None, Some(why)) => eprintln!("caxton-bench: no diff flamegraph: {}", why.trim()),
         (None, None) => {}
     }
+    if let Some(slow) = &run.slow_diff {
+        print!("slow requests (B against A):{slow}");
+    }
     Ok(run.exit_code())
 }

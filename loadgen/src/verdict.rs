@@ -106,8 +106,27 @@ pub fn verdict_samples(history: &History, ts: i64) -> Vec<Sample> {
                 .label("version", c.after.version.as_str())
         })
         .collect();
-    out.extend(history.verdicts.iter().filter(|v| !v.too_short).map(|v| {
+    // A ratio series whose newest paired nights confirm a regression raises its flag (and so
+    // the alert), even before it is long enough for a change point.
+    let confirmed = |key: &SeriesKey| {
+        history.confirmed.iter().find(|c| {
+            key.scenario == caxton_reports::history::series::PAIRED
+                && c.pair == key.target
+                && c.metric == key.metric.key()
+        })
+    };
+    let flagged = history
+        .verdicts
+        .iter()
+        .filter(|v| !v.too_short || confirmed(&v.series.key).is_some());
+    out.extend(flagged.map(|v| {
         let sample = series_sample(REGRESSION, &v.series.key, 0.0, ts);
+        if let Some(c) = confirmed(&v.series.key) {
+            return Sample {
+                value: 1.0,
+                ..sample.label("run_id", c.run_ids.last().map_or("", String::as_str))
+            };
+        }
         match v.change_points.last() {
             Some(c) if v.in_regression() => Sample {
                 value: 1.0,

@@ -26,9 +26,19 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 const ROUNDS: u64 = 600_000;
 
 async fn ab(a: SocketAddr, b: SocketAddr, extra: &[&str], out: &Path) -> Output {
+    ab_for("14s", a, b, extra, out).await
+}
+
+async fn ab_for(
+    duration: &str,
+    a: SocketAddr,
+    b: SocketAddr,
+    extra: &[&str],
+    out: &Path,
+) -> Output {
     let mut cmd = tokio::process::Command::new(BENCH);
     cmd.args(["ab", "--baseline-target", &format!("http://{a}")])
-        .args(["--duration", "14s", "--slice", "1s"]);
+        .args(["--duration", duration, "--slice", "1s"]);
     run(cmd, b, extra, out).await
 }
 
@@ -83,7 +93,9 @@ fn row<'a>(report: &'a Value, metric: &str) -> &'a Value {
 async fn a_fifty_percent_cpu_cost_is_a_regression() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let out = out_dir("ab-slower");
-    let o = ab(
+    // 22 pairs: at the verdict's 99 % a busy CI machine's p95 still stands clear of zero.
+    let o = ab_for(
+        "24s",
         peer(ROUNDS, 200, None),
         peer(ROUNDS * 3 / 2, 200, None),
         &[],
@@ -132,12 +144,17 @@ async fn interleaved_arms_take_turns_and_find_the_fifty_percent_cost() {
             "1s",
             "--pairing",
             "interleaved",
+            // Nine pairs of one-arm-at-a-time slices cannot pin down a p95 on a busy CI
+            // machine (BENCHMARKS.md: interleaved detects far less than concurrent), but
+            // the median moves by the cost in every slice.
+            "--gate",
+            "p50",
         ]);
     let o = run(cmd, peer(ROUNDS * 3 / 2, 200, None), &[], &out).await;
     assert_eq!(o.status.code(), Some(99), "{}", text(&o));
     let r = report(&out);
     assert_eq!(r["pairing"], "interleaved");
-    assert_eq!(row(&r, "p95")["verdict"], "REGRESSED", "{}", row(&r, "p95"));
+    assert_eq!(row(&r, "p50")["verdict"], "REGRESSED", "{}", row(&r, "p50"));
     assert!(
         r["verdict"]["pairs"].as_u64().unwrap() >= 6,
         "{}",
@@ -200,23 +217,49 @@ async fn a_same_build_pair_is_not_a_regression() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_arm_answering_500_regresses_its_error_rate() {
+async fn an_arm_answering_500_regresses_its_error_rate_and_two_such_nights_confirm_it() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let out = out_dir("ab-500");
-    let o = ab_by_environment(peer(ROUNDS, 200, None), peer(ROUNDS, 500, None), &out).await;
-    assert_eq!(o.status.code(), Some(99), "{}", text(&o));
-    assert!(
-        text(&o).contains("a paired A/B run against"),
-        "{}",
-        text(&o)
-    );
-    let r = report(&out);
-    assert_eq!(
-        row(&r, "error_rate")["verdict"],
-        "REGRESSED",
-        "{}",
-        text(&o)
-    );
+    let nights = out_dir("ab-500");
+    let (a, b) = (peer(ROUNDS, 200, None), peer(ROUNDS, 500, None));
+    let history = |dir: &Path| {
+        let mut cmd = std::process::Command::new(BENCH);
+        cmd.arg("history").arg(dir).arg("--json");
+        cmd.output().unwrap()
+    };
+    for night in ["n1", "n2"] {
+        let out = nights.join(night);
+        let o = ab_by_environment(a, b, &out).await;
+        assert_eq!(o.status.code(), Some(99), "{}", text(&o));
+        assert!(
+            text(&o).contains("a paired A/B run against"),
+            "{}",
+            text(&o)
+        );
+        let r = report(&out);
+        assert_eq!(
+            row(&r, "error_rate")["verdict"],
+            "REGRESSED",
+            "{}",
+            text(&o)
+        );
+        // One regressed night is not yet a confirmed regression; two in a row are, long
+        // before the ratio series could hold a change point.
+        let h = history(&nights);
+        let verdict: Value = serde_json::from_slice(&h.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {}", text(&h));
+        });
+        let confirmed = verdict["confirmed_regressions"].as_array().unwrap();
+        if night == "n1" {
+            assert_eq!(h.status.code(), Some(0), "{}", text(&h));
+            assert!(confirmed.is_empty(), "{verdict}");
+        } else {
+            assert_eq!(h.status.code(), Some(1), "{}", text(&h));
+            assert!(
+                confirmed.iter().any(|c| c["metric"] == "error_rate"),
+                "{verdict}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -373,7 +373,7 @@ pub(crate) async fn capture(
     let mut covered = Duration::ZERO;
     // Latencies of the tagged requests, looked up at every segment: a request's slot is
     // reused after `LATENCY_SLOTS` more requests, long before a 300 s window ends.
-    let mut latencies: HashMap<u64, u64> = HashMap::new();
+    let mut latencies: HashMap<u64, Served> = HashMap::new();
     let mut pending: HashSet<u64> = HashSet::new();
     // Half a segment of slack: a window of N seconds takes N segments, not N + 1.
     while covered + SEGMENT / 2 < duration {
@@ -470,11 +470,26 @@ pub(crate) async fn capture(
     .map_err(|e| CaptureError::Task(e.to_string()))?
 }
 
+/// What a capture knows of a finished request.
+#[derive(Debug, Clone, Copy)]
+struct Served {
+    latency_us: u64,
+    /// Its sampled trace, if it had one.
+    trace_id: Option<u128>,
+}
+
 /// Moves the tags of `pending` whose requests have finished into `latencies`.
-fn resolve_latencies(pending: &mut HashSet<u64>, latencies: &mut HashMap<u64, u64>) {
+fn resolve_latencies(pending: &mut HashSet<u64>, latencies: &mut HashMap<u64, Served>) {
     pending.retain(|&tag| match request_tag::latency_us(tag) {
-        Some(us) => {
-            latencies.insert(tag, us);
+        Some(latency_us) => {
+            let trace_id = request_tag::trace_id(tag);
+            latencies.insert(
+                tag,
+                Served {
+                    latency_us,
+                    trace_id,
+                },
+            );
             false
         }
         None => true,
@@ -486,10 +501,13 @@ fn resolve_latencies(pending: &mut HashSet<u64>, latencies: &mut HashMap<u64, u6
 pub const REQUEST_ID_LABEL: &str = "request_id";
 /// See [`REQUEST_ID_LABEL`]; the value is in microseconds (`num_unit`).
 pub const REQUEST_LATENCY_LABEL: &str = "request_latency_us";
+/// The sampled trace of the request a sample served: 32 lowercase hex digits, as the
+/// `x-trace-id` response header and the exported spans write it.
+pub const TRACE_ID_LABEL: &str = "trace_id";
 
 fn encode_gzipped(
     report: &pprof::Report,
-    latencies: &HashMap<u64, u64>,
+    latencies: &HashMap<u64, Served>,
 ) -> Result<Vec<u8>, CaptureError> {
     let mut profile = report.pprof()?;
     label_requests(&mut profile, report, latencies);
@@ -505,7 +523,7 @@ fn encode_gzipped(
 fn label_requests(
     profile: &mut pprof::protos::Profile,
     report: &pprof::Report,
-    latencies: &HashMap<u64, u64>,
+    latencies: &HashMap<u64, Served>,
 ) {
     let start = report.timing.start_time;
     let tags: Vec<u64> = report
@@ -524,11 +542,13 @@ fn label_requests(
         profile.string_table.push(s.to_owned());
         (profile.string_table.len() - 1) as i64
     };
-    let (id_key, latency_key, micros) = (
+    let (id_key, latency_key, trace_key, micros) = (
         string(REQUEST_ID_LABEL),
         string(REQUEST_LATENCY_LABEL),
+        string(TRACE_ID_LABEL),
         string("microseconds"),
     );
+    let mut trace_strings: HashMap<u128, i64> = HashMap::new();
     for (sample, tag) in profile.sample.iter_mut().zip(tags) {
         if tag == request_tag::NO_TAG {
             continue;
@@ -538,11 +558,22 @@ fn label_requests(
             num: tag as i64,
             ..Default::default()
         });
-        if let Some(&us) = latencies.get(&tag) {
+        let Some(served) = latencies.get(&tag) else {
+            continue;
+        };
+        sample.label.push(pprof::protos::Label {
+            key: latency_key,
+            num: served.latency_us as i64,
+            num_unit: micros,
+            ..Default::default()
+        });
+        if let Some(trace) = served.trace_id {
+            let str = *trace_strings
+                .entry(trace)
+                .or_insert_with(|| string(&format!("{trace:032x}")));
             sample.label.push(pprof::protos::Label {
-                key: latency_key,
-                num: us as i64,
-                num_unit: micros,
+                key: trace_key,
+                str,
                 ..Default::default()
             });
         }

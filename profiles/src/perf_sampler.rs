@@ -9,6 +9,14 @@
 //! are found by a rescan of `/proc/self/task` at every segment: events opened with `inherit`
 //! cannot be memory-mapped per thread.
 //!
+//! The samples called for are the whole periods each event's own clock counted, not the
+//! threads' CPU time times the frequency. The scheduler charges a thread for its context
+//! switches too, while its `cpu-clock` event is switched off; a thread that runs in slices of
+//! a few microseconds (wasmtime's epoch ticker, an idle tokio worker) is charged twice what
+//! its clock sees, and `perf record -e cpu-clock` of it shows the same gap (BENCHMARKS.md,
+//! "Profiling"). Time no clock saw is time no sampler can sample: counting it as lost made
+//! an idle runtime look as if it lost 40 % of its samples.
+//!
 //! Segments carry raw instruction pointers ([`RawStacks`]); [`symbolize`] names them once
 //! per finished capture, user frames with `backtrace::resolve` (what pprof-rs uses) and
 //! kernel frames from `/proc/kallsyms`.
@@ -122,7 +130,7 @@ fn open(tid: libc::pid_t, hz: u32, kernel: bool) -> io::Result<RingBuffer> {
     Builder::new(Software::CPU_CLOCK)
         .observe_pid(tid)
         .any_cpu()
-        .sample_period(1_000_000_000 / u64::from(hz.max(1)))
+        .sample_period(period_ns(hz))
         .sample(SampleFlag::CALLCHAIN | SampleFlag::TID | SampleFlag::TIME)
         // The clock the request tags are stamped with (`request_tag`).
         .clockid(Clock::MONOTONIC)
@@ -137,6 +145,16 @@ fn open(tid: libc::pid_t, hz: u32, kernel: bool) -> io::Result<RingBuffer> {
 struct Watched {
     ring: RingBuffer,
     name: Arc<str>,
+    /// Its event's sampling period, ns of its clock.
+    period_ns: u64,
+    /// Sampling periods its event's clock had counted when last read: each is a sample the
+    /// kernel owes.
+    periods: u64,
+}
+
+/// The `cpu-clock` sampling period at `hz`, ns.
+fn period_ns(hz: u32) -> u64 {
+    1_000_000_000 / u64::from(hz.max(1))
 }
 
 /// The events of the target's threads and what they delivered.
@@ -185,6 +203,8 @@ impl Threads {
                 Watched {
                     ring,
                     name: name.into(),
+                    period_ns: period_ns(self.hz),
+                    periods: 0,
                 },
             );
             if let Some(mut old) = renamed {
@@ -216,9 +236,19 @@ impl Threads {
 struct Counts {
     taken: u64,
     lost: u64,
+    /// Sampling periods the events' clocks counted: the samples called for.
+    periods: u64,
 }
 
 fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Counts) {
+    // The clock is read before the ring, so every sample it owes so far is drained now or
+    // was before; one that fires in between is taken a segment before it is owed, which a
+    // capture's sums even out.
+    if let Ok(ns) = w.ring.read() {
+        let periods = ns / w.period_ns;
+        counts.periods += periods.saturating_sub(w.periods);
+        w.periods = periods.max(w.periods);
+    }
     // Read after the samples were taken, so it holds every tag change before them.
     let mut tags: Option<Tags> = None;
     while let Some(record) = w.ring.next_record() {
@@ -307,7 +337,6 @@ pub(crate) fn run(
         let cpu_now = cpu_split();
         let now = SystemTime::now();
         let per_cpu = |d: Duration| (d.as_secs_f64() * f64::from(hz)).floor() as u64;
-        let expected = per_cpu(cpu_now.0.saturating_sub(cpu_before.0));
         emit(
             stacks,
             SampleCount {
@@ -315,7 +344,7 @@ pub(crate) fn run(
                 // Unclamped: a segment's reading errs either way, and clamping it to the
                 // samples taken would keep only the errors that look like losses. The
                 // kernel's own losses are kept apart and judged per capture.
-                expected,
+                expected: counts.periods,
                 excluded: per_cpu(cpu_now.1.saturating_sub(cpu_before.1)),
                 reported_lost: counts.lost,
             },

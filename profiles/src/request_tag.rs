@@ -14,11 +14,15 @@
 //! writer (its thread) and is read without a lock: a second counter, bumped before a slot is
 //! rewritten, tells the reader which slots it may have read half-written (seqlock style).
 //!
+//! A request whose trace is sampled also names its trace ([`traced`]), so its samples carry
+//! the trace id (label `trace_id`) and a flamegraph leads to the trace, as the request id
+//! leads nowhere outside this process.
+//!
 //! Nothing is logged unless the perf_event sampler runs ([`set_active`]): otherwise a tag
 //! change is one thread-local write.
 
 use std::cell::{Cell, OnceCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -34,6 +38,10 @@ pub const LOG_LEN: usize = 2048;
 /// latency is found for as long as fewer than this many requests finished after it. A
 /// capture looks latencies up every 250 ms.
 pub const LATENCY_SLOTS: usize = 1 << 17;
+
+/// Sampled requests whose trace id is kept: the newest this many (a sampled request is a
+/// small share of all, and a capture resolves its requests every 250 ms).
+pub const TRACE_SLOTS: usize = 1 << 14;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -273,6 +281,39 @@ pub(crate) fn latency_us(tag: u64) -> Option<u64> {
     (word != 0 && word >> LATENCY_BITS == id_check(tag)).then_some(word & LATENCY_MASK)
 }
 
+/// The trace ids of the newest [`TRACE_SLOTS`] traced requests.
+#[derive(Default)]
+struct Traces {
+    by_tag: HashMap<u64, u128>,
+    order: VecDeque<u64>,
+}
+
+static TRACES: Mutex<Option<Traces>> = Mutex::new(None);
+
+/// Records that request `tag` belongs to the sampled trace `trace_id` (its 16 bytes, big
+/// endian), while profiling is on.
+pub fn traced(tag: u64, trace_id: u128) {
+    if tag == NO_TAG || trace_id == 0 || !active() {
+        return;
+    }
+    let mut guard = TRACES.lock().unwrap_or_else(|p| p.into_inner());
+    let traces = guard.get_or_insert_with(Traces::default);
+    if traces.by_tag.insert(tag, trace_id).is_none() {
+        traces.order.push_back(tag);
+        if traces.order.len() > TRACE_SLOTS
+            && let Some(old) = traces.order.pop_front()
+        {
+            traces.by_tag.remove(&old);
+        }
+    }
+}
+
+/// The trace of request `tag`, while it is remembered.
+pub(crate) fn trace_id(tag: u64) -> Option<u128> {
+    let guard = TRACES.lock().unwrap_or_else(|p| p.into_inner());
+    guard.as_ref()?.by_tag.get(&tag).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +368,21 @@ mod tests {
         finished(7 + 4 * LATENCY_SLOTS as u64, Duration::from_millis(1));
         assert_eq!(latency_us(tag), None);
         assert_eq!(latency_us(NO_TAG), None);
+    }
+
+    #[test]
+    fn trace_ids_are_kept_for_the_newest_requests() {
+        set_active(true);
+        let first = 1 << 40;
+        traced(first, 0xabc);
+        assert_eq!(trace_id(first), Some(0xabc));
+        for i in 1..=TRACE_SLOTS as u64 {
+            traced(first + i, i as u128);
+        }
+        assert_eq!(trace_id(first), None, "the oldest is forgotten");
+        assert_eq!(
+            trace_id(first + TRACE_SLOTS as u64),
+            Some(TRACE_SLOTS as u128)
+        );
     }
 }

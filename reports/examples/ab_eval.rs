@@ -6,7 +6,7 @@
 //! Each REPORT.json is an `ab` run's report (both arms' slices). From its pairs (after its
 //! warm-up) the tool draws N pseudo-runs of K pairs each, as contiguous blocks of 5 pairs
 //! starting at random places (so neighbouring slices' correlation stays in), and judges
-//! each with the verdict `ab` uses (default threshold, 95 % paired interval). For an A/A
+//! each with the verdict `ab` uses (default threshold and level). For an A/A
 //! report the regressed share is the false-alarm rate; for an A/B report with a real
 //! slowdown, the detection rate. It also prints the report's own verdict on all its pairs.
 
@@ -42,14 +42,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     println!(
-        "| report | pairs | whole-run p95 change [95% CI], detectable | pseudo-runs of {pairs_per_run} pairs | p95 regressed | any metric regressed | median p95 detectable |"
+        "| report | pairs | whole-run p95 change [CI], detectable | pseudo-runs of {pairs_per_run} pairs | p95 regressed | any metric regressed | median p95 detectable |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|");
+    let mut whole_regressed = 0;
     for file in &files {
         let report = AbReport::read_if_paired(file)?.ok_or("not an A/B report")?;
         let pairs: Vec<(&Slice, &Slice)> = report.pairs();
         let whole = judge_pairs(&pairs, &opts)?;
         let p95 = whole.iter().find(|r| r.metric == "p95").ok_or("no p95")?;
+        whole_regressed += (p95.verdict == "REGRESSED") as usize;
         let mut rng = StdRng::seed_from_u64(0x6162);
         let (mut p95_hits, mut any_hits) = (0, 0);
         let mut mdcs = Vec::new();
@@ -91,5 +93,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             median * 100.0
         );
     }
+    println!(
+        "whole-run p95 verdicts: REGRESSED in {whole_regressed} of {} reports",
+        files.len()
+    );
     Ok(())
 }

@@ -142,3 +142,86 @@ async fn perf_event_sampler_loses_few_samples_and_signal_still_works() {
     );
     srv.server.shutdown().await;
 }
+
+/// A request whose trace is sampled names it in its samples (label `trace_id`), so a
+/// flamegraph of slow requests leads to their traces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_of_a_traced_request_carry_its_trace_id() {
+    let srv = Harness::start(|cfg| {
+        cfg.profiling.enabled = true;
+        cfg.profiling.server_address = "127.0.0.1:0".parse().unwrap();
+        cfg.profiling.sampler = Sampler::PerfEvent;
+        cfg.observability.enable_tracing = true;
+        // Rate 0: only the caller's sampled flag gets a request traced. Nothing listens on
+        // port 1; the exporter's failures do not reach the requests.
+        cfg.observability.trace_sample_rate = 0.0;
+        cfg.observability.otlp_endpoint = "http://127.0.0.1:1".into();
+    })
+    .await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let id = srv.agent("cpu-heavy").await;
+    let url = format!("{}/api/messages?wait=true", srv.base);
+    let load: Vec<_> = (0..2)
+        .map(|i| {
+            let (http, url) = (srv.http.clone(), url.clone());
+            let msg = serde_json::json!({"performative": "REQUEST", "receiver": id});
+            tokio::spawn(async move {
+                for _ in 0..20_000 {
+                    // Every other client's requests are untraced.
+                    let mut req = http.post(&url).json(&msg);
+                    if i == 0 {
+                        req =
+                            req.header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"));
+                    }
+                    let _ = req.send().await;
+                }
+            })
+        })
+        .collect();
+    let pprof = srv.server.pprof_addr().expect("pprof server started");
+    let resp = srv
+        .http
+        .get(format!("http://{pprof}/debug/pprof/profile?seconds=2"))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    for l in &load {
+        l.abort();
+    }
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap();
+    if status != 200 {
+        assert_eq!(
+            std::env::var("CAXTON_ALLOW_NO_PERF").as_deref(),
+            Ok("1"),
+            "the perf_event sampler was refused: {}",
+            String::from_utf8_lossy(&body)
+        );
+        return;
+    }
+    let profile = decode_pprof(&body).expect("valid gzipped pprof");
+    let text = |i: i64| profile.string_table[i as usize].as_str();
+    let (mut traced, mut other_traces, mut untraced_requests) = (0, 0, 0);
+    for sample in &profile.sample {
+        let trace = sample
+            .label
+            .iter()
+            .find(|l| text(l.key) == caxton_profiles::capture::TRACE_ID_LABEL);
+        let request = sample.label.iter().any(|l| text(l.key) == "request_id");
+        match trace {
+            Some(l) if text(l.str) == trace_id => traced += sample.value[0],
+            Some(_) => other_traces += sample.value[0],
+            None if request => untraced_requests += sample.value[0],
+            None => {}
+        }
+    }
+    eprintln!("samples: traced {traced}, untraced requests {untraced_requests}");
+    assert!(traced > 0, "no sample names the caller's trace");
+    assert_eq!(other_traces, 0, "a trace id the caller never sent");
+    assert!(
+        untraced_requests > 0,
+        "the untraced client's requests are tagged without a trace"
+    );
+    srv.server.shutdown().await;
+}

@@ -62,6 +62,9 @@ pub struct AbRun {
     pub diff_flamegraph: Option<PathBuf>,
     /// Why the diff of the arms' profiles is not drawn, when it is not.
     pub diff_note: Option<String>,
+    /// The diff of the arms' slow requests (each cut at its own threshold) as text: its file
+    /// and top frames, or why it is not drawn; `None` unless both arms profiled theirs.
+    pub slow_diff: Option<String>,
 }
 
 impl AbRun {
@@ -207,6 +210,25 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
         Some(Err(e)) => (None, Some(e.to_string()), None),
         None => (None, None, None),
     };
+    let slow_diff = profiled
+        .then(|| {
+            crate::profile_diff::diff_slow_runs(
+                (&report.baseline, &a.report_path),
+                (&report.candidate, &b.report_path),
+            )
+        })
+        .flatten()
+        .map(|slow| match slow {
+            Ok(outcome) => {
+                let file = crate::profile_diff::SLOW_DIFF_FLAMEGRAPH_FILE;
+                let svg = crate::profile_diff::write_svg_as(&outcome, &dir, file)
+                    .ok()
+                    .flatten()
+                    .map(|p| p.display().to_string());
+                outcome.to_text(svg.as_deref())
+            }
+            Err(e) => e.to_string(),
+        });
     push(args, &report).await;
     let page = caxton_reports::html::render_ab(&report, profiles.as_ref())?;
     let html_path = dir.join("report.html");
@@ -217,6 +239,7 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
         html: Some(html_path),
         diff_flamegraph,
         diff_note,
+        slow_diff,
     })
 }
 

@@ -5,6 +5,7 @@
 //! change points (a pure function); this module loads a directory of reports, applies them
 //! and renders the result (text, Markdown, JSON).
 
+pub mod confirmed;
 pub mod detect;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
@@ -24,6 +25,7 @@ use thiserror::Error;
 use crate::compare::format_change as pct;
 use crate::model::{ReportError, RunReport};
 use crate::table::{markdown_table, text_table};
+pub use confirmed::Confirmed;
 pub use detect::{ChangePoint, DetectOptions};
 pub use micro::{MICRO_FILE, MicroRun};
 pub use noise::Noise;
@@ -359,6 +361,9 @@ pub struct History {
     /// The CPU profile diff at a change point, by (run before, run after): the differential
     /// flamegraph's path, or why none is drawn. Set by the caller, who reads the profiles.
     pub profile_diffs: BTreeMap<(String, String), Result<PathBuf, String>>,
+    /// Regressions the newest paired nights agree on ([`confirmed`]); set by the caller,
+    /// who holds the A/B reports.
+    pub confirmed: Vec<Confirmed>,
 }
 
 /// Judges every series of the given runs (in time order).
@@ -389,6 +394,7 @@ pub fn analyse(
         unreadable: Vec::new(),
         options: *options,
         profile_diffs: BTreeMap::new(),
+        confirmed: Vec::new(),
     }
 }
 
@@ -497,10 +503,12 @@ impl History {
             .flat_map(|v| v.change_points.iter().map(move |c| (&v.series.key, c)))
     }
 
-    /// A regression the newest run revealed.
+    /// A regression the newest run revealed, or one the newest paired nights confirm.
     pub fn newest_regresses(&self) -> bool {
-        self.change_points()
-            .any(|(_, c)| c.new && c.direction == Direction::Regression)
+        !self.confirmed.is_empty()
+            || self
+                .change_points()
+                .any(|(_, c)| c.new && c.direction == Direction::Regression)
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -603,6 +611,7 @@ impl History {
             "too_short": self.too_short().map(|v| v.series.key.to_string()).collect::<Vec<_>>(),
             "invalid": self.invalid,
             "unreadable": self.unreadable,
+            "confirmed_regressions": self.confirmed,
             "regression": self.newest_regresses(),
         })
     }
@@ -698,6 +707,9 @@ impl History {
         for u in &self.unreadable {
             lines.push(format!("left out (unreadable): {u}"));
         }
+        for c in &self.confirmed {
+            lines.push(format!("confirmed: {}", c.describe()));
+        }
         // One line for all of them: a young history has dozens, and they say one thing.
         let short: Vec<&SeriesVerdict> = self.too_short().collect();
         if let Some(longest) = short.iter().map(|v| v.series.values.len()).max() {
@@ -714,7 +726,9 @@ impl History {
     pub(crate) fn verdict_line(&self) -> String {
         let n = self.change_points().count();
         let judged = self.judged();
-        if self.newest_regresses() {
+        if let Some(c) = self.confirmed.first() {
+            format!("REGRESSION: {}", c.describe())
+        } else if self.newest_regresses() {
             format!("REGRESSION: the newest run starts a regression ({n} change points in all)")
         } else if judged == 0 {
             format!(

@@ -157,17 +157,24 @@ pub fn observations(report: &RunReport) -> Vec<(SeriesKey, f64)> {
 /// The scenario of the paired-ratio series an A/B run contributes.
 pub const PAIRED: &str = "ab-ratio";
 
-/// Every (key, ratio B/A) an A/B run contributes: one series per latency metric and
-/// throughput, named by the pair's target key and the baseline's build (a bumped reference
-/// build starts new series rather than a change point). Nothing from an invalid A/B run.
-pub fn paired_observations(ab: &crate::paired::AbReport) -> Vec<(SeriesKey, f64)> {
-    if ab.verdict.outcome == crate::paired::AbOutcome::Invalid {
-        return Vec::new();
-    }
+/// The name of an A/B run's pair in a history: its target key and the baseline's build, so
+/// a new control build starts new series.
+pub fn pair_name(ab: &crate::paired::AbReport) -> String {
     let reference = match &ab.baseline.target_build {
         Some(b) if !b.commit.is_empty() => format!("{}@{}", b.version, b.commit),
         _ => version_of(&ab.baseline),
     };
+    format!("{} vs {reference}", ab.target_key)
+}
+
+/// Every (key, ratio B/A) an A/B run contributes: one series per latency metric and
+/// throughput, named by the pair ([`pair_name`]: a bumped reference build starts new series
+/// rather than a change point). Nothing from an invalid A/B run.
+pub fn paired_observations(ab: &crate::paired::AbReport) -> Vec<(SeriesKey, f64)> {
+    if ab.verdict.outcome == crate::paired::AbOutcome::Invalid {
+        return Vec::new();
+    }
+    let target = pair_name(ab);
     ab.verdict
         .rows
         .iter()
@@ -176,7 +183,7 @@ pub fn paired_observations(ab: &crate::paired::AbReport) -> Vec<(SeriesKey, f64)
         .map(|(metric, r)| {
             let key = SeriesKey {
                 plan: plan_key(&ab.candidate.plan),
-                target: format!("{} vs {reference}", ab.target_key),
+                target: target.clone(),
                 scenario: PAIRED.to_string(),
                 stage: ALL.to_string(),
                 metric,

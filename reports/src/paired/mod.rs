@@ -35,9 +35,9 @@ pub const DEFAULT_THRESHOLD: f64 = 0.03;
 pub const MIN_PAIRS: usize = 6;
 
 /// The metrics whose regression fails an A/B run unless `--gate` says otherwise: the CI
-/// gate's p95 and the error rate. Every metric is estimated and shown; judging five at a
-/// 95 % level would make a false alarm on one of them several times likelier than on p95
-/// alone (BENCHMARKS.md, "Paired A/B").
+/// gate's p95 and the error rate. Every metric is estimated and shown; judging all six
+/// would make a false alarm on one of them several times likelier than on p95 alone
+/// (BENCHMARKS.md, "Paired A/B").
 pub const DEFAULT_GATING: [Metric; 2] = [Metric::P95, Metric::ErrorRate];
 
 /// Thresholds, warm-up and bootstrap of the verdict.
@@ -103,12 +103,31 @@ pub struct AbRow {
     pub metric: String,
     pub baseline: f64,
     pub candidate: f64,
+    /// `null` in JSON for an infinite change (an error rate from zero), which JSON cannot
+    /// write: read back as infinite, so a report with one stays readable.
+    #[serde(with = "infinite_as_null")]
     pub change: f64,
     pub low: Option<f64>,
     pub high: Option<f64>,
     pub min_detectable: Option<f64>,
     pub threshold: f64,
     pub verdict: String,
+}
+
+mod infinite_as_null {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
 }
 
 /// The verdict of an A/B run.

@@ -18,6 +18,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
 use caxton_profiles::request_tag::{self, Tagged};
+use opentelemetry::trace::TraceContextExt as _;
 use prometheus::IntGauge;
 use tower::{Layer, Service};
 
@@ -113,6 +114,16 @@ where
             let _tag = Tagged::enter(*this.request);
             ready!(this.inner.poll(cx))
         };
+        if request_tag::active() {
+            // The trace layer runs this future in the sampled request's context: the samples
+            // of a traced request then name its trace.
+            let cx = opentelemetry::Context::current();
+            let span = cx.span();
+            let sc = span.span_context();
+            if sc.is_sampled() && sc.is_valid() {
+                request_tag::traced(*this.request, u128::from_be_bytes(sc.trace_id().to_bytes()));
+            }
+        }
         request_tag::finished(*this.request, this.started.elapsed());
         if let Ok(response) = &result {
             this.metrics.http_request(
