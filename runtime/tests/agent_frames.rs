@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use caxton_profiles::Sampler;
 use caxton_profiles::folded::{decode_pprof, folded_stacks};
 use serde_json::json;
@@ -65,19 +63,7 @@ async fn stacks_under_load(h: &Harness, seconds: u64) -> Result<(String, Vec<Str
     let load: Vec<_> = (0..2)
         .map(|_| support::keep_busy(&h.http, &h.base, &id, 50_000))
         .collect();
-    let pprof = h.server.pprof_addr().expect("pprof server started");
-    let resp = h
-        .http
-        .get(format!(
-            "http://{pprof}/debug/pprof/profile?seconds={seconds}"
-        ))
-        .timeout(Duration::from_secs(seconds + 60))
-        .send()
-        .await
-        .unwrap();
-    for l in &load {
-        l.abort();
-    }
+    let resp = h.profile_during(seconds, load).await;
     let status = resp.status();
     let sampler = resp
         .headers()

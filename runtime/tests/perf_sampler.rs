@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use caxton_profiles::Sampler;
 use caxton_profiles::folded::{decode_pprof, folded_stacks};
 use support::Harness;
@@ -41,19 +39,7 @@ async fn capture_under_load(h: &Harness, seconds: u64) -> Result<Capture, String
     let load: Vec<_> = (0..2)
         .map(|_| support::keep_busy(&h.http, &h.base, &id, 20_000))
         .collect();
-    let pprof = h.server.pprof_addr().expect("pprof server started");
-    let resp = h
-        .http
-        .get(format!(
-            "http://{pprof}/debug/pprof/profile?seconds={seconds}"
-        ))
-        .timeout(Duration::from_secs(seconds + 60))
-        .send()
-        .await
-        .unwrap();
-    for l in &load {
-        l.abort();
-    }
+    let resp = h.profile_during(seconds, load).await;
     let status = resp.status();
     let header = |name: &str| {
         resp.headers()
@@ -178,17 +164,7 @@ async fn samples_of_a_traced_request_carry_its_trace_id() {
             })
         })
         .collect();
-    let pprof = srv.server.pprof_addr().expect("pprof server started");
-    let resp = srv
-        .http
-        .get(format!("http://{pprof}/debug/pprof/profile?seconds=2"))
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .unwrap();
-    for l in &load {
-        l.abort();
-    }
+    let resp = srv.profile_during(2, load).await;
     let status = resp.status();
     let body = resp.bytes().await.unwrap();
     if status != 200 {

@@ -16,6 +16,29 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
+    /// A `seconds`-long CPU profile from the pprof server, taken while `load` runs; the load
+    /// is stopped once the profile answers.
+    pub(crate) async fn profile_during(
+        &self,
+        seconds: u64,
+        load: Vec<tokio::task::JoinHandle<()>>,
+    ) -> reqwest::Response {
+        let pprof = self.server.pprof_addr().expect("pprof server started");
+        let resp = self
+            .http
+            .get(format!(
+                "http://{pprof}/debug/pprof/profile?seconds={seconds}"
+            ))
+            .timeout(std::time::Duration::from_secs(seconds + 60))
+            .send()
+            .await
+            .unwrap();
+        for l in &load {
+            l.abort();
+        }
+        resp
+    }
+
     pub(crate) async fn start(edit: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = Config::for_tests();
         let data = std::env::temp_dir().join(format!("caxton-api-test-{}", std::process::id()));
