@@ -91,6 +91,7 @@ impl Captured {
             stage: stage.to_owned(),
             profile: Some(PROFILE_FILE.into()),
             frequency_hz: self.samples.frequency_hz,
+            lowest_frequency_hz: self.samples.lowest_hz,
             samples: self.samples.samples,
             lost_samples: self.samples.lost.unwrap_or(0),
             sampler: self.samples.sampler.clone(),

@@ -60,12 +60,15 @@ fn side_of(
     let path = crate::run_dir::beside(report_path, file);
     let bytes = std::fs::read(&path)
         .map_err(|e| format!("cannot read the {label} profile {}: {e}", path.display()))?;
-    let folded = caxton_profiles::folded::decode_pprof(&bytes)
+    let (folded, samples) = caxton_profiles::folded::decode_pprof(&bytes)
         .map(|p| match threshold_us {
             Some(us) => caxton_profiles::folded::slow_requests(&p, us).profile,
             None => p,
         })
-        .and_then(|p| caxton_profiles::folded::folded_stacks(&p))
+        .and_then(|p| {
+            let samples = caxton_profiles::folded::sample_count(&p);
+            Ok((caxton_profiles::folded::folded_stacks(&p)?, samples))
+        })
         .map_err(|e| format!("the {label} profile {}: {e}", path.display()))?;
     let not_target_only = if report.embedded_target {
         let foreign: BTreeSet<&str> = folded
@@ -86,6 +89,7 @@ fn side_of(
         label,
         folded,
         frequency_hz: flamegraph.frequency_hz,
+        samples: Some(samples),
         not_target_only,
     })
 }

@@ -119,14 +119,19 @@ pub(crate) fn build(
         &folded::folded_flamegraph(&slow_lines, Some(&title)).map_err(fold)?,
     )?;
     out.path = Some(SLOW_FLAMEGRAPH_FILE.into());
-    let side = |label: &str, folded: Vec<String>| ProfileSide {
+    let side = |label: &str, folded: Vec<String>, samples: u64| ProfileSide {
         label: label.into(),
         folded,
         frequency_hz,
+        samples: Some(samples),
         not_target_only: None,
     };
-    let all_side = side("all requests", folded::folded_stacks(&all).map_err(fold)?);
-    let slow_side = side("slow requests", slow_lines);
+    let all_side = side(
+        "all requests",
+        folded::folded_stacks(&all).map_err(fold)?,
+        folded::sample_count(&all),
+    );
+    let slow_side = side("slow requests", slow_lines, slow.samples);
     match profile_diff::diff(&all_side, &slow_side)? {
         DiffOutcome::Drawn(d) => {
             write(SLOW_DIFF_FILE, &d.svg)?;

@@ -216,10 +216,10 @@ fn generator(out: &mut String, report: &RunReport) {
     if let Some(f) = &report.flamegraph {
         let _ = writeln!(
             out,
-            "  {} {} samples at {} Hz, {} lost ({:.1}%), stage {}{}",
+            "  {} {} samples at {}, {} lost ({:.1}%), stage {}{}",
             dotted("profile", WIDTH),
             f.samples,
-            f.frequency_hz,
+            f.rate_text(),
             f.lost_samples,
             100.0 * f.lost_share(),
             f.stage,

@@ -188,6 +188,7 @@ fn rank_without_trust_rule(pprof: &Path, threshold_ms: f64) -> Vec<String> {
         label: String::new(),
         folded: caxton_profiles::folded::folded_stacks(p).unwrap(),
         frequency_hz: 1000,
+        samples: Some(caxton_profiles::folded::sample_count(p)),
         not_target_only: None,
     };
     self_risers(&side(&all), &side(&slow.profile))

@@ -22,7 +22,8 @@ use pprof::protos::Message;
 use pprof::{Frames, Report, UnresolvedReport};
 use tokio::sync::broadcast;
 
-use crate::perf_sampler::{self, RawStacks};
+use crate::perf_sampler::{self, RawStacks, Tally};
+use crate::rate::Rate;
 use crate::request_tag;
 pub use crate::sample_count::SampleCount;
 use crate::settings::{SAMPLE_RATE_RANGE, Sampler};
@@ -42,15 +43,15 @@ pub(crate) const SEGMENT: Duration = Duration::from_millis(250);
 /// Why a capture did not produce a profile.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    /// The sampler already runs at another frequency for another consumer (HTTP 409).
+    /// The sampler already runs at another rate for another consumer (HTTP 409).
     #[error(
-        "the CPU sampler is running at {running} Hz for another capture; this one asked for {asked} Hz"
+        "the CPU sampler is running at {running} for another capture; this one asked for {asked}"
     )]
     Busy {
-        /// Frequency the sampler runs at.
-        running: u32,
-        /// Frequency this capture asked for.
-        asked: u32,
+        /// Rate the sampler runs at.
+        running: Rate,
+        /// Rate this capture asked for.
+        asked: Rate,
     },
     /// The sampler already runs with another backend for another capture (HTTP 409).
     #[error(
@@ -100,7 +101,9 @@ pub struct CpuProfile {
     pub started: SystemTime,
     /// Wall-clock length.
     pub duration: Duration,
-    /// Sampling frequency in Hz.
+    /// Sampling frequency in Hz: the full rate, the unit of the profile's counts (a sample
+    /// taken at a lowered rate counts as the full-rate samples it stands for; the lowest rate
+    /// is in `samples.lowest_hz`).
     pub frequency_hz: u32,
     /// The backend that took the samples ([`Sampler::PerfEvent`] or [`Sampler::Signal`]).
     pub sampler: Sampler,
@@ -124,9 +127,9 @@ pub(crate) enum Stacks {
     Perf(RawStacks),
 }
 
-/// The running sampler: its frequency and backend, its subscribers and where its segments go.
+/// The running sampler: its rate and backend, its subscribers and where its segments go.
 struct Hub {
-    hz: u32,
+    rate: Rate,
     sampler: Sampler,
     subscribers: usize,
     segments: broadcast::Sender<Arc<Segment>>,
@@ -151,15 +154,15 @@ impl Drop for Subscription {
     }
 }
 
-/// Joins the sampler at `hz` with the backend `sampler` (resolved, not `Auto`), starting it if
+/// Joins the sampler at `rate` with the backend `sampler` (resolved, not `Auto`), starting it if
 /// it is idle. The sampler has a thread of its own: it outlives the runtime of whoever started
 /// it.
-fn subscribe(hz: u32, sampler: Sampler) -> Result<Subscription, CaptureError> {
+fn subscribe(rate: Rate, sampler: Sampler) -> Result<Subscription, CaptureError> {
     let mut hub = hub();
     match hub.as_mut() {
-        Some(h) if h.hz != hz => Err(CaptureError::Busy {
-            running: h.hz,
-            asked: hz,
+        Some(h) if h.rate != rate => Err(CaptureError::Busy {
+            running: h.rate,
+            asked: rate,
         }),
         Some(h) if h.sampler != sampler => Err(CaptureError::OtherSampler {
             running: h.sampler.as_str(),
@@ -174,7 +177,7 @@ fn subscribe(hz: u32, sampler: Sampler) -> Result<Subscription, CaptureError> {
         None => {
             let (tx, rx) = broadcast::channel(8);
             *hub = Some(Hub {
-                hz,
+                rate,
                 sampler,
                 subscribers: 1,
                 segments: tx.clone(),
@@ -191,11 +194,11 @@ fn subscribe(hz: u32, sampler: Sampler) -> Result<Subscription, CaptureError> {
                                 duration,
                             }));
                         };
-                        if let Err(reason) = perf_sampler::run(hz, SEGMENT, emit, keep_sampling) {
+                        if let Err(reason) = perf_sampler::run(rate, SEGMENT, emit, keep_sampling) {
                             stop_sampler(&CaptureError::PerfEvent(reason));
                         }
                     }
-                    _ => sample(hz, tx),
+                    _ => sample(rate.full_hz, tx),
                 })
             {
                 *hub = None;
@@ -328,6 +331,7 @@ fn since(
             expected: (cpu_used.as_secs_f64() * f64::from(hz)).floor() as u64,
             excluded,
             reported_lost: 0,
+            lowest_hz: None,
         },
         started,
         duration: now.duration_since(started).unwrap_or(SEGMENT),
@@ -342,7 +346,7 @@ fn since(
 /// Dropping the future leaves the sampler (it stops when nobody else uses it).
 pub async fn capture_cpu(duration: Duration, hz: u32) -> Result<CpuProfile, CaptureError> {
     check(duration, hz)?;
-    capture(duration, hz, Sampler::Auto, true).await
+    capture(duration, Rate::fixed(hz), Sampler::Auto, true).await
 }
 
 pub(crate) fn check(duration: Duration, hz: u32) -> Result<(), CaptureError> {
@@ -359,13 +363,13 @@ pub(crate) fn check(duration: Duration, hz: u32) -> Result<(), CaptureError> {
 /// then resolves symbols and encodes on a blocking thread (symbolization is CPU-bound).
 pub(crate) async fn capture(
     duration: Duration,
-    hz: u32,
+    rate: Rate,
     sampler: Sampler,
     flamegraph: bool,
 ) -> Result<CpuProfile, CaptureError> {
     let asked = SystemTime::now();
     let sampler = perf_sampler::resolve(sampler).map_err(CaptureError::PerfEvent)?;
-    let mut sub = subscribe(hz, sampler)?;
+    let mut sub = subscribe(rate, sampler)?;
     let mut signal: Option<UnresolvedReport> = None;
     let mut perf = RawStacks::new();
     let mut samples = SampleCount::default();
@@ -410,7 +414,7 @@ pub(crate) async fn capture(
                     if stack.tag != request_tag::NO_TAG && !latencies.contains_key(&stack.tag) {
                         pending.insert(stack.tag);
                     }
-                    *perf.entry(stack.clone()).or_default() += count;
+                    *perf.entry(stack.clone()).or_default() += *count;
                 }
             }
         }
@@ -422,7 +426,7 @@ pub(crate) async fn capture(
         return Err(CaptureError::Sampler("no segment arrived".into()));
     };
     tokio::task::spawn_blocking(move || {
-        let mut data: HashMap<Frames, isize> = perf_sampler::symbolize(perf, started);
+        let mut tallies: HashMap<Frames, Tally> = perf_sampler::symbolize(perf, started);
         if let Some(signal) = signal {
             // Named like the perf_event sampler's stacks (pprof-rs's own conversion knows
             // nothing of the agents' compiled code).
@@ -444,18 +448,34 @@ pub(crate) async fn capture(
                     // Untagged: pprof-rs's handler cannot read the request tags.
                     sample_timestamp: started,
                 };
-                *data.entry(frames).or_default() += count;
+                let count = u64::try_from(count).unwrap_or(0);
+                *tallies.entry(frames).or_default() += Tally {
+                    samples: count,
+                    weight: count,
+                };
             }
         }
+        // Weighted, so the flamegraph and the CPU time follow the CPU used however the rate
+        // moved; the sample counts are put back into the pprof ([`encode_gzipped`]).
+        let data = tallies
+            .iter()
+            .map(|(frames, t)| {
+                (
+                    frames.clone(),
+                    isize::try_from(t.weight).unwrap_or(isize::MAX),
+                )
+            })
+            .collect();
         let mut report = Report {
             data,
             timing: Default::default(),
         };
+        let hz = rate.full_hz;
         report.timing.frequency = i32::try_from(hz).unwrap_or(i32::MAX);
         report.timing.start_time = started;
         report.timing.duration = covered;
         let svg = flamegraph.then(|| render_flamegraph(&report)).transpose()?;
-        let pprof_gz = encode_gzipped(&report, &latencies)?;
+        let pprof_gz = encode_gzipped(&report, &tallies, &latencies)?;
         Ok(CpuProfile {
             pprof_gz,
             flamegraph_svg: svg,
@@ -505,11 +525,24 @@ pub const REQUEST_LATENCY_LABEL: &str = "request_latency_us";
 /// `x-trace-id` response header and the exported spans write it.
 pub const TRACE_ID_LABEL: &str = "trace_id";
 
+/// The pprof of `report` with its request labels. Each sample's first value (`samples`,
+/// `count`) is the samples taken of its stack, its second (`cpu`, `nanoseconds`) the CPU time
+/// they stand for: `report` counts full-rate periods, which differ from samples where the
+/// rate was lowered ([`crate::rate`]).
 fn encode_gzipped(
     report: &pprof::Report,
+    tallies: &HashMap<Frames, Tally>,
     latencies: &HashMap<u64, Served>,
 ) -> Result<Vec<u8>, CaptureError> {
     let mut profile = report.pprof()?;
+    // pprof-rs writes one sample per key of `report.data`, in the map's order.
+    if profile.sample.len() == report.data.len() {
+        for (sample, frames) in profile.sample.iter_mut().zip(report.data.keys()) {
+            if let (Some(first), Some(t)) = (sample.value.first_mut(), tallies.get(frames)) {
+                *first = i64::try_from(t.samples).unwrap_or(i64::MAX);
+            }
+        }
+    }
     label_requests(&mut profile, report, latencies);
     let raw = profile
         .write_to_bytes()
@@ -634,10 +667,21 @@ mod tests {
             expected: 100,
             excluded: 0,
             reported_lost: 0,
+            lowest_hz: None,
         };
         assert_eq!(c.lost(), 5);
         assert_eq!(c.capture_ratio(), Some(0.95));
         let idle = SampleCount::default();
         assert_eq!(idle.capture_ratio(), None);
+        // A capture's lowest rate is its segments' lowest; full-rate segments say none.
+        let at = |lowest_hz| SampleCount {
+            lowest_hz,
+            ..SampleCount::default()
+        };
+        let mut sum = at(None);
+        for segment in [at(Some(200)), at(None), at(Some(50)), at(Some(100))] {
+            sum.add(segment);
+        }
+        assert_eq!(sum.lowest_hz, Some(50));
     }
 }

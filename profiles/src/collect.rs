@@ -22,6 +22,9 @@ pub struct Collected {
     pub samples: u64,
     /// Sampling frequency, Hz, from the profile's period (0 when it has none).
     pub frequency_hz: u32,
+    /// The lowest rate the target sampled at, Hz, when it lowered the rate to keep within its
+    /// sample budget and says so (this crate's perf_event sampler does).
+    pub lowest_hz: Option<u32>,
     /// Samples the target's CPU time called for that were not taken, when the endpoint
     /// says (this crate's does; Go's does not).
     pub lost: Option<u64>,
@@ -128,6 +131,8 @@ pub async fn collect(
             .and_then(|v| v.parse::<u64>().ok())
     };
     let lost = header(crate::endpoints::LOST_HEADER);
+    let lowest_hz =
+        header(crate::endpoints::LOWEST_RATE_HEADER).and_then(|v| u32::try_from(v).ok());
     let excluded = header(crate::endpoints::EXCLUDED_HEADER);
     let sampler = response
         .headers()
@@ -143,11 +148,7 @@ pub async fn collect(
         url: shown.clone(),
         source,
     })?;
-    let samples = profile
-        .sample
-        .iter()
-        .map(|s| s.value.first().copied().unwrap_or(0).max(0) as u64)
-        .sum();
+    let samples = folded::sample_count(&profile);
     // pprof's period is nanoseconds of CPU per sample for a CPU profile.
     let frequency_hz = u32::try_from(1_000_000_000 / profile.period.max(1)).unwrap_or(0);
     // Keep the `.pb.gz` name honest for servers that answer uncompressed.
@@ -185,6 +186,7 @@ pub async fn collect(
         lost,
         excluded,
         sampler,
+        lowest_hz,
     })
 }
 

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
@@ -33,19 +33,26 @@ pub const SAMPLES_HEADER: &str = "x-pprof-samples";
 pub const LOST_HEADER: &str = "x-pprof-samples-lost";
 /// Samples of threads that are not the target's, left out.
 pub const EXCLUDED_HEADER: &str = "x-pprof-samples-excluded";
-/// The sampling frequency, Hz.
+/// The sampling frequency, Hz: the full rate, the unit of the profile's CPU values.
 pub const RATE_HEADER: &str = "x-pprof-sample-rate";
+/// The lowest rate a thread was sampled at, Hz; present only when the sampler lowered the rate
+/// to keep within `[profiling] sample_budget`.
+pub const LOWEST_RATE_HEADER: &str = "x-pprof-sample-rate-lowest";
 /// The backend that took the samples: `perf_event` or `signal`.
 pub const SAMPLER_HEADER: &str = "x-pprof-sampler";
 
-fn sample_headers(p: &CpuProfile) -> [(&'static str, String); 5] {
-    [
+fn sample_headers(p: &CpuProfile) -> AppendHeaders<Vec<(&'static str, String)>> {
+    let mut headers = vec![
         (SAMPLES_HEADER, p.samples.taken.to_string()),
         (LOST_HEADER, p.samples.lost().to_string()),
         (EXCLUDED_HEADER, p.samples.excluded.to_string()),
         (RATE_HEADER, p.frequency_hz.to_string()),
         (SAMPLER_HEADER, p.sampler.as_str().to_owned()),
-    ]
+    ];
+    if let Some(lowest) = p.samples.lowest_hz {
+        headers.push((LOWEST_RATE_HEADER, lowest.to_string()));
+    }
+    AppendHeaders(headers)
 }
 
 impl Profiler {

@@ -40,8 +40,33 @@ pub fn decode_pprof(bytes: &[u8]) -> Result<Profile, FoldError> {
     Profile::parse_from_bytes(body).map_err(|e| FoldError::Protobuf(e.to_string()))
 }
 
-/// One `root;caller;...;leaf count` line per distinct stack, weighted by the first sample value
-/// (the sample count in CPU profiles), rooted at the `thread` label when present.
+/// How much a sample weighs in a flamegraph: the CPU time it stands for, in the profile's
+/// periods, when the profile has a `cpu` value and a period (a sample taken at a lowered rate
+/// stands for several periods, [`crate::rate`]); else its first value, the sample count.
+fn flame_weight(profile: &Profile) -> impl Fn(&pprof::protos::Sample) -> i64 {
+    let cpu = profile
+        .sample_type
+        .iter()
+        .position(|t| profile.string_table.get(t.ty as usize).map(String::as_str) == Some("cpu"))
+        .filter(|_| profile.period > 0);
+    let period = profile.period.max(1) as f64;
+    move |sample| match cpu.and_then(|i| sample.value.get(i)) {
+        Some(&ns) => (ns as f64 / period).round() as i64,
+        None => sample.value.first().copied().unwrap_or(0),
+    }
+}
+
+/// Samples a profile holds: the sum of each sample's first value (`samples`, `count`).
+pub fn sample_count(profile: &Profile) -> u64 {
+    profile
+        .sample
+        .iter()
+        .map(|s| s.value.first().copied().unwrap_or(0).max(0) as u64)
+        .sum()
+}
+
+/// One `root;caller;...;leaf weight` line per distinct stack, weighted by the CPU time its
+/// samples stand for ([`flame_weight`]), rooted at the `thread` label when present.
 pub fn folded_stacks(profile: &Profile) -> Result<Vec<String>, FoldError> {
     let string = |index: i64| -> Result<&str, FoldError> {
         usize::try_from(index)
@@ -57,9 +82,10 @@ pub fn folded_stacks(profile: &Profile) -> Result<Vec<String>, FoldError> {
         .collect::<Result<_, FoldError>>()?;
     let locations: HashMap<u64, _> = profile.location.iter().map(|l| (l.id, l)).collect();
 
+    let flame_weight = flame_weight(profile);
     let mut weights: HashMap<String, i64> = HashMap::new();
     for sample in &profile.sample {
-        let weight = sample.value.first().copied().unwrap_or(0);
+        let weight = flame_weight(sample);
         if weight <= 0 {
             continue;
         }
@@ -231,6 +257,34 @@ mod tests {
             folded_stacks(&sample_profile()).unwrap(),
             ["w;main;work;helper 3"]
         );
+    }
+
+    #[test]
+    fn a_sample_weighs_the_cpu_time_it_stands_for_and_counts_once() {
+        use pprof::protos::ValueType;
+        let mut p = sample_profile();
+        for name in ["samples", "count", "cpu", "nanoseconds"] {
+            p.string_table.push(name.into());
+        }
+        let n = p.string_table.len() as i64;
+        let value_type = |ty, unit| {
+            let mut t = ValueType::new();
+            (t.ty, t.unit) = (ty, unit);
+            t
+        };
+        p.sample_type = vec![value_type(n - 4, n - 3), value_type(n - 2, n - 1)];
+        // 1000 Hz: one sample taken at a twentieth of the rate stands for 20 ms of CPU.
+        p.period = 1_000_000;
+        let mut lowered = p.sample[0].clone();
+        lowered.location_id = vec![11];
+        lowered.value = vec![1, 20_000_000];
+        p.sample[0].value = vec![3, 3_000_000];
+        p.sample.push(lowered);
+        assert_eq!(
+            folded_stacks(&p).unwrap(),
+            ["w;main 20", "w;main;work;helper 3"]
+        );
+        assert_eq!(sample_count(&p), 4);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod kallsyms;
 pub(crate) mod perf_sampler;
 pub mod profiler;
 pub mod pyroscope;
+pub mod rate;
 pub mod request_tag;
 mod sample_count;
 pub mod settings;
@@ -26,5 +27,6 @@ pub use capture::{CaptureError, CpuProfile, SampleCount, capture_cpu, capture_in
 pub use collect::{CollectError, Collected, collect};
 pub use profiler::{ContinuousError, ContinuousProfiling, Profiler, warn_if_exposed};
 pub use pyroscope::{IngestTarget, PushError};
+pub use rate::Rate;
 pub use settings::{ProfileType, ProfilingSettings, Sampler, SettingsError};
 pub use stats::ProfilerStats;

@@ -17,6 +17,11 @@
 //! "Profiling"). Time no clock saw is time no sampler can sample: counting it as lost made
 //! an idle runtime look as if it lost 40 % of its samples.
 //!
+//! The rate follows the target's CPU use ([`crate::rate`]): every poll the sampler sums what
+//! the threads' clocks counted, and when the budget calls for another stride it sets every
+//! event's period (`PERF_EVENT_IOC_PERIOD`). A sample counts as the full-rate periods it
+//! stands for (its thread's stride when it was stamped).
+//!
 //! Segments carry raw instruction pointers ([`RawStacks`]); [`symbolize`] names them once
 //! per finished capture, user frames with `backtrace::resolve` (what pprof-rs uses) and
 //! kernel frames from `/proc/kallsyms`.
@@ -24,6 +29,8 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::io;
+use std::ops::AddAssign;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +41,7 @@ use pprof::{Frames, Symbol};
 
 use crate::jit::{self, JitFrame};
 use crate::kallsyms::{self, UNKNOWN_KERNEL};
+use crate::rate::{Governor, Rate};
 use crate::request_tag::{self, Tags};
 use crate::sample_count::SampleCount;
 use crate::settings::Sampler;
@@ -60,8 +68,23 @@ pub(crate) struct RawStack {
     pub(crate) tag: u64,
 }
 
-/// Sample counts per raw stack.
-pub(crate) type RawStacks = HashMap<RawStack, isize>;
+/// What was sampled of one stack: the samples, and the full-rate periods they stand for
+/// (a sample taken at stride `k` stands for `k`; [`crate::rate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) samples: u64,
+    pub(crate) weight: u64,
+}
+
+impl AddAssign for Tally {
+    fn add_assign(&mut self, other: Tally) {
+        self.samples += other.samples;
+        self.weight += other.weight;
+    }
+}
+
+/// What was sampled of each raw stack.
+pub(crate) type RawStacks = HashMap<RawStack, Tally>;
 
 /// Whether `perf_event_open` sampling works in this process, probed once: `Ok(kernel)` says
 /// whether kernel frames are allowed too, `Err` why not at all.
@@ -70,11 +93,12 @@ fn probe() -> &'static Result<bool, String> {
     PROBE.get_or_init(|| {
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
-        match open(tid, 100, true) {
+        let rate = Rate::fixed(100);
+        match open(tid, rate.period_ns(), rate, true) {
             Ok(_) => Ok(true),
             // perf_event_paranoid 2 refuses kernel samples to the unprivileged, not user ones.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
-                match open(tid, 100, false) {
+                match open(tid, rate.period_ns(), rate, false) {
                     Ok(_) => {
                         tracing::info!(
                             error = %e,
@@ -118,19 +142,20 @@ pub(crate) fn resolve(choice: Sampler) -> Result<Sampler, String> {
     }
 }
 
-/// Ring buffer bytes for one thread at `hz`: two polls' worth of the largest samples (a full
-/// 127-frame callchain and the header).
-fn ring_bytes(hz: u32) -> usize {
+/// Ring buffer bytes for one thread at the full rate: two polls' worth of the largest samples
+/// (a full 127-frame callchain and the header).
+fn ring_bytes(rate: Rate) -> usize {
     let sample = 8 * (127 + 8);
-    let per_poll = (u64::from(hz) * POLL.as_millis() as u64).div_ceil(1000) as usize;
+    let per_poll = (u64::from(rate.full_hz) * POLL.as_millis() as u64).div_ceil(1000) as usize;
     (2 * per_poll * sample).max(16 * 1024)
 }
 
-fn open(tid: libc::pid_t, hz: u32, kernel: bool) -> io::Result<RingBuffer> {
+/// A `cpu-clock` event of thread `tid` sampling every `period_ns` of its CPU time.
+fn open(tid: libc::pid_t, period_ns: u64, rate: Rate, kernel: bool) -> io::Result<RingBuffer> {
     Builder::new(Software::CPU_CLOCK)
         .observe_pid(tid)
         .any_cpu()
-        .sample_period(period_ns(hz))
+        .sample_period(period_ns)
         .sample(SampleFlag::CALLCHAIN | SampleFlag::TID | SampleFlag::TIME)
         // The clock the request tags are stamped with (`request_tag`).
         .clockid(Clock::MONOTONIC)
@@ -138,28 +163,29 @@ fn open(tid: libc::pid_t, hz: u32, kernel: bool) -> io::Result<RingBuffer> {
         .exclude_callchain_kernel(!kernel)
         .enabled(true)
         .build()?
-        .sampled(ring_bytes(hz))
+        .sampled(ring_bytes(rate))
 }
 
 /// One watched thread.
 struct Watched {
     ring: RingBuffer,
     name: Arc<str>,
-    /// Its event's sampling period, ns of its clock.
-    period_ns: u64,
-    /// Sampling periods its event's clock had counted when last read: each is a sample the
-    /// kernel owes.
-    periods: u64,
-}
-
-/// The `cpu-clock` sampling period at `hz`, ns.
-fn period_ns(hz: u32) -> u64 {
-    1_000_000_000 / u64::from(hz.max(1))
+    /// Its event's period in full-rate periods.
+    stride: u64,
+    /// The stride before the last change and when (`CLOCK_MONOTONIC` ns) it ended: samples
+    /// stamped before were taken at it.
+    before: Option<(u64, u64)>,
+    /// Its clock when last read, ns.
+    clock_ns: u64,
+    /// Clock time since its last whole period, ns: the period owes a sample once it is full.
+    carry_ns: u64,
 }
 
 /// The events of the target's threads and what they delivered.
 struct Threads {
-    hz: u32,
+    rate: Rate,
+    /// The stride every thread samples at, and new threads start with.
+    stride: u64,
     kernel: bool,
     watched: HashMap<u32, Watched>,
 }
@@ -195,7 +221,8 @@ impl Threads {
                 continue;
             };
             // A thread that ended since the listing fails with ESRCH: nothing to watch.
-            let Ok(ring) = open(tid_arg, self.hz, self.kernel) else {
+            let period = self.stride * self.rate.period_ns();
+            let Ok(ring) = open(tid_arg, period, self.rate, self.kernel) else {
                 continue;
             };
             let renamed = self.watched.insert(
@@ -203,12 +230,14 @@ impl Threads {
                 Watched {
                     ring,
                     name: name.into(),
-                    period_ns: period_ns(self.hz),
-                    periods: 0,
+                    stride: self.stride,
+                    before: None,
+                    clock_ns: 0,
+                    carry_ns: 0,
                 },
             );
             if let Some(mut old) = renamed {
-                drain_ring(tid, &mut old, stacks, counts);
+                drain_ring(tid, &mut old, self.rate, stacks, counts);
             }
         }
         let gone: Vec<u32> = self
@@ -219,14 +248,41 @@ impl Threads {
             .collect();
         for tid in gone {
             if let Some(mut w) = self.watched.remove(&tid) {
-                drain_ring(tid, &mut w, stacks, counts);
+                drain_ring(tid, &mut w, self.rate, stacks, counts);
             }
         }
     }
 
-    fn drain(&mut self, stacks: &mut RawStacks, counts: &mut Counts) {
+    /// Empties every ring; returns the CPU time the threads' clocks counted since the last
+    /// drain.
+    fn drain(&mut self, stacks: &mut RawStacks, counts: &mut Counts) -> Duration {
+        let mut cpu_ns = 0;
         for (&tid, w) in &mut self.watched {
-            drain_ring(tid, w, stacks, counts);
+            cpu_ns += drain_ring(tid, w, self.rate, stacks, counts);
+        }
+        Duration::from_nanos(cpu_ns)
+    }
+
+    /// Sets every thread's period to `stride` full-rate periods (right after a drain, so the
+    /// samples at the old stride are nearly all counted at it already).
+    fn set_stride(&mut self, stride: u64) {
+        self.stride = stride;
+        for w in self.watched.values_mut() {
+            let mut period = stride * self.rate.period_ns();
+            // SAFETY: the fd is the event's, open while `w.ring` lives; PERF_EVENT_IOC_PERIOD
+            // reads a u64 through the pointer passed as its argument, valid for the call.
+            let done = unsafe {
+                perf_event_open_sys::ioctls::PERIOD(
+                    w.ring.as_raw_fd(),
+                    &mut period as *mut u64 as u64,
+                )
+            };
+            if done == 0 {
+                // The kernel restarts the period: the part already counted owes no sample.
+                w.before = Some((w.stride, request_tag::monotonic_ns()));
+                w.stride = stride;
+                w.carry_ns = 0;
+            }
         }
     }
 }
@@ -240,14 +296,25 @@ struct Counts {
     periods: u64,
 }
 
-fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Counts) {
+/// Reads one thread's clock and ring; returns the clock time counted since the last read, ns.
+fn drain_ring(
+    tid: u32,
+    w: &mut Watched,
+    rate: Rate,
+    stacks: &mut RawStacks,
+    counts: &mut Counts,
+) -> u64 {
     // The clock is read before the ring, so every sample it owes so far is drained now or
     // was before; one that fires in between is taken a segment before it is owed, which a
     // capture's sums even out.
+    let mut counted = 0;
     if let Ok(ns) = w.ring.read() {
-        let periods = ns / w.period_ns;
-        counts.periods += periods.saturating_sub(w.periods);
-        w.periods = periods.max(w.periods);
+        counted = ns.saturating_sub(w.clock_ns);
+        w.clock_ns = ns.max(w.clock_ns);
+        let period = w.stride * rate.period_ns();
+        w.carry_ns += counted;
+        counts.periods += w.carry_ns / period;
+        w.carry_ns %= period;
     }
     // Read after the samples were taken, so it holds every tag change before them.
     let mut tags: Option<Tags> = None;
@@ -257,6 +324,10 @@ fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Co
                 let tag = match sample.time() {
                     Some(at) => tags.get_or_insert_with(|| Tags::of_thread(tid)).at(at),
                     None => request_tag::NO_TAG,
+                };
+                let weight = match (w.before, sample.time()) {
+                    (Some((stride, until)), Some(at)) if at < until => stride,
+                    _ => w.stride,
                 };
                 let ips: Vec<u64> = sample
                     .callchain()
@@ -271,7 +342,7 @@ fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Co
                     ips,
                     tag,
                 };
-                *stacks.entry(key).or_default() += 1;
+                *stacks.entry(key).or_default() += Tally { samples: 1, weight };
                 counts.taken += 1;
             }
             Ok(PerfRecord::Lost(lost)) => counts.lost += lost.lost,
@@ -282,13 +353,14 @@ fn drain_ring(tid: u32, w: &mut Watched, stacks: &mut RawStacks, counts: &mut Co
             Ok(_) => {}
         }
     }
+    counted
 }
 
 /// The perf_event sampler: one `segment`-long window after another for as long as
 /// `keep_going`, each handed to `emit` with its accounting, start and length (the capture
 /// turns them into its segments). `Err` says why perf_event cannot sample here.
 pub(crate) fn run(
-    hz: u32,
+    rate: Rate,
     segment: Duration,
     mut emit: impl FnMut(RawStacks, SampleCount, SystemTime, Duration),
     keep_going: impl Fn() -> bool,
@@ -297,45 +369,42 @@ pub(crate) fn run(
         Ok(kernel) => *kernel,
         Err(reason) => return Err(reason.clone()),
     };
-    // Load the symbol tables beside the sampling rather than when the first capture is
-    // answered: reading /proc/kallsyms takes the kernel a while, and backtrace loads the
-    // binary's debug information on its first lookup.
-    let _ = std::thread::Builder::new()
-        .name("symbols-load".into())
-        .spawn(move || {
-            if kernel {
-                kallsyms::kernel();
-            }
-            backtrace::trace(|frame| {
-                backtrace::resolve_frame(frame, |_| {});
-                true
-            });
-        });
+    load_symbols();
     let mut threads = Threads {
-        hz,
+        rate,
+        stride: 1,
         kernel,
         watched: HashMap::new(),
     };
+    let mut governor = Governor::new(rate);
     // Request tags are worth their cost only while someone reads them.
     request_tag::set_active(true);
     let _inactive = OnDrop(|| request_tag::set_active(false));
     let mut cpu_before = cpu_split();
     let mut started = SystemTime::now();
+    let mut polled = Instant::now();
     while keep_going() {
         let mut stacks = RawStacks::new();
         let mut counts = Counts::default();
         threads.rescan(&mut stacks, &mut counts);
         let end = Instant::now() + segment;
+        let mut widest = threads.stride;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             std::thread::sleep(left.min(POLL));
-            threads.drain(&mut stacks, &mut counts);
+            let cpu = threads.drain(&mut stacks, &mut counts);
+            if let Some(stride) = governor.observe(cpu, polled.elapsed()) {
+                threads.set_stride(stride);
+                widest = widest.max(stride);
+            }
+            polled = Instant::now();
             if left <= POLL {
                 break;
             }
         }
         let cpu_now = cpu_split();
         let now = SystemTime::now();
+        let hz = rate.hz_at(threads.stride);
         let per_cpu = |d: Duration| (d.as_secs_f64() * f64::from(hz)).floor() as u64;
         emit(
             stacks,
@@ -347,6 +416,7 @@ pub(crate) fn run(
                 expected: counts.periods,
                 excluded: per_cpu(cpu_now.1.saturating_sub(cpu_before.1)),
                 reported_lost: counts.lost,
+                lowest_hz: (widest > 1).then(|| rate.hz_at(widest)),
             },
             started,
             now.duration_since(started).unwrap_or(segment),
@@ -354,6 +424,28 @@ pub(crate) fn run(
         (cpu_before, started) = (cpu_now, now);
     }
     Ok(())
+}
+
+/// Loads the symbol tables on a thread of its own, once per process: reading /proc/kallsyms
+/// takes the kernel a while, and backtrace loads the binary's debug information on its
+/// first lookup. Done when the profiler starts, that CPU time falls outside every capture
+/// rather than into the first one's window (a load run's first seconds).
+pub(crate) fn load_symbols() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let kernel = matches!(probe(), Ok(true));
+        let _ = std::thread::Builder::new()
+            .name("symbols-load".into())
+            .spawn(move || {
+                if kernel {
+                    kallsyms::kernel();
+                }
+                backtrace::trace(|frame| {
+                    backtrace::resolve_frame(frame, |_| {});
+                    true
+                });
+            });
+    });
 }
 
 /// Runs its closure when dropped (however the sampler ends).
@@ -378,13 +470,13 @@ fn cpu_split() -> (Duration, Duration) {
 /// Names every frame of `stacks`; stacks that come out the same for the same request tag are
 /// merged. The key's time stamp, which pprof-rs never writes out, is `at` plus the tag in
 /// nanoseconds: it keeps the requests' samples apart ([`crate::capture`] reads it back).
-pub(crate) fn symbolize(stacks: RawStacks, at: SystemTime) -> HashMap<Frames, isize> {
+pub(crate) fn symbolize(stacks: RawStacks, at: SystemTime) -> HashMap<Frames, Tally> {
     let kernel = stacks
         .keys()
         .any(|s| s.ips.iter().any(|&ip| ip >= KERNEL_HALF))
         .then(kallsyms::kernel);
     let mut symbolizer = Symbolizer::new(kernel);
-    let mut out: HashMap<Frames, isize> = HashMap::new();
+    let mut out: HashMap<Frames, Tally> = HashMap::new();
     for (stack, count) in stacks {
         let frames = Frames {
             frames: symbolizer.frames(stack.ips.iter().copied(), true),
@@ -534,9 +626,9 @@ mod tests {
 
     #[test]
     fn ring_buffers_hold_two_polls_at_any_frequency() {
-        assert_eq!(ring_bytes(1), 16 * 1024);
+        assert_eq!(ring_bytes(Rate::fixed(1)), 16 * 1024);
         // At the highest frequency a poll gathers 50 samples of at most 1080 bytes.
-        assert!(ring_bytes(1000) >= 2 * 50 * 1080, "{}", ring_bytes(1000));
+        assert!(ring_bytes(Rate::fixed(1000)) >= 2 * 50 * 1080);
     }
 
     #[test]

@@ -59,6 +59,15 @@ impl Profiler {
         })
     }
 
+    /// Loads the symbol tables CPU captures name frames with, on a thread of its own, when
+    /// `profile_types` has `cpu`: the first capture then does not pay for it inside the
+    /// window it measures. Once per process; later calls do nothing.
+    pub fn load_symbols(&self) {
+        if self.inner.settings.has(ProfileType::Cpu) {
+            crate::perf_sampler::load_symbols();
+        }
+    }
+
     /// The settings this profiler runs with.
     pub fn settings(&self) -> &ProfilingSettings {
         &self.inner.settings
@@ -76,9 +85,9 @@ impl Profiler {
 
     /// An on-demand capture at the configured `sample_rate`, counted in [`Profiler::stats`].
     pub async fn capture_cpu(&self, duration: Duration) -> Result<CpuProfile, CaptureError> {
-        let hz = self.inner.settings.sample_rate;
-        capture::check(duration, hz)?;
-        let profile = capture::capture(duration, hz, self.inner.settings.sampler, true).await?;
+        let rate = self.inner.settings.rate();
+        capture::check(duration, rate.full_hz)?;
+        let profile = capture::capture(duration, rate, self.inner.settings.sampler, true).await?;
         self.record(&profile);
         Ok(profile)
     }
@@ -153,10 +162,10 @@ impl ContinuousProfiling {
 }
 
 async fn sample_loop(profiler: Profiler, tx: mpsc::Sender<CpuProfile>) {
-    let hz = profiler.inner.settings.sample_rate;
+    let rate = profiler.inner.settings.rate();
     let window = profiler.inner.settings.push_interval;
     loop {
-        match capture::capture(window, hz, profiler.inner.settings.sampler, false).await {
+        match capture::capture(window, rate, profiler.inner.settings.sampler, false).await {
             Ok(profile) => {
                 profiler.record(&profile);
                 if tx.try_send(profile).is_err() {

@@ -14,6 +14,10 @@ pub struct SampleCount {
     /// Samples the perf_event sampler's kernel reported dropped (`PERF_RECORD_LOST`): lost
     /// even where the CPU clocks fall short of them.
     pub reported_lost: u64,
+    /// The lowest rate a thread was sampled at, Hz, where the perf_event sampler lowered it
+    /// to keep within its budget ([`crate::rate`]); `None` when every sample was taken at
+    /// the full rate.
+    pub lowest_hz: Option<u32>,
 }
 
 impl SampleCount {
@@ -34,5 +38,9 @@ impl SampleCount {
         self.expected += other.expected;
         self.excluded += other.excluded;
         self.reported_lost += other.reported_lost;
+        self.lowest_hz = match (self.lowest_hz, other.lowest_hz) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rate::{DEFAULT_SAMPLE_BUDGET, Rate};
+
 /// Lowest and highest accepted CPU sampling frequency. pprof-rs arms `setitimer` with
 /// `1e6 / hz` microseconds, so above 1 kHz the signal handler's own cost dominates.
 pub const SAMPLE_RATE_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
@@ -93,8 +95,15 @@ pub struct ProfilingSettings {
     pub application_name: String,
     /// Listen address of the pprof HTTP endpoints. Default `"127.0.0.1:6060"`.
     pub server_address: SocketAddr,
-    /// CPU sampling frequency in Hz, 1 to 1000. Default `100`.
+    /// CPU sampling frequency in Hz, 1 to 1000. Default `100`. With the perf_event sampler it
+    /// is the full rate, which `sample_budget` may lower.
     pub sample_rate: u32,
+    /// Samples a second of wall time, over all the target's threads, that the perf_event
+    /// sampler keeps within: when the target's CPU use at `sample_rate` would call for more,
+    /// every thread's rate is lowered, and each sample counts for the full-rate samples it
+    /// stands for ([`crate::rate`]). `0` keeps `sample_rate` whatever the load. Not a key of
+    /// the guide's table. Default [`DEFAULT_SAMPLE_BUDGET`].
+    pub sample_budget: u32,
     /// Profiles to collect; `cpu`, `alloc_objects`, `alloc_space`, `inuse_objects`,
     /// `inuse_space`. Default `["cpu"]` (the allocation profiles need an instrumented
     /// allocator). At least one when `enabled`.
@@ -120,6 +129,7 @@ impl Default for ProfilingSettings {
             application_name: "caxton-runtime".to_owned(),
             server_address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6060),
             sample_rate: 100,
+            sample_budget: DEFAULT_SAMPLE_BUDGET,
             profile_types: vec![ProfileType::Cpu],
             sampler: Sampler::Auto,
             labels: BTreeMap::new(),
@@ -209,6 +219,14 @@ impl ProfilingSettings {
             ));
         }
         Ok(())
+    }
+
+    /// The rate CPU captures ask the sampler for.
+    pub fn rate(&self) -> Rate {
+        Rate {
+            full_hz: self.sample_rate,
+            budget: self.sample_budget,
+        }
     }
 
     /// Whether `profile_types` lists `ty`.

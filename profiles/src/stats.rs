@@ -93,6 +93,7 @@ mod tests {
             expected: 100,
             excluded: 7,
             reported_lost: 0,
+            lowest_hz: None,
         });
         // More samples than CPU time predicts (timer jitter) must not hide another capture's loss.
         c.record_capture(crate::capture::SampleCount {
@@ -100,6 +101,7 @@ mod tests {
             expected: 10,
             excluded: 0,
             reported_lost: 0,
+            lowest_hz: None,
         });
         let s = c.snapshot();
         assert_eq!(

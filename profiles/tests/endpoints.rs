@@ -208,16 +208,16 @@ async fn a_capture_at_another_frequency_waits_for_none_and_gets_409() {
     let err = caxton_profiles::capture_cpu(Duration::from_secs(1), 250)
         .await
         .unwrap_err();
+    let fixed = caxton_profiles::Rate::fixed;
     assert!(
         matches!(
             err,
-            caxton_profiles::CaptureError::Busy {
-                running: 100,
-                asked: 250
-            }
+            caxton_profiles::CaptureError::Busy { running, asked }
+                if running == fixed(100) && asked == fixed(250)
         ),
         "{err}"
     );
+    assert!(err.to_string().contains("running at 100 Hz"), "{err}");
     assert!(first.await.unwrap().is_ok());
 }
 

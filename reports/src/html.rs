@@ -389,9 +389,9 @@ fn flamegraph_section(body: &mut String, report: &RunReport, flamegraph: Option<
     if let Some(r) = &report.flamegraph {
         let _ = write!(
             body,
-            "<p class=\"note\">{} samples at {} Hz{}; {} lost ({:.1}% of what the target's CPU time called for).</p>",
+            "<p class=\"note\">{} samples at {}{}; {} lost ({:.1}% of what the target's CPU time called for).</p>",
             r.samples,
-            r.frequency_hz,
+            r.rate_text(),
             r.sampler
                 .as_deref()
                 .map(|s| format!(" ({} sampler)", escape(s)))

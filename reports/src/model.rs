@@ -364,9 +364,14 @@ pub struct FlamegraphRef {
     /// The pprof file the SVG was drawn from (`cpu.pb.gz`), relative like `path` (schema 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
-    /// Sampling frequency of the profile, Hz (schema 3; 0 when unknown).
+    /// Sampling frequency of the profile, Hz (schema 3; 0 when unknown): the full rate.
     #[serde(default)]
     pub frequency_hz: u32,
+    /// The lowest rate the target sampled at, Hz, where it lowered the rate under load to keep
+    /// within its sample budget (each sample then weighs as the full-rate samples it stands
+    /// for); absent when every sample was at the full rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lowest_frequency_hz: Option<u32>,
     /// Samples the profile holds (schema 3; 0 when unknown).
     #[serde(default)]
     pub samples: u64,
@@ -450,6 +455,17 @@ impl FlamegraphRef {
     /// the profile is.
     pub fn too_few_samples(&self) -> bool {
         self.samples < THIN_PROFILE_SAMPLES
+    }
+
+    /// The rate as the summary and the HTML say it: `1000 Hz`, or `1000 Hz (down to 67 Hz
+    /// under load)`.
+    pub fn rate_text(&self) -> String {
+        match self.lowest_frequency_hz {
+            Some(lowest) if lowest < self.frequency_hz => {
+                format!("{} Hz (down to {lowest} Hz under load)", self.frequency_hz)
+            }
+            _ => format!("{} Hz", self.frequency_hz),
+        }
     }
 
     /// The share of expected samples that were lost, 0 when nothing was expected.

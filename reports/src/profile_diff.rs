@@ -48,6 +48,10 @@ pub struct ProfileSide {
     pub folded: Vec<String>,
     /// Sampling frequency, Hz.
     pub frequency_hz: u32,
+    /// Samples the profile holds, where its folded weights are not sample counts (a profile
+    /// sampled at a lowered rate weighs each sample by the CPU time it stands for); `None`
+    /// when they are. The trust rule counts samples, the shares weights.
+    pub samples: Option<u64>,
     /// `None` when every sample is the target's; else what else the profile holds.
     pub not_target_only: Option<String>,
 }
@@ -171,10 +175,11 @@ fn distrust(baseline: &ProfileSide, b: &Folded, current: &ProfileSide, c: &Folde
                 side.label
             ));
         }
-        if folded.total < MIN_DIFF_SAMPLES {
+        let samples = side.samples.unwrap_or(folded.total);
+        if samples < MIN_DIFF_SAMPLES {
             why.push(format!(
-                "the {} profile holds {} samples; a diff needs at least {MIN_DIFF_SAMPLES} a side, fewer would draw sampling noise",
-                side.label, folded.total
+                "the {} profile holds {samples} samples; a diff needs at least {MIN_DIFF_SAMPLES} a side, fewer would draw sampling noise",
+                side.label
             ));
         }
     }
@@ -231,8 +236,8 @@ pub fn diff(
     let (b_incl, b_self) = frame_counts(&b);
     let (c_incl, c_self) = frame_counts(&c);
     Ok(DiffOutcome::Drawn(ProfileDiff {
-        baseline_samples: b.total,
-        current_samples: c.total,
+        baseline_samples: baseline.samples.unwrap_or(b.total),
+        current_samples: current.samples.unwrap_or(c.total),
         frequency_hz: current.frequency_hz,
         inclusive: top_shifts(&b_incl, b.total, &c_incl, c.total),
         self_time: top_shifts(&b_self, b.total, &c_self, c.total),
@@ -406,6 +411,7 @@ mod tests {
             label: label.into(),
             folded: lines.iter().map(|(s, n)| format!("{s} {n}")).collect(),
             frequency_hz: hz,
+            samples: None,
             not_target_only: None,
         }
     }

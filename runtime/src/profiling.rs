@@ -41,6 +41,7 @@ pub(crate) async fn start(
         return Ok(None);
     }
     let profiler = Profiler::new(cfg.clone())?;
+    profiler.load_symbols();
     if profiler.settings().wants_heap() {
         // Until now jemalloc only counted bytes; sampling starts here. Failing leaves CPU
         // profiles working, and `/debug/pprof/heap` answers 404 with this same reason.

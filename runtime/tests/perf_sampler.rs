@@ -15,6 +15,9 @@ use support::Harness;
 /// Largest share of the called-for samples the perf_event sampler may lose.
 const MAX_LOST_SHARE: f64 = 0.05;
 
+/// The process has one sampler, at one rate: tests asking for different rates take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Capture {
     sampler: String,
     taken: u64,
@@ -67,6 +70,7 @@ async fn capture_under_load(h: &Harness, seconds: u64) -> Result<Capture, String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn perf_event_sampler_loses_few_samples_and_signal_still_works() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let srv = start(Sampler::PerfEvent).await;
     match capture_under_load(&srv, 3).await {
         Ok(perf) => {
@@ -133,10 +137,13 @@ async fn perf_event_sampler_loses_few_samples_and_signal_still_works() {
 /// flamegraph of slow requests leads to their traces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_of_a_traced_request_carry_its_trace_id() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let srv = Harness::start(|cfg| {
         cfg.profiling.enabled = true;
         cfg.profiling.server_address = "127.0.0.1:0".parse().unwrap();
         cfg.profiling.sampler = Sampler::PerfEvent;
+        // Every sample at the full rate: this test counts the samples of one client's trace.
+        cfg.profiling.sample_budget = 0;
         cfg.observability.enable_tracing = true;
         // Rate 0: only the caller's sampled flag gets a request traced. Nothing listens on
         // port 1; the exporter's failures do not reach the requests.
@@ -198,6 +205,87 @@ async fn samples_of_a_traced_request_carry_its_trace_id() {
     assert!(
         untraced_requests > 0,
         "the untraced client's requests are tagged without a trace"
+    );
+    srv.server.shutdown().await;
+}
+
+/// Under load the sampler lowers its rate to keep within `[profiling] sample_budget`, says so
+/// (`x-pprof-sample-rate-lowest`), and weighs each sample by the full-rate periods it stands
+/// for: the profile still accounts for the CPU the process used, so its flamegraph keeps
+/// the proportions a fixed rate would have drawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_target_is_sampled_within_the_budget_and_weighed_to_its_cpu_time() {
+    const SECONDS: u64 = 3;
+    const BUDGET: u32 = 50;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let srv = Harness::start(|cfg| {
+        cfg.profiling.enabled = true;
+        cfg.profiling.server_address = "127.0.0.1:0".parse().unwrap();
+        cfg.profiling.sampler = Sampler::PerfEvent;
+        cfg.profiling.sample_rate = 1000;
+        cfg.profiling.sample_budget = BUDGET;
+    })
+    .await;
+    let id = srv.agent("cpu-heavy").await;
+    let load: Vec<_> = (0..2)
+        .map(|_| support::keep_busy(&srv.http, &srv.base, &id, 20_000))
+        .collect();
+    // No thread filter in this process: the profile is of all of it, clients included.
+    let process_cpu = || {
+        let (target, other) = caxton_profiles::threads::cpu_split();
+        target + other
+    };
+    let before = process_cpu();
+    let resp = srv.profile_during(SECONDS, load).await;
+    let used = process_cpu() - before;
+    let status = resp.status();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let (taken, lowest) = (
+        header("x-pprof-samples"),
+        header("x-pprof-sample-rate-lowest"),
+    );
+    let body = resp.bytes().await.unwrap();
+    if status != 200 {
+        assert_eq!(
+            std::env::var("CAXTON_ALLOW_NO_PERF").as_deref(),
+            Ok("1"),
+            "the perf_event sampler was refused: {}",
+            String::from_utf8_lossy(&body)
+        );
+        return;
+    }
+    let profile = decode_pprof(&body).expect("valid gzipped pprof");
+    let samples: i64 = profile.sample.iter().map(|s| s.value[0]).sum();
+    let cpu_ns: i64 = profile.sample.iter().map(|s| s.value[1]).sum();
+    let profiled = std::time::Duration::from_nanos(cpu_ns.max(0) as u64);
+    eprintln!(
+        "{samples} samples (header {taken:?}), lowest rate {lowest:?} Hz, profile CPU {profiled:?}, \
+         process CPU {used:?}"
+    );
+    assert_eq!(
+        Some(samples as u64),
+        taken,
+        "the pprof counts the samples taken"
+    );
+    let lowest = lowest.expect("a busy process is sampled below the full rate, and says so");
+    assert!(lowest < 1000, "lowest rate {lowest} Hz");
+    // The first poll runs at the full rate before the sampler has seen the load.
+    let bound = 2 * u64::from(BUDGET) * SECONDS + 150;
+    assert!(
+        (samples as u64) <= bound,
+        "{samples} samples in {SECONDS} s: more than twice the budget of {BUDGET}/s"
+    );
+    // The capture window is a segment shorter than the measured one at most, and the
+    // measured one also holds the symbolizing: the profile's CPU falls a little short.
+    let ratio = profiled.as_secs_f64() / used.as_secs_f64();
+    assert!(
+        (0.5..=1.3).contains(&ratio),
+        "the profile accounts for {profiled:?} of the {used:?} the process used ({ratio:.2})"
     );
     srv.server.shutdown().await;
 }
