@@ -1,7 +1,8 @@
 # Sourced by ci/gate and ci/nightly: the dev-profile binaries and a `caxton serve` on free
 # loopback ports with its pprof endpoint on, stopped on exit. Needs $tmp (a scratch dir)
 # and $out (where runtime.log goes); optional: $PROFILE_HZ (the profiler's rate, default
-# 1000), $RUNTIME_EXTRA_TOML (a file of further config tables appended to caxton.toml) and
+# 1000, within a sample budget of 1000 a second: a run's profile, and its diff and its slow
+# requests' diff, need thousands of samples), $RUNTIME_EXTRA_TOML (a file of further config tables appended to caxton.toml) and
 # $RUNTIME_CPUS (a taskset CPU list the runtime is pinned to).
 
 # The dev profile ci/test builds (a no-op when it is up to date), or CAXTON_BIN_DIR as is.
@@ -59,6 +60,7 @@ ${RUNTIME_SERVER_EXTRA:-}
 enabled = true
 server_address = "127.0.0.1:$pprof"
 sample_rate = ${PROFILE_HZ:-1000}
+sample_budget = 1000
 TOML
   # Further tables of the caller's (e.g. ci/gate --runtime-toml: [observability]).
   if [[ -n ${RUNTIME_EXTRA_TOML:-} ]]; then cat "$RUNTIME_EXTRA_TOML" >>"$tmp/caxton.toml"; fi

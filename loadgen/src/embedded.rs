@@ -21,6 +21,13 @@ use thiserror::Error;
 #[cfg(feature = "embedded")]
 pub(crate) const EMBEDDED_PROFILE_HZ: u32 = 1000;
 
+/// Lowest sample budget of the embedded runtime's profiler, samples a second: a busy target
+/// keeps about the full rate on one core. A run profiles its target to explain its tail, and
+/// the profile of the slow requests (a few per cent of the CPU) needs thousands of samples
+/// for its diff; the runtime's own default keeps a production server's cost down instead.
+#[cfg(feature = "embedded")]
+pub(crate) const EMBEDDED_SAMPLE_BUDGET: u32 = 1000;
+
 #[derive(Debug, Error)]
 pub enum EmbeddedError {
     #[error("embedded runtime configuration: {0}")]
@@ -95,6 +102,11 @@ impl Embedded {
             // A light load (the main job's target is nearly idle) leaves too few samples at
             // the runtime's default 100 Hz; a higher rate configured in --runtime-config stays.
             config.profiling.sample_rate = config.profiling.sample_rate.max(EMBEDDED_PROFILE_HZ);
+            // 0 (never lowered) stays.
+            if config.profiling.sample_budget != 0 {
+                config.profiling.sample_budget =
+                    config.profiling.sample_budget.max(EMBEDDED_SAMPLE_BUDGET);
+            }
         }
         caxton_profiles::threads::set_target_threads(caxton_runtime::threads::is_runtime_thread);
         let runtime = tokio::runtime::Builder::new_multi_thread()
