@@ -2,7 +2,7 @@
 //! change point rather than on a fixed week-old comparison: the names, defined once, and the
 //! samples built from a judged history.
 
-use caxton_reports::history::{History, SeriesKey};
+use caxton_reports::history::{Confirmed, History, SeriesKey};
 use caxton_reports::remote_write::Sample;
 
 /// One sample per change point of the history; the value is its relative change (after /
@@ -137,6 +137,41 @@ pub fn verdict_samples(history: &History, ts: i64) -> Vec<Sample> {
             _ => sample,
         }
     }));
+    // A confirmed metric with no ratio series (the error rate, whose ratio to a control that
+    // made no errors is undefined) raises a flag of its own, labelled as its series would be.
+    let has_series = |c: &Confirmed| {
+        history.verdicts.iter().any(|v| {
+            let key = &v.series.key;
+            key.scenario == caxton_reports::history::series::PAIRED
+                && key.target == c.pair
+                && key.metric.key() == c.metric
+        })
+    };
+    out.extend(
+        history
+            .confirmed
+            .iter()
+            .filter(|c| !has_series(c))
+            .map(|c| Sample {
+                name: REGRESSION.to_string(),
+                labels: vec![
+                    ("metric".into(), c.metric.clone()),
+                    ("stage".into(), caxton_reports::history::series::ALL.into()),
+                    (
+                        "scenario".into(),
+                        caxton_reports::history::series::PAIRED.into(),
+                    ),
+                    ("plan".into(), c.plan.clone()),
+                    ("target".into(), c.pair.clone()),
+                    (
+                        "run_id".into(),
+                        c.run_ids.last().cloned().unwrap_or_default(),
+                    ),
+                ],
+                value: 1.0,
+                timestamp_ms: ts,
+            }),
+    );
     out.push(Sample {
         name: JUDGED_SERIES.to_string(),
         labels: Vec::new(),
@@ -190,5 +225,39 @@ mod tests {
                 .iter()
                 .all(|s| s.timestamp_ms == 7 && VERDICT_METRIC_NAMES.contains(&s.name.as_str()))
         );
+    }
+
+    #[test]
+    fn a_confirmed_error_rate_raises_a_flag_of_its_own() {
+        let mut history = judged(30);
+        let pair = "nightly vs 0.2.0@abc123";
+        history.confirmed.push(Confirmed {
+            pair: pair.into(),
+            plan: "k6".into(),
+            metric: "error_rate".into(),
+            run_ids: vec!["night-1".into(), "night-2".into()],
+            changes: vec![f64::INFINITY, f64::INFINITY],
+        });
+        let samples = verdict_samples(&history, 7);
+        let label = |s: &Sample, n: &str| {
+            s.labels
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let flags: Vec<_> = samples
+            .iter()
+            .filter(|s| s.name == REGRESSION && label(s, "metric") == "error_rate")
+            .collect();
+        assert_eq!(flags.len(), 1, "{samples:?}");
+        let flag = flags[0];
+        assert_eq!(flag.value, 1.0);
+        assert_eq!(label(flag, "target"), pair);
+        assert_eq!(
+            label(flag, "scenario"),
+            caxton_reports::history::series::PAIRED
+        );
+        assert_eq!(label(flag, "run_id"), "night-2");
     }
 }

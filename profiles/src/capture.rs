@@ -154,12 +154,18 @@ impl Drop for Subscription {
     }
 }
 
+/// How long a capture waits for the last one's sampler, at another rate or with another
+/// backend, to end: it ends at its segment's end once nobody subscribes.
+const WIND_DOWN: Duration = Duration::from_secs(2);
+
 /// Joins the sampler at `rate` with the backend `sampler` (resolved, not `Auto`), starting it if
 /// it is idle. The sampler has a thread of its own: it outlives the runtime of whoever started
-/// it.
-fn subscribe(rate: Rate, sampler: Sampler) -> Result<Subscription, CaptureError> {
+/// it. `Ok(None)`: a sampler nobody subscribes to any more, at another rate or with another
+/// backend, has not ended yet.
+fn subscribe(rate: Rate, sampler: Sampler) -> Result<Option<Subscription>, CaptureError> {
     let mut hub = hub();
     match hub.as_mut() {
+        Some(h) if h.subscribers == 0 && (h.rate != rate || h.sampler != sampler) => Ok(None),
         Some(h) if h.rate != rate => Err(CaptureError::Busy {
             running: h.rate,
             asked: rate,
@@ -170,9 +176,9 @@ fn subscribe(rate: Rate, sampler: Sampler) -> Result<Subscription, CaptureError>
         }),
         Some(h) => {
             h.subscribers += 1;
-            Ok(Subscription {
+            Ok(Some(Subscription {
                 segments: h.segments.subscribe(),
-            })
+            }))
         }
         None => {
             let (tx, rx) = broadcast::channel(8);
@@ -206,7 +212,7 @@ fn subscribe(rate: Rate, sampler: Sampler) -> Result<Subscription, CaptureError>
                     "starting the sampler thread: {e}"
                 )));
             }
-            Ok(Subscription { segments: rx })
+            Ok(Some(Subscription { segments: rx }))
         }
     }
 }
@@ -369,7 +375,20 @@ pub(crate) async fn capture(
 ) -> Result<CpuProfile, CaptureError> {
     let asked = SystemTime::now();
     let sampler = perf_sampler::resolve(sampler).map_err(CaptureError::PerfEvent)?;
-    let mut sub = subscribe(rate, sampler)?;
+    let waited_from = tokio::time::Instant::now();
+    let mut sub = loop {
+        match subscribe(rate, sampler)? {
+            Some(sub) => break sub,
+            None if waited_from.elapsed() < WIND_DOWN => {
+                tokio::time::sleep(SEGMENT / 10).await;
+            }
+            None => {
+                return Err(CaptureError::Sampler(
+                    "the last capture's sampler did not end".into(),
+                ));
+            }
+        }
+    };
     let mut signal: Option<UnresolvedReport> = None;
     let mut perf = RawStacks::new();
     let mut samples = SampleCount::default();
@@ -658,6 +677,36 @@ mod tests {
             Err(CaptureError::InvalidFrequency(1001))
         ));
         assert!(check(Duration::from_secs(300), 1000).is_ok());
+    }
+
+    #[test]
+    fn a_sampler_winding_down_at_another_rate_is_waited_for_not_refused() {
+        let (segments, _) = broadcast::channel(1);
+        *hub() = Some(Hub {
+            rate: Rate::fixed(100),
+            sampler: Sampler::Signal,
+            subscribers: 0,
+            segments,
+        });
+        // Nobody subscribes any more: its thread ends at its segment's end.
+        assert!(matches!(
+            subscribe(Rate::fixed(250), Sampler::Signal),
+            Ok(None)
+        ));
+        assert!(matches!(
+            subscribe(Rate::fixed(100), Sampler::PerfEvent),
+            Ok(None)
+        ));
+        // At its own rate a capture joins it.
+        let joined = subscribe(Rate::fixed(100), Sampler::Signal).unwrap();
+        assert!(joined.is_some());
+        // While it has a subscriber, another rate is refused.
+        assert!(matches!(
+            subscribe(Rate::fixed(250), Sampler::Signal),
+            Err(CaptureError::Busy { .. })
+        ));
+        drop(joined);
+        *hub() = None;
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub const CONFIRM_NIGHTS: usize = 2;
 pub struct Confirmed {
     /// The pair, as its ratio series name it (`<target key> vs <control build>`).
     pub pair: String,
+    /// The plan, as its ratio series key it ([`series::plan_key`]).
+    pub plan: String,
     pub metric: String,
     /// The nights, oldest first, and each night's change B/A − 1.
     pub run_ids: Vec<String>,
@@ -78,6 +80,7 @@ pub fn find(paired: &[&AbReport]) -> Vec<Confirmed> {
             if let Some(changes) = changes {
                 out.push(Confirmed {
                     pair: pair.clone(),
+                    plan: series::plan_key(&newest[CONFIRM_NIGHTS - 1].candidate.plan),
                     metric: row.metric.clone(),
                     run_ids: newest.iter().map(|ab| ab.run_id.clone()).collect(),
                     changes,
