@@ -186,6 +186,15 @@ mod tests {
     use super::*;
     use caxton_reports::history::{self, DetectOptions, fixtures};
 
+    /// The value of label `n` of `s`, empty when it has none.
+    fn label(s: &Sample, n: &str) -> String {
+        s.labels
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
     fn judged(nights: usize) -> History {
         history::analyse(
             fixtures::runs(nights),
@@ -197,13 +206,6 @@ mod tests {
     #[test]
     fn a_regression_is_one_change_point_and_a_raised_flag_on_its_series_only() {
         let samples = verdict_samples(&judged(30), 7);
-        let label = |s: &Sample, n: &str| {
-            s.labels
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
         let points: Vec<_> = samples.iter().filter(|s| s.name == CHANGE_POINT).collect();
         assert_eq!(points.len(), 1, "{samples:?}");
         assert_eq!(label(points[0], "metric"), "p95");
@@ -239,13 +241,6 @@ mod tests {
             changes: vec![f64::INFINITY, f64::INFINITY],
         });
         let samples = verdict_samples(&history, 7);
-        let label = |s: &Sample, n: &str| {
-            s.labels
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
         let flags: Vec<_> = samples
             .iter()
             .filter(|s| s.name == REGRESSION && label(s, "metric") == "error_rate")
