@@ -18,14 +18,14 @@ use thiserror::Error;
 
 /// Lowest sampling rate of the embedded runtime's profiler, Hz: the highest the profiler
 /// accepts, so that the main job's profile of a nearly idle target holds enough samples.
-#[cfg(feature = "embedded")]
+/// `ab`'s runtimes get it too.
 pub(crate) const EMBEDDED_PROFILE_HZ: u32 = 1000;
 
 /// Lowest sample budget of the embedded runtime's profiler, samples a second: a busy target
 /// keeps about the full rate on one core. A run profiles its target to explain its tail, and
 /// the profile of the slow requests (a few per cent of the CPU) needs thousands of samples
 /// for its diff; the runtime's own default keeps a production server's cost down instead.
-#[cfg(feature = "embedded")]
+/// `ab`'s runtimes get it too.
 pub(crate) const EMBEDDED_SAMPLE_BUDGET: u32 = 1000;
 
 #[derive(Debug, Error)]

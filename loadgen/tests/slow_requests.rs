@@ -4,8 +4,13 @@
 //! report.json (requests above the run's p95) ranks `slow_path` first, while the whole run's
 //! profile does not: there `fast_path` holds more of the CPU. The files it names exist.
 //!
+//! `caxton-bench ab` of two runtimes of this build running that agent diffs the arms' slow
+//! requests against each other (`diff-slow-flamegraph.svg`, both arms' `slow_path` in it).
+//!
 //! Request tags need the perf_event sampler; where `perf_event_open` is refused
 //! (`CAXTON_ALLOW_NO_PERF=1`), the report must say that no sample was labelled instead.
+//!
+//! The runs load the same two cores, so they take turns.
 
 mod common;
 
@@ -17,6 +22,20 @@ use caxton_reports::model::RunReport;
 use common::{bench_within, out_dir, text};
 
 const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/slow-tail.wat");
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The slow path burns about 30 M rounds: more fuel and time than the defaults allow a
+/// message. Nothing persisted: each run starts with no agent and no module.
+fn slow_tail_config(out: &Path) -> std::path::PathBuf {
+    let config = out.join("caxton.toml");
+    std::fs::write(
+        &config,
+        "[server]\npersist_agents = false\n[agents]\nfuel_per_message = 2000000000\nexecution_timeout = \"10s\"\n",
+    )
+    .unwrap();
+    config
+}
 
 /// The frame holding the most self samples of a profile.
 fn top_self_frame(pprof: &Path) -> (String, f64) {
@@ -38,16 +57,10 @@ fn top_self_frame(pprof: &Path) -> (String, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_slow_requests_profile_ranks_the_slow_path_first() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let out = out_dir("slow-requests");
     std::fs::create_dir_all(&out).unwrap();
-    // The slow path burns about 30 M rounds: more fuel and time than the defaults allow a
-    // message. Nothing persisted: each run starts with no agent and no module.
-    let config = out.join("caxton.toml");
-    std::fs::write(
-        &config,
-        "[server]\npersist_agents = false\n[agents]\nfuel_per_message = 2000000000\nexecution_timeout = \"10s\"\n",
-    )
-    .unwrap();
+    let config = slow_tail_config(&out);
     let o = bench_within(
         Duration::from_secs(120),
         "t",
@@ -170,6 +183,93 @@ async fn the_slow_requests_profile_ranks_the_slow_path_first() {
         "{}",
         text(&c)
     );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ab_diffs_the_arms_slow_requests_against_each_other() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let out = out_dir("slow-requests-ab");
+    std::fs::create_dir_all(&out).unwrap();
+    let config = slow_tail_config(&out);
+    let caxton = Path::new(common::BENCH).parent().unwrap().join("caxton");
+    assert!(
+        caxton.is_file(),
+        "no caxton binary beside caxton-bench (cargo build -p caxton-runtime --bin caxton)"
+    );
+    // Two runtimes of one build, each arm with half the users.
+    let o = bench_within(
+        Duration::from_secs(150),
+        "t",
+        &[
+            "ab",
+            "--baseline-runtime",
+            caxton.to_str().unwrap(),
+            "--runtime",
+            caxton.to_str().unwrap(),
+            "--runtime-config",
+            config.to_str().unwrap(),
+            "--agent-type",
+            "slow-tail",
+            "--agent-module",
+            AGENT,
+            "--scenario",
+            "messaging",
+            "--concurrent-users",
+            "6",
+            "--duration",
+            "20s",
+            "--think-time",
+            "0s",
+            "--slice",
+            "2s",
+        ],
+        &out,
+    )
+    .await;
+    let code = o.status.code();
+    assert!(
+        matches!(code, Some(0 | 99)),
+        "ab of one build against itself ended {code:?}\n{}",
+        text(&o)
+    );
+    let run = out.join("t");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("report.json")).unwrap()).unwrap();
+    let mut perf = true;
+    for arm in ["baseline", "candidate"] {
+        let profile = &report[arm]["flamegraph"];
+        assert!(
+            profile["slow"].is_object(),
+            "the {arm} arm has no profile of its slow requests: {profile}\n{}",
+            text(&o)
+        );
+        perf &= profile["sampler"] == "perf_event";
+    }
+    let shown = String::from_utf8_lossy(&o.stdout);
+    if !perf {
+        assert_eq!(
+            std::env::var("CAXTON_ALLOW_NO_PERF").as_deref(),
+            Ok("1"),
+            "request tags need perf_event\n{}",
+            text(&o)
+        );
+        return;
+    }
+    let (_, slow) = shown
+        .split_once("slow requests (B against A):")
+        .unwrap_or_else(|| panic!("no slow-against-slow diff\n{}", text(&o)));
+    let svg = run.join("diff-slow-flamegraph.svg");
+    if svg.exists() {
+        assert!(slow.contains("differential flamegraph:"), "{slow}");
+        let drawn = std::fs::read_to_string(&svg).unwrap();
+        assert!(drawn.contains("slow_path"), "the slow diff lacks slow_path");
+    } else {
+        // A machine busy enough to starve the arms leaves a slow side under the diff's
+        // 1000 samples; the output must say so.
+        assert!(slow.contains("a diff needs at least"), "{slow}");
+        eprintln!("slow sides too thin for a diff here: {slow}");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -1,7 +1,8 @@
 //! The two runtimes of an A/B run without targets: two `caxton` binaries (`--baseline-runtime`
 //! and `--runtime`) with one configuration (or the baseline's own,
 //! `--baseline-runtime-config`), each on its own free loopback ports and data
-//! directory, with its pprof endpoint on, stopped when dropped.
+//! directory, with its pprof endpoint on (at the embedded runtime's sample rate and budget
+//! unless the configuration sets them), stopped when dropped.
 //!
 //! Both inherit this process's CPU affinity, so they are pinned alike: neither gets a core
 //! the other cannot use.
@@ -53,6 +54,16 @@ impl Runtime {
         let profiling = section(&mut table, "profiling");
         profiling.insert("enabled".into(), true.into());
         profiling.insert("server_address".into(), pprof.clone().into());
+        // As the embedded runtime's: the arms' diffs (and their slow requests') need
+        // thousands of samples; a rate or budget set in the config stays.
+        let rate = crate::embedded::EMBEDDED_PROFILE_HZ;
+        let budget = crate::embedded::EMBEDDED_SAMPLE_BUDGET;
+        profiling
+            .entry("sample_rate")
+            .or_insert(i64::from(rate).into());
+        profiling
+            .entry("sample_budget")
+            .or_insert(i64::from(budget).into());
         let config_path = dir.join(format!("{arm}-caxton.toml"));
         std::fs::write(&config_path, table.to_string())
             .map_err(io(format!("writing {}", config_path.display())))?;
