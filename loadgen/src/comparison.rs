@@ -74,12 +74,11 @@ pub fn compare(args: &CompareArgs) -> Result<u8, ComparisonError> {
         print!("{}", profiles.to_text(svg.as_deref()));
     }
     // Slow requests against slow requests, when both runs profiled theirs.
-    if let Some(slow) =
-        profile_diff::diff_slow_runs((&baseline, &baseline_path), (&current, &args.current))
-    {
-        let slow = slow?;
+    let slow = profile_diff::diff_slow_runs((&baseline, &baseline_path), (&current, &args.current))
+        .transpose()?;
+    if let Some(slow) = &slow {
         let file = profile_diff::SLOW_DIFF_FLAMEGRAPH_FILE;
-        let svg = profile_diff::write_svg_as(&slow, &diff_dir, file)
+        let svg = profile_diff::write_svg_as(slow, &diff_dir, file)
             .map_err(|source| ComparisonError::DiffSvg {
                 dir: diff_dir.clone(),
                 source,
@@ -92,7 +91,8 @@ pub fn compare(args: &CompareArgs) -> Result<u8, ComparisonError> {
         }
     }
     if let Some(out) = &args.html {
-        let page = html::render_comparison(&baseline, &current, &result, Some(&profiles))?;
+        let page =
+            html::render_comparison(&baseline, &current, &result, Some(&profiles), slow.as_ref())?;
         html::write_file(out, &page)?;
         println!("html: {}", out.display());
     }

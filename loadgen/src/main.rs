@@ -67,7 +67,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<u8> {
                 if args.markdown {
                     print!("{}", ab.to_markdown());
                 } else {
-                    let page = caxton_reports::html::render_ab(&ab, None)?;
+                    let page = caxton_reports::html::render_ab(&ab, None, None)?;
                     let out = args.report.with_file_name("report.html");
                     caxton_reports::html::write_file(&out, &page)?;
                     println!("report: {}", out.display());

@@ -5,7 +5,8 @@
 //! profile does not: there `fast_path` holds more of the CPU. The files it names exist.
 //!
 //! `caxton-bench ab` of two runtimes of this build running that agent diffs the arms' slow
-//! requests against each other (`diff-slow-flamegraph.svg`, both arms' `slow_path` in it).
+//! requests against each other (`diff-slow-flamegraph.svg`, both arms' `slow_path` in it,
+//! and a section of report.html).
 //!
 //! Request tags need the perf_event sampler; where `perf_event_open` is refused
 //! (`CAXTON_ALLOW_NO_PERF=1`), the report must say that no sample was labelled instead.
@@ -259,6 +260,11 @@ async fn ab_diffs_the_arms_slow_requests_against_each_other() {
     let (_, slow) = shown
         .split_once("slow requests (B against A):")
         .unwrap_or_else(|| panic!("no slow-against-slow diff\n{}", text(&o)));
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        html.contains("Slow requests: CPU profile diff, B against A"),
+        "report.html lacks the slow requests' diff"
+    );
     let svg = run.join("diff-slow-flamegraph.svg");
     if svg.exists() {
         assert!(slow.contains("differential flamegraph:"), "{slow}");

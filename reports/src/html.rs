@@ -460,6 +460,7 @@ pub fn render_comparison(
     current: &RunReport,
     comparison: &Comparison,
     profiles: Option<&DiffOutcome>,
+    slow: Option<&DiffOutcome>,
 ) -> Result<String, HtmlError> {
     let mut body = String::new();
     let (class, verdict) = if comparison.regressed() {
@@ -511,9 +512,7 @@ pub fn render_comparison(
         },
     ];
     charts_section(&mut body, &runs)?;
-    if let Some(p) = profiles {
-        body.push_str(&p.to_html());
-    }
+    profile_sections(&mut body, profiles, slow, "current against baseline");
     Ok(page("caxton-bench compare", &body))
 }
 
@@ -541,10 +540,11 @@ svg .empty{font-size:13px;fill:#999}img.flamegraph{width:100%;border:1px solid #
 
 /// Summary line and latency table of a set of requests.
 /// The page of an A/B run: the verdict table first, then both arms on the same charts and
-/// the differential flamegraph of B against A.
+/// the differential flamegraphs of B against A (the whole profiles, the slow requests).
 pub fn render_ab(
     report: &crate::paired::AbReport,
     profiles: Option<&DiffOutcome>,
+    slow: Option<&DiffOutcome>,
 ) -> Result<String, HtmlError> {
     use crate::paired::AbOutcome;
     let mut body = String::new();
@@ -596,10 +596,24 @@ pub fn render_ab(
         },
     ];
     charts_section(&mut body, &runs)?;
-    if let Some(p) = profiles {
-        body.push_str(&p.to_html());
-    }
+    profile_sections(&mut body, profiles, slow, "B against A");
     Ok(page("caxton-bench ab", &body))
+}
+
+/// The diff of two runs' profiles, then of their slow requests (each cut at its own run's
+/// threshold), where there are such diffs.
+fn profile_sections(
+    body: &mut String,
+    whole: Option<&DiffOutcome>,
+    slow: Option<&DiffOutcome>,
+    which: &str,
+) {
+    if let Some(p) = whole {
+        body.push_str(&p.to_html(&format!("CPU profile diff, {which}")));
+    }
+    if let Some(p) = slow {
+        body.push_str(&p.to_html(&format!("Slow requests: CPU profile diff, {which}")));
+    }
 }
 
 fn stats_tables(s: &Stats) -> String {

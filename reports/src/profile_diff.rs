@@ -352,8 +352,9 @@ impl DiffOutcome {
     }
 
     /// The section of the comparison page.
-    pub fn to_html(&self) -> String {
-        let mut out = String::from("<h2>CPU profile diff</h2>");
+    /// The diff as a page section under the heading `title`.
+    pub fn to_html(&self, title: &str) -> String {
+        let mut out = format!("<h2>{}</h2>", escape(title));
         match self {
             DiffOutcome::NotDrawn(why) => {
                 out.push_str("<p>No differential flamegraph is drawn:</p><ul>");

@@ -191,7 +191,7 @@ fn the_comparison_page_overlays_both_runs() {
     let page: PathBuf = work.join("compare.html");
     html::write_file(
         &page,
-        &html::render_comparison(&baseline, &current, &c, None).unwrap(),
+        &html::render_comparison(&baseline, &current, &c, None, None).unwrap(),
     )
     .unwrap();
     assert_self_contained(&std::fs::read_to_string(&page).unwrap());

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use caxton_reports::compare;
 use caxton_reports::model::ReportError;
 use caxton_reports::paired::{self, AB_SCHEMA_VERSION, AbOutcome, AbReport, Arm, PairedOptions};
+use caxton_reports::profile_diff::DiffOutcome;
 use thiserror::Error;
 
 use crate::cli::AbArgs;
@@ -210,7 +211,9 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
         Some(Err(e)) => (None, Some(e.to_string()), None),
         None => (None, None, None),
     };
-    let slow_diff = profiled
+    // Slow requests against slow requests, when both arms profiled theirs; a diff that
+    // failed says why on the page as one not drawn.
+    let slow = profiled
         .then(|| {
             crate::profile_diff::diff_slow_runs(
                 (&report.baseline, &a.report_path),
@@ -218,19 +221,17 @@ pub async fn run(args: &AbArgs, argv: &[String]) -> Result<AbRun, AbError> {
             )
         })
         .flatten()
-        .map(|slow| match slow {
-            Ok(outcome) => {
-                let file = crate::profile_diff::SLOW_DIFF_FLAMEGRAPH_FILE;
-                let svg = crate::profile_diff::write_svg_as(&outcome, &dir, file)
-                    .ok()
-                    .flatten()
-                    .map(|p| p.display().to_string());
-                outcome.to_text(svg.as_deref())
-            }
-            Err(e) => e.to_string(),
-        });
+        .map(|slow| slow.unwrap_or_else(|e| DiffOutcome::NotDrawn(vec![e.to_string()])));
+    let slow_diff = slow.as_ref().map(|outcome| {
+        let file = crate::profile_diff::SLOW_DIFF_FLAMEGRAPH_FILE;
+        let svg = crate::profile_diff::write_svg_as(outcome, &dir, file)
+            .ok()
+            .flatten()
+            .map(|p| p.display().to_string());
+        outcome.to_text(svg.as_deref())
+    });
     push(args, &report).await;
-    let page = caxton_reports::html::render_ab(&report, profiles.as_ref())?;
+    let page = caxton_reports::html::render_ab(&report, profiles.as_ref(), slow.as_ref())?;
     let html_path = dir.join("report.html");
     caxton_reports::html::write_file(&html_path, &page)?;
     Ok(AbRun {
