@@ -351,7 +351,6 @@ impl DiffOutcome {
         }
     }
 
-    /// The section of the comparison page.
     /// The diff as a page section under the heading `title`.
     pub fn to_html(&self, title: &str) -> String {
         let mut out = format!("<h2>{}</h2>", escape(title));
